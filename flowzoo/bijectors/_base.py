@@ -1,0 +1,134 @@
+"""The Bijector protocol and its combinators: ``invert``, ``chain`` and ``stack``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .._types import Array, Batch, Context, Key, LogDet, Params
+
+
+class Bijector(NamedTuple):
+    """An invertible map between ``(batch, *event)`` arrays as three pure functions.
+
+    * ``init(key, x, context=None) -> params``. ``x`` is a batch on the *data side* (the
+      output of ``forward``, the input of ``inverse``); layers with data-dependent
+      initialisation (ActNorm) compute their statistics from it.
+    * ``forward(params, z, context=None) -> (x, logdet)``: the generative direction,
+      ``logdet = log|det dx/dz|`` with shape ``(batch,)``.
+    * ``inverse(params, x, context=None) -> (z, logdet)``: the normalizing direction,
+      ``logdet = log|det dz/dx|``, equal to minus the forward log-det at the same point.
+
+    ``context`` is an optional conditioning array with the same leading batch axis; a
+    bijector that does not use it ignores it, so conditional and unconditional layers chain.
+    """
+
+    init: Callable[..., Params]
+    forward: Callable[..., tuple[Batch, LogDet]]
+    inverse: Callable[..., tuple[Batch, LogDet]]
+
+
+def sum_except_batch(x: Array) -> Array:
+    """Sum over all axes but the first: ``(batch, *event) -> (batch,)``."""
+    return jnp.sum(x.reshape(x.shape[0], -1), axis=-1)
+
+
+def invert(bijector: Bijector) -> Bijector:
+    """Swap the forward and inverse directions of ``bijector``.
+
+    ``init`` of the inverted bijector receives a batch on *its* data side, which is the
+    original's latent side; it is mapped through the original's ``forward`` only to the
+    extent the original's init needs data, so data-dependent layers should not be
+    inverted before initialisation.
+    """
+
+    def init(key: Key, x: Batch, context: Context = None) -> Params:
+        return bijector.init(key, x, context)
+
+    return Bijector(init, bijector.inverse, bijector.forward)
+
+
+def chain(*bijectors: Bijector) -> Bijector:
+    """Compose bijectors; ``forward`` applies them in the order given.
+
+    ``chain(a, b).forward(z) == b.forward(a.forward(z))``; params are a tuple, one entry per
+    bijector. ``init`` runs from the data side backwards (last bijector first) so every
+    data-dependent layer sees the batch it will receive in the normalizing direction.
+    Use :func:`stack` for many copies of the same layer.
+    """
+    if not bijectors:
+        raise ValueError("chain() needs at least one bijector")
+    if len(bijectors) == 1 and isinstance(bijectors[0], list | tuple) and not isinstance(
+        bijectors[0], Bijector
+    ):
+        bijectors = tuple(bijectors[0])
+
+    def init(key: Key, x: Batch, context: Context = None) -> Params:
+        keys = jax.random.split(key, len(bijectors))
+        params = [None] * len(bijectors)
+        for i in reversed(range(len(bijectors))):
+            params[i] = bijectors[i].init(keys[i], x, context)
+            if i > 0:
+                x, _ = bijectors[i].inverse(params[i], x, context)
+        return tuple(params)
+
+    def forward(params: Params, z: Batch, context: Context = None):
+        logdet = jnp.zeros(z.shape[0], z.dtype)
+        for b, p in zip(bijectors, params, strict=True):
+            z, ld = b.forward(p, z, context)
+            logdet = logdet + ld
+        return z, logdet
+
+    def inverse(params: Params, x: Batch, context: Context = None):
+        logdet = jnp.zeros(x.shape[0], x.dtype)
+        for b, p in zip(reversed(bijectors), reversed(params), strict=True):
+            x, ld = b.inverse(p, x, context)
+            logdet = logdet + ld
+        return x, logdet
+
+    return Bijector(init, forward, inverse)
+
+
+def stack(bijector: Bijector, num: int) -> Bijector:
+    """``num`` copies of ``bijector`` with independent params, applied with ``lax.scan``.
+
+    Params are the per-layer params stacked along a new leading axis of size ``num``, so
+    compile time does not grow with depth. Layer 0 is applied first in ``forward``.
+    ``init`` is itself a reverse scan, so data-dependent initialisation works per layer.
+    """
+    if num < 1:
+        raise ValueError(f"stack() needs num >= 1, got {num}")
+
+    def init(key: Key, x: Batch, context: Context = None) -> Params:
+        def body(x, k):
+            p = bijector.init(k, x, context)
+            x, _ = bijector.inverse(p, x, context)
+            return x, p
+
+        _, params = jax.lax.scan(body, x, jax.random.split(key, num), reverse=True)
+        return params
+
+    def forward(params: Params, z: Batch, context: Context = None):
+        def body(carry, p):
+            z, logdet = carry
+            z, ld = bijector.forward(p, z, context)
+            return (z, logdet + ld), None
+
+        (z, logdet), _ = jax.lax.scan(body, (z, jnp.zeros(z.shape[0], z.dtype)), params)
+        return z, logdet
+
+    def inverse(params: Params, x: Batch, context: Context = None):
+        def body(carry, p):
+            x, logdet = carry
+            x, ld = bijector.inverse(p, x, context)
+            return (x, logdet + ld), None
+
+        (x, logdet), _ = jax.lax.scan(
+            body, (x, jnp.zeros(x.shape[0], x.dtype)), params, reverse=True
+        )
+        return x, logdet
+
+    return Bijector(init, forward, inverse)

@@ -1,0 +1,174 @@
+"""Affine and additive coupling layers (Dinh et al. 2015, 2017) driven by a mask.
+
+Two internal layouts, chosen from the mask:
+
+* *split*: the mask is constant over every axis but the last (1-D vector masks, channel
+  masks). The kept entries are gathered (a slice when contiguous) and fed to the
+  conditioner, which predicts parameters only for the transformed entries. This halves
+  the conditioner's input and output compared with the masked layout.
+* *masked*: any other mask (checkerboard on images). The conditioner sees ``m * x`` and
+  predicts parameters for every entry; entries with ``m = 1`` are left unchanged exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._types import Array, Batch, Context, Key, Params
+from ..nets import Network, mlp
+from ._base import Bijector, sum_except_batch
+
+ConditionerFactory = Callable[[int], Network]
+"""``make(out_features) -> Network``: builds a conditioner whose output's last axis has
+``out_features`` entries (the other axes follow the conditioner's input)."""
+
+
+def mlp_conditioner(
+    hidden: tuple[int, ...] = (64, 64), activation: str = "relu"
+) -> ConditionerFactory:
+    """Conditioner factory: an MLP with a zero-initialised output layer."""
+    return lambda out: mlp(out, hidden, activation, zero_init_last=True)
+
+
+class _Layout(NamedTuple):
+    split: Callable[[Array], tuple[Array, Array]]  # x -> (conditioner input, transformed part)
+    merge: Callable[[Array, Array], Array]  # (x, new transformed part) -> y
+    weight: Array | None  # masked layout: 1 where transformed, else None
+    tr_last: int  # size of the last axis of the transformed part
+
+
+def _index(x: Array, idx: np.ndarray) -> Array:
+    if idx.size and np.all(np.diff(idx) == 1):
+        return x[..., int(idx[0]) : int(idx[-1]) + 1]
+    return jnp.take(x, idx, axis=-1)
+
+
+def _layout(mask: np.ndarray) -> _Layout:
+    keep_line = mask.reshape(-1, mask.shape[-1])[0]
+    if np.all(mask == keep_line):  # constant across all but the last axis: split layout
+        id_idx = np.flatnonzero(keep_line)
+        tr_idx = np.flatnonzero(~keep_line)
+        order = np.argsort(np.concatenate([id_idx, tr_idx]))
+
+        def split(x):
+            return _index(x, id_idx), _index(x, tr_idx)
+
+        def merge(x, y_tr):
+            return _index(jnp.concatenate([_index(x, id_idx), y_tr], axis=-1), order)
+
+        return _Layout(split, merge, None, int(tr_idx.size))
+
+    weight = jnp.asarray(~mask, jnp.float32)
+    keep = jnp.asarray(mask, jnp.float32)
+    return _Layout(lambda x: (x * keep, x), lambda x, y: y, weight, int(mask.shape[-1]))
+
+
+def _log_scale(h: Array, kind: str, bound: float) -> Array:
+    if kind == "tanh":  # soft clamp to (-bound, bound); identity at h = 0
+        return bound * jnp.tanh(h / bound)
+    if kind == "sigmoid":  # Glow's sigmoid(h + 2), normalised to scale 1 at h = 0
+        return jax.nn.log_sigmoid(h + 2.0) - jax.nn.log_sigmoid(2.0)
+    if kind == "exp":  # unbounded; for tests and experts
+        return h
+    raise ValueError(f"unknown scale kind {kind!r}; use 'tanh', 'sigmoid' or 'exp'")
+
+
+def _check_mask(mask, what: str) -> np.ndarray:
+    mask = np.asarray(mask)
+    if mask.dtype != np.bool_:
+        if not np.isin(mask, (0, 1)).all():
+            raise ValueError(f"{what}: mask must be boolean (or 0/1), got values {np.unique(mask)}")
+        mask = mask.astype(bool)
+    if mask.all() or not mask.any():
+        raise ValueError(f"{what}: mask must keep some entries and transform others")
+    return mask
+
+
+def affine_coupling(
+    mask,
+    conditioner: ConditionerFactory | None = None,
+    *,
+    scale: str = "tanh",
+    scale_bound: float = 3.0,
+    additive: bool = False,
+) -> Bijector:
+    """Affine coupling ``y = m*x + (1-m)*(x * exp(s(m*x)) + t(m*x))``.
+
+    Args:
+      mask: boolean array of the event shape; ``True`` entries are kept and condition the
+        transformation of the others (see :mod:`flowzoo.bijectors` masks).
+      conditioner: factory ``make(out_features) -> Network``; the network maps the kept
+        part (and ``context``, if given) to shifts and log-scales. Default: a 2x64 ReLU MLP
+        with zero-initialised output, so the layer starts as the identity.
+      scale: bound on the log-scale: ``"tanh"`` soft-clamps ``log s`` to
+        ``(-scale_bound, scale_bound)``; ``"sigmoid"`` uses Glow's ``sigmoid(h + 2)``
+        normalised to 1 at ``h = 0``; ``"exp"`` leaves it unbounded.
+      additive: shift only (NICE); log-det is zero.
+
+    Returns:
+      A :class:`Bijector` on ``(batch, *mask.shape)`` arrays. ``init(key, x, context)``
+      initialises the conditioner.
+    """
+    mask = _check_mask(mask, "affine_coupling")
+    conditioner = conditioner or mlp_conditioner()
+    lay = _layout(mask)
+    k = 1 if additive else 2
+    net = conditioner(k * lay.tr_last)
+    _log_scale(jnp.zeros(()), scale, scale_bound)  # validate ``scale`` early
+
+    def _check(x):
+        if x.shape[1:] != mask.shape:
+            raise ValueError(
+                f"coupling expects events of shape {mask.shape}, got input of shape {x.shape}"
+            )
+
+    def params_of(params, x_cond, context, x_tr):
+        h = net.apply(params, x_cond, context)
+        h = h.reshape(x_tr.shape[:-1] + (k * lay.tr_last,)).astype(x_tr.dtype)
+        shift = h[..., : lay.tr_last]
+        log_s = None if additive else _log_scale(h[..., lay.tr_last :], scale, scale_bound)
+        if lay.weight is not None:
+            shift = shift * lay.weight
+            log_s = None if log_s is None else log_s * lay.weight
+        return shift, log_s
+
+    def init(key: Key, x: Batch, context: Context = None) -> Params:
+        _check(x)
+        x_cond, x_tr = lay.split(x)
+        params = net.init(key, x_cond, context)
+        out = jax.eval_shape(net.apply, params, x_cond, context)
+        expected = int(np.prod(x_tr.shape[1:-1])) * k * lay.tr_last
+        if int(np.prod(out.shape[1:])) != expected:
+            raise ValueError(
+                f"conditioner output has shape {out.shape[1:]} per example; the coupling needs "
+                f"{expected} values ({k} x {lay.tr_last} per transformed position)"
+            )
+        return params
+
+    def forward(params: Params, z: Batch, context: Context = None):
+        _check(z)
+        z_cond, z_tr = lay.split(z)
+        shift, log_s = params_of(params, z_cond, context, z_tr)
+        if additive:
+            return lay.merge(z, z_tr + shift), jnp.zeros(z.shape[0], z.dtype)
+        return lay.merge(z, z_tr * jnp.exp(log_s) + shift), sum_except_batch(log_s)
+
+    def inverse(params: Params, x: Batch, context: Context = None):
+        _check(x)
+        x_cond, x_tr = lay.split(x)
+        shift, log_s = params_of(params, x_cond, context, x_tr)
+        if additive:
+            return lay.merge(x, x_tr - shift), jnp.zeros(x.shape[0], x.dtype)
+        return lay.merge(x, (x_tr - shift) * jnp.exp(-log_s)), -sum_except_batch(log_s)
+
+    return Bijector(init, forward, inverse)
+
+
+def additive_coupling(mask, conditioner: ConditionerFactory | None = None) -> Bijector:
+    """Additive (volume-preserving) coupling ``y = m*x + (1-m)*(x + t(m*x))`` (NICE)."""
+    return affine_coupling(mask, conditioner, additive=True)

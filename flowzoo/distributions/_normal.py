@@ -1,0 +1,63 @@
+"""Gaussian base distributions: standard normal and diagonal normal with learnable moments."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._types import Batch, Context, Key, Params
+from ..bijectors import sum_except_batch
+from ._base import Distribution, check_context, check_event
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def _shape(event_shape) -> tuple[int, ...]:
+    return (int(event_shape),) if np.ndim(event_shape) == 0 else tuple(int(s) for s in event_shape)
+
+
+def standard_normal(event_shape: int | Sequence[int]) -> Distribution:
+    """``N(0, I)`` over ``event_shape``; params are ``()``."""
+    return diagonal_normal(event_shape, learnable=False)
+
+
+def diagonal_normal(event_shape: int | Sequence[int], learnable: bool = True) -> Distribution:
+    """``N(loc, diag(exp(log_scale))^2)`` with params ``{"loc", "log_scale"}`` of the event shape.
+
+    ``init`` starts at the standard normal (it does not fit the data batch).
+    With ``learnable=False`` this is :func:`standard_normal` (params ``()``).
+    """
+    shape = _shape(event_shape)
+
+    def _moments(params, dtype):
+        if not learnable:
+            return jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)
+        return params["loc"].astype(dtype), params["log_scale"].astype(dtype)
+
+    def init(key: Key, x: Batch, context: Context = None) -> Params:
+        del key, context
+        if not learnable:
+            return ()
+        return {"loc": jnp.zeros(shape, x.dtype), "log_scale": jnp.zeros(shape, x.dtype)}
+
+    def log_prob(params: Params, x: Batch, context: Context = None):
+        check_event(x, shape, "normal.log_prob")
+        loc, log_scale = _moments(params, x.dtype)
+        u = (x - loc) * jnp.exp(-log_scale)
+        return sum_except_batch(-0.5 * u**2 - log_scale - _HALF_LOG_2PI)
+
+    def sample(params: Params, key: Key, n: int, context: Context = None, temperature=1.0):
+        check_context(n, context, "normal.sample")
+        loc, log_scale = _moments(params, jnp.float32)
+        eps = jax.random.normal(key, (n, *shape), jnp.float32)
+        return loc + temperature * jnp.exp(log_scale) * eps
+
+    def sample_and_log_prob(params, key, n, context=None, temperature=1.0):
+        x = sample(params, key, n, context, temperature)
+        return x, log_prob(params, x, context)
+
+    return Distribution(init, log_prob, sample, sample_and_log_prob, shape)

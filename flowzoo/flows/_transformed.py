@@ -1,0 +1,48 @@
+"""Change of variables: a base distribution pushed through a bijector."""
+
+from __future__ import annotations
+
+import jax
+
+from .._types import Batch, Context, Key, Params
+from ..bijectors import Bijector
+from ..distributions import Distribution
+from ..distributions._base import check_context, check_event
+
+
+def transformed(base: Distribution, bijector: Bijector) -> Distribution:
+    """The density of ``x = f(z)``, ``z ~ base``, with ``f = bijector.forward``.
+
+    ``log p(x) = log p_base(f^{-1}(x)) + log|det d f^{-1}/dx|`` (one inverse pass).
+    Params: ``{"base": ..., "bijector": ...}``. ``init(key, x)`` initialises the bijector from
+    the data batch (data-dependent layers see ``x``) and the base from ``f^{-1}(x)``.
+    The event shape is the base's (bijectors here preserve the number of dimensions).
+    """
+    event_shape = base.event_shape
+
+    def init(key: Key, x: Batch, context: Context = None) -> Params:
+        check_event(x, event_shape, "transformed.init")
+        kb, kf = jax.random.split(key)
+        bij = bijector.init(kf, x, context)
+        z, _ = bijector.inverse(bij, x, context)
+        return {"base": base.init(kb, z, context), "bijector": bij}
+
+    def log_prob(params: Params, x: Batch, context: Context = None):
+        check_event(x, event_shape, "log_prob")
+        check_context(x.shape[0], context, "log_prob")
+        z, logdet = bijector.inverse(params["bijector"], x, context)
+        return base.log_prob(params["base"], z, context) + logdet
+
+    def sample_and_log_prob(params, key, n, context=None, temperature=1.0):
+        check_context(n, context, "sample")
+        z = base.sample(params["base"], key, n, context, temperature)
+        lp_z = base.log_prob(params["base"], z, context)
+        x, logdet = bijector.forward(params["bijector"], z, context)
+        return x, lp_z - logdet
+
+    def sample(params: Params, key: Key, n: int, context: Context = None, temperature=1.0):
+        check_context(n, context, "sample")
+        z = base.sample(params["base"], key, n, context, temperature)
+        return bijector.forward(params["bijector"], z, context)[0]
+
+    return Distribution(init, log_prob, sample, sample_and_log_prob, event_shape)

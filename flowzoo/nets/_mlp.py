@@ -1,0 +1,97 @@
+"""Multi-layer perceptron used as coupling conditioner and generic network."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from .._types import Array, Key, Params
+
+
+class Network(NamedTuple):
+    """A network as a pair of pure functions.
+
+    ``init(key, x, context=None) -> params`` and ``apply(params, x, context=None) -> y``;
+    ``x`` has a leading batch axis. ``context`` (same leading axis, any trailing shape) is
+    flattened and concatenated to the input when the network was built to accept one.
+    """
+
+    init: Callable[..., Params]
+    apply: Callable[..., Array]
+
+
+_ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+    "relu": jax.nn.relu,
+    "gelu": jax.nn.gelu,
+    "silu": jax.nn.silu,
+    "tanh": jnp.tanh,
+    "elu": jax.nn.elu,
+}
+
+
+def activation(name: str | Callable[[Array], Array]) -> Callable[[Array], Array]:
+    """Look up an activation by name (``relu``, ``gelu``, ``silu``, ``tanh``, ``elu``)."""
+    if callable(name):
+        return name
+    try:
+        return _ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown activation {name!r}; choose one of {sorted(_ACTIVATIONS)}"
+        ) from None
+
+
+class _MLP(nn.Module):
+    hidden: Sequence[int]
+    out_dim: int
+    act: Callable[[Array], Array]
+    zero_init_last: bool
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        for width in self.hidden:
+            x = self.act(nn.Dense(width)(x))
+        last_init = nn.initializers.zeros if self.zero_init_last else nn.linear.default_kernel_init
+        return nn.Dense(self.out_dim, kernel_init=last_init, bias_init=nn.initializers.zeros)(x)
+
+
+def _flat_input(x: Array, context: Array | None) -> Array:
+    h = x.reshape(x.shape[0], -1)
+    if context is not None:
+        if context.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"context has leading size {context.shape[0]} but the input has batch {x.shape[0]}"
+            )
+        h = jnp.concatenate([h, context.reshape(context.shape[0], -1).astype(h.dtype)], axis=-1)
+    return h
+
+
+def mlp(
+    out_dim: int,
+    hidden: Sequence[int] = (64, 64),
+    activation_fn: str | Callable[[Array], Array] = "relu",
+    zero_init_last: bool = False,
+) -> Network:
+    """A fully connected network mapping ``(batch, *in)`` (flattened) to ``(batch, out_dim)``.
+
+    Args:
+      out_dim: output features.
+      hidden: widths of the hidden layers.
+      activation_fn: activation between layers (name or callable).
+      zero_init_last: initialise the output layer to zero, so the network starts as the
+        constant 0 (used by coupling conditioners so every coupling starts as the identity).
+    """
+    module = _MLP(tuple(int(h) for h in hidden), int(out_dim), activation(activation_fn),
+                  zero_init_last)
+
+    def init(key: Key, x: Array, context: Array | None = None) -> Params:
+        return module.init(key, _flat_input(x, context))
+
+    def apply(params: Params, x: Array, context: Array | None = None) -> Array:
+        return module.apply(params, _flat_input(x, context))
+
+    return Network(init, apply)
