@@ -23,16 +23,17 @@ from .._types import Array, Batch, Context, Key, Params
 from ..nets import Network, mlp
 from ._base import Bijector, sum_except_batch
 
-ConditionerFactory = Callable[[int], Network]
-"""``make(out_features) -> Network``: builds a conditioner whose output's last axis has
-``out_features`` entries (the other axes follow the conditioner's input)."""
+ConditionerFactory = Callable[[tuple[int, ...]], Network]
+"""``make(out_shape) -> Network``: builds a conditioner whose output has ``out_shape`` per
+example (any output with that many entries per example is reshaped to it). The last axis
+holds the shifts followed by the log-scales of the transformed entries."""
 
 
 def mlp_conditioner(
     hidden: tuple[int, ...] = (64, 64), activation: str = "relu"
 ) -> ConditionerFactory:
-    """Conditioner factory: an MLP with a zero-initialised output layer."""
-    return lambda out: mlp(out, hidden, activation, zero_init_last=True)
+    """Conditioner factory: an MLP (flattened input and output), zero-initialised output layer."""
+    return lambda out_shape: mlp(int(np.prod(out_shape)), hidden, activation, zero_init_last=True)
 
 
 class _Layout(NamedTuple):
@@ -63,8 +64,8 @@ def _layout(mask: np.ndarray) -> _Layout:
 
         return _Layout(split, merge, None, int(tr_idx.size))
 
-    weight = jnp.asarray(~mask, jnp.float32)
-    keep = jnp.asarray(mask, jnp.float32)
+    weight = jnp.asarray(~mask, jnp.float32)[None]
+    keep = jnp.asarray(mask, jnp.float32)[None]
     return _Layout(lambda x: (x * keep, x), lambda x, y: y, weight, int(mask.shape[-1]))
 
 
@@ -118,7 +119,9 @@ def affine_coupling(
     conditioner = conditioner or mlp_conditioner()
     lay = _layout(mask)
     k = 1 if additive else 2
-    net = conditioner(k * lay.tr_last)
+    tr_shape = jax.eval_shape(lambda x: lay.split(x)[1], jnp.zeros((1, *mask.shape))).shape[1:]
+    out_shape = (*tr_shape[:-1], k * lay.tr_last)
+    net = conditioner(out_shape)
     _log_scale(jnp.zeros(()), scale, scale_bound)  # validate ``scale`` early
 
     def _check(x):
@@ -142,11 +145,11 @@ def affine_coupling(
         x_cond, x_tr = lay.split(x)
         params = net.init(key, x_cond, context)
         out = jax.eval_shape(net.apply, params, x_cond, context)
-        expected = int(np.prod(x_tr.shape[1:-1])) * k * lay.tr_last
-        if int(np.prod(out.shape[1:])) != expected:
+        if int(np.prod(out.shape[1:])) != int(np.prod(out_shape)):
             raise ValueError(
                 f"conditioner output has shape {out.shape[1:]} per example; the coupling needs "
-                f"{expected} values ({k} x {lay.tr_last} per transformed position)"
+                f"{out_shape} (shifts{'' if additive else ' and log-scales'} of the "
+                f"transformed entries)"
             )
         return params
 

@@ -30,10 +30,10 @@ def affine(event_shape: int | Sequence[int]) -> Bijector:
         return jnp.broadcast_to(jnp.sum(params["log_scale"]), (x.shape[0],)).astype(x.dtype)
 
     def forward(params: Params, z: Batch, context: Context = None):
-        return z * jnp.exp(params["log_scale"]) + params["shift"], _logdet(params, z)
+        return z * jnp.exp(params["log_scale"])[None] + params["shift"][None], _logdet(params, z)
 
     def inverse(params: Params, x: Batch, context: Context = None):
-        return (x - params["shift"]) * jnp.exp(-params["log_scale"]), -_logdet(params, x)
+        return (x - params["shift"][None]) * jnp.exp(-params["log_scale"])[None], -_logdet(params, x)
 
     return Bijector(init, forward, inverse)
 
@@ -43,8 +43,8 @@ def fixed_affine(shift: Array, scale: Array) -> Bijector:
 
     ``shift`` and ``scale`` broadcast against the event shape; ``scale`` must be positive.
     """
-    shift = jnp.asarray(shift)
-    scale = jnp.asarray(scale)
+    shift = jnp.asarray(shift, jnp.float32)
+    scale = jnp.asarray(scale, jnp.float32)
     if np.any(np.asarray(scale) <= 0):
         raise ValueError("fixed_affine: scale must be positive")
     log_scale = jnp.log(scale)
@@ -56,11 +56,14 @@ def fixed_affine(shift: Array, scale: Array) -> Bijector:
     def init(key: Key, x: Batch, context: Context = None) -> Params:
         return ()
 
+    def _b(a, x):  # broadcast a constant against (batch, *event) without rank promotion
+        return jnp.broadcast_to(a, x.shape[1:])[None]
+
     def forward(params: Params, z: Batch, context: Context = None):
-        return z * scale + shift, ld(z)
+        return z * _b(scale, z) + _b(shift, z), ld(z)
 
     def inverse(params: Params, x: Batch, context: Context = None):
-        return (x - shift) / scale, -ld(x)
+        return (x - _b(shift, x)) / _b(scale, x), -ld(x)
 
     return Bijector(init, forward, inverse)
 

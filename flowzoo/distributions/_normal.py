@@ -47,14 +47,14 @@ def diagonal_normal(event_shape: int | Sequence[int], learnable: bool = True) ->
     def log_prob(params: Params, x: Batch, context: Context = None):
         check_event(x, shape, "normal.log_prob")
         loc, log_scale = _moments(params, x.dtype)
-        u = (x - loc) * jnp.exp(-log_scale)
-        return sum_except_batch(-0.5 * u**2 - log_scale - _HALF_LOG_2PI)
+        u = (x - loc[None]) * jnp.exp(-log_scale)[None]
+        return sum_except_batch(-0.5 * u**2 - log_scale[None] - _HALF_LOG_2PI)
 
     def sample(params: Params, key: Key, n: int, context: Context = None, temperature=1.0):
         check_context(n, context, "normal.sample")
         loc, log_scale = _moments(params, jnp.float32)
         eps = jax.random.normal(key, (n, *shape), jnp.float32)
-        return loc + temperature * jnp.exp(log_scale) * eps
+        return loc[None] + temperature * jnp.exp(log_scale)[None] * eps
 
     def sample_and_log_prob(params, key, n, context=None, temperature=1.0):
         x = sample(params, key, n, context, temperature)

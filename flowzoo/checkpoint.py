@@ -1,0 +1,335 @@
+"""Checkpoints: atomic save / robust restore of training state (the only orbax import).
+
+Four pure functions over a checkpoint directory, plus one error type::
+
+    save(directory, step, tree, keep=3, metadata=None)
+    restore(directory, target, step=None) -> (tree, step)
+    restore_metadata(directory, step=None) -> dict
+    all_steps(directory) -> [int, ...];  latest_step(directory) -> int | None
+
+What is on disk (orbax-checkpoint's ``CheckpointManager`` layout)::
+
+    directory/
+      <step>/                       one finished checkpoint per saved step
+        _CHECKPOINT_METADATA        orbax bookkeeping (timestamps)
+        state/                      the pytree: an OCDBT/zarr array store
+                                    (manifest.ocdbt, d/, ocdbt.process_0/) and
+                                    _METADATA (tree structure, shapes, dtypes)
+        metadata/metadata           the user's ``metadata`` dict, as JSON
+      <step>.orbax-checkpoint-tmp/  a save in progress, or one a killed process
+                                    left behind: never listed or restored
+
+Atomicity: orbax writes every file of a checkpoint into
+``<step>.orbax-checkpoint-tmp`` and only when all of them are written (and the
+save has been waited on) renames that directory to ``<step>``: a single
+``rename`` of a directory, atomic on a POSIX filesystem. A process killed at any
+point leaves either no ``<step>`` directory or a complete one. Older checkpoints
+beyond ``keep`` are deleted only after the rename, so the previous good
+checkpoint survives any interruption of a save. Saves here are synchronous.
+
+Restoring goes into the structure of a ``target`` pytree (arrays or
+``jax.ShapeDtypeStruct``; NamedTuples such as optax states come back as the same
+NamedTuple types). Without an explicit step the newest readable checkpoint wins:
+a corrupt one (truncated or deleted array files, garbage metadata) is reported
+with ``warnings.warn`` and the next older one is tried.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+__all__ = [
+    "CheckpointError",
+    "all_steps",
+    "latest_step",
+    "restore",
+    "restore_metadata",
+    "save",
+]
+
+_STATE = "state"  # item holding the pytree
+_META = "metadata"  # item holding the user's JSON metadata
+_MAX_ERR = 240  # characters of an underlying error quoted in our messages
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable or does not fit the target (the message says what to do)."""
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _path(directory: str | os.PathLike) -> str:
+    return os.path.abspath(os.fspath(directory))
+
+
+def _short(err: BaseException) -> str:
+    """One line, bounded length: orbax/tensorstore errors can span pages."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    text = f"{type(err).__name__}: {text}" if text else type(err).__name__
+    return text if len(text) <= _MAX_ERR else text[: _MAX_ERR - 3] + "..."
+
+
+def _manager(directory: str, *, keep: int | None = None, write: bool = False):
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep,
+        create=write,
+        read_only=not write,
+        cleanup_tmp_directories=write,  # drop leftovers of interrupted saves
+        enable_async_checkpointing=False,  # save() returns once the rename is done
+        lightweight_initialize=True,  # do not parse every step's metadata on open
+    )
+    handlers = {_STATE: ocp.StandardCheckpointHandler(), _META: ocp.JsonCheckpointHandler()}
+    return ocp.CheckpointManager(directory, options=options, item_handlers=handlers)
+
+
+def _drop_async_noise(previous):
+    """An unraisable hook that drops orbax's asyncio leftovers after a failed read."""
+
+    def hook(unraisable):
+        exc, obj = unraisable.exc_value, unraisable.object
+        code = getattr(obj, "cr_code", None)
+        if (isinstance(exc, RuntimeError) and "Event loop is closed" in str(exc)) or (
+            code is not None and "orbax" in code.co_filename
+        ):
+            return
+        previous(unraisable)
+
+    return hook
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence orbax's absl warnings and the asyncio debris of a failed read.
+
+    Errors are not lost: absl errors still print, and every exception reaches the
+    caller (as a warning or a CheckpointError that quotes it).
+    """
+    absl_log, aio_log = logging.getLogger("absl"), logging.getLogger("asyncio")
+    levels = absl_log.level, aio_log.level
+    hook = sys.unraisablehook
+    absl_log.setLevel(logging.ERROR)
+    aio_log.setLevel(logging.CRITICAL)
+    sys.unraisablehook = _drop_async_noise(hook)
+    try:
+        yield
+    finally:
+        sys.unraisablehook = hook
+        absl_log.setLevel(levels[0])
+        aio_log.setLevel(levels[1])
+
+
+def _flat_shapes(tree) -> dict[tuple, tuple]:
+    """{key path: shape} in orbax's own flattening of a pytree (NamedTuples -> fields)."""
+    flat = ocp.tree.to_flat_dict(ocp.tree.serialize_tree(tree, keep_empty_nodes=False))
+    return {k: _stored_shape(v) for k, v in flat.items()}
+
+
+def _stored_shape(leaf) -> tuple:
+    dtype = getattr(leaf, "dtype", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        leaf = jax.eval_shape(jax.random.key_data, leaf)  # typed keys are stored as key data
+    return tuple(getattr(leaf, "shape", np.shape(leaf)))
+
+
+def _mismatch(saved, target) -> str | None:
+    """Why the saved tree (orbax metadata) cannot be restored into ``target``, or None."""
+    on_disk, wanted = _flat_shapes(saved), _flat_shapes(target)
+    name = ".".join
+    missing = sorted(name(k) for k in wanted.keys() - on_disk.keys())
+    extra = sorted(name(k) for k in on_disk.keys() - wanted.keys())
+    if missing or extra:
+        return (
+            f"tree structures differ (in target only: {missing[:5]}, "
+            f"in checkpoint only: {extra[:5]})"
+        )
+    for k in sorted(wanted):
+        if wanted[k] != on_disk[k]:
+            return f"shapes differ at {name(k)}: checkpoint {on_disk[k]} vs target {wanted[k]}"
+    return None
+
+
+def _candidates(directory: str, step: int | None) -> list[int]:
+    """Steps to try, newest first; raises CheckpointError when there are none."""
+    if not os.path.isdir(directory):
+        raise CheckpointError(
+            f"no checkpoint in {directory}: the directory does not exist; "
+            "train first with `flowzoo train` (or check the path)"
+        )
+    steps = all_steps(directory)
+    if not steps:
+        raise CheckpointError(f"no checkpoint in {directory}: train first with `flowzoo train`")
+    if step is None:
+        return steps[::-1]
+    if step not in steps:
+        raise CheckpointError(
+            f"no checkpoint for step {step} in {directory}: available steps are {steps}"
+        )
+    return [step]
+
+
+def _first_readable(directory: str, step: int | None, read) -> tuple[Any, int]:
+    """``read(manager, step)`` on the newest readable step, warning about corrupt ones."""
+    errors = []
+    with _quiet(), _manager(directory) as mngr:
+        for s in _candidates(directory, step):
+            try:
+                return read(mngr, s), s
+            except CheckpointError:
+                raise
+            except MemoryError:
+                raise
+            except Exception as err:  # any failure to read means corrupt
+                errors.append((s, _short(err)))
+                gc.collect()  # let orbax's abandoned futures die while we are quiet
+                if step is not None:
+                    break
+                warnings.warn(
+                    f"checkpoint step {s} in {directory} is corrupt/unreadable "
+                    f"({errors[-1][1]}); falling back to an older checkpoint",
+                    stacklevel=3,
+                )
+    if step is not None:
+        raise CheckpointError(
+            f"checkpoint step {step} in {directory} is corrupt/unreadable: {errors[0][1]}; "
+            "restore another step (step=None picks the newest readable one)"
+        )
+    raise CheckpointError(
+        f"no readable checkpoint in {directory}: steps {[s for s, _ in errors]} are all "
+        f"corrupt/unreadable (newest: {errors[0][1]}); delete them and train again"
+    )
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def all_steps(directory: str | os.PathLike) -> list[int]:
+    """Sorted steps of the finished checkpoints in ``directory`` ([] if it does not exist).
+
+    Directories of unfinished saves (``<step>.orbax-checkpoint-tmp``) are not listed.
+    """
+    directory = _path(directory)
+    if not os.path.isdir(directory):
+        return []
+    with _quiet(), _manager(directory) as mngr:
+        return sorted(int(s) for s in mngr.all_steps())
+
+
+def latest_step(directory: str | os.PathLike) -> int | None:
+    """The newest finished step in ``directory``, or None when there is none."""
+    steps = all_steps(directory)
+    return steps[-1] if steps else None
+
+
+def save(
+    directory: str | os.PathLike,
+    step: int,
+    tree: Any,
+    *,
+    keep: int | None = 3,
+    metadata: dict | None = None,
+) -> None:
+    """Save ``tree`` as ``directory/<step>``, atomically, and return once it is on disk.
+
+    Args:
+      directory: the run's checkpoint directory (created if missing).
+      step: the training step; the checkpoint's name.
+      tree: any pytree of arrays / numpy arrays / Python scalars (params, optax states,
+        step counters, PRNG keys as ``jax.random.key_data`` or typed keys).
+      keep: keep at most this many most recent checkpoints (None: keep all). Older ones
+        are deleted only after the new one is complete.
+      metadata: a JSON-serialisable dict stored next to the arrays
+        (``<step>/metadata/metadata``); read it back with :func:`restore_metadata`.
+
+    Saving a step that already exists is a no-op: the existing checkpoint is kept
+    (checkpoints are immutable once written). A leftover ``*.orbax-checkpoint-tmp``
+    directory of an interrupted save is removed first.
+    """
+    directory, step = _path(directory), int(step)
+    if keep is not None and keep < 1:
+        raise ValueError(f"keep must be >= 1 or None, got {keep}")
+    metadata = {} if metadata is None else metadata
+    try:
+        json.dumps(metadata, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"checkpoint metadata must be a JSON-serialisable dict: {err}") from err
+    if step in all_steps(directory):
+        return
+    args = ocp.args.Composite(
+        **{_STATE: ocp.args.StandardSave(tree), _META: ocp.args.JsonSave(metadata)}
+    )
+    try:
+        with _quiet(), _manager(directory, keep=keep, write=True) as mngr:
+            mngr.save(step, args=args, force=True)
+            mngr.wait_until_finished()
+    except Exception as err:
+        raise CheckpointError(
+            f"saving checkpoint step {step} in {directory} failed ({_short(err)}); "
+            "earlier checkpoints are untouched"
+        ) from err
+
+
+def restore(directory: str | os.PathLike, target: Any, step: int | None = None) -> tuple[Any, int]:
+    """Restore a checkpoint into the structure, shapes and dtypes of ``target``.
+
+    Args:
+      directory: the checkpoint directory given to :func:`save`.
+      target: a pytree like the saved one, of arrays or ``jax.ShapeDtypeStruct``
+        (e.g. a freshly initialised TrainState or its ``jax.eval_shape``). The result
+        has the same treedef (NamedTuples come back as the same types); arrays take
+        the target's dtype (and sharding, for ``jax.Array`` leaves).
+      step: the step to restore; None restores the newest readable checkpoint, warning
+        (``warnings.warn``) about each corrupt newer one it skips.
+
+    Returns:
+      ``(tree, step)``: the restored pytree and the step it came from.
+
+    Raises:
+      CheckpointError: no checkpoint, none readable, the requested step is missing or
+        corrupt, or the checkpoint's tree structure / shapes differ from ``target``'s.
+    """
+    directory = _path(directory)
+
+    def read(mngr, s):
+        saved = mngr.item_metadata(s)[_STATE]
+        if saved is None:
+            raise ValueError(f"item {_STATE!r} is missing")
+        why = _mismatch(saved.tree, target)
+        if why is not None:
+            raise CheckpointError(
+                f"checkpoint step {s} in {directory} does not fit the target: {why}; "
+                "was it saved by a different model or config?"
+            )
+        args = ocp.args.Composite(**{_STATE: ocp.args.StandardRestore(target)})
+        return mngr.restore(s, args=args)[_STATE]
+
+    return _first_readable(directory, step, read)
+
+
+def restore_metadata(directory: str | os.PathLike, step: int | None = None) -> dict:
+    """The ``metadata`` dict saved with a checkpoint ({} if none was given).
+
+    With ``step=None`` it is read from the newest checkpoint whose metadata is
+    readable (warning about unreadable newer ones), like :func:`restore`.
+    """
+    directory = _path(directory)
+
+    def read(mngr, s):
+        meta = mngr.restore(s, args=ocp.args.Composite(**{_META: ocp.args.JsonRestore()}))[_META]
+        if not isinstance(meta, dict):
+            raise ValueError(f"metadata is a {type(meta).__name__}, not a dict")
+        return meta
+
+    return _first_readable(directory, step, read)[0]

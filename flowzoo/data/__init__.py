@@ -1,0 +1,23 @@
+"""Data: 2-D toy targets sampled in JAX, array loading/validation, standardising, batches."""
+
+from ._arrays import BatchFn as BatchFn
+from ._arrays import DataError as DataError
+from ._arrays import Standardizer as Standardizer
+from ._arrays import array_batches as array_batches
+from ._arrays import check_batch as check_batch
+from ._arrays import fit_standardizer as fit_standardizer
+from ._arrays import load_array as load_array
+from ._arrays import sampler_batches as sampler_batches
+from ._arrays import standardize as standardize
+from ._arrays import standardizer_log_det as standardizer_log_det
+from ._arrays import unstandardize as unstandardize
+from ._toy import TOY_TARGETS as TOY_TARGETS
+from ._toy import checkerboard as checkerboard
+from ._toy import circles as circles
+from ._toy import eight_gaussians as eight_gaussians
+from ._toy import pinwheel as pinwheel
+from ._toy import rings as rings
+from ._toy import swiss_roll as swiss_roll
+from ._toy import toy as toy
+from ._toy import two_moons as two_moons
+from ._toy import two_spirals as two_spirals

@@ -1,0 +1,56 @@
+"""Every bijector flowzoo ships, with a small event shape, for the shared test battery.
+
+Each entry builds ``(bijector, event_shape, context_shape)``. Issues that add bijectors add
+them here, so the battery in ``test_battery.py`` covers them automatically.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from flowzoo import bijectors as bj
+from flowzoo.flows import realnvp_bijector
+
+_small = bj.mlp_conditioner((8,))
+
+
+def _coupling(mask, **kw):
+    return bj.affine_coupling(mask, _small, **kw)
+
+
+REGISTRY = {
+    "affine_coupling_half": lambda: (_coupling(bj.half_mask(4)), (4,), None),
+    "affine_coupling_alternating_odd": lambda: (_coupling(bj.alternating_mask(5, 1)), (5,), None),
+    "affine_coupling_sigmoid": lambda: (_coupling(bj.half_mask(3), scale="sigmoid"), (3,), None),
+    "affine_coupling_exp": lambda: (_coupling(bj.half_mask(3, 1), scale="exp"), (3,), None),
+    "affine_coupling_checkerboard_image": lambda: (
+        _coupling(bj.checkerboard_mask((4, 4, 1))),
+        (4, 4, 1),
+        None,
+    ),
+    "affine_coupling_channel_image": lambda: (
+        _coupling(bj.channel_mask((2, 2, 2), 1)),
+        (2, 2, 2),
+        None,
+    ),
+    "additive_coupling": lambda: (bj.additive_coupling(bj.half_mask(4), _small), (4,), None),
+    "conditional_affine_coupling": lambda: (_coupling(bj.half_mask(3)), (3,), (2,)),
+    "affine": lambda: (bj.affine((3,)), (3,), None),
+    "fixed_affine": lambda: (bj.fixed_affine(np.array([1.0, -2.0]), np.array([0.5, 3.0])), (2,), None),
+    "reverse": lambda: (bj.reverse(4), (4,), None),
+    "random_permutation": lambda: (bj.random_permutation(jax.random.key(3), 5), (5,), None),
+    "chain": lambda: (
+        bj.chain(_coupling(bj.half_mask(3)), bj.reverse(3), bj.affine(3)),
+        (3,),
+        None,
+    ),
+    "invert_chain": lambda: (
+        bj.invert(bj.chain(_coupling(bj.half_mask(3)), bj.reverse(3))),
+        (3,),
+        None,
+    ),
+    "stack": lambda: (bj.stack(_coupling(bj.alternating_mask(4)), 3), (4,), None),
+    "realnvp_bijector": lambda: (realnvp_bijector(3, 5, (8,)), (3,), None),
+    "conditional_realnvp_bijector": lambda: (realnvp_bijector(2, 4, (8,)), (2,), (3,)),
+}
