@@ -42,6 +42,7 @@ import json
 import logging
 import os
 import sys
+import time
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -65,7 +66,7 @@ _MAX_ERR = 240  # characters of an underlying error quoted in our messages
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint is missing, unreadable or does not fit the target (the message says what to do)."""
+    """A checkpoint is missing, unreadable or does not fit the target; the message says why."""
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -120,7 +121,7 @@ def _quiet() -> Iterator[None]:
     absl_log, aio_log = logging.getLogger("absl"), logging.getLogger("asyncio")
     levels = absl_log.level, aio_log.level
     hook = sys.unraisablehook
-    absl_log.setLevel(logging.ERROR)
+    absl_log.setLevel(max(absl_log.getEffectiveLevel(), logging.ERROR))
     aio_log.setLevel(logging.CRITICAL)
     sys.unraisablehook = _drop_async_noise(hook)
     try:
@@ -182,33 +183,33 @@ def _candidates(directory: str, step: int | None) -> list[int]:
 
 def _first_readable(directory: str, step: int | None, read) -> tuple[Any, int]:
     """``read(manager, step)`` on the newest readable step, warning about corrupt ones."""
-    errors = []
+    candidates, errors = _candidates(directory, step), []
     with _quiet(), _manager(directory) as mngr:
-        for s in _candidates(directory, step):
+        for i, s in enumerate(candidates):
             try:
                 return read(mngr, s), s
-            except CheckpointError:
+            except (CheckpointError, MemoryError):
                 raise
-            except MemoryError:
-                raise
-            except Exception as err:  # any failure to read means corrupt
-                errors.append((s, _short(err)))
-                gc.collect()  # let orbax's abandoned futures die while we are quiet
-                if step is not None:
-                    break
+            except Exception as err:  # any other failure to read means corrupt
+                errors.append(_short(err))
+                time.sleep(0.05)  # let orbax's abandoned reads finish and be
+                gc.collect()  # collected while their debris is still silenced
+            if step is None:
+                older = candidates[i + 1] if i + 1 < len(candidates) else None
+                then = "no older checkpoint left" if older is None else f"trying step {older}"
                 warnings.warn(
                     f"checkpoint step {s} in {directory} is corrupt/unreadable "
-                    f"({errors[-1][1]}); falling back to an older checkpoint",
+                    f"({errors[-1]}); {then}",
                     stacklevel=3,
                 )
     if step is not None:
         raise CheckpointError(
-            f"checkpoint step {step} in {directory} is corrupt/unreadable: {errors[0][1]}; "
+            f"checkpoint step {step} in {directory} is corrupt/unreadable: {errors[0]}; "
             "restore another step (step=None picks the newest readable one)"
         )
     raise CheckpointError(
-        f"no readable checkpoint in {directory}: steps {[s for s, _ in errors]} are all "
-        f"corrupt/unreadable (newest: {errors[0][1]}); delete them and train again"
+        f"no readable checkpoint in {directory}: steps {candidates} are all "
+        f"corrupt/unreadable (newest: {errors[0]}); delete them and train again"
     )
 
 
@@ -262,7 +263,9 @@ def save(
         raise ValueError(f"keep must be >= 1 or None, got {keep}")
     metadata = {} if metadata is None else metadata
     try:
-        json.dumps(metadata, allow_nan=False)
+        if not isinstance(metadata, dict):
+            raise TypeError(f"got a {type(metadata).__name__}")
+        json.dumps(metadata)
     except (TypeError, ValueError) as err:
         raise TypeError(f"checkpoint metadata must be a JSON-serialisable dict: {err}") from err
     if step in all_steps(directory):
@@ -312,8 +315,13 @@ def restore(directory: str | os.PathLike, target: Any, step: int | None = None) 
                 f"checkpoint step {s} in {directory} does not fit the target: {why}; "
                 "was it saved by a different model or config?"
             )
-        args = ocp.args.Composite(**{_STATE: ocp.args.StandardRestore(target)})
-        return mngr.restore(s, args=args)[_STATE]
+        # orbax restores numpy scalars (np.int32(0)) only as 0-d arrays: convert both ways
+        item = jax.tree.map(lambda x: np.asarray(x) if isinstance(x, np.generic) else x, target)
+        args = ocp.args.Composite(**{_STATE: ocp.args.StandardRestore(item)})
+        tree = mngr.restore(s, args=args)[_STATE]
+        return jax.tree.map(
+            lambda t, x: t.dtype.type(x) if isinstance(t, np.generic) else x, target, tree
+        )
 
     return _first_readable(directory, step, read)
 

@@ -61,8 +61,10 @@ def chain(*bijectors: Bijector) -> Bijector:
     """
     if not bijectors:
         raise ValueError("chain() needs at least one bijector")
-    if len(bijectors) == 1 and isinstance(bijectors[0], list | tuple) and not isinstance(
-        bijectors[0], Bijector
+    if (
+        len(bijectors) == 1
+        and isinstance(bijectors[0], list | tuple)
+        and not isinstance(bijectors[0], Bijector)
     ):
         bijectors = tuple(bijectors[0])
 

@@ -33,7 +33,9 @@ def affine(event_shape: int | Sequence[int]) -> Bijector:
         return z * jnp.exp(params["log_scale"])[None] + params["shift"][None], _logdet(params, z)
 
     def inverse(params: Params, x: Batch, context: Context = None):
-        return (x - params["shift"][None]) * jnp.exp(-params["log_scale"])[None], -_logdet(params, x)
+        return (x - params["shift"][None]) * jnp.exp(-params["log_scale"])[None], -_logdet(
+            params, x
+        )
 
     return Bijector(init, forward, inverse)
 
@@ -66,5 +68,3 @@ def fixed_affine(shift: Array, scale: Array) -> Bijector:
         return (x - _b(shift, x)) / _b(scale, x), -ld(x)
 
     return Bijector(init, forward, inverse)
-
-

@@ -20,7 +20,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._types import Array, ArrayLike, Batch, Float, Key, Scalar
+from .._types import Array, ArrayLike, Batch, Float, Key, Scalar, Shaped
+
+DataLike = Shaped[ArrayLike, "batch *event"]
+"""NumPy or JAX data with a leading example axis (any real dtype)."""
 
 BatchFn = Callable[[Key, ArrayLike], Batch]
 """``batch_fn(key, step) -> (batch_size, *event_shape)``; pure in ``(key, step)``."""
@@ -53,27 +56,14 @@ def _nonfinite_message(arr: np.ndarray, what: str) -> str | None:
 
 def _read(path: Path, key: str | None) -> tuple[np.ndarray, str]:
     """Read the raw array from ``path``; returns it and a label for messages."""
-    suffix = path.suffix.lower()
     try:
-        if suffix == ".npy":
-            return np.load(path, allow_pickle=False), str(path)
-        with np.load(path, allow_pickle=False) as npz:
-            names = list(npz.files)
-            if not names:
-                raise DataError(f"{path}: the .npz file holds no arrays; save one with np.savez")
-            if key is None:
-                if len(names) != 1:
-                    raise DataError(
-                        f"{path}: the .npz file holds {len(names)} arrays "
-                        f"({', '.join(names)}); pass key= to choose one"
-                    )
-                key = names[0]
-            elif key not in names:
-                raise DataError(
-                    f"{path}: no array named {key!r} in the .npz file; "
-                    f"available: {', '.join(names)}"
-                )
-            return npz[key], f"{path}[{key}]"
+        # open the file ourselves: np.load leaks its handle when a .npz is not a valid zip
+        with open(path, "rb") as fh:
+            loaded = np.load(fh, allow_pickle=False)
+            if isinstance(loaded, np.ndarray):
+                return loaded, str(path)
+            with loaded as npz:
+                return _pick(path, npz, key)
     except DataError:
         raise
     except ValueError as err:
@@ -85,6 +75,24 @@ def _read(path: Path, key: str | None) -> tuple[np.ndarray, str]:
         raise _corrupt(path, err) from None
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as err:
         raise _corrupt(path, err) from None
+
+
+def _pick(path: Path, npz, key: str | None) -> tuple[np.ndarray, str]:
+    names = list(npz.files)
+    if not names:
+        raise DataError(f"{path}: the .npz file holds no arrays; save one with np.savez")
+    if key is None:
+        if len(names) != 1:
+            raise DataError(
+                f"{path}: the .npz file holds {len(names)} arrays ({', '.join(names)}); "
+                "pass key= to choose one"
+            )
+        key = names[0]
+    elif key not in names:
+        raise DataError(
+            f"{path}: no array named {key!r} in the .npz file; available: {', '.join(names)}"
+        )
+    return npz[key], f"{path}[{key}]"
 
 
 def _corrupt(path: Path, err: Exception) -> DataError:
@@ -137,7 +145,8 @@ def load_array(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
     message = _nonfinite_message(arr, what) if np.issubdtype(arr.dtype, np.floating) else None
     if message:
         raise DataError(message)
-    out = np.ascontiguousarray(arr, dtype=np.float32)
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(arr, dtype=np.float32)
     message = _nonfinite_message(out, f"{what} (after conversion to float32)")
     if message:
         raise DataError(message.replace("drop or impute", "rescale (values exceed float32 range)"))
@@ -176,20 +185,30 @@ class Standardizer(NamedTuple):
     scale: Float[Array, "*event"]
 
 
-def fit_standardizer(x: Batch) -> Standardizer:
+def fit_standardizer(x: DataLike) -> Standardizer:
     """Per-feature mean and standard deviation over axis 0, std floored at ``1e-6``.
 
+    Concrete inputs (NumPy or JAX arrays) are reduced in float64 on the host, so a constant
+    feature gets a shift equal to its value and standardises to exactly 0 (a float32 mean is
+    off by ~1e-7 relative, which the ``1e-6`` floor would blow up to O(1)). Traced inputs
+    (inside ``jit``) are reduced in float32.
+
     Args:
-      x: ``(n, *event)`` data in raw units.
+      x: ``(n, *event)`` data in raw units, ``n >= 1``.
 
     Returns:
       :class:`Standardizer` with float32 ``shift`` (mean) and ``scale`` (std) of shape
       ``event``.
     """
-    x = jnp.asarray(x, jnp.float32)
-    if x.ndim < 1 or x.shape[0] == 0:
-        raise DataError(f"fit_standardizer: need at least one example, got shape {x.shape}")
-    return Standardizer(x.mean(axis=0), jnp.maximum(x.std(axis=0), _MIN_SCALE))
+    if np.ndim(x) < 1 or np.shape(x)[0] == 0:
+        raise DataError(f"fit_standardizer: need at least one example, got shape {np.shape(x)}")
+    if isinstance(x, jax.core.Tracer):
+        x = x.astype(jnp.float32)
+        return Standardizer(x.mean(axis=0), jnp.maximum(x.std(axis=0), _MIN_SCALE))
+    x = np.asarray(x)
+    shift = np.mean(x, axis=0, dtype=np.float64)
+    scale = np.maximum(np.std(x, axis=0, dtype=np.float64), _MIN_SCALE)
+    return Standardizer(jnp.asarray(shift, jnp.float32), jnp.asarray(scale, jnp.float32))
 
 
 def _float(x: ArrayLike) -> Array:
@@ -203,15 +222,13 @@ def _lift(v: Array, x: Array) -> Array:
     return v.reshape((1,) * (x.ndim - v.ndim) + v.shape)
 
 
-def standardize(s: Standardizer, x: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
+def standardize(s: Standardizer, x: Shaped[ArrayLike, "*shape"]) -> Float[Array, "*shape"]:
     """Raw units -> standardised units: ``(x - shift) / scale``; ``x`` is ``(..., *event)``."""
     x = _float(x)
     return (x - _lift(s.shift, x)) / _lift(s.scale, x)
 
 
-def unstandardize(
-    s: Standardizer, x: Float[Array, "*shape"]
-) -> Float[Array, "*shape"]:
+def unstandardize(s: Standardizer, x: Shaped[ArrayLike, "*shape"]) -> Float[Array, "*shape"]:
     """Standardised units -> raw units: ``x * scale + shift``; ``x`` is ``(..., *event)``."""
     x = _float(x)
     return x * _lift(s.scale, x) + _lift(s.shift, x)
@@ -229,7 +246,7 @@ def standardizer_log_det(s: Standardizer) -> Scalar:
 # --------------------------------------------------------------------------- batches
 
 
-def array_batches(x: ArrayLike, batch_size: int) -> BatchFn:
+def array_batches(x: DataLike, batch_size: int) -> BatchFn:
     """Minibatches of a fixed array, reshuffled every epoch, as a pure function of the step.
 
     ``x`` is moved to the device once. With ``steps_per_epoch = n // batch_size`` (the

@@ -16,16 +16,20 @@ https://github.com/rtqichen/ffjord/blob/master/lib/toy_data.py), also used by to
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import operator
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Int
 
-from .._types import Array, Float, Key
+from .._types import Array, Float, Key, Scalar
 
 Points2D = Float[Array, "n 2"]
+FloatLike = float | Scalar  # hyper-parameters are traced inside the compiled sampler
+IntLike = int | Int[Array, ""]
 
 
 def _count(n, what: str) -> int:
@@ -44,14 +48,18 @@ def _count(n, what: str) -> int:
 def _sampler(fn: Callable[..., Points2D]) -> Callable[..., Points2D]:
     """Check that ``n`` is a static int, then run ``fn`` compiled (one XLA program per ``n``).
 
-    Hyper-parameters stay traced, so changing them does not recompile; the result is still
-    jit-able and vmappable from outside (nested jit is inlined).
+    Hyper-parameters are bound to positions (defaults filled in) and stay traced, so passing
+    or changing them does not recompile; the result is still jit-able and vmappable from
+    outside (the inner jit is inlined).
     """
     compiled = jax.jit(fn, static_argnums=1)
+    signature = inspect.signature(fn)
 
     @functools.wraps(fn)
     def sampler(key: Key, n: int, *args, **kwargs) -> Points2D:
-        return compiled(key, _count(n, fn.__name__), *args, **kwargs)
+        bound = signature.bind(key, _count(n, fn.__name__), *args, **kwargs)
+        bound.apply_defaults()
+        return compiled(*bound.args)
 
     return sampler
 
@@ -69,7 +77,7 @@ def _uniform(key: Key, n: int, lo: float = 0.0, hi: float = 1.0) -> Array:
 
 
 @_sampler
-def two_moons(key: Key, n: int, noise: float = 0.05) -> Points2D:
+def two_moons(key: Key, n: int, noise: FloatLike = 0.05) -> Points2D:
     """Two interleaving half circles, as scikit-learn's ``make_moons``.
 
     The upper moon is the half circle of radius 1 centred at ``(0, 0)`` (angle in
@@ -92,7 +100,7 @@ def two_moons(key: Key, n: int, noise: float = 0.05) -> Points2D:
 
 @_sampler
 def eight_gaussians(
-    key: Key, n: int, radius: float = 4.0 / 1.414, std: float = 0.5 / 1.414
+    key: Key, n: int, radius: FloatLike = 4.0 / 1.414, std: FloatLike = 0.5 / 1.414
 ) -> Points2D:
     """Equal-weight mixture of 8 isotropic Gaussians centred on a circle (FFJORD's ``8gaussians``).
 
@@ -133,10 +141,10 @@ def checkerboard(key: Key, n: int) -> Points2D:
 def pinwheel(
     key: Key,
     n: int,
-    num_arms: int = 5,
-    radial_std: float = 0.3,
-    tangential_std: float = 0.1,
-    rate: float = 0.25,
+    num_arms: IntLike = 5,
+    radial_std: FloatLike = 0.3,
+    tangential_std: FloatLike = 0.1,
+    rate: FloatLike = 0.25,
 ) -> Points2D:
     """Pinwheel of ``num_arms`` curved arms (FFJORD's ``pinwheel``, after Johnson et al. 2016).
 
@@ -162,7 +170,7 @@ def pinwheel(
 
 
 @_sampler
-def swiss_roll(key: Key, n: int, noise: float = 1.0, scale: float = 0.2) -> Points2D:
+def swiss_roll(key: Key, n: int, noise: FloatLike = 1.0, scale: FloatLike = 0.2) -> Points2D:
     """2-D Swiss roll: scikit-learn's ``make_swiss_roll`` projected on ``(x, z)`` (FFJORD).
 
     ``t = 1.5 pi (1 + 2u)`` with ``u ~ U[0, 1)``; the point ``(t cos t, t sin t)`` gets
@@ -178,7 +186,7 @@ def swiss_roll(key: Key, n: int, noise: float = 1.0, scale: float = 0.2) -> Poin
 
 
 @_sampler
-def circles(key: Key, n: int, noise: float = 0.08, factor: float = 0.5) -> Points2D:
+def circles(key: Key, n: int, noise: FloatLike = 0.08, factor: FloatLike = 0.5) -> Points2D:
     """Two concentric circles, as scikit-learn's ``make_circles``.
 
     Each point picks the outer circle (radius 1) or the inner one (radius ``factor``) with
@@ -196,7 +204,7 @@ def circles(key: Key, n: int, noise: float = 0.08, factor: float = 0.5) -> Point
 
 @_sampler
 def rings(
-    key: Key, n: int, num_rings: int = 4, radius: float = 3.0, noise: float = 0.08
+    key: Key, n: int, num_rings: IntLike = 4, radius: FloatLike = 3.0, noise: FloatLike = 0.08
 ) -> Points2D:
     """Concentric rings of equal mass (FFJORD's ``rings``).
 
@@ -218,7 +226,7 @@ def rings(
 
 
 @_sampler
-def two_spirals(key: Key, n: int, noise: float = 0.1) -> Points2D:
+def two_spirals(key: Key, n: int, noise: FloatLike = 0.1) -> Points2D:
     """Two interleaved spiral arms, point-symmetric about the origin (FFJORD's ``2spirals``).
 
     ``s = sqrt(u) * 3 pi`` (540 degrees) with ``u ~ U[0, 1)``; a point on the first arm is

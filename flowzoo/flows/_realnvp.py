@@ -48,7 +48,10 @@ def realnvp_bijector(
 
     def coupling(parity: int) -> bj.Bijector:
         return bj.affine_coupling(
-            _MASKS[mask](shape, parity), cond, scale=scale, scale_bound=scale_bound,
+            _MASKS[mask](shape, parity),
+            cond,
+            scale=scale,
+            scale_bound=scale_bound,
             additive=additive,
         )
 

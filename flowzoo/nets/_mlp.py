@@ -85,8 +85,9 @@ def mlp(
       zero_init_last: initialise the output layer to zero, so the network starts as the
         constant 0 (used by coupling conditioners so every coupling starts as the identity).
     """
-    module = _MLP(tuple(int(h) for h in hidden), int(out_dim), activation(activation_fn),
-                  zero_init_last)
+    module = _MLP(
+        tuple(int(h) for h in hidden), int(out_dim), activation(activation_fn), zero_init_last
+    )
 
     def init(key: Key, x: Array, context: Array | None = None) -> Params:
         return module.init(key, _flat_input(x, context))

@@ -1,0 +1,160 @@
+"""The ``flowzoo`` command: parses arguments and calls library functions.
+
+``flowzoo train [EXPERIMENT] [--set key=value ...]``, ``flowzoo sample RUN_DIR -n N --out F``,
+``flowzoo eval RUN_DIR --data F``, ``flowzoo list``. Bad input ends with a one-line
+``flowzoo: error: ...`` on stderr and exit status 2 (1 for a failed training run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2 (argparse's default prints usage too)
+        raise _UsageError(message)
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="flowzoo", description="Train, sample and evaluate flowzoo models.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train an experiment (default: RealNVP on two moons)")
+    t.add_argument(
+        "experiment",
+        nargs="?",
+        default=None,
+        help="name in experiments/ or path to a .py with get_config(); omit for the default",
+    )
+    t.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.steps=500 (repeatable)",
+    )
+    t.add_argument("--name", default=None, help="run name (default: the config's name)")
+    t.add_argument("--workdir", default="runs", help="parent directory of runs (default: runs)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+
+    s = sub.add_parser("sample", help="draw samples from a trained run")
+    s.add_argument("run_dir")
+    s.add_argument("-n", type=int, default=1000, help="number of samples")
+    s.add_argument("--out", required=True, help="output .npy file")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--temperature", type=float, default=1.0)
+
+    e = sub.add_parser("eval", help="mean negative log-likelihood of data under a trained run")
+    e.add_argument("run_dir")
+    e.add_argument("--data", required=True, help=".npy/.npz array of shape (n, *event)")
+    e.add_argument("--key", default=None, help="array name inside a .npz")
+
+    sub.add_parser("list", help="list available experiments")
+    return p
+
+
+def _train(args) -> int:
+    from .train import apply_overrides, load_experiment, train_and_evaluate, validate_config
+
+    config = apply_overrides(load_experiment(args.experiment), args.overrides)
+    if args.name:
+        config["name"] = args.name
+    validate_config(config)
+    if args.print_config:
+        print(json.dumps(config, indent=2))
+        return 0
+    workdir = Path(args.workdir) / config["name"]
+    print(f"flowzoo: training {config['name']} -> {workdir}", file=sys.stderr)
+    summary = train_and_evaluate(config, workdir, progress=not args.no_progress)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _sample(args) -> int:
+    import jax
+    import numpy as np
+
+    from .train import load_run
+
+    if args.n < 1:
+        raise ValueError(f"-n must be >= 1, got {args.n}")
+    if args.temperature <= 0:
+        raise ValueError(f"--temperature must be > 0, got {args.temperature}")
+    run = load_run(args.run_dir)
+    x = run.sample(jax.random.key(args.seed), args.n, args.temperature)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, x)
+    print(
+        f"flowzoo: wrote {x.shape[0]} samples of shape {tuple(x.shape[1:])} to {out}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _eval(args) -> int:
+    import numpy as np
+
+    from .data import check_batch, load_array, standardizer_log_det
+    from .train import load_run
+
+    run = load_run(args.run_dir)
+    x = load_array(args.data, args.key)
+    event_shape = tuple(run.standardizer.shift.shape)
+    check_batch(x, event_shape, args.data)
+    lp = run.log_prob(x)
+    nll = float(-np.mean(lp))
+    result = {
+        "n": int(x.shape[0]),
+        "nll": nll,
+        "nll_standardized": nll + float(standardizer_log_det(run.standardizer)),
+        "step": run.step,
+    }
+    print(json.dumps(result))
+    return 0
+
+
+def _list(args) -> int:
+    from .train import available_experiments
+
+    print("\n".join(available_experiments()))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``flowzoo`` command; returns the exit status."""
+    from .checkpoint import CheckpointError
+    from .data import DataError
+    from .train import ConfigError, NonFiniteError
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        args = _parser().parse_args(argv)
+        return {"train": _train, "sample": _sample, "eval": _eval, "list": _list}[args.command](
+            args
+        )
+    except SystemExit as err:  # --help
+        return int(err.code or 0)
+    except (_UsageError, ConfigError, DataError, CheckpointError, ValueError, OSError) as err:
+        print(f"flowzoo: error: {err}", file=sys.stderr)
+        return 2
+    except NonFiniteError as err:
+        print(f"flowzoo: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("flowzoo: interrupted; the latest checkpoint was saved", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

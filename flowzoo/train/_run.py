@@ -1,0 +1,325 @@
+"""``train_and_evaluate(config, workdir)``: the function behind ``flowzoo train``.
+
+A run directory holds ``run.json`` (config, data standardiser, event shape, version),
+``metrics.jsonl``, ``checkpoints/``, ``summary.json``, ``samples.png`` and ``density.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import flowzoo
+
+from .. import checkpoint as ckpt
+from .. import data as fzdata
+from .. import plots
+from ..distributions import Distribution
+from ..flows import nll_loss, realnvp
+from ._config import ConfigError, validate_config
+from ._fit import fit
+from ._step import TrainState, init_train_state
+
+ModelBuilder = Callable[[dict[str, Any], tuple[int, ...]], Distribution]
+MODELS: dict[str, ModelBuilder] = {}
+
+
+def register_model(name: str, builder: ModelBuilder) -> None:
+    """Make ``config["model"]["name"] == name`` build ``builder(model_config, event_shape)``."""
+    MODELS[name] = builder
+
+
+def _realnvp(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Distribution:
+    return realnvp(
+        event_shape,
+        cfg["num_layers"],
+        tuple(cfg["hidden"]),
+        activation=cfg.get("activation", "relu"),
+        scale_bound=cfg.get("scale_bound", 3.0),
+    )
+
+
+register_model("realnvp", _realnvp)
+
+
+def build_model(config: dict[str, Any], event_shape: tuple[int, ...]) -> Distribution:
+    """The density model named by ``config["model"]["name"]``."""
+    name = config["model"].get("name")
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
+    try:
+        return MODELS[name](config["model"], event_shape)
+    except (TypeError, ValueError, KeyError) as err:
+        raise ConfigError(f"bad model config {config['model']}: {err}") from err
+
+
+def build_optimizer(config: dict[str, Any]) -> optax.GradientTransformation:
+    """Adam with linear warm-up, cosine decay and optional global-norm clipping."""
+    t = config["train"]
+    steps = max(int(t["steps"]), 1)
+    warmup = min(int(t.get("warmup_steps", 0)), steps - 1) if steps > 1 else 0
+    schedule = optax.warmup_cosine_decay_schedule(
+        0.0 if warmup else t["lr"],
+        t["lr"],
+        warmup,
+        steps,
+        t["lr"] * t.get("final_lr_fraction", 1.0),
+    )
+    parts = [optax.clip_by_global_norm(t["grad_clip"])] if t.get("grad_clip", 0) > 0 else []
+    return optax.chain(*parts, optax.adam(schedule))
+
+
+def load_data(config: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """``(train, test)`` float32 arrays in raw units, as the config describes."""
+    d = config["data"]
+    key = jax.random.key(config["seed"])
+    if d["name"] == "file":
+        if not d.get("path"):
+            raise ConfigError("data.name='file' needs data.path=/path/to/array.npy")
+        x = fzdata.load_array(d["path"])
+        if x.ndim != 2:
+            raise fzdata.DataError(
+                f"{d['path']}: expected an array of shape (n, dim), got {x.shape}; "
+                "flatten each example first"
+            )
+        perm = np.asarray(jax.random.permutation(jax.random.fold_in(key, 7), len(x)))
+        n_test = max(1, int(round(len(x) * d["test_fraction"])))
+        if len(x) - n_test < 2:
+            raise fzdata.DataError(f"{d['path']}: {len(x)} rows are too few to train on")
+        return x[perm[n_test:]], x[perm[:n_test]]
+    kwargs = {"noise": d["noise"]} if "noise" in _params_of(d["name"]) else {}
+    ktr, kte = jax.random.split(jax.random.fold_in(key, 1))
+    try:
+        train = fzdata.toy(d["name"], ktr, d["n_train"], **kwargs)
+        test = fzdata.toy(d["name"], kte, d["n_test"], **kwargs)
+    except ValueError as err:
+        raise ConfigError(f"data.name: {err}") from err
+    return np.asarray(train), np.asarray(test)
+
+
+def _params_of(name: str) -> set[str]:
+    import inspect
+
+    fn = fzdata.TOY_TARGETS.get(name.lower().replace("-", "_"))
+    return set(inspect.signature(fn).parameters) if fn is not None else set()
+
+
+class Run(NamedTuple):
+    """A trained run loaded from disk (see :func:`load_run`)."""
+
+    config: dict[str, Any]
+    model: Distribution
+    params: Any
+    standardizer: fzdata.Standardizer
+    step: int
+
+    def log_prob(self, x: np.ndarray) -> np.ndarray:
+        """Log-density in nats of raw-unit points ``(n, *event)``."""
+        return _raw_log_prob(self.model, self.params, self.standardizer, x)
+
+    def sample(self, key, n: int, temperature: float = 1.0) -> np.ndarray:
+        """``n`` samples in raw units."""
+        return _raw_sample(self.model, self.params, self.standardizer, key, n, temperature)
+
+
+def _raw_log_prob(model, params, s, x, batch: int = 8192) -> np.ndarray:
+    fn = jax.jit(lambda p, v: model.log_prob(p, fzdata.standardize(s, v)))
+    out = [np.asarray(fn(params, jnp.asarray(x[i : i + batch]))) for i in range(0, len(x), batch)]
+    return np.concatenate(out) + float(fzdata.standardizer_log_det(s))
+
+
+def _raw_sample(model, params, s, key, n, temperature=1.0) -> np.ndarray:
+    fn = jax.jit(lambda p, k: model.sample(p, k, n, temperature=temperature))
+    return np.asarray(fzdata.unstandardize(s, fn(params, key)))
+
+
+def _identity_standardizer(dim_shape) -> fzdata.Standardizer:
+    return fzdata.Standardizer(np.zeros(dim_shape, np.float32), np.ones(dim_shape, np.float32))
+
+
+def _run_info(config, s, event_shape) -> dict[str, Any]:
+    return {
+        "config": config,
+        "event_shape": list(event_shape),
+        "standardizer": {
+            "shift": np.asarray(s.shift).tolist(),
+            "scale": np.asarray(s.scale).tolist(),
+        },
+        "flowzoo_version": flowzoo.__version__,
+    }
+
+
+_RESUMABLE = {
+    ("train", "steps"),
+    ("train", "eval_every"),
+    ("train", "checkpoint_every"),
+    ("train", "keep_checkpoints"),
+    ("plot", "n_samples"),
+    ("plot", "grid"),
+}
+
+
+def _check_same_run(old: dict[str, Any], new: dict[str, Any], workdir: Path) -> None:
+    diffs = []
+    for section in set(old) | set(new):
+        a, b = old.get(section), new.get(section)
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in set(a) | set(b):
+                if a.get(k) != b.get(k) and (section, k) not in _RESUMABLE:
+                    diffs.append(f"{section}.{k}: {a.get(k)!r} -> {b.get(k)!r}")
+        elif a != b:
+            diffs.append(f"{section}: {a!r} -> {b!r}")
+    if diffs:
+        raise ConfigError(
+            f"{workdir} holds a run with a different config ({'; '.join(sorted(diffs))}); "
+            "pass --name NEW_NAME for a new run, or delete that directory to start over"
+        )
+
+
+def train_and_evaluate(
+    config: dict[str, Any], workdir: str | os.PathLike, *, progress: bool = True
+) -> dict[str, Any]:
+    """Train the model ``config`` describes, evaluate held-out NLL, write plots and a summary.
+
+    If ``workdir`` already holds this run (same config up to the number of steps and
+    logging), training resumes from its newest checkpoint. Returns the summary dict (also
+    written to ``workdir/summary.json``): ``test_nll`` (nats per example, standardised
+    units), ``test_nll_raw`` (raw units), ``steps``, ``train_seconds``, ``wall_seconds``.
+    """
+    t_start = time.perf_counter()
+    validate_config(config)
+    workdir = Path(workdir)
+    info_path = workdir / "run.json"
+    if info_path.exists():
+        try:
+            old = json.loads(info_path.read_text())["config"]
+        except (json.JSONDecodeError, KeyError) as err:
+            raise ConfigError(
+                f"{info_path} is unreadable ({err}); move the directory away"
+            ) from err
+        _check_same_run(old, config, workdir)
+    train_x, test_x = load_data(config)
+    fzdata.check_batch(train_x, train_x.shape[1:], "training data")
+    event_shape = tuple(train_x.shape[1:])
+    s = (
+        fzdata.fit_standardizer(train_x)
+        if config["data"]["standardize"]
+        else (_identity_standardizer(event_shape))
+    )
+    s = fzdata.Standardizer(np.asarray(s.shift, np.float32), np.asarray(s.scale, np.float32))
+    train_std = np.asarray(fzdata.standardize(s, train_x))
+    test_std = jnp.asarray(fzdata.standardize(s, test_x))
+
+    t = config["train"]
+    if t["batch_size"] > len(train_std):
+        raise ConfigError(
+            f"train.batch_size {t['batch_size']} exceeds the {len(train_std)} training rows"
+        )
+    model = build_model(config, event_shape)
+    optimizer = build_optimizer(config)
+    key = jax.random.key(config["seed"])
+    init_key, fit_key, sample_key = jax.random.split(key, 3)
+    params = model.init(init_key, jnp.asarray(train_std[: min(len(train_std), 1024)]))
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    tmp = info_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(_run_info(config, s, event_shape), indent=2))
+    os.replace(tmp, info_path)
+
+    test_nll = jax.jit(lambda p: -jnp.mean(model.log_prob(p, test_std)))
+    ema = t.get("ema_decay", 0.0) > 0
+
+    def eval_params(state: TrainState):
+        return state.ema_params if ema else state.params
+
+    t_fit = time.perf_counter()
+    result = fit(
+        nll_loss(model),
+        optimizer,
+        params,
+        fzdata.array_batches(train_std, t["batch_size"]),
+        key=fit_key,
+        num_steps=t["steps"],
+        steps_per_call=t["steps_per_call"],
+        eval_fn=lambda state: {"test_nll": test_nll(eval_params(state))},
+        eval_every=t["eval_every"] or None,
+        workdir=workdir,
+        checkpoint_every=t["checkpoint_every"] or None,
+        keep_checkpoints=t["keep_checkpoints"],
+        ema_decay=t["ema_decay"] if ema else None,
+        progress=progress,
+        metadata={"name": config["name"]},
+    )
+    train_seconds = time.perf_counter() - t_fit
+    final = eval_params(result.state)
+    nll = float(test_nll(final))
+    summary = {
+        "name": config["name"],
+        "steps": int(result.state.step),
+        "test_nll": nll,
+        "test_nll_raw": nll - float(fzdata.standardizer_log_det(s)),
+        "train_seconds": train_seconds,
+    }
+    if event_shape[0] >= 2 and len(event_shape) == 1:
+        p = config.get("plot", {})
+        samples = _raw_sample(model, final, s, sample_key, int(p.get("n_samples", 5000)))
+        plots.plot_samples(
+            workdir / "samples.png",
+            test_x,
+            samples,
+            f"{config['name']}: test NLL {nll:.3f} nats (standardised)",
+        )
+        if event_shape[0] == 2:
+            xs, ys, logp = plots.density_grid(
+                lambda pts: _raw_log_prob(model, final, s, pts), test_x, int(p.get("grid", 200))
+            )
+            plots.plot_density(workdir / "density.png", xs, ys, logp, f"{config['name']} density")
+    summary["wall_seconds"] = time.perf_counter() - t_start
+    if not math.isfinite(nll):
+        raise FloatingPointError(f"final test NLL is {nll}")
+    (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def load_run(run_dir: str | os.PathLike, step: int | None = None) -> Run:
+    """Rebuild the model of a run directory and restore its newest (or ``step``) checkpoint.
+
+    Raises:
+      ConfigError: ``run.json`` is missing or unreadable.
+      flowzoo.checkpoint.CheckpointError: no readable checkpoint.
+    """
+    run_dir = Path(run_dir)
+    info_path = run_dir / "run.json"
+    if not run_dir.is_dir():
+        raise ConfigError(
+            f"run directory {str(run_dir)!r} does not exist; train one with `flowzoo train`"
+        )
+    if not info_path.is_file():
+        raise ConfigError(f"{run_dir} is not a flowzoo run (no run.json)")
+    try:
+        info = json.loads(info_path.read_text())
+        config, event_shape = info["config"], tuple(info["event_shape"])
+        s = fzdata.Standardizer(
+            np.asarray(info["standardizer"]["shift"], np.float32),
+            np.asarray(info["standardizer"]["scale"], np.float32),
+        )
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ConfigError(f"{info_path} is corrupt ({type(err).__name__}: {err})") from err
+    model = build_model(config, event_shape)
+    optimizer = build_optimizer(config)
+    dummy = jnp.zeros((2, *event_shape), jnp.float32)
+    params = model.init(jax.random.key(0), dummy)
+    ema = config["train"].get("ema_decay", 0.0) > 0
+    target = init_train_state(params, optimizer, ema=ema)
+    state, restored_step = ckpt.restore(run_dir / "checkpoints", target, step)
+    return Run(config, model, state.ema_params if ema else state.params, s, restored_step)
