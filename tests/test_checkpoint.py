@@ -108,6 +108,16 @@ def test_round_trip_bit_for_bit(run_dir):
         assert isinstance(restored["state"].opt_state[1], optax.EmptyState)
 
 
+def test_scalar_and_numpy_leaves_keep_their_types(run_dir):
+    tree = {"count": np.int32(7), "lr": 0.25, "n": 3, "flag": True, "x": np.arange(3.0)}
+    ckpt.save(run_dir, 1, tree)
+    target = {"count": np.int32(0), "lr": 0.0, "n": 0, "flag": False, "x": np.zeros(3)}
+    restored, _ = ckpt.restore(run_dir, target)
+    assert restored == {**tree, "x": restored["x"]}
+    assert {k: type(v) for k, v in restored.items()} == {k: type(v) for k, v in tree.items()}
+    np.testing.assert_array_equal(restored["x"], tree["x"])
+
+
 def test_keep_latest_step_and_all_steps(run_dir):
     assert ckpt.all_steps(run_dir) == [] and ckpt.latest_step(run_dir) is None
     for s in (10, 20, 30, 40):
@@ -149,10 +159,14 @@ def test_all_corrupt_raises(run_dir):
     truncate_arrays(run_dir / "1")
     garbage_everywhere(run_dir / "2")
     with (
-        pytest.warns(UserWarning, match="step 2"),
+        pytest.warns(UserWarning) as record,
         pytest.raises(ckpt.CheckpointError, match=r"no readable checkpoint .*\[2, 1\]"),
     ):
         ckpt.restore(run_dir, make_state())
+    messages = [str(w.message) for w in record]
+    assert len(messages) == 2
+    assert "step 2" in messages[0] and "trying step 1" in messages[0]
+    assert "step 1" in messages[1] and "no older checkpoint left" in messages[1]
     assert ckpt.restore_metadata(run_dir, step=1) == {"s": 1}  # its JSON is intact
     with pytest.raises(ckpt.CheckpointError, match="step 2 .* corrupt/unreadable"):
         ckpt.restore_metadata(run_dir, step=2)
