@@ -23,19 +23,55 @@ import flowzoo
 
 from .. import checkpoint as ckpt
 from .. import data as fzdata
-from .. import plots
+from .. import metrics, plots
 from ..distributions import Distribution
 from ..flows import nll_loss, realnvp
 from ._config import ConfigError, validate_config
 from ._fit import fit
 from ._step import TrainState, init_train_state
 
-ModelBuilder = Callable[[dict[str, Any], tuple[int, ...]], Distribution]
+
+class Trainable(NamedTuple):
+    """What a run needs from a model family, as pure functions (standardised data units).
+
+    * ``init(key, x) -> params``
+    * ``loss(params, key, batch) -> (scalar, metrics)``
+    * ``sample(params, key, n, temperature=1.0) -> (n, *event)``
+    * ``log_prob(params, x) -> (batch,)`` in nats, or ``None`` if the family has no
+      tractable likelihood (then no NLL is reported).
+
+    A density (:class:`flowzoo.distributions.Distribution`) becomes one with
+    :func:`from_distribution`; score models and flow matching provide their own.
+    """
+
+    init: Callable
+    loss: Callable
+    sample: Callable
+    log_prob: Callable | None
+
+
+def from_distribution(dist: Distribution) -> Trainable:
+    """A density trained by maximum likelihood (:func:`flowzoo.flows.nll_loss`)."""
+    return Trainable(
+        lambda key, x: dist.init(key, x),
+        nll_loss(dist),
+        lambda params, key, n, temperature=1.0: dist.sample(
+            params, key, n, temperature=temperature
+        ),
+        lambda params, x: dist.log_prob(params, x),
+    )
+
+
+ModelBuilder = Callable[[dict[str, Any], tuple[int, ...]], "Distribution | Trainable"]
 MODELS: dict[str, ModelBuilder] = {}
 
 
 def register_model(name: str, builder: ModelBuilder) -> None:
-    """Make ``config["model"]["name"] == name`` build ``builder(model_config, event_shape)``."""
+    """Make ``config["model"]["name"] == name`` build ``builder(model_config, event_shape)``.
+
+    The builder returns a :class:`~flowzoo.distributions.Distribution` (trained by maximum
+    likelihood) or a :class:`Trainable`.
+    """
     MODELS[name] = builder
 
 
@@ -52,15 +88,16 @@ def _realnvp(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Distribution:
 register_model("realnvp", _realnvp)
 
 
-def build_model(config: dict[str, Any], event_shape: tuple[int, ...]) -> Distribution:
-    """The density model named by ``config["model"]["name"]``."""
+def build_model(config: dict[str, Any], event_shape: tuple[int, ...]) -> Trainable:
+    """The model named by ``config["model"]["name"]``, as a :class:`Trainable`."""
     name = config["model"].get("name")
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
     try:
-        return MODELS[name](config["model"], event_shape)
+        model = MODELS[name](config["model"], event_shape)
     except (TypeError, ValueError, KeyError) as err:
         raise ConfigError(f"bad model config {config['model']}: {err}") from err
+    return model if isinstance(model, Trainable) else from_distribution(model)
 
 
 def build_optimizer(config: dict[str, Any]) -> optax.GradientTransformation:
@@ -118,13 +155,15 @@ class Run(NamedTuple):
     """A trained run loaded from disk (see :func:`load_run`)."""
 
     config: dict[str, Any]
-    model: Distribution
+    model: Trainable
     params: Any
     standardizer: fzdata.Standardizer
     step: int
 
     def log_prob(self, x: np.ndarray) -> np.ndarray:
         """Log-density in nats of raw-unit points ``(n, *event)``."""
+        if self.model.log_prob is None:
+            raise ConfigError(f"model {self.config['model']['name']!r} has no tractable likelihood")
         return _raw_log_prob(self.model, self.params, self.standardizer, x)
 
     def sample(self, key, n: int, temperature: float = 1.0) -> np.ndarray:
@@ -139,7 +178,7 @@ def _raw_log_prob(model, params, s, x, batch: int = 8192) -> np.ndarray:
 
 
 def _raw_sample(model, params, s, key, n, temperature=1.0) -> np.ndarray:
-    fn = jax.jit(lambda p, k: model.sample(p, k, n, temperature=temperature))
+    fn = jax.jit(lambda p, k: model.sample(p, k, n, temperature))
     return np.asarray(fzdata.unstandardize(s, fn(params, key)))
 
 
@@ -236,7 +275,8 @@ def train_and_evaluate(
     tmp.write_text(json.dumps(_run_info(config, s, event_shape), indent=2))
     os.replace(tmp, info_path)
 
-    test_nll = jax.jit(lambda p: -jnp.mean(model.log_prob(p, test_std)))
+    has_nll = model.log_prob is not None
+    test_nll = jax.jit(lambda p: -jnp.mean(model.log_prob(p, test_std))) if has_nll else None
     ema = t.get("ema_decay", 0.0) > 0
 
     def eval_params(state: TrainState):
@@ -244,14 +284,14 @@ def train_and_evaluate(
 
     t_fit = time.perf_counter()
     result = fit(
-        nll_loss(model),
+        model.loss,
         optimizer,
         params,
         fzdata.array_batches(train_std, t["batch_size"]),
         key=fit_key,
         num_steps=t["steps"],
         steps_per_call=t["steps_per_call"],
-        eval_fn=lambda state: {"test_nll": test_nll(eval_params(state))},
+        eval_fn=(lambda state: {"test_nll": test_nll(eval_params(state))}) if has_nll else None,
         eval_every=t["eval_every"] or None,
         workdir=workdir,
         checkpoint_every=t["checkpoint_every"] or None,
@@ -262,30 +302,33 @@ def train_and_evaluate(
     )
     train_seconds = time.perf_counter() - t_fit
     final = eval_params(result.state)
-    nll = float(test_nll(final))
+    nll = float(test_nll(final)) if has_nll else None
+    p = config.get("plot", {})
+    samples = _raw_sample(model, final, s, sample_key, int(p.get("n_samples", 5000)))
+    n_cmp = min(len(samples), len(test_x), 2000)
     summary = {
         "name": config["name"],
         "steps": int(result.state.step),
         "test_nll": nll,
-        "test_nll_raw": nll - float(fzdata.standardizer_log_det(s)),
+        "test_nll_raw": None if nll is None else nll - float(fzdata.standardizer_log_det(s)),
+        # sample quality in standardised units, against held-out data (same n both sides)
+        "energy_distance": float(
+            metrics.energy_distance(
+                fzdata.standardize(s, samples[:n_cmp]), test_std[:n_cmp].reshape(n_cmp, -1)
+            )
+        ),
         "train_seconds": train_seconds,
     }
     if event_shape[0] >= 2 and len(event_shape) == 1:
-        p = config.get("plot", {})
-        samples = _raw_sample(model, final, s, sample_key, int(p.get("n_samples", 5000)))
-        plots.plot_samples(
-            workdir / "samples.png",
-            test_x,
-            samples,
-            f"{config['name']}: test NLL {nll:.3f} nats (standardised)",
-        )
-        if event_shape[0] == 2:
+        title = f"test NLL {nll:.3f} nats (standardised)" if has_nll else "samples"
+        plots.plot_samples(workdir / "samples.png", test_x, samples, f"{config['name']}: {title}")
+        if event_shape[0] == 2 and has_nll:
             xs, ys, logp = plots.density_grid(
                 lambda pts: _raw_log_prob(model, final, s, pts), test_x, int(p.get("grid", 200))
             )
             plots.plot_density(workdir / "density.png", xs, ys, logp, f"{config['name']} density")
     summary["wall_seconds"] = time.perf_counter() - t_start
-    if not math.isfinite(nll):
+    if nll is not None and not math.isfinite(nll):
         raise FloatingPointError(f"final test NLL is {nll}")
     (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
