@@ -3,3 +3,5 @@
 from ._mlp import Network as Network
 from ._mlp import activation as activation
 from ._mlp import mlp as mlp
+from ._time import sinusoidal_embedding as sinusoidal_embedding
+from ._time import time_mlp as time_mlp

@@ -10,11 +10,14 @@ from ._fit import FitResult as FitResult
 from ._fit import MetricsWriter as MetricsWriter
 from ._fit import NonFiniteError as NonFiniteError
 from ._fit import fit as fit
+from ._registry import MODELS as MODELS
+from ._registry import Trainable as Trainable
+from ._registry import build_model as build_model
+from ._registry import from_distribution as from_distribution
+from ._registry import register_model as register_model
 from ._run import Run as Run
-from ._run import build_model as build_model
 from ._run import build_optimizer as build_optimizer
 from ._run import load_run as load_run
-from ._run import register_model as register_model
 from ._run import train_and_evaluate as train_and_evaluate
 from ._step import LossFn as LossFn
 from ._step import TrainState as TrainState
