@@ -2,10 +2,22 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import bijectors, distributions, flows, nets
+from . import bijectors, data, distributions, flows, metrics, nets
 from .bijectors import Bijector
 from .distributions import Distribution
 from .flows import realnvp, transformed
+
+_LAZY = ("checkpoint", "cnf", "flow_matching", "integrate", "plots", "samplers", "score", "train")
+
+
+def __getattr__(name: str):
+    """Import the heavier subpackages (orbax, diffrax users) on first attribute access."""
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'flowzoo' has no attribute {name!r}")
+
 
 try:
     __version__ = version("flowzoo")
@@ -17,6 +29,8 @@ __all__ = [
     "Distribution",
     "__version__",
     "bijectors",
+    "data",
+    "metrics",
     "distributions",
     "flows",
     "nets",

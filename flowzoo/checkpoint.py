@@ -134,7 +134,7 @@ def _quiet() -> Iterator[None]:
 
 def _flat_shapes(tree) -> dict[tuple, tuple]:
     """{key path: shape} in orbax's own flattening of a pytree (NamedTuples -> fields)."""
-    flat = ocp.tree.to_flat_dict(ocp.tree.serialize_tree(tree, keep_empty_nodes=False))
+    flat = ocp.tree.to_flat_dict(ocp.tree.serialize_tree(tree, keep_empty_nodes=True))
     return {k: _stored_shape(v) for k, v in flat.items()}
 
 

@@ -152,7 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"flowzoo: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("flowzoo: interrupted; the latest checkpoint was saved", file=sys.stderr)
+        print(
+            "flowzoo: interrupted (a started run saved a checkpoint to resume from)",
+            file=sys.stderr,
+        )
         return 130
 
 

@@ -251,3 +251,17 @@ def test_leftover_tmp_directory_is_ignored(run_dir):
     assert_bitwise_equal(restored, good)
     ckpt.save(run_dir, 2, good)  # the next save removes the leftover
     assert sorted(os.listdir(run_dir)) == ["1", "2"]
+
+
+def test_empty_subtrees_before_arrays_round_trip(tmp_path):
+    """optax.chain(clip_by_global_norm, adam) puts an empty state before adam's arrays."""
+
+    from flowzoo.train import init_train_state
+
+    opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-3))
+    state = init_train_state({"w": jnp.arange(3.0), "empty": ()}, opt)
+    ckpt.save(tmp_path, 1, state)
+    restored, step = ckpt.restore(tmp_path, init_train_state({"w": jnp.zeros(3), "empty": ()}, opt))
+    assert step == 1
+    assert jax.tree.structure(restored) == jax.tree.structure(state)
+    np.testing.assert_array_equal(restored.params["w"], state.params["w"])

@@ -39,10 +39,9 @@ def sum_except_batch(x: Array) -> Array:
 def invert(bijector: Bijector) -> Bijector:
     """Swap the forward and inverse directions of ``bijector``.
 
-    ``init`` of the inverted bijector receives a batch on *its* data side, which is the
-    original's latent side; it is mapped through the original's ``forward`` only to the
-    extent the original's init needs data, so data-dependent layers should not be
-    inverted before initialisation.
+    ``init`` is the original's ``init`` called on the given batch. That batch lies on the
+    inverted bijector's data side, which is the original's latent side, so data-dependent
+    initialisation (ActNorm) inside an inverted bijector sees latent-side statistics.
     """
 
     def init(key: Key, x: Batch, context: Context = None) -> Params:

@@ -103,11 +103,12 @@ def affine_coupling(
     Args:
       mask: boolean array of the event shape; ``True`` entries are kept and condition the
         transformation of the others (see :mod:`flowzoo.bijectors` masks).
-      conditioner: factory ``make(out_features) -> Network``; the network maps the kept
-        part (and ``context``, if given) to shifts and log-scales. Default: a 2x64 ReLU MLP
+      conditioner: factory ``make(out_shape) -> Network``; the network maps the kept part
+        (and ``context``, if given) to ``out_shape`` per example: the shifts followed by the
+        log-scales of the transformed entries along the last axis. Default: a 2x64 ReLU MLP
         with zero-initialised output, so the layer starts as the identity.
       scale: bound on the log-scale: ``"tanh"`` soft-clamps ``log s`` to
-        ``(-scale_bound, scale_bound)``; ``"sigmoid"`` uses Glow's ``sigmoid(h + 2)``
+        ``(-scale_bound, scale_bound)`` (``scale_bound`` default 3); ``"sigmoid"`` uses Glow's ``sigmoid(h + 2)``
         normalised to 1 at ``h = 0``; ``"exp"`` leaves it unbounded.
       additive: shift only (NICE); log-det is zero.
 

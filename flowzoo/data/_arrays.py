@@ -85,7 +85,7 @@ def _pick(path: Path, npz, key: str | None) -> tuple[np.ndarray, str]:
         if len(names) != 1:
             raise DataError(
                 f"{path}: the .npz file holds {len(names)} arrays ({', '.join(names)}); "
-                "pass key= to choose one"
+                "pass key= (CLI: --key) to choose one"
             )
         key = names[0]
     elif key not in names:

@@ -125,6 +125,8 @@ def _coerce(old: Any, new: Any, key: str) -> Any:
             return new.lower() in ("true", "yes", "1")
         if isinstance(new, bool):
             return new
+        if isinstance(new, int) and new in (0, 1):
+            return bool(new)
     elif isinstance(old, int) and isinstance(new, int) and not isinstance(new, bool):
         return new
     elif isinstance(old, float) and isinstance(new, int | float) and not isinstance(new, bool):

@@ -106,7 +106,8 @@ def fit(
       key: the run's key; split once into a data key and a training key, and every step
         derives its loss key with ``fold_in(train_key, step)``.
       num_steps: total number of updates (a resumed run continues up to this number).
-      steps_per_call: updates per compiled call (``lax.scan``); also the logging interval.
+      steps_per_call: updates per compiled call (``lax.scan``). One metrics record (means
+        over the call) is written per call; calls also end at eval and checkpoint steps.
       eval_fn: called as ``eval_fn(state)`` on the host every ``eval_every`` steps and at the
         end; returns a dict of floats that is logged with an ``eval/`` prefix.
       workdir: where ``metrics.jsonl`` and ``checkpoints/`` go (``None``: nothing written).
@@ -195,12 +196,12 @@ def fit(
                 evaluate(state)
             if checkpoint_every and step % checkpoint_every == 0:
                 save(state)
+        evaluate(state)  # inside the try: Ctrl-C in the final eval still saves
+        save(state)
     except KeyboardInterrupt:
         save(state)
         raise
     finally:
         if bar is not None:
             bar.close()
-    evaluate(state)
-    save(state)
     return FitResult(state, history)

@@ -24,7 +24,7 @@ from .. import checkpoint as ckpt
 from .. import data as fzdata
 from .. import metrics, plots
 from ._config import ConfigError, validate_config
-from ._fit import fit
+from ._fit import NonFiniteError, fit
 from ._registry import Trainable, build_model
 from ._step import TrainState, init_train_state
 
@@ -128,6 +128,7 @@ def _run_info(config, s, event_shape) -> dict[str, Any]:
 
 
 _RESUMABLE = {
+    ("train", "steps_per_call"),
     ("train", "steps"),
     ("train", "eval_every"),
     ("train", "checkpoint_every"),
@@ -159,10 +160,15 @@ def train_and_evaluate(
 ) -> dict[str, Any]:
     """Train the model ``config`` describes, evaluate held-out NLL, write plots and a summary.
 
-    If ``workdir`` already holds this run (same config up to the number of steps and
-    logging), training resumes from its newest checkpoint. Returns the summary dict (also
-    written to ``workdir/summary.json``): ``test_nll`` (nats per example, standardised
-    units), ``test_nll_raw`` (raw units), ``steps``, ``train_seconds``, ``wall_seconds``.
+    If ``workdir`` already holds this run (the same config except for ``train.steps``, the
+    eval/checkpoint/logging intervals and plot settings), training resumes from its newest
+    checkpoint; asking for fewer steps than the run already has is refused. Note that the
+    cosine learning-rate schedule is defined by ``train.steps``, so extending a run changes
+    the schedule of its remaining steps. Returns the summary dict (also written to
+    ``workdir/summary.json``): ``test_nll`` (nats per example, standardised units; ``None``
+    for families without a tractable likelihood), ``test_nll_raw`` (raw units),
+    ``energy_distance`` (model samples vs held-out data, standardised units), ``steps``,
+    ``train_seconds``, ``wall_seconds``.
     """
     t_start = time.perf_counter()
     validate_config(config)
@@ -176,6 +182,12 @@ def train_and_evaluate(
                 f"{info_path} is unreadable ({err}); move the directory away"
             ) from err
         _check_same_run(old, config, workdir)
+        done = ckpt.latest_step(workdir / "checkpoints")
+        if done is not None and done > config["train"]["steps"]:
+            raise ConfigError(
+                f"{workdir} already holds {done} training steps, more than train.steps="
+                f"{config['train']['steps']}; raise train.steps or use another --name"
+            )
     train_x, test_x = load_data(config)
     fzdata.check_batch(train_x, train_x.shape[1:], "training data")
     event_shape = tuple(train_x.shape[1:])
@@ -232,6 +244,10 @@ def train_and_evaluate(
     train_seconds = time.perf_counter() - t_fit
     final = eval_params(result.state)
     nll = float(test_nll(final)) if has_nll else None
+    if nll is not None and not math.isfinite(nll):
+        raise NonFiniteError(
+            int(result.state.step), "test_nll", nll, ckpt.latest_step(workdir / "checkpoints")
+        )
     p = config.get("plot", {})
     samples = _raw_sample(model, final, s, sample_key, int(p.get("n_samples", 5000)))
     n_cmp = min(len(samples), len(test_x), 2000)
@@ -257,8 +273,6 @@ def train_and_evaluate(
             )
             plots.plot_density(workdir / "density.png", xs, ys, logp, f"{config['name']} density")
     summary["wall_seconds"] = time.perf_counter() - t_start
-    if nll is not None and not math.isfinite(nll):
-        raise FloatingPointError(f"final test NLL is {nll}")
     (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 

@@ -56,8 +56,8 @@ def apply_update(
 
     The loss key is ``fold_in(key, state.step)``, so a run's randomness depends only on
     ``key`` and the step number. If the loss or a gradient is not finite the update is
-    skipped (the returned state equals ``state`` but for nothing) and ``metrics["finite"]``
-    is 0, so the caller can stop with the last good state intact.
+    skipped (the returned state equals ``state``, step counter included) and
+    ``metrics["finite"]`` is 0, so the caller can stop with the last good state intact.
     """
     step_key = jax.random.fold_in(key, state.step)
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, step_key, batch)
