@@ -1,4 +1,4 @@
-"""Sample-quality metrics between two sets of points (rows are examples).
+"""Sample-quality metrics: two-sample distances (rows are examples), KSD and ESS.
 
 All functions flatten trailing axes, so images ``(n, H, W, C)`` are compared as vectors.
 Units follow the data (no standardisation is applied here).
@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
+from ._metrics_mcmc import effective_sample_size as effective_sample_size
+from ._metrics_mcmc import kernel_stein_discrepancy as kernel_stein_discrepancy
 from ._types import Array, ArrayLike, Key, Scalar
 
 

@@ -11,6 +11,7 @@ from ._arrays import sampler_batches as sampler_batches
 from ._arrays import standardize as standardize
 from ._arrays import standardizer_log_det as standardizer_log_det
 from ._arrays import unstandardize as unstandardize
+from ._shuffle import keyed_permutation as keyed_permutation
 from ._toy import TOY_TARGETS as TOY_TARGETS
 from ._toy import checkerboard as checkerboard
 from ._toy import circles as circles

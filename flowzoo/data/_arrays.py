@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._types import Array, ArrayLike, Batch, Float, Key, Scalar, Shaped
+from ._shuffle import keyed_permutation
 
 DataLike = Shaped[ArrayLike, "batch *event"]
 """NumPy or JAX data with a leading example axis (any real dtype)."""
@@ -251,12 +252,14 @@ def array_batches(x: DataLike, batch_size: int) -> BatchFn:
 
     ``x`` is moved to the device once. With ``steps_per_epoch = n // batch_size`` (the
     remainder of each epoch's permutation is dropped), step ``s`` belongs to epoch
-    ``e = s // steps_per_epoch``, whose order is
-    ``perm = jax.random.permutation(jax.random.fold_in(key, e), n)``, and returns
-    ``x[perm[i * B:(i + 1) * B]]`` with ``i = s % steps_per_epoch``. Every example appears
-    exactly once per epoch. ``step`` may be a Python int or a traced integer (``jit``,
-    ``lax.scan``). The permutation is recomputed each step (``O(n log n)``, cheap next to a
-    training step for ``n`` up to ~1e5).
+    ``e = s // steps_per_epoch``, whose order is the keyed permutation
+    ``perm = keyed_permutation(jax.random.fold_in(key, e), arange(n), n)`` (a Feistel
+    network, :func:`flowzoo.data.keyed_permutation`), and returns ``x[perm[i * B:(i + 1) * B]]``
+    with ``i = s % steps_per_epoch``. Every example appears exactly once per epoch. ``step``
+    may be a Python int or a traced integer (``jit``, ``lax.scan``). Only the ``B`` indices of
+    the batch are computed, so a step costs ``O(B)`` however large ``n`` is (sorting all
+    ``n`` indices with ``jax.random.permutation`` every step measured 16 ms at n=20000 on 2
+    CPU cores, against 0.26 ms for the batch's indices).
 
     Args:
       x: ``(n, *event)`` data (NumPy or JAX).
@@ -283,9 +286,9 @@ def array_batches(x: DataLike, batch_size: int) -> BatchFn:
         step = jnp.asarray(step)
         epoch = step // steps_per_epoch
         i = step % steps_per_epoch
-        perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
-        idx = jax.lax.dynamic_slice_in_dim(perm, i * batch_size, batch_size)
-        return jnp.take(data, idx, axis=0)
+        positions = i * batch_size + jnp.arange(batch_size)
+        idx = keyed_permutation(jax.random.fold_in(key, epoch), positions, n)
+        return jnp.take(data, idx.astype(jnp.int32), axis=0)
 
     return batch_fn
 

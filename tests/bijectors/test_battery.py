@@ -24,8 +24,10 @@ def _setup(name, key, batch=4):
     params = bij.init(ki, x, context)
     # Perturb every parameter so zero-initialised conditioners are not the identity.
     leaves, treedef = jax.tree.flatten(params)
-    ks = jax.random.split(kp, max(len(leaves), 1))
-    leaves = [p + 0.1 * jax.random.normal(k, p.shape, p.dtype) for p, k in zip(leaves, ks)]
+    ks = jax.random.split(kp, max(len(leaves), 1))[: len(leaves)]
+    leaves = [
+        p + 0.1 * jax.random.normal(k, p.shape, p.dtype) for p, k in zip(leaves, ks, strict=True)
+    ]
     params = jax.tree.unflatten(treedef, leaves)
     return bij, params, x, context
 
