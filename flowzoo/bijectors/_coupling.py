@@ -38,13 +38,17 @@ def mlp_conditioner(
 
 class _Layout(NamedTuple):
     split: Callable[[Array], tuple[Array, Array]]  # x -> (conditioner input, transformed part)
-    merge: Callable[[Array, Array], Array]  # (x, new transformed part) -> y
+    merge: Callable[[Array, Array], Array]  # (conditioner input, new transformed part) -> y
     weight: Array | None  # masked layout: 1 where transformed, else None
     tr_last: int  # size of the last axis of the transformed part
 
 
+def _contiguous(idx: np.ndarray) -> bool:
+    return bool(idx.size) and bool(np.all(np.diff(idx) == 1))
+
+
 def _index(x: Array, idx: np.ndarray) -> Array:
-    if idx.size and np.all(np.diff(idx) == 1):
+    if _contiguous(idx):
         return x[..., int(idx[0]) : int(idx[-1]) + 1]
     return jnp.take(x, idx, axis=-1)
 
@@ -59,8 +63,16 @@ def _layout(mask: np.ndarray) -> _Layout:
         def split(x):
             return _index(x, id_idx), _index(x, tr_idx)
 
-        def merge(x, y_tr):
-            return _index(jnp.concatenate([_index(x, id_idx), y_tr], axis=-1), order)
+        if _contiguous(id_idx) and _contiguous(tr_idx):  # half/channel masks: no gather
+            id_first = bool(id_idx[0] < tr_idx[0])
+
+            def merge(x_id, y_tr):
+                return jnp.concatenate([x_id, y_tr] if id_first else [y_tr, x_id], axis=-1)
+
+        else:
+
+            def merge(x_id, y_tr):
+                return _index(jnp.concatenate([x_id, y_tr], axis=-1), order)
 
         return _Layout(split, merge, None, int(tr_idx.size))
 
@@ -159,16 +171,16 @@ def affine_coupling(
         z_cond, z_tr = lay.split(z)
         shift, log_s = params_of(params, z_cond, context, z_tr)
         if additive:
-            return lay.merge(z, z_tr + shift), jnp.zeros(z.shape[0], z.dtype)
-        return lay.merge(z, z_tr * jnp.exp(log_s) + shift), sum_except_batch(log_s)
+            return lay.merge(z_cond, z_tr + shift), jnp.zeros(z.shape[0], z.dtype)
+        return lay.merge(z_cond, z_tr * jnp.exp(log_s) + shift), sum_except_batch(log_s)
 
     def inverse(params: Params, x: Batch, context: Context = None):
         _check(x)
         x_cond, x_tr = lay.split(x)
         shift, log_s = params_of(params, x_cond, context, x_tr)
         if additive:
-            return lay.merge(x, x_tr - shift), jnp.zeros(x.shape[0], x.dtype)
-        return lay.merge(x, (x_tr - shift) * jnp.exp(-log_s)), -sum_except_batch(log_s)
+            return lay.merge(x_cond, x_tr - shift), jnp.zeros(x.shape[0], x.dtype)
+        return lay.merge(x_cond, (x_tr - shift) * jnp.exp(-log_s)), -sum_except_batch(log_s)
 
     return Bijector(init, forward, inverse)
 
