@@ -5,3 +5,4 @@ from ._mlp import activation as activation
 from ._mlp import mlp as mlp
 from ._time import sinusoidal_embedding as sinusoidal_embedding
 from ._time import time_mlp as time_mlp
+from ._unet import unet as unet

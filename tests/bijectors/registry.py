@@ -37,7 +37,11 @@ REGISTRY = {
     "additive_coupling": lambda: (bj.additive_coupling(bj.half_mask(4), _small), (4,), None),
     "conditional_affine_coupling": lambda: (_coupling(bj.half_mask(3)), (3,), (2,)),
     "affine": lambda: (bj.affine((3,)), (3,), None),
-    "fixed_affine": lambda: (bj.fixed_affine(np.array([1.0, -2.0]), np.array([0.5, 3.0])), (2,), None),
+    "fixed_affine": lambda: (
+        bj.fixed_affine(np.array([1.0, -2.0]), np.array([0.5, 3.0])),
+        (2,),
+        None,
+    ),
     "reverse": lambda: (bj.reverse(4), (4,), None),
     "random_permutation": lambda: (bj.random_permutation(jax.random.key(3), 5), (5,), None),
     "chain": lambda: (
@@ -51,6 +55,21 @@ REGISTRY = {
         None,
     ),
     "stack": lambda: (bj.stack(_coupling(bj.alternating_mask(4)), 3), (4,), None),
+    "stack_scan": lambda: (
+        bj.stack(_coupling(bj.alternating_mask(4)), 3, max_unroll=0),
+        (4,),
+        None,
+    ),
     "realnvp_bijector": lambda: (realnvp_bijector(3, 5, (8,)), (3,), None),
     "conditional_realnvp_bijector": lambda: (realnvp_bijector(2, 4, (8,)), (2,), (3,)),
 }
+
+
+def _residual_block():
+    """i-ResNet block (issue 4), exact log-det mode; Lip(g) <= 0.7**2, inverse to 1e-6."""
+    from flowzoo.cnf import residual_block
+
+    return residual_block(3, (8,), lipschitz=0.7).bijector, (3,), None
+
+
+REGISTRY["residual_block"] = _residual_block

@@ -1,0 +1,167 @@
+"""Affine Gaussian probability paths ``x_t = sigma_t * x0 + alpha_t * x1``.
+
+Time convention (flow matching): t=0 is noise ``x0 ~ N(0, I)``, t=1 is data ``x1``.
+A path is defined by its schedule ``t -> (alpha_t, sigma_t)`` and the schedule's time
+derivative; the conditional target velocity ``u_t(x0, x1) = d/dt x_t`` is then in closed
+form: ``sigma_t' * x0 + alpha_t' * x1``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax.numpy as jnp
+
+from .._types import Array, ArrayLike, Batch, Float
+
+Times = Float[ArrayLike, "*batch"]
+ScheduleFn = Callable[[Array], tuple[Array, Array]]
+
+
+class Path(NamedTuple):
+    """An affine Gaussian probability path (t=0 noise ``x0 ~ N(0, I)``, t=1 data ``x1``).
+
+    * ``schedule(t) -> (alpha_t, sigma_t)``, elementwise in ``t`` (any shape).
+    * ``schedule_dt(t) -> (d alpha_t / dt, d sigma_t / dt)``, in closed form.
+    * ``sample_xt(x0, x1, t) -> x_t = sigma_t x0 + alpha_t x1``; ``x0, x1``: ``(batch, *event)``,
+      ``t``: ``(batch,)`` or a scalar.
+    * ``velocity(x0, x1, t) -> u_t = sigma_t' x0 + alpha_t' x1``, the conditional target field.
+    """
+
+    schedule: ScheduleFn
+    sample_xt: Callable[[Batch, Batch, Times], Batch]
+    velocity: Callable[[Batch, Batch, Times], Batch]
+    schedule_dt: ScheduleFn
+
+
+def expand_time(t: ArrayLike, x: Array) -> Array:
+    """Broadcast times ``t`` (scalar or ``(batch,)``) against ``x`` of shape ``(batch, *event)``."""
+    t = jnp.asarray(t, x.dtype)
+    if t.ndim == 0:
+        return t
+    if t.shape != x.shape[:1]:
+        raise ValueError(f"t must be a scalar or have shape ({x.shape[0]},), got {t.shape}")
+    return t.reshape(t.shape + (1,) * (x.ndim - 1))
+
+
+def affine_path(schedule: ScheduleFn, schedule_dt: ScheduleFn) -> Path:
+    """The :class:`Path` of ``x_t = sigma_t x0 + alpha_t x1`` for a schedule and its derivative.
+
+    Args:
+      schedule: ``t -> (alpha_t, sigma_t)``, elementwise (t=0 noise, t=1 data).
+      schedule_dt: ``t -> (alpha_t', sigma_t')``, its time derivative.
+    """
+
+    def sample_xt(x0: Batch, x1: Batch, t: Times) -> Batch:
+        alpha, sigma = schedule(expand_time(t, x1))
+        return sigma * x0 + alpha * x1
+
+    def velocity(x0: Batch, x1: Batch, t: Times) -> Batch:
+        d_alpha, d_sigma = schedule_dt(expand_time(t, x1))
+        return d_sigma * x0 + d_alpha * x1
+
+    return Path(schedule, sample_xt, velocity, schedule_dt)
+
+
+def cond_ot_path(sigma_min: float = 0.0) -> Path:
+    """Conditional optimal-transport path (Lipman et al. 2023, eq. 20).
+
+    ``alpha_t = t``, ``sigma_t = 1 - (1 - sigma_min) t``: straight lines from noise (t=0) to
+    ``N(x1, sigma_min^2 I)`` at t=1. ``sigma_min = 0`` is rectified flow / I-CFM.
+    """
+    c = 1.0 - float(sigma_min)
+    return affine_path(
+        lambda t: (t, 1.0 - c * t),
+        lambda t: (jnp.ones_like(t), jnp.full_like(t, -c)),
+    )
+
+
+def vp_path(beta_min: float = 0.1, beta_max: float = 20.0) -> Path:
+    """Variance-preserving diffusion path in flow-matching time (Lipman et al. 2023, eq. 19).
+
+    With ``T(s) = beta_min s + (beta_max - beta_min) s^2 / 2`` (the integrated linear
+    ``beta`` of Song et al. 2021) and diffusion time ``s = 1 - t``:
+    ``alpha_t = exp(-T(1 - t) / 2)``, ``sigma_t = sqrt(1 - alpha_t^2)``.
+    t=0 is (very nearly) noise (``alpha_0 = exp(-T(1)/2)``, 0.0066 for the defaults); t=1 is
+    data. ``sigma_t'`` diverges as t -> 1 (``sigma_1 = 0``), so train and sample on
+    ``t <= 1 - 1e-3`` or so (``cfm_loss(time_range=...)``).
+    """
+    b0, b1 = float(beta_min), float(beta_max)
+
+    def big_t(s):
+        return b0 * s + 0.5 * (b1 - b0) * s**2
+
+    def schedule(t):
+        alpha = jnp.exp(-0.5 * big_t(1.0 - t))
+        return alpha, jnp.sqrt(-jnp.expm1(-big_t(1.0 - t)))
+
+    def schedule_dt(t):
+        alpha, sigma = schedule(t)
+        beta = b0 + (b1 - b0) * (1.0 - t)
+        d_alpha = 0.5 * beta * alpha
+        return d_alpha, -alpha * d_alpha / sigma
+
+    return affine_path(schedule, schedule_dt)
+
+
+def ve_path(sigma_min: float = 0.01, sigma_max: float = 50.0) -> Path:
+    """Variance-exploding diffusion path in flow-matching time (Lipman et al. 2023, eq. 18).
+
+    ``alpha_t = 1``, ``sigma_t = sigma_min (sigma_max / sigma_min)^(1 - t)``. Note that t=0
+    is noise of scale ``sigma_max`` around the data, not ``N(0, I)``: sample the prior as
+    ``sigma_max * x0`` (``sample(..., path=ve_path(...))`` does).
+    """
+    lo, ratio = float(sigma_min), math.log(float(sigma_max) / float(sigma_min))
+    return affine_path(
+        lambda t: (jnp.ones_like(t), lo * jnp.exp(ratio * (1.0 - t))),
+        lambda t: (jnp.zeros_like(t), -ratio * lo * jnp.exp(ratio * (1.0 - t))),
+    )
+
+
+def cosine_path() -> Path:
+    """Cosine (trigonometric) path: ``alpha_t = sin(pi t / 2)``, ``sigma_t = cos(pi t / 2)``.
+
+    Variance preserving for unit-variance data; t=0 noise, t=1 data (Nichol & Dhariwal 2021,
+    Albergo & Vanden-Eijnden 2023).
+    """
+    h = 0.5 * math.pi
+    return affine_path(
+        lambda t: (jnp.sin(h * t), jnp.cos(h * t)),
+        lambda t: (h * jnp.cos(h * t), -h * jnp.sin(h * t)),
+    )
+
+
+def polynomial_path(exponent: float = 2.0) -> Path:
+    """Polynomial convex schedule: ``alpha_t = t^n``, ``sigma_t = 1 - t^n`` (n > 0).
+
+    ``n = 1`` is :func:`cond_ot_path` with ``sigma_min = 0``. For ``n < 1`` the velocity
+    diverges at t=0.
+    """
+    n = float(exponent)
+    if n <= 0:
+        raise ValueError(f"exponent must be > 0, got {exponent}")
+
+    def schedule_dt(t):
+        d = n * t ** (n - 1.0)
+        return d, -d
+
+    return affine_path(lambda t: (t**n, 1.0 - t**n), schedule_dt)
+
+
+PATHS: dict[str, Callable[..., Path]] = {
+    "cond_ot": cond_ot_path,
+    "vp": vp_path,
+    "ve": ve_path,
+    "cosine": cosine_path,
+    "polynomial": polynomial_path,
+}
+"""Path factories by name (used by configs: ``model.path``)."""
+
+
+def get_path(name: str, **kwargs) -> Path:
+    """The path ``PATHS[name](**kwargs)``; raises ``ValueError`` naming the choices."""
+    if name not in PATHS:
+        raise ValueError(f"unknown path {name!r}; choose one of {sorted(PATHS)}")
+    return PATHS[name](**kwargs)

@@ -1,0 +1,90 @@
+"""Denoising score matching (Vincent 2011): one sigma, NCSN multi-sigma, continuous-time SDE.
+
+The Gaussian perturbation ``x_t = mean + std * z`` has conditional score ``-z / std``; the
+losses regress the network on it. ``loss(params, key, batch) -> (scalar, metrics)``; the
+SDE loss uses the SDE time convention, **t=0 data, t=T noise**.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._types import Array, Batch, Key, Params
+from ._sdes import SDE, bcast
+
+
+def _sum_event(x: Array) -> Array:
+    return jnp.sum(x.reshape(x.shape[0], -1), 1)
+
+
+def geometric_sigmas(sigma_max: float, sigma_min: float, num: int) -> Array:
+    """``num`` noise levels from ``sigma_max`` down to ``sigma_min``, geometric (NCSN)."""
+    return jnp.asarray(np.geomspace(sigma_max, sigma_min, num), jnp.float32)
+
+
+def dsm_loss(score_apply: Callable[[Params, Batch], Batch], sigma: float):
+    """DSM at one noise level: ``mean 1/2 sigma^2 |s(x + sigma z) + z / sigma|^2``.
+
+    ``score_apply(params, x)``; minimised by the score of ``p_data * N(0, sigma^2 I)``.
+    """
+
+    def loss(params: Params, key: Key, batch: Batch) -> tuple[Array, dict[str, Array]]:
+        z = jax.random.normal(key, batch.shape, batch.dtype)
+        s = score_apply(params, batch + sigma * z)
+        val = 0.5 * jnp.mean(_sum_event((sigma * s + z) ** 2))
+        return val, {"loss": val}
+
+    return loss
+
+
+def ncsn_loss(score_apply: Callable[[Params, Array, Batch], Batch], sigmas: Array):
+    """Multi-sigma DSM (Song & Ermon 2019): ``sigma_i`` uniform per example, ``sigma^2`` weight.
+
+    ``score_apply(params, sigma, x)`` with ``sigma`` of shape ``(batch,)``; ``sigmas`` e.g.
+    :func:`geometric_sigmas`.
+    """
+    sigmas = jnp.asarray(sigmas, jnp.float32)
+
+    def loss(params: Params, key: Key, batch: Batch) -> tuple[Array, dict[str, Array]]:
+        ki, kz = jax.random.split(key)
+        sigma = sigmas[jax.random.randint(ki, (batch.shape[0],), 0, sigmas.shape[0])]
+        z = jax.random.normal(kz, batch.shape, batch.dtype)
+        sb = bcast(sigma, batch)
+        s = score_apply(params, sigma, batch + sb * z)
+        val = 0.5 * jnp.mean(_sum_event((sb * s + z) ** 2))
+        return val, {"loss": val}
+
+    return loss
+
+
+def sde_dsm_loss(
+    score_apply: Callable[[Params, Array, Batch], Batch],
+    sde: SDE,
+    *,
+    eps: float = 1e-5,
+    likelihood_weighting: bool = False,
+):
+    """Continuous-time DSM (Song et al. 2021, eq. 7), ``t ~ U(eps, T)``, t=0 data, t=T noise.
+
+    Weight ``lambda(t) = std(t)^2`` (default), or ``g(t)^2`` with ``likelihood_weighting``
+    (Song, Durkan et al. 2021: the loss then bounds the negative log-likelihood).
+    ``score_apply(params, t, x)`` with ``t`` of shape ``(batch,)``.
+    """
+
+    def loss(params: Params, key: Key, batch: Batch) -> tuple[Array, dict[str, Array]]:
+        kt, kz = jax.random.split(key)
+        t = jax.random.uniform(kt, (batch.shape[0],), minval=eps, maxval=sde.T)
+        z = jax.random.normal(kz, batch.shape, batch.dtype)
+        mean, std = sde.marginal(batch, t)
+        s = score_apply(params, t, mean + bcast(std, batch) * z)
+        err = _sum_event((bcast(std, batch) * s + z) ** 2)  # std^2 |s + z/std|^2
+        if likelihood_weighting:
+            err = err * sde.diffusion(t) ** 2 / std**2
+        val = 0.5 * jnp.mean(err)
+        return val, {"loss": val}
+
+    return loss

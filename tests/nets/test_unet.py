@@ -1,0 +1,29 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from flowzoo import nets
+
+
+def test_unet_shapes_28x28(key):
+    """Shapes only, by abstract evaluation (28 -> 14 -> 7 -> 14 -> 28); nothing is compiled."""
+    net = nets.unet((8, 16), embed_dim=16)
+    x = jax.ShapeDtypeStruct((2, 28, 28, 1), jnp.float32)
+    ctx = jax.ShapeDtypeStruct((2, 10), jnp.float32)
+    params = jax.eval_shape(net.init, key, 0.5, x, ctx)
+    out = jax.eval_shape(net.apply, params, jax.ShapeDtypeStruct((2,), jnp.float32), x, ctx)
+    assert out.shape == x.shape and out.dtype == jnp.float32
+
+
+def test_unet_8x8_context_and_time_dependence(key):
+    net = nets.unet((8, 16), embed_dim=16)
+    x = jax.random.normal(key, (3, 8, 8, 3))
+    ctx = jax.nn.one_hot(jnp.array([0, 1, 2]), 10)
+    params = net.init(key, 0.0, x, ctx)
+    np.testing.assert_array_equal(net.apply(params, 0.2, x, ctx), 0.0)
+    # perturb the zero output layer so the output depends on the inputs
+    params = jax.tree.map(lambda p: p + 0.1, params)
+    a = net.apply(params, 0.2, x, ctx)
+    assert a.shape == x.shape
+    assert not np.allclose(a, net.apply(params, 0.7, x, ctx))
+    assert not np.allclose(a, net.apply(params, 0.2, x, jnp.zeros_like(ctx)))

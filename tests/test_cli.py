@@ -1,0 +1,362 @@
+"""The ``flowzoo`` command: train / sample / eval / list, resume, and every error path.
+
+Commands run in-process through ``flowzoo.cli.main`` (fast); one error path runs the real
+``flowzoo`` executable in a subprocess. One tiny run (2 couplings, 16 hidden units, 50
+steps) is trained once per module and copied where a test damages it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+
+import jax
+import numpy as np
+import pytest
+
+from flowzoo import checkpoint as ckpt
+from flowzoo import cli, data
+from flowzoo.train import load_run
+
+NAME = "moons_realnvp"  # the default config's name: the run directory under --workdir
+TINY = [
+    "--set",
+    "train.steps=50",
+    "--set",
+    "model.num_layers=2",
+    "--set",
+    "model.hidden=[16]",
+    "--set",
+    "data.n_train=2000",
+    "--set",
+    "data.n_test=500",
+    "--set",
+    "train.eval_every=0",
+    "--set",
+    "plot.n_samples=500",
+    "--set",
+    "plot.grid=40",
+    "--no-progress",
+]
+
+
+def run_cli(*argv) -> tuple[int, str, str]:
+    """``flowzoo ARGV`` in-process: ``(exit status, stdout, stderr)``."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = cli.main([str(a) for a in argv])
+    return rc, out.getvalue(), err.getvalue()
+
+
+def assert_error(rc, err, status, *needles):
+    """Exit ``status``; stderr ends with one ``flowzoo: error: ...`` line naming the problem.
+
+    (``flowzoo train`` prints one ``flowzoo: training NAME -> DIR`` line before it starts.)
+    """
+    assert rc == status, err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    errors = [line for line in lines if line.startswith("flowzoo: error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], err
+    assert all(line.startswith("flowzoo: training ") for line in lines[:-1]), err
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+
+
+def snapshot(directory):
+    """{relative path: (bytes, mtime_ns)} of every file under ``directory``."""
+    out = {}
+    for root, _, files in os.walk(directory):
+        for f in files:
+            path = os.path.join(root, f)
+            with open(path, "rb") as fh:
+                out[os.path.relpath(path, directory)] = (fh.read(), os.stat(path).st_mtime_ns)
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """``(exit status, stdout, stderr, run_dir)`` of one tiny ``flowzoo train``."""
+    workdir = tmp_path_factory.mktemp("runs")
+    rc, out, err = run_cli("train", *TINY, "--workdir", workdir)
+    return rc, out, err, workdir / NAME
+
+
+@pytest.fixture
+def run_copy(trained, tmp_path):
+    """A private copy of the trained run (``tmp_path/runs/NAME``), for tests that damage it."""
+    dst = tmp_path / "runs" / NAME
+    shutil.copytree(trained[3], dst)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def moons_file(tmp_path_factory):
+    """200 raw-unit two-moons points saved as .npy (the run's data distribution)."""
+    path = tmp_path_factory.mktemp("data") / "moons.npy"
+    np.save(path, np.asarray(data.two_moons(jax.random.key(5), 200, noise=0.05)))
+    return path
+
+
+# --------------------------------------------------------------------------- happy paths
+
+
+def test_train_writes_run_directory(trained):
+    rc, out, err, run_dir = trained
+    assert rc == 0, err
+    for name in ["run.json", "metrics.jsonl", "summary.json", "samples.png", "density.png"]:
+        assert (run_dir / name).is_file(), name
+        assert (run_dir / name).stat().st_size > 0, name
+    assert ckpt.all_steps(run_dir / "checkpoints") == [50]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert json.loads(out) == summary  # stdout is the summary, as JSON
+    assert summary["steps"] == 50 and np.isfinite(summary["test_nll"])
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["config"]["model"]["num_layers"] == 2
+    assert info["config"]["model"]["hidden"] == [16]
+    assert info["config"]["train"]["steps"] == 50
+    assert info["event_shape"] == [2]
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    train_records = [r for r in records if "loss" in r]
+    assert train_records[-1]["step"] == 50 and np.isfinite(train_records[-1]["loss"])
+    assert train_records[-1]["samples_per_sec"] > 0
+    # the end-of-run eval is logged too
+    assert records[-1]["step"] == 50 and np.isfinite(records[-1]["eval/test_nll"])
+    assert f"-> {run_dir}" in err
+
+
+def test_sample_writes_finite_samples(trained, tmp_path):
+    out_file = tmp_path / "sub" / "f.npy"
+    rc, _, err = run_cli("sample", trained[3], "-n", 100, "--out", out_file)
+    assert rc == 0, err
+    x = np.load(out_file)
+    assert x.shape == (100, 2) and x.dtype == np.float32
+    assert np.all(np.isfinite(x))
+    assert "wrote 100 samples" in err
+
+
+def test_eval_matches_load_run(trained, moons_file):
+    """The printed NLL equals ``-mean(load_run(...).log_prob(x))`` (tolerance 1e-5 nats)."""
+    rc, out, err = run_cli("eval", trained[3], "--data", moons_file)
+    assert rc == 0, err
+    result = json.loads(out)
+    assert result["n"] == 200 and result["step"] == 50
+    assert np.isfinite(result["nll"]) and np.isfinite(result["nll_standardized"])
+    run = load_run(trained[3])
+    expected = -float(np.mean(run.log_prob(np.load(moons_file))))
+    assert result["nll"] == pytest.approx(expected, abs=1e-5)
+
+
+def test_list_includes_default():
+    rc, out, _ = run_cli("list")
+    assert rc == 0
+    assert "default" in out.splitlines()
+
+
+def test_print_config_applies_overrides_without_training(tmp_path):
+    rc, out, _ = run_cli("train", "--set", "train.lr=0.01", "--print-config", "--workdir", tmp_path)
+    assert rc == 0
+    assert json.loads(out)["train"]["lr"] == 0.01
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_rerun_with_more_steps_resumes(run_copy):
+    rc, out, err = run_cli("train", *TINY, "--set", "train.steps=60", "--workdir", run_copy.parent)
+    assert rc == 0, err
+    assert json.loads(out)["steps"] == 60
+    assert ckpt.latest_step(run_copy / "checkpoints") == 60
+    records = [json.loads(line) for line in (run_copy / "metrics.jsonl").read_text().splitlines()]
+    # the first run logged step 50; the resumed one only its 10 new steps
+    assert [r["step"] for r in records if "loss" in r] == [50, 60]
+    assert json.loads((run_copy / "run.json").read_text())["config"]["train"]["steps"] == 60
+
+
+def test_rerun_with_different_model_refuses(run_copy):
+    before = snapshot(run_copy)
+    rc, _, err = run_cli(
+        "train", *TINY, "--set", "model.num_layers=4", "--workdir", run_copy.parent
+    )
+    assert_error(rc, err, 2, "different config", "model.num_layers")
+    assert snapshot(run_copy) == before  # checkpoints, run.json, metrics untouched
+
+
+def test_rerun_with_fewer_steps_refuses(run_copy):
+    before = snapshot(run_copy)
+    rc, _, err = run_cli("train", *TINY, "--set", "train.steps=40", "--workdir", run_copy.parent)
+    assert_error(rc, err, 2, "already holds 50 training steps", "train.steps=40")
+    assert snapshot(run_copy) == before
+
+
+# --------------------------------------------------------------------------- usage errors
+
+
+@pytest.mark.parametrize(
+    ("argv", "needles"),
+    [
+        (["train", "no_such_experiment"], ["unknown experiment", "no_such_experiment"]),
+        (["train", "--set", "train.steps"], ["bad override", "key=value"]),
+        (["train", "--set", "train.nope=1"], ["unknown key", "train.nope"]),
+        (["train", "--set", "nope.steps=1"], ["no config section", "nope"]),
+        (["train", "--set", "train.steps=abc"], ["train.steps", "type int"]),
+        (["train", "--set", "train.steps=-5"], ["train.steps", ">= 0"]),
+        (["train", "--bogus"], ["unrecognized arguments", "--bogus"]),
+        (["frobnicate"], ["invalid choice", "frobnicate"]),
+    ],
+    ids=[
+        "unknown-experiment",
+        "no-equals",
+        "unknown-key",
+        "unknown-section",
+        "wrong-type",
+        "negative-steps",
+        "unknown-flag",
+        "unknown-command",
+    ],
+)
+def test_usage_errors(tmp_path, argv, needles):
+    rc, out, err = run_cli(*argv, "--workdir", tmp_path) if argv[0] == "train" else run_cli(*argv)
+    assert_error(rc, err, 2, *needles)
+    assert err.count("\n") == 1  # nothing but the error line (training never started)
+    assert out == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["sample", "eval"])
+def test_missing_run_dir(tmp_path, moons_file, command):
+    extra = ["--out", tmp_path / "x.npy"] if command == "sample" else ["--data", moons_file]
+    rc, _, err = run_cli(command, tmp_path / "nope", *extra)
+    assert_error(rc, err, 2, "does not exist", "nope")
+
+
+@pytest.mark.parametrize("command", ["sample", "eval"])
+def test_run_without_checkpoints(run_copy, tmp_path, moons_file, command):
+    shutil.rmtree(run_copy / "checkpoints")
+    extra = ["--out", tmp_path / "x.npy"] if command == "sample" else ["--data", moons_file]
+    rc, _, err = run_cli(command, run_copy, *extra)
+    assert_error(rc, err, 2, "no checkpoint")
+    assert not (tmp_path / "x.npy").exists()
+
+
+@pytest.mark.parametrize("command", ["sample", "eval"])
+def test_run_with_corrupt_checkpoint(run_copy, tmp_path, moons_file, command):
+    """Every file of the only checkpoint truncated to half its size."""
+    for root, _, files in os.walk(run_copy / "checkpoints" / "50"):
+        for f in files:
+            path = os.path.join(root, f)
+            os.truncate(path, os.path.getsize(path) // 2)
+    extra = ["--out", tmp_path / "x.npy"] if command == "sample" else ["--data", moons_file]
+    with warnings.catch_warnings(record=True):  # the "skipping corrupt step" warning
+        warnings.simplefilter("always")
+        rc, _, err = run_cli(command, run_copy, *extra)
+    assert_error(rc, err, 2, "corrupt", "step")
+    assert not (tmp_path / "x.npy").exists()
+
+
+def test_run_without_run_json(run_copy, tmp_path):
+    (run_copy / "run.json").unlink()
+    rc, _, err = run_cli("sample", run_copy, "--out", tmp_path / "x.npy")
+    assert_error(rc, err, 2, "run.json")
+
+
+def test_sample_bad_count(trained, tmp_path):
+    rc, _, err = run_cli("sample", trained[3], "-n", 0, "--out", tmp_path / "x.npy")
+    assert_error(rc, err, 2, "-n must be >= 1")
+
+
+# --------------------------------------------------------------------------- eval data errors
+
+
+def _bad_data(tmp_path, kind):
+    if kind == "missing":
+        return tmp_path / "missing.npy"
+    path = tmp_path / f"{kind}.npy"
+    if kind == "wrong-shape":
+        np.save(path, np.zeros((10, 3), np.float32))
+    else:
+        x = np.zeros((10, 2), np.float32)
+        x[4, 1] = np.nan
+        np.save(path, x)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "needles"),
+    [
+        ("wrong-shape", ["expected shape (n, 2)", "(10, 3)"]),
+        ("nan", ["non-finite", "first bad row index 4"]),
+        ("missing", ["no such file", "missing.npy"]),
+    ],
+)
+def test_eval_bad_data(trained, tmp_path, kind, needles):
+    rc, out, err = run_cli("eval", trained[3], "--data", _bad_data(tmp_path, kind))
+    assert_error(rc, err, 2, *needles)
+    assert out == ""
+
+
+# --------------------------------------------------------------------------- training failures
+
+
+def test_nan_during_training_exits_1(tmp_path):
+    """Unstandardised data of size 1e20: the base log-density overflows float32 at step 0."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "huge.npy"
+    np.save(path, (1e20 * (1 + 0.1 * rng.standard_normal((300, 2)))).astype(np.float32))
+    rc, out, err = run_cli(
+        "train",
+        *TINY,
+        "--set",
+        "data.name=file",
+        "--set",
+        f"data.path={path}",
+        "--set",
+        "data.standardize=False",
+        "--set",
+        "train.batch_size=32",
+        "--set",
+        "train.steps=20",
+        "--workdir",
+        tmp_path / "runs",
+    )
+    assert_error(rc, err, 1, "non-finite loss", "at step 0", "no checkpoint was written")
+    assert out == ""
+    assert ckpt.all_steps(tmp_path / "runs" / NAME / "checkpoints") == []
+
+
+def test_keyboard_interrupt_exits_130(tmp_path, monkeypatch):
+    import flowzoo.train
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(flowzoo.train, "train_and_evaluate", interrupted)
+    rc, _, err = run_cli("train", *TINY, "--workdir", tmp_path)
+    assert rc == 130
+    assert err.strip().splitlines()[-1].startswith("flowzoo: interrupted")
+
+
+# --------------------------------------------------------------------------- real executable
+
+
+def test_executable_error_is_one_line(tmp_path):
+    """The installed ``flowzoo`` script: exit 2 and one stderr line, no traceback."""
+    exe = shutil.which("flowzoo")
+    cmd = [exe] if exe else [sys.executable, "-m", "flowzoo.cli"]
+    proc = subprocess.run(
+        [*cmd, "train", "--set", "train.nope=1", "--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("flowzoo: error: ") and "train.nope" in lines[0]
+    assert proc.stdout == ""
