@@ -55,6 +55,7 @@ __all__ = [
     "CheckpointError",
     "all_steps",
     "latest_step",
+    "quarantine",
     "restore",
     "restore_metadata",
     "save",
@@ -268,6 +269,9 @@ def save(
         json.dumps(metadata)
     except (TypeError, ValueError) as err:
         raise TypeError(f"checkpoint metadata must be a JSON-serialisable dict: {err}") from err
+    # every process creates the directory before listing it, so that in a multi-process
+    # run all of them take the same path through orbax (whose managers synchronise)
+    os.makedirs(directory, exist_ok=True)
     if step in all_steps(directory):
         return
     args = ocp.args.Composite(
@@ -282,6 +286,36 @@ def save(
             f"saving checkpoint step {step} in {directory} failed ({_short(err)}); "
             "earlier checkpoints are untouched"
         ) from err
+
+
+def quarantine(directory: str | os.PathLike, steps: list[int]) -> list[str]:
+    """Move the checkpoints ``steps`` out of ``directory`` (e.g. corrupt ones), keeping them.
+
+    Each ``directory/<step>`` goes to ``<directory>_corrupt/<step>`` (with a numeric suffix
+    if that exists), so the step can be written again and the bad files stay available for
+    inspection. In a multi-process run only process 0 moves files; all processes wait.
+
+    Returns:
+      The new paths.
+    """
+    directory = _path(directory)
+    dest_root = directory.rstrip(os.sep) + "_corrupt"
+    moved = []
+    for step in steps:
+        src = os.path.join(directory, str(int(step)))
+        dest, n = os.path.join(dest_root, str(int(step))), 1
+        while os.path.exists(dest):
+            dest, n = os.path.join(dest_root, f"{int(step)}-{n}"), n + 1
+        moved.append(dest)
+        if jax.process_index() == 0 and os.path.isdir(src):
+            os.makedirs(dest_root, exist_ok=True)
+            os.replace(src, dest)
+            warnings.warn(f"moved unreadable checkpoint {src} to {dest}", stacklevel=2)
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("flowzoo.checkpoint.quarantine")
+    return moved
 
 
 def restore(directory: str | os.PathLike, target: Any, step: int | None = None) -> tuple[Any, int]:

@@ -1,6 +1,7 @@
 """The ``flowzoo`` command: parses arguments and calls library functions.
 
-``flowzoo train [EXPERIMENT] [--set key=value ...]``, ``flowzoo sample RUN_DIR -n N --out F``,
+``flowzoo train [EXPERIMENT] [--set key=value ...] [--coordinator HOST:PORT --num-processes N
+--process-id I]``, ``flowzoo sample RUN_DIR -n N --out F``,
 ``flowzoo eval RUN_DIR --data F``, ``flowzoo list``. Bad input ends with a one-line
 ``flowzoo: error: ...`` on stderr and exit status 2 (1 for a failed training run).
 """
@@ -46,6 +47,13 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--workdir", default="runs", help="parent directory of runs (default: runs)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    d = t.add_argument_group(
+        "multi-process (multi-host) training",
+        "run the same command once per process; all processes train one data-parallel model",
+    )
+    d.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0")
+    d.add_argument("--num-processes", type=int, metavar="N", help="total number of processes")
+    d.add_argument("--process-id", type=int, metavar="I", help="this process's index, 0..N-1")
 
     s = sub.add_parser("sample", help="draw samples from a trained run")
     s.add_argument("run_dir")
@@ -70,14 +78,35 @@ def _train(args) -> int:
     if args.name:
         config["name"] = args.name
     validate_config(config)
+    distributed = _distributed(args)
     if args.print_config:
         print(json.dumps(config, indent=2))
         return 0
     workdir = Path(args.workdir) / config["name"]
     print(f"flowzoo: training {config['name']} -> {workdir}", file=sys.stderr)
-    summary = train_and_evaluate(config, workdir, progress=not args.no_progress)
-    print(json.dumps(summary, indent=2))
+    summary = train_and_evaluate(
+        config, workdir, progress=not args.no_progress, distributed=distributed
+    )
+    if distributed is None or distributed.process_id == 0:
+        print(json.dumps(summary, indent=2))
     return 0
+
+
+def _distributed(args):
+    """The ``Distributed`` spec of ``--coordinator/--num-processes/--process-id`` (or None)."""
+    from .train import Distributed
+
+    given = [args.coordinator, args.num_processes, args.process_id]
+    if all(v is None for v in given):
+        return None
+    if any(v is None for v in given):
+        raise _UsageError(
+            "multi-process training needs all of --coordinator HOST:PORT, "
+            "--num-processes N and --process-id I"
+        )
+    from .train._distributed import _check
+
+    return _check(Distributed(args.coordinator, args.num_processes, args.process_id))
 
 
 def _sample(args) -> int:
@@ -135,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``flowzoo`` command; returns the exit status."""
     from .checkpoint import CheckpointError
     from .data import DataError
-    from .train import ConfigError, NonFiniteError
+    from .train import ConfigError, DistributedError, NonFiniteError
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
@@ -145,13 +174,27 @@ def main(argv: list[str] | None = None) -> int:
         )
     except SystemExit as err:  # --help
         return int(err.code or 0)
-    except (_UsageError, ConfigError, DataError, CheckpointError, ValueError, OSError) as err:
+    except (
+        _UsageError,
+        ConfigError,
+        DataError,
+        CheckpointError,
+        DistributedError,
+        ValueError,
+        OSError,
+    ) as err:
         print(f"flowzoo: error: {err}", file=sys.stderr)
         return 2
     except NonFiniteError as err:
         print(f"flowzoo: error: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
+        import signal
+
+        signum = getattr(err, "signum", signal.SIGINT)
+        if signum != signal.SIGINT:  # TrainingInterrupted by SIGTERM: 128 + 15
+            print(f"flowzoo: {err}", file=sys.stderr)
+            return 128 + int(signum)
         print(
             "flowzoo: interrupted (a started run saved a checkpoint to resume from)",
             file=sys.stderr,

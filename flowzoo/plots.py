@@ -74,3 +74,55 @@ def plot_density(
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _tile(images: np.ndarray, cols: int) -> np.ndarray:
+    """``(n, H, W, C)`` -> one ``(rows * (H + 1) - 1, cols * (W + 1) - 1, C)`` mosaic."""
+    n, h, w, c = images.shape
+    rows = -(-n // cols)
+    out = np.ones((rows * (h + 1) - 1, cols * (w + 1) - 1, c), np.float32)
+    for i, img in enumerate(images):
+        r, q = divmod(i, cols)
+        out[r * (h + 1) : r * (h + 1) + h, q * (w + 1) : q * (w + 1) + w] = img
+    return out
+
+
+def plot_image_grid(
+    path: str | Path,
+    samples: np.ndarray,
+    levels: int,
+    title: str = "",
+    data: np.ndarray | None = None,
+    max_images: int = 64,
+) -> None:
+    """A grid of model samples (and held-out images beside them) as a PNG.
+
+    Args:
+      path: output file.
+      samples: ``(n, H, W, C)`` grey levels ``0 .. levels - 1`` (the first ``max_images``
+        are shown; ``C`` is 1 or 3).
+      levels: number of grey levels (the colour scale maps ``levels - 1`` to white).
+      title: figure title.
+      data: optional ``(m, H, W, C)`` held-out images for comparison, same scale.
+      max_images: images per grid (a square-ish grid, white separators).
+    """
+    plt = _pyplot()
+    panels = [("model samples", samples)] if data is None else [("held-out data", data)]
+    if data is not None:
+        panels.append(("model samples", samples))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.6), squeeze=False)
+    for ax, (name, imgs) in zip(axes[0], panels, strict=True):
+        imgs = np.clip(np.asarray(imgs, np.float32)[:max_images] / (levels - 1), 0.0, 1.0)
+        cols = int(np.ceil(np.sqrt(len(imgs))))
+        grid = _tile(imgs, cols)
+        if grid.shape[-1] == 1:
+            ax.imshow(grid[..., 0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+        else:
+            ax.imshow(grid, interpolation="nearest")
+        ax.set_title(f"{name} ({len(imgs)})")
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

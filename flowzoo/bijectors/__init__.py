@@ -1,20 +1,32 @@
 """Bijectors: invertible maps with log-determinants, as ``Bijector(init, forward, inverse)``."""
 
+from ._actnorm import actnorm as actnorm
 from ._base import Bijector as Bijector
 from ._base import chain as chain
 from ._base import invert as invert
 from ._base import stack as stack
 from ._base import sum_except_batch as sum_except_batch
+from ._conv1x1 import conv1x1 as conv1x1
+from ._conv1x1 import lu_weight as lu_weight
+from ._conv1x1 import random_rotation as random_rotation
 from ._coupling import ConditionerFactory as ConditionerFactory
 from ._coupling import additive_coupling as additive_coupling
 from ._coupling import affine_coupling as affine_coupling
 from ._coupling import mlp_conditioner as mlp_conditioner
 from ._elementwise import affine as affine
 from ._elementwise import fixed_affine as fixed_affine
+from ._image_coupling import channel_coupling as channel_coupling
+from ._image_coupling import checkerboard_coupling as checkerboard_coupling
+from ._image_coupling import resnet_conditioner as resnet_conditioner
 from ._masks import alternating_mask as alternating_mask
 from ._masks import channel_mask as channel_mask
 from ._masks import checkerboard_mask as checkerboard_mask
 from ._masks import half_mask as half_mask
+from ._multiscale import factor_out as factor_out
 from ._permute import permute as permute
 from ._permute import random_permutation as random_permutation
 from ._permute import reverse as reverse
+from ._squeeze import depth_to_space as depth_to_space
+from ._squeeze import space_to_depth as space_to_depth
+from ._squeeze import squeeze as squeeze
+from ._squeeze import unsqueeze as unsqueeze

@@ -14,6 +14,10 @@ from ._divergence import divergence_exact as divergence_exact
 from ._divergence import divergence_hutchinson as divergence_hutchinson
 from ._divergence import sample_probe as sample_probe
 from ._losses import cnf_nll_loss as cnf_nll_loss
+from ._ode_likelihood import ODELogProbEstimate as ODELogProbEstimate
+from ._ode_likelihood import divergence_hutchinson_probes as divergence_hutchinson_probes
+from ._ode_likelihood import ode_log_prob as ode_log_prob
+from ._quantized import quantized_trainable as quantized_trainable
 from ._residual import ESTIMATORS as ESTIMATORS
 from ._residual import ResidualBlock as ResidualBlock
 from ._residual import power_series_terms as power_series_terms

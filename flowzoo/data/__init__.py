@@ -1,4 +1,5 @@
-"""Data: 2-D toy targets sampled in JAX, array loading/validation, standardising, batches."""
+"""Data: 2-D toy targets, array loading/validation, standardising, batches, image sets and
+dequantization."""
 
 from ._arrays import BatchFn as BatchFn
 from ._arrays import DataError as DataError
@@ -11,6 +12,19 @@ from ._arrays import sampler_batches as sampler_batches
 from ._arrays import standardize as standardize
 from ._arrays import standardizer_log_det as standardizer_log_det
 from ._arrays import unstandardize as unstandardize
+from ._baseline import gaussian_bits_per_dim as gaussian_bits_per_dim
+from ._dequant import bits_per_dim as bits_per_dim
+from ._dequant import logit_transform as logit_transform
+from ._dequant import quantize as quantize
+from ._dequant import scale_transform as scale_transform
+from ._dequant import shift_transform as shift_transform
+from ._dequant import uniform_dequantize as uniform_dequantize
+from ._images import IMAGE_LEVELS as IMAGE_LEVELS
+from ._images import ImageData as ImageData
+from ._images import check_images as check_images
+from ._images import image_dataset as image_dataset
+from ._images import pad_images as pad_images
+from ._images import split_order as split_order
 from ._shuffle import keyed_permutation as keyed_permutation
 from ._toy import TOY_TARGETS as TOY_TARGETS
 from ._toy import checkerboard as checkerboard

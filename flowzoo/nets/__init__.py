@@ -3,6 +3,7 @@
 from ._mlp import Network as Network
 from ._mlp import activation as activation
 from ._mlp import mlp as mlp
+from ._resnet import resnet as resnet
 from ._time import sinusoidal_embedding as sinusoidal_embedding
 from ._time import time_mlp as time_mlp
 from ._unet import unet as unet

@@ -70,6 +70,21 @@ def _flat_input(x: Array, context: Array | None) -> Array:
     return h
 
 
+def _in_param_dtype(params: Params, h: Array) -> Array:
+    """Cast the input to the parameters' dtype when that is a half-precision one.
+
+    ``flowzoo.train``'s ``compute_dtype=bfloat16`` hands the network bfloat16 copies of
+    its float32 parameters while the data stays float32; casting the input makes the
+    matmuls run in bfloat16 instead of being promoted back to float32.
+    """
+    leaves = [p for p in jax.tree.leaves(params) if jnp.issubdtype(p.dtype, jnp.floating)]
+    if leaves and jnp.issubdtype(h.dtype, jnp.floating):
+        dt = leaves[0].dtype
+        if jnp.finfo(dt).bits < min(32, jnp.finfo(h.dtype).bits):  # bf16/f16 params only
+            return h.astype(dt)
+    return h
+
+
 def mlp(
     out_dim: int,
     hidden: Sequence[int] = (64, 64),
@@ -93,6 +108,6 @@ def mlp(
         return module.init(key, _flat_input(x, context))
 
     def apply(params: Params, x: Array, context: Array | None = None) -> Array:
-        return module.apply(params, _flat_input(x, context))
+        return module.apply(params, _in_param_dtype(params, _flat_input(x, context)))
 
     return Network(init, apply)

@@ -52,6 +52,8 @@ def default_config() -> dict[str, Any]:
             "final_lr_fraction": 0.01,  # cosine decay to lr * this
             "grad_clip": 1.0,
             "ema_decay": 0.0,  # 0 disables EMA
+            "compute_dtype": "float32",  # "bfloat16": mixed precision (f32 params and loss)
+            "data_parallel": False,  # True: split each batch over all devices (a mesh)
             "steps_per_call": 100,
             "eval_every": 500,
             "checkpoint_every": 500,
@@ -190,6 +192,11 @@ def validate_config(config: dict[str, Any]) -> None:
     need(t["steps_per_call"] >= 1, "train.steps_per_call", "must be >= 1")
     need(0.0 <= t.get("ema_decay", 0.0) < 1.0, "train.ema_decay", "must be in [0, 1)")
     need(t.get("grad_clip", 0.0) >= 0.0, "train.grad_clip", "must be >= 0 (0 disables)")
+    need(
+        t.get("compute_dtype", "float32") in ("float32", "bfloat16"),
+        "train.compute_dtype",
+        "must be 'float32' or 'bfloat16'",
+    )
     need(
         "/" not in config["name"] and config["name"] not in (".", ".."),
         "name",

@@ -1,39 +1,97 @@
-"""``fit``: the training loop (scan over steps, metrics log, checkpoints, resume, NaN stop)."""
+"""``fit``: the training loop (scan over steps, metrics log, checkpoints, resume, NaN stop).
+
+One device: batches are drawn inside the compiled ``lax.scan`` (no host traffic). On a
+mesh (``mesh=``, one or many processes): each chunk's batches are built on every host,
+each process keeps its rows, and ``jax.make_array_from_process_local_data`` assembles the
+global batch sharded along the mesh's ``data`` axis; state is replicated.
+
+Interruptions: SIGINT (Ctrl-C) raises ``KeyboardInterrupt`` at once and the state after
+the last finished chunk is saved; SIGTERM (and, in multi-process runs, SIGINT too, so all
+processes stop at the same step) lets the running chunk finish, saves, and raises
+:class:`TrainingInterrupted`.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 import optax
+from jax.sharding import Mesh
 
 from .. import checkpoint as ckpt
 from .._types import Key, Params
-from ._step import LossFn, TrainState, init_train_state, make_multi_step
+from ._distributed import is_primary
+from ._step import (
+    LossFn,
+    TrainState,
+    batch_sharding,
+    check_batch_divides,
+    check_compute_dtype,
+    data_mesh,
+    init_train_state,
+    make_multi_step,
+    make_sharded_multi_step,
+    replicated,
+)
 
 
 class NonFiniteError(FloatingPointError):
-    """Training produced a NaN/inf; ``step`` and ``metric`` say where. Nothing bad was saved."""
+    """Training produced a NaN/inf; ``step`` and ``metric`` say where. Nothing bad was saved.
 
-    def __init__(self, step: int, metric: str, value: float, checkpoint_step: int | None):
+    ``metric`` is the first non-finite logged metric (``loss``, then the others
+    alphabetically, ``gradient`` if only a gradient was), or ``data`` when only the batch
+    was; ``data_nonfinite`` is True when the batch of that step held NaN/inf values (the
+    update was then not applied: bad data is never trained on).
+    """
+
+    def __init__(
+        self,
+        step: int,
+        metric: str,
+        value: float,
+        checkpoint_step: int | None,
+        data_nonfinite: bool = False,
+    ):
         self.step, self.metric, self.value = step, metric, value
+        self.data_nonfinite = data_nonfinite
         where = (
             f"the last good checkpoint (step {checkpoint_step}) is intact"
             if checkpoint_step is not None
             else "no checkpoint was written"
         )
-        super().__init__(
-            f"non-finite {metric} ({value}) at step {step}; training stopped and {where}. "
-            "Lower the learning rate, clip gradients, or check the data for NaN/inf."
-        )
+        if data_nonfinite:
+            why = (
+                "the training batch of that step holds NaN/inf values, so it was not "
+                f"trained on; training stopped and {where}. Drop or impute the non-finite "
+                "rows of the data (flowzoo.data.check_batch finds them)."
+            )
+        else:
+            why = (
+                f"training stopped and {where}. Lower the learning rate, clip gradients, "
+                "or check the data for NaN/inf."
+            )
+        super().__init__(f"non-finite {metric} ({value}) at step {step}; {why}")
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """A signal stopped :func:`fit` after it saved a checkpoint at ``step`` (resume there)."""
+
+    def __init__(self, signum: int, step: int):
+        self.signum, self.step = signum, step
+        name = signal.Signals(signum).name
+        super().__init__(f"{name} received: checkpoint saved at step {step}; run again to resume")
 
 
 class FitResult(NamedTuple):
@@ -66,14 +124,97 @@ def _progress(total: int, initial: int, enabled: bool):
     return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, file=sys.stderr)
 
 
-def _first_bad(metrics: dict[str, np.ndarray]) -> tuple[int, str, float]:
-    finite = metrics["finite"]
-    idx = int(np.argmin(finite))
-    for name in ["loss", *sorted(k for k in metrics if k not in ("loss", "finite"))]:
+_FLAGS = ("finite", "data_finite")  # per-step flags, not logged
+
+
+def _first_bad(metrics: dict[str, np.ndarray]) -> tuple[int, str, float, bool]:
+    idx = int(np.argmin(metrics["finite"]))
+    bad_data = "data_finite" in metrics and not metrics["data_finite"][idx]
+    names = ["loss", *sorted(k for k in metrics if k not in ("loss", *_FLAGS))]
+    for name in names:
         value = float(metrics[name][idx])
         if not math.isfinite(value):
-            return idx, name, value
-    return idx, "gradient", float("nan")
+            return idx, name, value, bad_data
+    return idx, "data" if bad_data else "gradient", float("nan"), bad_data
+
+
+# --------------------------------------------------------------------------- signals
+
+
+class _StopFlag:
+    def __init__(self):
+        self.signum: int | None = None
+
+    def __call__(self, signum, frame):
+        if self.signum is None:
+            print(
+                f"flowzoo: {signal.Signals(signum).name} received; saving a checkpoint "
+                "after the current chunk of steps",
+                file=sys.stderr,
+                flush=True,
+            )
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _graceful(signums: tuple[int, ...]) -> Iterator[_StopFlag]:
+    """Route ``signums`` to a flag checked between chunks (main thread only)."""
+    flag = _StopFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = {s: signal.signal(s, flag) for s in signums}
+    try:
+        yield flag
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _agreed_stop(flag: _StopFlag, multi: bool) -> int | None:
+    """The signal to stop on, agreed by every process (any process's signal stops all)."""
+    if not multi:
+        return flag.signum
+    from jax.experimental import multihost_utils
+
+    got = multihost_utils.process_allgather(np.int32(flag.signum or 0))
+    got = [int(s) for s in np.ravel(got) if s]
+    return got[0] if got else None
+
+
+# --------------------------------------------------------------------------- mesh helpers
+
+
+def _global_replicated(tree: Any, mesh: Mesh) -> Any:
+    """Host values (identical on every process) -> replicated global arrays on ``mesh``."""
+    sharding = replicated(mesh)
+
+    def put(x):
+        x = np.asarray(x)
+        return jax.make_array_from_process_local_data(sharding, x, x.shape)
+
+    return jax.tree.map(put, tree)
+
+
+def _process_rows(mesh: Mesh, global_batch: int) -> tuple[int, int]:
+    """``[lo, hi)``: the rows of a global batch that this process's devices hold."""
+    sharding = batch_sharding(mesh)
+    spans = [
+        idx[0].indices(global_batch)[:2]
+        for idx in sharding.addressable_devices_indices_map((global_batch,)).values()
+    ]
+    lo, hi = min(s[0] for s in spans), max(s[1] for s in spans)
+    if hi - lo != sum(b - a for a, b in set(spans)):
+        raise ValueError("this process's devices do not hold a contiguous block of the batch")
+    return lo, hi
+
+
+def _local_copy(tree: Any) -> Any:
+    """A process-local copy (arrays on this process's default device) of global arrays."""
+    return jax.tree.map(lambda x: jax.numpy.asarray(np.asarray(x)), tree)
+
+
+# --------------------------------------------------------------------------- fit
 
 
 def fit(
@@ -93,6 +234,9 @@ def fit(
     ema_decay: float | None = None,
     progress: bool = True,
     metadata: dict[str, Any] | None = None,
+    mesh: Mesh | str | None = None,
+    local_batches: bool = False,
+    compute_dtype: Any = None,
 ) -> FitResult:
     """Train ``params`` for ``num_steps`` optimizer updates.
 
@@ -109,36 +253,113 @@ def fit(
       steps_per_call: updates per compiled call (``lax.scan``). One metrics record (means
         over the call) is written per call; calls also end at eval and checkpoint steps.
       eval_fn: called as ``eval_fn(state)`` on the host every ``eval_every`` steps and at the
-        end; returns a dict of floats that is logged with an ``eval/`` prefix.
+        end; returns a dict of floats that is logged with an ``eval/`` prefix. In a
+        multi-process run every process calls it, on a process-local copy of the state.
+      eval_every: steps between evaluations (``None``: only at the end).
       workdir: where ``metrics.jsonl`` and ``checkpoints/`` go (``None``: nothing written).
-        If it holds checkpoints, training resumes from the newest readable one.
-      checkpoint_every: save every this many steps (and always at the end, and on Ctrl-C).
+        If it holds checkpoints, training resumes from the newest readable one; corrupt
+        newer ones are warned about and moved to ``checkpoints_corrupt/``.
+      checkpoint_every: save every this many steps (and always at the end, on Ctrl-C and on
+        SIGTERM). Saves are atomic: a killed save never damages an older checkpoint.
       keep_checkpoints: how many checkpoints to keep.
       ema_decay: keep an exponential moving average of params with this decay.
-      progress: show a progress bar (loss, samples/s) on stderr.
+      progress: show a progress bar (loss, samples/s) on stderr (process 0 only).
       metadata: JSON-serialisable dict stored with each checkpoint.
+      mesh: ``None`` trains on the default device. A :class:`jax.sharding.Mesh` with a
+        ``"data"`` axis (or ``"auto"``: :func:`flowzoo.train.data_mesh` over all devices
+        of all processes) trains data-parallel: the global batch (its leading size must
+        divide by the number of devices) is split along ``data``, params, optimizer state
+        and EMA are replicated. Results equal the one-device run up to float
+        reassociation of the cross-device gradient mean.
+      local_batches: with a mesh, ``batch_fn`` returns only this process's rows (global
+        batch / process count; process ``p`` holds the ``p``-th block). By default it
+        returns the global batch and each process keeps its own rows.
+      compute_dtype: ``"bfloat16"`` for mixed precision (bf16 forward/backward, float32
+        params, optimizer state, log-densities and loss); ``None``: the params' dtype.
 
     Returns:
-      :class:`FitResult` with the final :class:`TrainState` and the logged records.
+      :class:`FitResult` with the final :class:`TrainState` (in a multi-process run, a
+      process-local copy) and the logged records (process 0's; empty elsewhere).
 
     Raises:
-      NonFiniteError: a loss or gradient became NaN/inf; the step and metric are named and
-        no checkpoint of the bad state is written.
+      NonFiniteError: a batch, loss or gradient became NaN/inf; the step and metric are
+        named and no checkpoint of the bad state is written.
+      TrainingInterrupted: SIGTERM (or SIGINT in a multi-process run); a checkpoint of the
+        last finished chunk was saved first.
+      ValueError: the global batch does not divide over the mesh's devices.
     """
     if num_steps < 0 or steps_per_call < 1:
         raise ValueError("num_steps must be >= 0 and steps_per_call >= 1")
+    compute_dtype = check_compute_dtype(compute_dtype)
+    if isinstance(mesh, str):
+        if mesh != "auto":
+            raise ValueError(f"mesh must be a jax.sharding.Mesh, 'auto' or None, got {mesh!r}")
+        mesh = data_mesh()
+    if local_batches and mesh is None:
+        raise ValueError("local_batches=True needs a mesh (mesh='auto' or a Mesh)")
+    multi = jax.process_count() > 1
+    if multi and mesh is None:
+        raise ValueError(
+            f"this is process {jax.process_index()} of {jax.process_count()}: pass "
+            "mesh='auto' (or a Mesh over all processes' devices) to train data-parallel"
+        )
+    primary = is_primary()
     data_key, train_key = jax.random.split(key)
+
+    example = jax.eval_shape(batch_fn, data_key, 0)
+    batch_size = jax.tree.leaves(example)[0].shape[0]
+    if mesh is not None:
+        if local_batches:
+            batch_size *= jax.process_count()
+        check_batch_divides(batch_size, mesh)
+
     state = init_train_state(params, optimizer, ema=ema_decay is not None)
+    if mesh is not None:
+        state = _global_replicated(state, mesh)
     ckpt_dir = None if workdir is None else Path(workdir) / "checkpoints"
-    writer = MetricsWriter(None if workdir is None else Path(workdir) / "metrics.jsonl")
+    writer = MetricsWriter(
+        None if workdir is None or not primary else Path(workdir) / "metrics.jsonl"
+    )
     last_saved = None
+    if ckpt_dir is not None and multi:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)  # all processes list the same directory
     if ckpt_dir is not None and ckpt.latest_step(ckpt_dir) is not None:
-        state, last_saved = ckpt.restore(ckpt_dir, state)
+        state, last_saved = ckpt.restore(ckpt_dir, state)  # warns about corrupt ones
+        newer = [s for s in ckpt.all_steps(ckpt_dir) if s > last_saved]
+        if newer:  # corrupt: move them away so that this run can write those steps again
+            ckpt.quarantine(ckpt_dir, newer)
     start = int(state.step)
 
-    example = jax.eval_shape(batch_fn, data_key, state.step)
-    batch_size = jax.tree.leaves(example)[0].shape[0]
-    run = make_multi_step(loss_fn, optimizer, batch_fn, ema_decay=ema_decay)
+    if mesh is None:
+        multi_step = make_multi_step(
+            loss_fn, optimizer, batch_fn, ema_decay=ema_decay, compute_dtype=compute_dtype
+        )
+
+        def run(state: TrainState, first: int, num: int):
+            return multi_step(state, data_key, train_key, num)
+    else:
+        sharded = make_sharded_multi_step(
+            loss_fn, optimizer, mesh, train_key, ema_decay=ema_decay, compute_dtype=compute_dtype
+        )
+        lo, hi = (0, batch_size // jax.process_count()) if local_batches else (None, None)
+        if not local_batches:
+            lo, hi = _process_rows(mesh, batch_size)
+        stacked = jax.jit(jax.vmap(batch_fn, in_axes=(None, 0)))
+        shard = batch_sharding(mesh, leading=1)
+
+        def run(state: TrainState, first: int, num: int):
+            steps = np.arange(first, first + num, dtype=np.int32)
+            batches = stacked(data_key, steps)  # (num, B or B_local, ...) on this host
+            if not local_batches:
+                batches = jax.tree.map(lambda b: b[:, lo:hi], batches)
+            batches = jax.tree.map(
+                lambda b: jax.make_array_from_process_local_data(
+                    shard, np.asarray(b), (num, batch_size, *b.shape[2:])
+                ),
+                batches,
+            )
+            return sharded(state, batches)
+
     history: list[dict[str, float]] = []
 
     def save(state: TrainState) -> None:
@@ -148,13 +369,17 @@ def fit(
             last_saved = int(state.step)
 
     def log(record: dict[str, float]) -> None:
-        history.append(record)
-        writer.write(record)
+        if primary:
+            history.append(record)
+            writer.write(record)
+
+    def host_state(state: TrainState) -> TrainState:
+        return _local_copy(state) if multi else state
 
     def evaluate(state: TrainState) -> None:
         if eval_fn is not None:
             t0 = time.perf_counter()
-            out = {f"eval/{k}": float(v) for k, v in eval_fn(state).items()}
+            out = {f"eval/{k}": float(v) for k, v in eval_fn(host_state(state)).items()}
             log({"step": int(state.step), **out, "eval_seconds": time.perf_counter() - t0})
             if bar is not None:
                 bar.write(
@@ -168,40 +393,47 @@ def fit(
                 nxt.append((step // every + 1) * every)
         return min(nxt)
 
-    bar = _progress(num_steps, start, progress)
+    bar = _progress(num_steps, start, progress and primary)
     step = start
+    graceful = (signal.SIGTERM, signal.SIGINT) if multi else (signal.SIGTERM,)
     try:
-        while step < num_steps:
-            num = boundary(step) - step
-            t0 = time.perf_counter()
-            new_state, metrics = run(state, data_key, train_key, num)
-            metrics = jax.device_get(metrics)
-            elapsed = time.perf_counter() - t0
-            if not np.all(metrics["finite"]):
-                idx, name, value = _first_bad(metrics)
-                raise NonFiniteError(step + idx, name, value, last_saved)
-            state, step = new_state, step + num
-            record = {
-                "step": step,
-                **{k: float(np.mean(v)) for k, v in metrics.items() if k != "finite"},
-            }
-            record["samples_per_sec"] = num * batch_size / elapsed
-            log(record)
-            if bar is not None:
-                bar.update(num)
-                bar.set_postfix(
-                    loss=f"{record['loss']:.4f}", samples_s=f"{record['samples_per_sec']:.3g}"
-                )
-            if eval_every and step % eval_every == 0 and step < num_steps:
-                evaluate(state)
-            if checkpoint_every and step % checkpoint_every == 0:
-                save(state)
-        evaluate(state)  # inside the try: Ctrl-C in the final eval still saves
-        save(state)
+        with _graceful(graceful) as stop:
+            while step < num_steps:
+                num = boundary(step) - step
+                t0 = time.perf_counter()
+                new_state, metrics = run(state, step, num)
+                metrics = jax.device_get(metrics)
+                elapsed = time.perf_counter() - t0
+                if not np.all(metrics["finite"]):
+                    idx, name, value, bad_data = _first_bad(metrics)
+                    raise NonFiniteError(step + idx, name, value, last_saved, bad_data)
+                state, step = new_state, step + num
+                record = {
+                    "step": step,
+                    **{k: float(np.mean(v)) for k, v in metrics.items() if k not in _FLAGS},
+                }
+                record["samples_per_sec"] = num * batch_size / elapsed
+                log(record)
+                if bar is not None:
+                    bar.update(num)
+                    bar.set_postfix(
+                        loss=f"{record['loss']:.4f}", samples_s=f"{record['samples_per_sec']:.3g}"
+                    )
+                signum = _agreed_stop(stop, multi) if step < num_steps else None
+                if signum is not None:
+                    save(state)
+                    raise TrainingInterrupted(signum, step)
+                if eval_every and step % eval_every == 0 and step < num_steps:
+                    evaluate(state)
+                if checkpoint_every and step % checkpoint_every == 0:
+                    save(state)
+            evaluate(state)  # inside the try: Ctrl-C in the final eval still saves
+            save(state)
     except KeyboardInterrupt:
-        save(state)
+        if not multi:  # multi-process: only agreed stops save (a lone save would hang)
+            save(state)
         raise
     finally:
         if bar is not None:
             bar.close()
-    return FitResult(state, history)
+    return FitResult(host_state(state), history)

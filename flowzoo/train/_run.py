@@ -24,6 +24,7 @@ from .. import checkpoint as ckpt
 from .. import data as fzdata
 from .. import metrics, plots
 from ._config import ConfigError, validate_config
+from ._distributed import Distributed, initialize_distributed, is_primary
 from ._fit import NonFiniteError, fit
 from ._registry import Trainable, build_model
 from ._step import TrainState, init_train_state
@@ -49,6 +50,11 @@ def load_data(config: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """``(train, test)`` float32 arrays in raw units, as the config describes."""
     d = config["data"]
     key = jax.random.key(config["seed"])
+    if _image_levels(config) is not None:  # uint8 NHWC images with a fixed split
+        images = fzdata.image_dataset(d["name"], pad_to=d.get("pad_to") or None)
+        # data.n_test caps the evaluated test images (the first of the fixed split order), for
+        # likelihoods too slow to evaluate on all of them; the default 5000 keeps every image
+        return images.train, images.test[: int(d.get("n_test") or len(images.test))]
     if d["name"] == "file":
         if not d.get("path"):
             raise ConfigError("data.name='file' needs data.path=/path/to/array.npy")
@@ -73,6 +79,26 @@ def load_data(config: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(train), np.asarray(test)
 
 
+def _image_levels(config: dict[str, Any]) -> int | None:
+    """Grey levels of the config's image data set, or ``None`` for vector data."""
+    return fzdata.IMAGE_LEVELS.get(str(config["data"]["name"]).lower())
+
+
+def _model_config(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with ``model.data_levels`` filled in for image data (a copy; not saved)."""
+    levels = _image_levels(config)
+    if levels is None:
+        return config
+    model = dict(config["model"])
+    if model.get("data_levels", levels) not in (0, levels):
+        raise ConfigError(
+            f"model.data_levels={model['data_levels']} contradicts data.name="
+            f"{config['data']['name']!r}, which has {levels} grey levels"
+        )
+    model["data_levels"] = levels
+    return {**config, "model": model}
+
+
 def _params_of(name: str) -> set[str]:
     import inspect
 
@@ -90,9 +116,16 @@ class Run(NamedTuple):
     step: int
 
     def log_prob(self, x: np.ndarray) -> np.ndarray:
-        """Log-density in nats of raw-unit points ``(n, *event)``."""
+        """Log-density in nats of raw-unit points ``(n, *event)``.
+
+        Image runs: ``x`` holds grey levels ``0 .. L-1`` and the result is the dequantization
+        bound on ``log P(x)`` in nats per image.
+        """
         if self.model.log_prob is None:
             raise ConfigError(f"model {self.config['model']['name']!r} has no tractable likelihood")
+        levels = _image_levels(self.config)
+        if levels is not None:  # integer grey levels 0..levels-1, checked (DataError if not)
+            x = fzdata.check_images(x, levels, "eval data").astype(np.float32)
         return _raw_log_prob(self.model, self.params, self.standardizer, x)
 
     def sample(self, key, n: int, temperature: float = 1.0) -> np.ndarray:
@@ -109,6 +142,17 @@ def _raw_log_prob(model, params, s, x, batch: int = 8192) -> np.ndarray:
 def _raw_sample(model, params, s, key, n, temperature=1.0) -> np.ndarray:
     fn = jax.jit(lambda p, k: model.sample(p, k, n, temperature))
     return np.asarray(fzdata.unstandardize(s, fn(params, key)))
+
+
+def _chunked_nll(model: Trainable, x: jax.Array, chunk: int = 250):
+    """``params -> mean(-model.log_prob(params, x))`` over ``x`` in jitted chunks of ``chunk``."""
+    fn = jax.jit(lambda p, v: -jnp.sum(model.log_prob(p, v)))
+
+    def nll(params):
+        total = sum(fn(params, x[i : i + chunk]) for i in range(0, len(x), chunk))
+        return total / len(x)
+
+    return nll
 
 
 def _identity_standardizer(dim_shape) -> fzdata.Standardizer:
@@ -133,12 +177,22 @@ _RESUMABLE = {
     ("train", "eval_every"),
     ("train", "checkpoint_every"),
     ("train", "keep_checkpoints"),
+    ("train", "data_parallel"),
     ("plot", "n_samples"),
     ("plot", "grid"),
+    ("plot", "temperature"),
 }
 
 
+_ADDED_DEFAULTS = {("train", "compute_dtype"): "float32", ("train", "data_parallel"): False}
+"""Keys added after runs were first written: a run.json without them had these values."""
+
+
 def _check_same_run(old: dict[str, Any], new: dict[str, Any], workdir: Path) -> None:
+    old = {k: dict(v) if isinstance(v, dict) else v for k, v in old.items()}
+    for (section, key), value in _ADDED_DEFAULTS.items():
+        if isinstance(old.get(section), dict):
+            old[section].setdefault(key, value)
     diffs = []
     for section in set(old) | set(new):
         a, b = old.get(section), new.get(section)
@@ -155,8 +209,33 @@ def _check_same_run(old: dict[str, Any], new: dict[str, Any], workdir: Path) -> 
         )
 
 
+def _run_mesh(config: dict[str, Any], mesh: Any) -> Any:
+    """The mesh ``fit`` trains on: the given one, else all devices when ``train.data_parallel``
+    is set or several processes run, else ``None`` (one device)."""
+    if mesh is None and (config["train"].get("data_parallel") or jax.process_count() > 1):
+        mesh = "auto"
+    n = jax.device_count() if mesh == "auto" else (1 if mesh is None else mesh.size)
+    if config["train"]["batch_size"] % n:
+        raise ConfigError(
+            f"train.batch_size {config['train']['batch_size']} does not divide evenly over "
+            f"the {n} devices of the data-parallel mesh; use a multiple of {n}"
+        )
+    return mesh
+
+
+def _compute_dtype(config: dict[str, Any]) -> str | None:
+    """``train.compute_dtype`` for ``fit``: ``None`` for float32 (the params' dtype)."""
+    dtype = config["train"].get("compute_dtype", "float32")
+    return None if dtype == "float32" else dtype
+
+
 def train_and_evaluate(
-    config: dict[str, Any], workdir: str | os.PathLike, *, progress: bool = True
+    config: dict[str, Any],
+    workdir: str | os.PathLike,
+    *,
+    progress: bool = True,
+    distributed: Distributed | None = None,
+    mesh: Any = None,
 ) -> dict[str, Any]:
     """Train the model ``config`` describes, evaluate held-out NLL, write plots and a summary.
 
@@ -169,9 +248,21 @@ def train_and_evaluate(
     for families without a tractable likelihood), ``test_nll_raw`` (raw units),
     ``energy_distance`` (model samples vs held-out data, standardised units), ``steps``,
     ``train_seconds``, ``wall_seconds``.
+
+    Image data (``data.name`` ``"digits"`` or ``"mnist"``, :func:`flowzoo.data.image_dataset`)
+    is not standardised: dequantization and preprocessing are part of the model
+    (:mod:`flowzoo.flows._recipe`), ``model.data_levels`` is filled in from the data set,
+    ``test_nll`` is the dequantization bound on ``-log P(x)`` in nats per image, every eval
+    also logs ``eval/test_bpd`` (bits per dimension) to ``metrics.jsonl``, the summary holds
+    ``test_bpd`` and ``samples.png`` is a grid of samples (``plot.temperature``, default 1)
+    beside held-out images.
     """
     t_start = time.perf_counter()
     validate_config(config)
+    if distributed is not None:  # before any JAX computation
+        initialize_distributed(distributed)
+    primary = is_primary()  # only process 0 writes run.json, plots and summary.json
+    mesh = _run_mesh(config, mesh)
     workdir = Path(workdir)
     info_path = workdir / "run.json"
     if info_path.exists():
@@ -191,9 +282,10 @@ def train_and_evaluate(
     train_x, test_x = load_data(config)
     fzdata.check_batch(train_x, train_x.shape[1:], "training data")
     event_shape = tuple(train_x.shape[1:])
+    levels = _image_levels(config)  # images: no standardiser, preprocessing is in the model
     s = (
         fzdata.fit_standardizer(train_x)
-        if config["data"]["standardize"]
+        if config["data"]["standardize"] and levels is None
         else (_identity_standardizer(event_shape))
     )
     s = fzdata.Standardizer(np.asarray(s.shift, np.float32), np.asarray(s.scale, np.float32))
@@ -205,23 +297,38 @@ def train_and_evaluate(
         raise ConfigError(
             f"train.batch_size {t['batch_size']} exceeds the {len(train_std)} training rows"
         )
-    model = build_model(config, event_shape)
+    model = build_model(_model_config(config), event_shape)
     optimizer = build_optimizer(config)
     key = jax.random.key(config["seed"])
     init_key, fit_key, sample_key = jax.random.split(key, 3)
     params = model.init(init_key, jnp.asarray(train_std[: min(len(train_std), 1024)]))
 
     workdir.mkdir(parents=True, exist_ok=True)
-    tmp = info_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(_run_info(config, s, event_shape), indent=2))
-    os.replace(tmp, info_path)
+    if primary:
+        tmp = info_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(_run_info(config, s, event_shape), indent=2))
+        os.replace(tmp, info_path)
 
     has_nll = model.log_prob is not None
     test_nll = jax.jit(lambda p: -jnp.mean(model.log_prob(p, test_std))) if has_nll else None
+    if has_nll and levels is not None:  # images: chunked eval, nats per image (discrete)
+        test_nll = _chunked_nll(model, test_std)
+    bpd_per_nat = 1.0 / (math.prod(event_shape) * math.log(2.0))
     ema = t.get("ema_decay", 0.0) > 0
 
     def eval_params(state: TrainState):
         return state.ema_params if ema else state.params
+
+    last_eval: dict[str, Any] = {}  # the final eval inside fit is reused for the summary
+
+    def evaluate(state: TrainState) -> dict[str, Any]:
+        nll = test_nll(eval_params(state))
+        last_eval.update(step=int(state.step), nll=nll)
+        return (
+            {"test_nll": nll}
+            if levels is None
+            else {"test_nll": nll, "test_bpd": nll * bpd_per_nat}
+        )
 
     t_fit = time.perf_counter()
     result = fit(
@@ -232,7 +339,7 @@ def train_and_evaluate(
         key=fit_key,
         num_steps=t["steps"],
         steps_per_call=t["steps_per_call"],
-        eval_fn=(lambda state: {"test_nll": test_nll(eval_params(state))}) if has_nll else None,
+        eval_fn=evaluate if has_nll else None,
         eval_every=t["eval_every"] or None,
         workdir=workdir,
         checkpoint_every=t["checkpoint_every"] or None,
@@ -240,16 +347,25 @@ def train_and_evaluate(
         ema_decay=t["ema_decay"] if ema else None,
         progress=progress,
         metadata={"name": config["name"]},
+        mesh=mesh,
+        compute_dtype=_compute_dtype(config),
     )
     train_seconds = time.perf_counter() - t_fit
     final = eval_params(result.state)
-    nll = float(test_nll(final)) if has_nll else None
+    nll = None
+    if (
+        has_nll
+    ):  # test likelihoods are deterministic (fixed keys), so an eval at this step is reused
+        same_step = last_eval.get("step") == int(result.state.step)
+        nll = float(last_eval["nll"] if same_step else test_nll(final))
     if nll is not None and not math.isfinite(nll):
         raise NonFiniteError(
             int(result.state.step), "test_nll", nll, ckpt.latest_step(workdir / "checkpoints")
         )
     p = config.get("plot", {})
-    samples = _raw_sample(model, final, s, sample_key, int(p.get("n_samples", 5000)))
+    samples = _raw_sample(
+        model, final, s, sample_key, int(p.get("n_samples", 5000)), float(p.get("temperature", 1.0))
+    )
     n_cmp = min(len(samples), len(test_x), 2000)
     summary = {
         "name": config["name"],
@@ -264,7 +380,11 @@ def train_and_evaluate(
         ),
         "train_seconds": train_seconds,
     }
-    if event_shape[0] >= 2 and len(event_shape) == 1:
+    if levels is not None and nll is not None and primary:
+        summary["test_bpd"] = nll * bpd_per_nat  # discrete-data bits per dimension
+        title = f"{config['name']}: test {summary['test_bpd']:.3f} bits/dim"
+        plots.plot_image_grid(workdir / "samples.png", samples, levels, title, data=test_x)
+    elif primary and event_shape[0] >= 2 and len(event_shape) == 1:
         title = f"test NLL {nll:.3f} nats (standardised)" if has_nll else "samples"
         plots.plot_samples(workdir / "samples.png", test_x, samples, f"{config['name']}: {title}")
         if event_shape[0] == 2 and has_nll:
@@ -273,7 +393,8 @@ def train_and_evaluate(
             )
             plots.plot_density(workdir / "density.png", xs, ys, logp, f"{config['name']} density")
     summary["wall_seconds"] = time.perf_counter() - t_start
-    (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
+    if primary:
+        (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
@@ -301,7 +422,7 @@ def load_run(run_dir: str | os.PathLike, step: int | None = None) -> Run:
         )
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise ConfigError(f"{info_path} is corrupt ({type(err).__name__}: {err})") from err
-    model = build_model(config, event_shape)
+    model = build_model(_model_config(config), event_shape)
     optimizer = build_optimizer(config)
     dummy = jnp.zeros((2, *event_shape), jnp.float32)
     params = model.init(jax.random.key(0), dummy)

@@ -73,3 +73,51 @@ def _residual_block():
 
 
 REGISTRY["residual_block"] = _residual_block
+
+
+# ----------------------------------------------------------------- image bijectors (issue 3)
+def _image_entries():
+    """ActNorm, 1x1 convolutions, squeeze, image couplings, factor-out and the multi-scale
+    builders on tiny NHWC images (2x2x3, 4x4x1, 2x2x4, 2x2x2). Conditioners are ResNets
+    with 4 hidden channels so the eager battery stays fast."""
+    from flowzoo.flows import glow_bijector, realnvp_image_bijector
+
+    conv = bj.resnet_conditioner(hidden=4, num_blocks=1)
+    return {
+        "actnorm": lambda: (bj.actnorm(), (2, 2, 3), None),
+        "conv1x1_plain": lambda: (bj.conv1x1(lu=False), (2, 2, 3), None),
+        "conv1x1_lu": lambda: (bj.conv1x1(lu=True), (2, 2, 3), None),
+        # reshaping layers: (bijector, latent shape, context, data shape)
+        "squeeze": lambda: (bj.squeeze(), (4, 4, 1), None, (2, 2, 4)),
+        "unsqueeze": lambda: (bj.unsqueeze(), (2, 2, 4), None, (4, 4, 1)),
+        "checkerboard_coupling_resnet": lambda: (
+            bj.checkerboard_coupling((4, 4, 1), 1, conv),
+            (4, 4, 1),
+            None,
+        ),
+        "channel_coupling_resnet_context": lambda: (
+            bj.channel_coupling((2, 2, 4), 1, conv),
+            (2, 2, 4),
+            (3,),
+        ),
+        "factor_out_split_prior": lambda: (
+            bj.factor_out((2, 2, 4), bj.chain(bj.actnorm(), bj.conv1x1()), prior=conv),
+            (2, 2, 4),
+            None,
+        ),
+        # one level (squeeze, 2 steps, unsqueeze); the split prior is the entry above and
+        # multi-level Glow is checked in tests/flows/test_glow.py (its init is slow to compile)
+        "glow_bijector": lambda: (
+            glow_bijector((2, 2, 2), levels=1, depth=2, hidden=4, num_blocks=0),
+            (2, 2, 2),
+            None,
+        ),
+        "realnvp_image_bijector": lambda: (
+            realnvp_image_bijector((4, 4, 1), num_scales=2, hidden=4, num_blocks=0),
+            (4, 4, 1),
+            None,
+        ),
+    }
+
+
+REGISTRY.update(_image_entries())

@@ -129,7 +129,7 @@ def test_shape_errors_are_clear(perturbed_flow, key):
     with pytest.raises(ValueError, match="context has leading size"):
         flow.sample(params, key, 5, context=jnp.zeros((4, 2)))
     with pytest.raises(ValueError, match="vector events"):
-        fz.realnvp((4, 4, 1))
+        fz.realnvp((4, 4))  # neither a vector nor an (H, W, C) image
     with pytest.raises(ValueError, match="mask must keep some entries"):
         bj.affine_coupling(np.ones(3, bool))
     with pytest.raises(ValueError, match="unknown scale kind"):

@@ -1,0 +1,328 @@
+"""Shared helpers for flowzoo benchmarks: compile vs steady-state timing, tables, JSON.
+
+Every benchmark script in this folder follows the same recipe:
+
+* **compile time**: ``jax.clear_caches()``, then time ``jitted.lower(*args)`` (tracing +
+  lowering to StableHLO) and ``lowered.compile()`` (XLA compilation) on a freshly built
+  function, repeated a few times; see :func:`measure_compile`. ``jax.jit`` and
+  ``equinox.filter_jit`` both expose ``.lower(...).compile()``, so peers are measured the
+  same way. :func:`measure_first_call` gives the other common definition (first call,
+  compile and one execution, minus one steady-state step) as a cross-check.
+* **steady state**: after warm-up, time blocks of ``n`` consecutive calls ending in
+  ``jax.block_until_ready`` and take the median over repeats of the per-step time; see
+  :func:`interleaved_steady`. Cases compared with each other are timed in alternating rounds
+  so that a busy shared machine slows all of them alike.
+* **output**: :func:`write_json` stores the measurements next to :func:`env_info`
+  (versions, device, CPU count, load average, date); :func:`format_table` prints them.
+
+Peers are optional imports (:func:`optional_import`): a missing peer is recorded as ``null``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+# --------------------------------------------------------------------------- environment
+
+
+def optional_import(name: str):
+    """Import ``name`` or return ``None`` when it (or one of its dependencies) is missing."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+def package_version(name: str) -> str | None:
+    """Installed version of distribution ``name``, or ``None``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def _cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def load_average() -> list[float] | None:
+    """1, 5 and 15 minute load averages (``None`` where the OS does not provide them)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def env_info(packages: Sequence[str] = ()) -> dict[str, Any]:
+    """Where and with what a benchmark ran: versions, device, CPUs, load, date, commit."""
+    dev = jax.devices()[0]
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = None
+    versions = {
+        name: package_version(name)
+        for name in ("jax", "jaxlib", "flowzoo", "flax", "optax", "numpy", *packages)
+    }
+    return {
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "jax_version": jax.__version__,
+        "versions": versions,
+        "backend": jax.default_backend(),
+        "device": f"{dev.platform}:{dev.device_kind}",
+        "device_count": jax.device_count(),
+        "cpu_model": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": affinity,
+        "load_average": load_average(),
+        "xla_flags": os.environ.get("XLA_FLAGS"),
+        "x64": bool(jax.config.jax_enable_x64),
+        "git_commit": _git_commit(),
+    }
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def summarize(values: Sequence[float]) -> dict[str, Any]:
+    """Median, quartiles, min and max of ``values`` (plus the raw list)."""
+    v = np.asarray(values, dtype=float)
+    q1, med, q3 = np.percentile(v, [25, 50, 75])
+    return {
+        "median": float(med),
+        "q1": float(q1),
+        "q3": float(q3),
+        "min": float(v.min()),
+        "max": float(v.max()),
+        "n": int(v.size),
+        "values": [float(x) for x in v],
+    }
+
+
+# --------------------------------------------------------------------------- compile time
+
+
+def measure_compile(
+    make: Callable[[], tuple[Any, tuple]], repeats: int = 3, clear_caches: bool = True
+) -> dict[str, Any]:
+    """Time tracing+lowering and XLA compilation of a freshly built jitted function.
+
+    Args:
+      make: ``make() -> (jitted, args)``; called once per repeat so every repeat starts from
+        new Python closures. ``jitted`` must have ``.lower(*args)`` (``jax.jit``,
+        ``equinox.filter_jit``).
+      repeats: number of independent measurements.
+      clear_caches: call ``jax.clear_caches()`` before each measurement so nothing compiled
+        earlier in the process is reused.
+
+    Returns:
+      ``{"lower_s", "compile_s", "total_s", "total_cpu_s"}`` summaries (see
+      :func:`summarize`); ``total_s`` (lower + compile, wall clock) is what tables call
+      compile time; ``total_cpu_s`` is the process CPU time of the same span (less sensitive
+      to other processes competing for the CPU).
+    """
+    lower, comp, total, cpu = [], [], [], []
+    for _ in range(repeats):
+        jitted, args = make()
+        if clear_caches:
+            jax.clear_caches()
+        c0, t0 = time.process_time(), time.perf_counter()
+        lowered = jitted.lower(*args)
+        t1 = time.perf_counter()
+        lowered.compile()
+        t2, c2 = time.perf_counter(), time.process_time()
+        lower.append(t1 - t0)
+        comp.append(t2 - t1)
+        total.append(t2 - t0)
+        cpu.append(c2 - c0)
+    return {
+        "lower_s": summarize(lower),
+        "compile_s": summarize(comp),
+        "total_s": summarize(total),
+        "total_cpu_s": summarize(cpu),
+    }
+
+
+def measure_first_call(
+    make: Callable[[], tuple[Callable, tuple]], clear_caches: bool = True
+) -> float:
+    """Seconds of the first call (trace, compile, one execution) of a fresh jitted function."""
+    fn, args = make()
+    if clear_caches:
+        jax.clear_caches()
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    return time.perf_counter() - t0
+
+
+# --------------------------------------------------------------------------- steady state
+
+Step = Callable[[Any], Any]
+"""``carry -> carry``: one call of the jitted function whose throughput is measured."""
+
+
+def time_block(step: Step, carry: Any, n: int) -> tuple[float, float, Any]:
+    """Run ``n`` chained calls and block; returns (wall s/step, process-CPU s/step, carry)."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    for _ in range(n):
+        carry = step(carry)
+    jax.block_until_ready(carry)
+    return (time.perf_counter() - t0) / n, (time.process_time() - c0) / n, carry
+
+
+def calibrate(step: Step, carry: Any, target_s: float, min_steps: int = 3) -> tuple[int, Any]:
+    """Number of steps that makes one timed block last about ``target_s`` seconds."""
+    n = 1
+    while True:
+        dt, _, carry = time_block(step, carry, n)
+        if dt * n >= 0.2 * target_s or n >= 4096:
+            return max(min_steps, int(round(target_s / max(dt, 1e-9)))), carry
+        n *= 4
+
+
+def interleaved_steady(
+    cases: dict[str, tuple[Step, Any]],
+    repeats: int = 15,
+    target_block_s: float = 0.25,
+    warmup: int = 2,
+    return_carry: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """Steady-state time per step of several cases, timed in alternating rounds.
+
+    Every case is warmed up (``warmup`` calls, so compilation is excluded) and calibrated to
+    blocks of about ``target_block_s``; then each round times one block of every case, the
+    order reversing every round. Interleaving keeps ratios between cases meaningful when
+    other processes share the CPU.
+
+    Args:
+      cases: ``name -> (step, carry)`` with ``step(carry) -> carry`` (already jitted).
+      repeats: timed blocks per case; the median is reported.
+      target_block_s: approximate duration of one timed block.
+      warmup: untimed calls before calibration.
+      return_carry: also return each case's final carry under ``"carry"`` (e.g. to check
+        that training stayed finite; drop it before writing JSON).
+
+    Returns:
+      ``name -> {"step_s": summary, "cpu_s": summary, "steps_per_repeat": n}`` where
+      ``step_s`` is wall-clock seconds per step and ``cpu_s`` process CPU seconds per step
+      (all threads; ``cpu_s`` close to ``step_s`` on a multi-core machine means the step
+      ran mostly on one core).
+    """
+    state: dict[str, list] = {}
+    for name, (step, carry) in cases.items():
+        for _ in range(warmup):
+            carry = step(carry)
+        jax.block_until_ready(carry)
+        n, carry = calibrate(step, carry, target_block_s)
+        state[name] = [step, carry, n, [], []]
+    names = list(cases)
+    for r in range(repeats):
+        for name in names if r % 2 == 0 else names[::-1]:
+            st = state[name]
+            wall, cpu, st[1] = time_block(st[0], st[1], st[2])
+            st[3].append(wall)
+            st[4].append(cpu)
+    out = {}
+    for name, st in state.items():
+        out[name] = {
+            "step_s": summarize(st[3]),
+            "cpu_s": summarize(st[4]),
+            "steps_per_repeat": st[2],
+        }
+        if return_carry:
+            out[name]["carry"] = st[1]
+    return out
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic | np.ndarray) or hasattr(obj, "__array__"):
+        arr = np.asarray(obj)
+        return arr.item() if arr.ndim == 0 else arr.tolist()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def write_json(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` (numpy/JAX scalars converted, NaN as null) as indented JSON."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_jsonable(payload), indent=2) + "\n")
+    return path
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain-text table with right-aligned columns (``None`` shows as ``-``)."""
+    cells = [[str(h) for h in headers]] + [["-" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def fmt_seconds(s: float | None) -> str | None:
+    """``1.23 s``, ``4.56 ms`` or ``7.8 us``."""
+    if s is None:
+        return None
+    if s >= 1:
+        return f"{s:.2f} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:.2f} ms"
+    return f"{s * 1e6:.1f} us"
+
+
+def fmt_rate(r: float | None) -> str | None:
+    """Samples per second with a k/M suffix."""
+    if r is None:
+        return None
+    if r >= 1e6:
+        return f"{r / 1e6:.2f}M"
+    if r >= 1e3:
+        return f"{r / 1e3:.1f}k"
+    return f"{r:.0f}"

@@ -1,0 +1,444 @@
+"""Train-step throughput and compile time of an 8-layer affine-coupling flow vs flowjax.
+
+Model (both libraries): 8 affine couplings, each conditioner an MLP with 2 hidden layers of
+width 64 (ReLU), standard normal base, float32; loss = mean negative log-likelihood of a
+fixed standard-normal batch; one jitted step = value_and_grad + optax Adam(1e-3) update;
+no buffer donation on either side.
+
+* flowzoo: ``flowzoo.realnvp(dim, num_layers=8, hidden=(64, 64))``, step under ``jax.jit``.
+* flowjax (optional peer): ``flowjax.flows.coupling_flow(flow_layers=8, nn_width=64,
+  nn_depth=2)`` with its default affine transformer and a ``StandardNormal`` base, trainable
+  leaves chosen as in ``flowjax.train.fit_to_data`` (``eqx.is_inexact_array``, not
+  ``NonTrainable``), step under ``equinox.filter_jit`` mirroring
+  ``flowjax.train.train_utils.step``.
+
+Measured per (dim, batch): compile time (trace+lower+XLA compile of a fresh step,
+``jax.clear_caches()`` first, median of repeats, same method for both), steady-state time per
+step (median of interleaved repeats of N chained steps, ``block_until_ready`` at the end),
+samples/s = batch / step time, and the flowzoo/flowjax throughput ratio against the
+targets. Also the compile time of a 32-layer vs an 8-layer flow at dim 64.
+
+Run ``python benchmarks/coupling_train.py [--quick] [--sizes 2x1024,64x256] [--out PATH]``;
+see benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+try:  # run as a script: benchmarks/ is on sys.path
+    import _common as common
+except ImportError:  # imported as benchmarks.coupling_train
+    from benchmarks import _common as common
+
+import flowzoo
+
+eqx = common.optional_import("equinox")
+paramax = common.optional_import("paramax")
+fj_flows = common.optional_import("flowjax.flows")
+fj_dists = common.optional_import("flowjax.distributions")
+HAVE_FLOWJAX = None not in (eqx, paramax, fj_flows, fj_dists)
+
+HIDDEN = (64, 64)
+LAYERS = 8
+LR = 1e-3
+DEFAULT_SIZES = ((2, 1024), (64, 256), (784, 128))
+DEFAULT_BATCH = dict(DEFAULT_SIZES)
+TARGETS = {(2, 1024): 1.3, (64, 256): 1.6, (784, 128): 2.0}  # flowzoo / flowjax samples/s
+DEPTH = {"dim": 64, "batch": 256, "shallow": 8, "deep": 32, "target": 1.5}
+
+
+# --------------------------------------------------------------------------- the two cases
+
+
+def data(dim: int, batch: int) -> jax.Array:
+    """The fixed training batch shared by both libraries."""
+    return jax.random.normal(jax.random.key(0), (batch, dim), jnp.float32)
+
+
+def flowzoo_case(dim: int, batch: int, layers: int = LAYERS):
+    """``(jitted step, (params, opt_state, x))`` for flowzoo's RealNVP."""
+    flow = flowzoo.realnvp(dim, num_layers=layers, hidden=HIDDEN)
+    x = data(dim, batch)
+    params = flow.init(jax.random.key(1), x)
+    opt = optax.adam(LR)
+
+    def loss(p, x):
+        return -jnp.mean(flow.log_prob(p, x))
+
+    def step(params, opt_state, x):
+        value, grads = jax.value_and_grad(loss)(params, x)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, value
+
+    return jax.jit(step), (params, opt.init(params), x)
+
+
+def flowjax_case(dim: int, batch: int, layers: int = LAYERS):
+    """``(filter_jit step, (params, opt_state, x))`` for flowjax's coupling_flow."""
+    flow = fj_flows.coupling_flow(
+        jax.random.key(1),
+        base_dist=fj_dists.StandardNormal((dim,)),
+        flow_layers=layers,
+        nn_width=HIDDEN[0],
+        nn_depth=len(HIDDEN),
+    )
+    params, static = eqx.partition(
+        flow, eqx.is_inexact_array, is_leaf=lambda leaf: isinstance(leaf, paramax.NonTrainable)
+    )
+    x = data(dim, batch)
+    opt = optax.adam(LR)
+
+    def loss(params, x):
+        dist = paramax.unwrap(eqx.combine(params, static))
+        return -dist.log_prob(x).mean()
+
+    def step(params, opt_state, x):
+        value, grads = eqx.filter_value_and_grad(loss)(params, x)
+        updates, opt_state = opt.update(grads, opt_state, params=params)
+        return eqx.apply_updates(params, updates), opt_state, value
+
+    return eqx.filter_jit(step), (params, opt.init(params), x)
+
+
+def n_params(params) -> int:
+    return int(sum(leaf.size for leaf in jax.tree.leaves(params)))
+
+
+def _as_step(fn, x):
+    """``carry -> carry`` view of a train step for the steady-state timer."""
+    return lambda carry: fn(carry[0], carry[1], x)
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def measure_size(dim: int, batch: int, cfg: argparse.Namespace) -> dict[str, Any]:
+    """Compile and steady-state timings of both libraries at one (dim, batch)."""
+    makers = {"flowzoo": flowzoo_case}
+    if HAVE_FLOWJAX and not cfg.no_peer:
+        makers["flowjax"] = flowjax_case
+
+    out: dict[str, Any] = {"dim": dim, "batch": batch}
+    cases = {}
+    for name, make in makers.items():
+        comp = common.measure_compile(lambda make=make: make(dim, batch), cfg.compile_repeats)
+        first = common.measure_first_call(lambda make=make: make(dim, batch))
+        fn, (params, opt_state, x) = make(dim, batch)
+        _, _, loss0 = fn(params, opt_state, x)
+        cases[name] = (_as_step(fn, x), (params, opt_state, jnp.zeros(())))
+        out[name] = {
+            "compile": comp,
+            "first_call_s": first,
+            "n_params": n_params(params),
+            "initial_loss": float(loss0),
+        }
+
+    steady = common.interleaved_steady(
+        cases, repeats=cfg.repeats, target_block_s=cfg.block_seconds, return_carry=True
+    )
+    for name, res in steady.items():
+        t = res["step_s"]["median"]
+        rec = out[name]
+        rec["final_loss"] = float(res.pop("carry")[2])  # sanity: training stayed finite
+        rec.update(res)
+        rec["samples_per_s"] = batch / t
+        rec["first_call_minus_step_s"] = rec["first_call_s"] - t
+
+    for name in ("flowzoo", "flowjax"):
+        out.setdefault(name, None)
+    fz, fj = out["flowzoo"], out["flowjax"]
+    target = TARGETS.get((dim, batch))
+    keys = ("throughput_ratio", "throughput_ratio_best", "cpu_ratio", "compile_ratio")
+    if fj is not None:
+        # median step times (the headline number), best blocks (least disturbed by other
+        # processes) and process CPU time per step (work done, insensitive to waiting)
+        out["throughput_ratio"] = fz["samples_per_s"] / fj["samples_per_s"]
+        out["throughput_ratio_best"] = fj["step_s"]["min"] / fz["step_s"]["min"]
+        out["cpu_ratio"] = fj["cpu_s"]["median"] / fz["cpu_s"]["median"]
+        out["compile_ratio"] = (
+            fz["compile"]["total_s"]["median"] / fj["compile"]["total_s"]["median"]
+        )
+        # paired per-round ratios: how stable the comparison was
+        pairs = [b / a for a, b in zip(fz["step_s"]["values"], fj["step_s"]["values"], strict=True)]
+        out["throughput_ratio_rounds"] = common.summarize(pairs)
+    else:
+        for k in (*keys, "throughput_ratio_rounds"):
+            out[k] = None
+    out["target_ratio"] = target
+    out["target_met"] = (
+        None if target is None or fj is None else bool(out["throughput_ratio"] >= target)
+    )
+    return out
+
+
+def measure_depth(cfg: argparse.Namespace) -> dict[str, Any]:
+    """Compile time of a deep vs a shallow flow (scan over layers should keep it flat)."""
+    dim, batch = DEPTH["dim"], DEPTH["batch"]
+    makers = {"flowzoo": flowzoo_case}
+    if HAVE_FLOWJAX and not cfg.no_peer:
+        makers["flowjax"] = flowjax_case
+    out: dict[str, Any] = {"dim": dim, "batch": batch, "target_ratio": DEPTH["target"]}
+    for name, make in makers.items():
+        rec = {}
+        for layers in (DEPTH["shallow"], DEPTH["deep"]):
+            rec[str(layers)] = common.measure_compile(
+                lambda make=make, layers=layers: make(dim, batch, layers), cfg.compile_repeats
+            )
+        deep, shallow = rec[str(DEPTH["deep"])], rec[str(DEPTH["shallow"])]
+        rec["ratio"] = deep["total_s"]["median"] / shallow["total_s"]["median"]
+        rec["cpu_ratio"] = deep["total_cpu_s"]["median"] / shallow["total_cpu_s"]["median"]
+        out[name] = rec
+    out.setdefault("flowjax", None)
+    out["target_met"] = bool(out["flowzoo"]["ratio"] <= DEPTH["target"])
+    return out
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _x(v: float | None) -> str | None:
+    return None if v is None else f"{v:.2f}x"
+
+
+def _met(flag) -> str:
+    return "-" if flag is None else ("met" if flag else "MISSED")
+
+
+def report(results: list[dict[str, Any]], depth: dict[str, Any] | None) -> str:
+    rows = []
+    for r in results:
+        for name in ("flowzoo", "flowjax"):
+            m = r[name]
+            if m is None:
+                rows.append([r["dim"], r["batch"], name, None, None, None, None, None])
+                continue
+            rows.append(
+                [
+                    r["dim"],
+                    r["batch"],
+                    name,
+                    common.fmt_seconds(m["compile"]["total_s"]["median"]),
+                    common.fmt_seconds(m["first_call_minus_step_s"]),
+                    common.fmt_seconds(m["step_s"]["median"]),
+                    common.fmt_seconds(m["cpu_s"]["median"]),
+                    common.fmt_rate(m["samples_per_s"]),
+                ]
+            )
+    lines = [
+        common.format_table(
+            [
+                "dim",
+                "batch",
+                "library",
+                "compile",
+                "1st-call-step",
+                "step",
+                "cpu/step",
+                "samples/s",
+            ],
+            rows,
+        ),
+        "",
+    ]
+    rows = []
+    for r in results:
+        rr = r["throughput_ratio_rounds"]
+        rows.append(
+            [
+                r["dim"],
+                r["batch"],
+                _x(r["throughput_ratio"]),
+                None if rr is None else f"{rr['q1']:.2f}-{rr['q3']:.2f}",
+                _x(r["throughput_ratio_best"]),
+                _x(r["cpu_ratio"]),
+                None if r["target_ratio"] is None else f">= {r['target_ratio']}x",
+                _met(r["target_met"]),
+                None if r["compile_ratio"] is None else f"{r['compile_ratio']:.2f}",
+            ]
+        )
+    lines.append(
+        common.format_table(
+            [
+                "dim",
+                "batch",
+                "flowzoo/flowjax",
+                "per-round IQR",
+                "best",
+                "cpu",
+                "target",
+                "",
+                "compile fz/fj",
+            ],
+            rows,
+        )
+    )
+    if depth is not None:
+        lines.append("")
+        rows = []
+        for name in ("flowzoo", "flowjax"):
+            d = depth[name]
+            if d is None:
+                continue
+            rows.append(
+                [
+                    name,
+                    common.fmt_seconds(d[str(DEPTH["shallow"])]["total_s"]["median"]),
+                    common.fmt_seconds(d[str(DEPTH["deep"])]["total_s"]["median"]),
+                    f"{d['ratio']:.2f}",
+                    f"{d['cpu_ratio']:.2f}",
+                    f"<= {depth['target_ratio']}" if name == "flowzoo" else "(reference)",
+                    _met(depth["target_met"]) if name == "flowzoo" else "",
+                ]
+            )
+        lines.append(f"compile time vs depth (dim {depth['dim']}, batch {depth['batch']}):")
+        lines.append(
+            common.format_table(
+                [
+                    "library",
+                    f"{DEPTH['shallow']} layers",
+                    f"{DEPTH['deep']} layers",
+                    "ratio",
+                    "cpu ratio",
+                    "target",
+                    "",
+                ],
+                rows,
+            )
+        )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def parse_sizes(text: str | None) -> list[tuple[int, int]]:
+    """``"2x1024,64x256"`` -> ``[(2, 1024), (64, 256)]``; a bare dim takes its default batch."""
+    if not text:
+        return list(DEFAULT_SIZES)
+    sizes = []
+    for item in text.split(","):
+        item = item.strip().lower()
+        if "x" in item:
+            d, b = item.split("x", 1)
+            sizes.append((int(d), int(b)))
+        elif int(item) in DEFAULT_BATCH:
+            sizes.append((int(item), DEFAULT_BATCH[int(item)]))
+        else:
+            raise argparse.ArgumentTypeError(
+                f"size {item!r}: give DIMxBATCH (default batches exist for {sorted(DEFAULT_BATCH)})"
+            )
+    return sizes
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="few repeats (smoke run)")
+    ap.add_argument("--out", default="benchmarks/results/coupling_train.json")
+    ap.add_argument(
+        "--sizes", default=None, help="comma list of DIMxBATCH (default 2x1024,64x256,784x128)"
+    )
+    ap.add_argument("--no-peer", action="store_true", help="skip flowjax even if installed")
+    ap.add_argument("--no-depth", action="store_true", help="skip the 32-vs-8-layer compile")
+    ap.add_argument("--repeats", type=int, default=None, help="steady-state repeats")
+    ap.add_argument("--compile-repeats", type=int, default=None)
+    ap.add_argument("--block-seconds", type=float, default=None, help="length of a timed block")
+    cfg = ap.parse_args(argv)
+    sizes = parse_sizes(cfg.sizes)
+    cfg.repeats = cfg.repeats or (3 if cfg.quick else 21)
+    cfg.compile_repeats = cfg.compile_repeats or (1 if cfg.quick else 3)
+    cfg.block_seconds = cfg.block_seconds or (0.05 if cfg.quick else 0.3)
+
+    if not HAVE_FLOWJAX:
+        print("flowjax not installed: measuring flowzoo only (peer recorded as null)")
+    env_before = common.env_info(packages=("flowjax", "equinox", "paramax"))
+    results = []
+    for dim, batch in sizes:
+        print(f"measuring dim={dim} batch={batch} ...", flush=True)
+        results.append(measure_size(dim, batch, cfg))
+    depth = None
+    if not cfg.no_depth:
+        print(
+            f"measuring compile time {DEPTH['deep']} vs {DEPTH['shallow']} layers ...", flush=True
+        )
+        depth = measure_depth(cfg)
+
+    table = report(results, depth)
+    load_after = common.load_average()
+    busy = [
+        la[0]
+        for la in (env_before["load_average"], load_after)
+        if la is not None and la[0] > (env_before["cpu_count"] or 1)
+    ]
+    if busy:
+        table += (
+            f"\nWARNING: 1-min load average reached {max(busy):.1f} on "
+            f"{env_before['cpu_count']} CPUs: other processes competed for the CPU, absolute "
+            "times are inflated; compare the interleaved ratios ('best' and 'cpu' columns "
+            "are the least affected)."
+        )
+    print()
+    print(table)
+    checks = [
+        {
+            "what": f"throughput ratio dim {r['dim']}",
+            "value": r["throughput_ratio"],
+            "target": f">= {r['target_ratio']}",
+            "met": r["target_met"],
+        }
+        for r in results
+        if r["target_ratio"] is not None
+    ]
+    if depth is not None:
+        checks.append(
+            {
+                "what": f"flowzoo compile {DEPTH['deep']}/{DEPTH['shallow']} layers",
+                "value": depth["flowzoo"]["ratio"],
+                "target": f"<= {DEPTH['target']}",
+                "met": depth["target_met"],
+            }
+        )
+    payload = {
+        "benchmark": "coupling_train",
+        "env": env_before,
+        "load_average_after": load_after,
+        "config": {
+            "layers": LAYERS,
+            "hidden": list(HIDDEN),
+            "activation": "relu",
+            "optimizer": f"optax.adam({LR})",
+            "dtype": "float32",
+            "donate": False,
+            "data": "fixed jax.random.normal(key(0), (batch, dim)) batch",
+            "flowzoo": "flowzoo.realnvp(dim, num_layers, hidden) under jax.jit",
+            "flowjax": "coupling_flow(StandardNormal, flow_layers, nn_width=64, nn_depth=2) "
+            "under equinox.filter_jit"
+            if HAVE_FLOWJAX
+            else None,
+            "quick": cfg.quick,
+            "repeats": cfg.repeats,
+            "compile_repeats": cfg.compile_repeats,
+            "block_seconds": cfg.block_seconds,
+            "compile_method": "jax.clear_caches(); fresh step; time jitted.lower(*args) + "
+            ".compile(); median over compile_repeats",
+            "step_method": "median over interleaved repeats of (time of N chained steps + "
+            "block_until_ready) / N",
+        },
+        "sizes": results,
+        "depth_compile": depth,
+        "checks": checks,
+        "table": table,
+    }
+    path = common.write_json(cfg.out, payload)
+    print(f"\nwrote {path}")
+    return payload
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

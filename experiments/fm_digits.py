@@ -1,0 +1,66 @@
+"""Conditional flow matching on 8x8 digits with a small UNet; test bits/dim from the CNF.
+
+Run:   flowzoo train fm_digits        (writes runs/fm_digits/: metrics.jsonl, summary.json,
+                                       samples.png)
+
+Data:  scikit-learn digits (``flowzoo.data.image_dataset("digits")``: 8x8x1, 17 grey levels,
+       fixed split 1,497 train / 300 test). Uniform dequantization ``v = x + u`` (fresh ``u``
+       every step), ``y = v / 17``, model space ``z = 2 y - 1`` in [-1, 1).
+Model: I-CFM (conditional OT path, sigma_min = 0, independent coupling, uniform t), UNet
+       velocity field (channels 16/32, one residual block per level, 64-d sinusoidal time
+       embedding, 120k parameters); time convention t=0 noise N(0, I), t=1 data.
+       Adam 1e-3 (200 warm-up steps, cosine decay to 1e-5), batch 128, clip 1.0, EMA 0.999.
+Likelihood: the CNF of the EMA velocity field, exact divergence (64 Jacobian-vector products
+       per evaluation), RK4 with 8 fixed steps from t=1 to t=0, on all 300 test images with one
+       fixed dequantization draw (the key the coupling flows use). ``test_bpd`` is the
+       discrete-data bound ``(-log p_v(x + u)) / (D ln 2)`` (``flowzoo.data.bits_per_dim``
+       bookkeeping: preprocessing log-det ``D ln 2`` and the ``-D ln 17`` of the scaling).
+Samples: 64 samples by 32 midpoint steps, floored to grey levels (samples.png).
+Reference: a full-covariance Gaussian on the dequantized digits gets 2.95 bits/dim
+       (``flowzoo.data.gaussian_bits_per_dim``).
+
+Measured 2026-11-22 (``flowzoo train fm_digits``; 2 CPU cores shared with 3-6 other jobs, load
+average ~13; jax 0.10.2, seed 0): see RESULT. Training loss (CFM, per element) 1.40 (step 100) -> 0.43.
+Solver check (``load_run`` + the same config with ``log_prob_steps`` changed, first 10 test
+images): RK4 8 steps 1.915, 16 steps 1.946 bits/dim. Per-image std of bits/dim about 0.20, so
+the standard error of the 300-image mean is about 0.012.
+"""
+
+from flowzoo.flow_matching._recipe import image_model_config
+from flowzoo.train import default_config
+
+RESULT = (
+    "test 1.989 bits/dim (300 test images, exact divergence, RK4 8 steps; SE over images about "
+    "0.012), 4,000 steps; RK4 16 steps on the first 10 test images gives +0.031 bits/dim over "
+    "8 steps (1.946 vs 1.915), so the converged figure is about 2.02; training 19.5 min wall, "
+    "each likelihood pass over the test set 21.5 min wall, run wall 63 min (2 shared cores, "
+    "load ~13; the run "
+    "evaluates twice at the end); full-covariance Gaussian: 2.95 (measured 2026-11-22)"
+)
+
+
+def get_config() -> dict:
+    config = default_config()
+    config["name"] = "fm_digits"
+    config["data"]["name"] = "digits"
+    config["model"] = image_model_config()
+    config["model"].update(
+        channels=[16, 32],
+        log_prob="exact",
+        log_prob_solver="rk4",
+        log_prob_steps=8,
+        log_prob_chunk=50,
+        num_steps=32,
+    )
+    config["train"].update(
+        steps=4000,
+        batch_size=128,
+        lr=1e-3,
+        warmup_steps=200,
+        final_lr_fraction=0.01,
+        ema_decay=0.999,
+        eval_every=0,
+        checkpoint_every=1000,
+    )
+    config["plot"]["n_samples"] = 64
+    return config

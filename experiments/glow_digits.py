@@ -1,0 +1,62 @@
+"""Glow on scikit-learn digits (8x8x1, 17 grey levels), uniform dequantization, logit.
+
+Run:   flowzoo train glow_digits
+Data:  ``flowzoo.data.image_dataset("digits")``: 1,497 train / 300 held-out images (fixed
+       SHA-256 split), uniformly dequantized every step, ``y = (x + u) / 17``, then the
+       RealNVP logit transform ``logit(0.05 + 0.9 y)``. Glow's own shift to [-0.5, 0.5)
+       learns much slower on 17-level data: a 2-level, 2-step, 32-channel Glow measured
+       2.79 bits/dim after 300 steps with the shift against 2.33 with the logit.
+Model: Glow, 2 levels (8x8x1 -> 4x4x4 -> split -> 2x2x8) x 4 steps (ActNorm, LU 1x1
+       convolution, affine coupling with a 32-channel ResNet conditioner, sigmoid scale),
+       Glow's conditional split prior. Adam 2e-3, 100 warm-up steps, cosine decay to 1%,
+       clip 1.0, batch 64; trained on the negative dequantization bound in bits/dim.
+Metric: test bits/dim of the discrete images (``eval/test_bpd`` in metrics.jsonl, ``test_bpd``
+       in summary.json), one dequantization draw per test image with a fixed key; the
+       full-covariance Gaussian baseline on the same split is 2.95 bits/dim
+       (``flowzoo.data.gaussian_bits_per_dim``).
+An earlier attempt (shift preprocessing, 64 channels, 2000 steps planned) overfits the 1,497
+training digits: test 2.67 / 2.47 / 2.43 / 2.46 bits/dim at steps 250 / 500 / 750 / 1000
+while the training bound fell to 1.99; it was stopped at step 1100.
+Depth 4 per level keeps the steps unrolled: on the 2-core CPU a scanned stack of conv steps
+(depth > 4) measured ~7x slower per train step than the unrolled one.
+"""
+
+RESULT = (
+    "test 2.158 bits/dim (Gaussian baseline 2.95), 800 steps, 458 s training / 579 s wall on "
+    "a 2-core CPU shared with other jobs (load average 10-15), measured 2026-11-22; evals: "
+    "2.355 (200), 2.223 (400), 2.172 (600), 2.158 (800)"
+)
+
+
+def get_config():
+    return {
+        "name": "glow_digits",
+        "seed": 0,
+        "data": {"name": "digits", "pad_to": 0, "standardize": False},
+        "model": {
+            "name": "glow",
+            "levels": 2,
+            "depth": 4,
+            "hidden": 32,
+            "preprocess": "logit",
+            "alpha": 0.05,
+            "dequantization": "uniform",
+            "dequant_layers": 4,
+            "dequant_hidden": [128],
+            "options": {},
+        },
+        "train": {
+            "steps": 800,
+            "batch_size": 64,
+            "lr": 2e-3,
+            "warmup_steps": 100,
+            "final_lr_fraction": 0.01,
+            "grad_clip": 1.0,
+            "ema_decay": 0.0,
+            "steps_per_call": 50,
+            "eval_every": 200,
+            "checkpoint_every": 200,
+            "keep_checkpoints": 2,
+        },
+        "plot": {"n_samples": 64, "temperature": 0.8},
+    }
