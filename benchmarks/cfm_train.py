@@ -54,7 +54,7 @@ except ImportError:  # imported as benchmarks.cfm_train
 
 from flowzoo import data as fzdata
 from flowzoo import flow_matching as fm
-from flowzoo import nets
+from flowzoo import nets, paths
 from flowzoo.train import apply_update, init_train_state
 
 torch = common.optional_import("torch")
@@ -82,7 +82,7 @@ def flowzoo_case(batch: int, coupling: str, scan: bool):
     def apply(params, t, x, context=None):
         return net.apply(params, x, jnp.broadcast_to(t, x.shape[:1])[:, None])
 
-    loss = fm.cfm_loss(apply, fm.cond_ot_path(0.0), coupling=fm.get_coupling(coupling))
+    loss = fm.cfm_loss(apply, paths.cond_ot_path(0.0), coupling=fm.get_coupling(coupling))
     opt = optax.adam(LR)
     params = net.init(jax.random.key(1), data[:2], data[:2, :1])
     state = init_train_state(params, opt)

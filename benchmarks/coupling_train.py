@@ -9,7 +9,7 @@ no buffer donation on either side.
 * flowjax (optional peer): ``flowjax.flows.coupling_flow(flow_layers=8, nn_width=64,
   nn_depth=2)`` with its default affine transformer and a ``StandardNormal`` base, trainable
   leaves chosen as in ``flowjax.train.fit_to_data`` (``eqx.is_inexact_array``, not
-  ``NonTrainable``), step under ``equinox.filter_jit`` mirroring
+  ``NonModel``), step under ``equinox.filter_jit`` mirroring
   ``flowjax.train.train_utils.step``.
 
 Measured per (dim, batch): compile time (trace+lower+XLA compile of a fresh step,
@@ -90,7 +90,7 @@ def flowjax_case(dim: int, batch: int, layers: int = LAYERS):
         nn_depth=len(HIDDEN),
     )
     params, static = eqx.partition(
-        flow, eqx.is_inexact_array, is_leaf=lambda leaf: isinstance(leaf, paramax.NonTrainable)
+        flow, eqx.is_inexact_array, is_leaf=lambda leaf: isinstance(leaf, paramax.NonModel)
     )
     x = data(dim, batch)
     opt = optax.adam(LR)

@@ -39,6 +39,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flowzoo import paths
+
 try:  # run as a script: benchmarks/ is on sys.path
     import _common as common
 except ImportError:  # imported as benchmarks.ode_sampling
@@ -82,7 +84,7 @@ def oracle_field(n_data: int = 1000):
 
     data = toy("two_moons", jax.random.key(1), n_data, noise=0.05)
     data = (data - data.mean(0)) / data.std(0)
-    field = fm.marginal_velocity(fm.cond_ot_path(sigma_min=0.01), data)
+    field = fm.marginal_velocity(paths.cond_ot_path(sigma_min=0.01), data)
     return field, data
 
 

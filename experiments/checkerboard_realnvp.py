@@ -3,7 +3,7 @@
 Run: flowzoo train checkerboard_realnvp
 """
 
-from flowzoo.train import default_config
+from flowzoo.zoo import default_config
 
 RESULT = "not yet measured"
 

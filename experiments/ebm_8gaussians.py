@@ -22,7 +22,7 @@ over-smoothed ring: energy distance 0.072, KSD 6.7 — the energy regulariser ca
 log-density range.
 """
 
-from flowzoo.train import default_config
+from flowzoo.zoo import default_config
 
 RESULT = "energy distance 0.0080 (standardised), KSD 0.032 (exact samples -0.0006), 3000 steps, 243 s train (2026-11-22)"
 
@@ -53,9 +53,9 @@ def ksd_of_run(run_dir: str = "runs/ebm_8gaussians", n: int = 2000, seed: int = 
     import jax
     import jax.numpy as jnp
 
-    from flowzoo._metrics_mcmc import kernel_stein_discrepancy
     from flowzoo.data import eight_gaussians
-    from flowzoo.train import load_run
+    from flowzoo.metrics import kernel_stein_discrepancy
+    from flowzoo.zoo import load_run
 
     radius, std = 4.0 / 1.414, 0.5 / 1.414
     angles = jnp.arange(8) * (jnp.pi / 4)

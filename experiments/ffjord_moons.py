@@ -19,7 +19,7 @@ density.png}. Training NLL (Hutchinson) went 2.37 (step 100) -> 1.50 (300) -> 1.
 Compare: moons_realnvp reaches 1.154 nats; the data entropy is about 1.09 nats.
 """
 
-from flowzoo.train import default_config
+from flowzoo.zoo import default_config
 
 RESULT = (
     "test NLL 1.186 nats (standardised; 0.346 raw), energy distance 7.5e-6, 1000 steps; "

@@ -13,7 +13,7 @@ Model: I-CFM (conditional OT path, sigma_min = 0, independent coupling, uniform 
 Likelihood: the CNF of the EMA velocity field, exact divergence (64 Jacobian-vector products
        per evaluation), RK4 with 8 fixed steps from t=1 to t=0, on all 300 test images with one
        fixed dequantization draw (the key the coupling flows use). ``test_bpd`` is the
-       discrete-data bound ``(-log p_v(x + u)) / (D ln 2)`` (``flowzoo.data.bits_per_dim``
+       discrete-data bound ``(-log p_v(x + u)) / (D ln 2)`` (``flowzoo.metrics.bits_per_dim``
        bookkeeping: preprocessing log-det ``D ln 2`` and the ``-D ln 17`` of the scaling).
 Samples: 64 samples by 32 midpoint steps, floored to grey levels (samples.png).
 Reference: a full-covariance Gaussian on the dequantized digits gets 2.95 bits/dim
@@ -26,8 +26,8 @@ images): RK4 8 steps 1.915, 16 steps 1.946 bits/dim. Per-image std of bits/dim a
 the standard error of the 300-image mean is about 0.012.
 """
 
-from flowzoo.flow_matching._recipe import image_model_config
-from flowzoo.train import default_config
+from flowzoo.zoo import default_config
+from flowzoo.zoo._flow_matching import image_model_config
 
 RESULT = (
     "test 1.989 bits/dim (300 test images, exact divergence, RK4 8 steps; SE over images about "

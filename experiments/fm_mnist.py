@@ -27,8 +27,8 @@ std of per-image bits/dim 0.55 (so 0.039 for the 200-image mean); per-probe std 
 per image, i.e. 0.045 / sqrt(2 * 200) = 0.002 from the Hutchinson estimator.
 """
 
-from flowzoo.flow_matching._recipe import image_model_config
-from flowzoo.train import default_config
+from flowzoo.zoo import default_config
+from flowzoo.zoo._flow_matching import image_model_config
 
 RESULT = (
     "test 1.837 bits/dim on the first 200 test images (Hutchinson, 2 Rademacher probes, RK4 8 "

@@ -48,8 +48,8 @@ import sys
 import time
 from pathlib import Path
 
-from flowzoo.flow_matching._recipe import default_model_config
-from flowzoo.train import default_config
+from flowzoo.zoo import default_config
+from flowzoo.zoo._flow_matching import default_model_config
 
 RESULT = (
     "Euler NFE for ED <= 0.0004 (noise floor): independent 32, exact OT 3; 1 Euler step: "
@@ -79,8 +79,9 @@ def compare(base_config, out_dir: Path, euler_steps=EULER_STEPS, seeds: int = 3)
     from flowzoo import data as fzdata
     from flowzoo import flow_matching as fm
     from flowzoo import metrics, nets
-    from flowzoo.train import build_model, build_optimizer, fit
-    from flowzoo.train._run import load_data
+    from flowzoo.train import fit
+    from flowzoo.zoo import build_model, build_optimizer
+    from flowzoo.zoo._run import load_data
 
     out_dir.mkdir(parents=True, exist_ok=True)
     m = base_config("independent")["model"]  # the network build_cfm makes (2-D data)

@@ -43,7 +43,7 @@ def get_config():
             "dequantization": "uniform",
             "dequant_layers": 4,
             "dequant_hidden": [128],
-            "options": {},
+            "options": {"scale_bound": 3.0},  # the bound these results were measured with
         },
         "train": {
             "steps": 800,

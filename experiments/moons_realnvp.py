@@ -12,7 +12,7 @@ Reference: the differential entropy of the data (curve length 2*pi, Gaussian noi
 standardised) is about 1.09 nats, a lower bound on any model's expected NLL.
 """
 
-from flowzoo.train import default_config
+from flowzoo.zoo import default_config
 
 RESULT = (
     "test NLL 1.167 nats (standardised), energy distance 0.0015, 2000 steps, 9.3 s training, "

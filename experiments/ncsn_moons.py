@@ -15,7 +15,7 @@ Langevin steps) and plots; samples.png shows both moons with no visible mode imb
 KSD is not reported: two moons has no closed-form score.
 """
 
-from flowzoo.train import default_config
+from flowzoo.zoo import default_config
 
 RESULT = "energy distance 0.0020 (standardised), 5000 steps, 120 s train / 177 s wall (2026-11-22)"
 

@@ -26,7 +26,7 @@ RK4 8 log-time steps 2.026, 16 steps 2.032 bits/dim; the log-time change of vari
 what makes 8 fixed steps enough here.
 """
 
-from flowzoo.train import default_config
+from flowzoo.zoo import default_config
 
 RESULT = (
     "test 2.070 bits/dim (300 test images, PF-ODE at eps=1e-3, exact divergence, RK4 8 log-time "

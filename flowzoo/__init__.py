@@ -7,11 +7,22 @@ from .bijectors import Bijector
 from .distributions import Distribution
 from .flows import realnvp, transformed
 
-_LAZY = ("checkpoint", "cnf", "flow_matching", "integrate", "plots", "samplers", "score", "train")
+_LAZY = (
+    "checkpoint",
+    "cnf",
+    "flow_matching",
+    "integrate",
+    "paths",
+    "plots",
+    "samplers",
+    "score",
+    "train",
+    "zoo",
+)
 
 
 def __getattr__(name: str):
-    """Import the heavier subpackages (orbax, diffrax users) on first attribute access."""
+    """Import the heavier subpackages (diffrax, orbax, matplotlib users) on first access."""
     if name in _LAZY:
         import importlib
 

@@ -72,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args) -> int:
-    from .train import apply_overrides, load_experiment, train_and_evaluate, validate_config
+    from .zoo import apply_overrides, load_experiment, train_and_evaluate, validate_config
 
     config = apply_overrides(load_experiment(args.experiment), args.overrides)
     if args.name:
@@ -113,7 +113,7 @@ def _sample(args) -> int:
     import jax
     import numpy as np
 
-    from .train import load_run
+    from .zoo import load_run
 
     if args.n < 1:
         raise ValueError(f"-n must be >= 1, got {args.n}")
@@ -135,7 +135,7 @@ def _eval(args) -> int:
     import numpy as np
 
     from .data import check_batch, load_array, standardizer_log_det
-    from .train import load_run
+    from .zoo import load_run
 
     run = load_run(args.run_dir)
     x = load_array(args.data, args.key)
@@ -154,7 +154,7 @@ def _eval(args) -> int:
 
 
 def _list(args) -> int:
-    from .train import available_experiments
+    from .zoo import available_experiments
 
     print("\n".join(available_experiments()))
     return 0
@@ -164,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``flowzoo`` command; returns the exit status."""
     from .checkpoint import CheckpointError
     from .data import DataError
-    from .train import ConfigError, DistributedError, NonFiniteError
+    from .train import DistributedError, NonFiniteError
+    from .zoo import ConfigError
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:

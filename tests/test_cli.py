@@ -22,7 +22,7 @@ import pytest
 
 from flowzoo import checkpoint as ckpt
 from flowzoo import cli, data
-from flowzoo.train import load_run
+from flowzoo.zoo import load_run
 
 NAME = "moons_realnvp"  # the default config's name: the run directory under --workdir
 TINY = [

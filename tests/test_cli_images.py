@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from flowzoo import cli, data
-from flowzoo.train import load_run
+from flowzoo.zoo import load_run
 
 TINY = [
     "--set",

@@ -9,6 +9,7 @@ from ._base import sum_except_batch as sum_except_batch
 from ._conv1x1 import conv1x1 as conv1x1
 from ._conv1x1 import lu_weight as lu_weight
 from ._conv1x1 import random_rotation as random_rotation
+from ._coupling import DEFAULT_SCALE_BOUND as DEFAULT_SCALE_BOUND
 from ._coupling import ConditionerFactory as ConditionerFactory
 from ._coupling import additive_coupling as additive_coupling
 from ._coupling import affine_coupling as affine_coupling
@@ -26,6 +27,13 @@ from ._multiscale import factor_out as factor_out
 from ._permute import permute as permute
 from ._permute import random_permutation as random_permutation
 from ._permute import reverse as reverse
+from ._residual import ESTIMATORS as ESTIMATORS
+from ._residual import ResidualBlock as ResidualBlock
+from ._residual import power_series_terms as power_series_terms
+from ._residual import residual_block as residual_block
+from ._spectral import lipswish as lipswish
+from ._spectral import refresh_power_vectors as refresh_power_vectors
+from ._spectral import spectral_norm as spectral_norm
 from ._squeeze import depth_to_space as depth_to_space
 from ._squeeze import space_to_depth as space_to_depth
 from ._squeeze import squeeze as squeeze

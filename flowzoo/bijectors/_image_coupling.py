@@ -15,7 +15,7 @@ import numpy as np
 from .._types import Array, Key, Params
 from ..nets import Network, resnet
 from ._base import Bijector
-from ._coupling import ConditionerFactory, affine_coupling
+from ._coupling import DEFAULT_SCALE_BOUND, ConditionerFactory, affine_coupling
 from ._masks import channel_mask, checkerboard_mask
 
 
@@ -79,7 +79,7 @@ def checkerboard_coupling(
     conditioner: ConditionerFactory | None = None,
     *,
     scale: str = "tanh",
-    scale_bound: float = 3.0,
+    scale_bound: float = DEFAULT_SCALE_BOUND,
     additive: bool = False,
 ) -> Bijector:
     """Affine coupling with a spatial checkerboard mask on ``(batch, H, W, C)`` images.
@@ -103,7 +103,7 @@ def channel_coupling(
     conditioner: ConditionerFactory | None = None,
     *,
     scale: str = "tanh",
-    scale_bound: float = 3.0,
+    scale_bound: float = DEFAULT_SCALE_BOUND,
     additive: bool = False,
 ) -> Bijector:
     """Affine coupling that splits the channels of ``(batch, H, W, C)`` images in two halves.

@@ -1,74 +1,30 @@
 """Continuous normalizing flows (Chen et al. 2018; FFJORD, Grathwohl et al. 2019).
 
-Time convention (flow matching): t = ``t0`` (default 0) is the base noise N(0, I) and
-t = ``t1`` (default 1) is data. Sampling integrates ``dx/dt = v(t, x)`` from t0 to t1; the
-log-density integrates the augmented state ``(x, l)`` with ``dl/dt = div v(t, x)`` from
-t1 back to t0 (``l(t1) = 0``), and ``log p_1(x) = log N(x(t0); 0, I) + l(t0)``
-(instantaneous change of variables: ``d log p_t(x_t) / dt = -div v(t, x_t)``).
+A CNF is a :class:`~flowzoo.distributions.Distribution`: a base density at ``t_base`` pushed
+through the ODE ``dx/dt = v(t, x)`` to ``t_data``. Flow-matching models
+(:func:`flowzoo.flow_matching.distribution`, t=0 noise, t=1 data) and the probability-flow
+ODE of a score model (:func:`flowzoo.score.pf_ode_distribution`, t=0 data, t=T noise) are
+built by this function; the log-density of all of them is
+:func:`flowzoo.integrate.ode_log_prob`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._types import Array, Batch, Context, Key, LogProb, Params
-from ..distributions import Distribution
-from ..distributions._base import check_context, check_event
-from ..integrate import solve_ode
-from ._divergence import PROBES, divergence_exact, divergence_hutchinson, sample_probe
-
-DIVERGENCES = ("exact", "hutchinson")
-
-
-class CNFStats(NamedTuple):
-    """Solver statistics of one CNF solve: ``nfe`` (vector-field evaluations of the whole
-    batch, int32) and ``num_steps`` (solver steps, int32)."""
-
-    nfe: Array
-    num_steps: Array
-
-
-class CNF(NamedTuple):
-    """A CNF: the :class:`~flowzoo.distributions.Distribution` fields plus key-explicit extras.
-
-    The first five fields are the Distribution protocol (``log_prob`` and
-    ``sample_and_log_prob`` use the *exact* divergence, since they take no key / must be
-    exact); ``cnf.distribution`` gives a plain ``Distribution``.
-
-    * ``log_prob_estimate(params, key, x, context=None) -> (batch,)``: the configured
-      divergence (Hutchinson with a fresh probe per call, or exact if so configured).
-    * ``log_prob_and_stats(params, x, context=None, key=None) -> ((batch,), CNFStats)``:
-      exact without a key, the configured estimator with one.
-    * ``sample_and_stats(params, key, n, context=None, temperature=1.0) -> (x, CNFStats)``.
-    * ``vector_field(params, t, x, context=None) -> (batch, *event)``: the network.
-    """
-
-    init: Callable
-    log_prob: Callable
-    sample: Callable
-    sample_and_log_prob: Callable
-    event_shape: tuple[int, ...]
-    log_prob_estimate: Callable
-    log_prob_and_stats: Callable
-    sample_and_stats: Callable
-    vector_field: Callable
-
-    @property
-    def distribution(self) -> Distribution:
-        """The plain :class:`~flowzoo.distributions.Distribution` view of this CNF."""
-        return Distribution(*self[:5])
+from .._types import Batch, Context, Key, LogProb, Params
+from ..distributions import Distribution, check_context, check_count, check_event, standard_normal
+from ..integrate import SolverConfig, check_divergence, divergence_exact, ode_log_prob, solve_ode
 
 
 def _split_network(vector_field: Any, vector_field_init: Callable | None):
     if vector_field_init is not None:
-        apply = getattr(vector_field, "apply", vector_field)
-        return vector_field_init, apply
+        return vector_field_init, getattr(vector_field, "apply", vector_field)
     if hasattr(vector_field, "init") and hasattr(vector_field, "apply"):
         return vector_field.init, vector_field.apply
     if callable(vector_field):
@@ -76,133 +32,118 @@ def _split_network(vector_field: Any, vector_field_init: Callable | None):
     raise TypeError("vector_field must be a Network(init, apply) or an apply function")
 
 
-def _std_normal_log_prob(z: Batch) -> LogProb:
-    flat = z.reshape(z.shape[0], -1)
-    return -0.5 * jnp.sum(flat**2, axis=-1) - 0.5 * flat.shape[1] * math.log(2 * math.pi)
+def _shape(event_shape) -> tuple[int, ...]:
+    return (int(event_shape),) if np.ndim(event_shape) == 0 else tuple(int(s) for s in event_shape)
 
 
 def cnf(
     vector_field: Any,
     event_shape: int | Sequence[int],
     *,
-    t0: float = 0.0,
-    t1: float = 1.0,
+    base: Distribution | None = None,
+    t_base: float = 0.0,
+    t_data: float = 1.0,
+    sample_solver: SolverConfig = SolverConfig(),
+    log_prob_solver: SolverConfig = SolverConfig(),
     divergence: str = "exact",
+    num_probes: int = 1,
     probe: str = "rademacher",
-    solver: str = "tsit5",
-    rtol: float = 1e-5,
-    atol: float = 1e-5,
-    num_steps: int | None = None,
-    max_steps: int = 4096,
-    adjoint: str = "recursive",
+    log_prob_divergence: str = "exact",
+    probe_seed: int = 0,
+    chunk_size: int | None = None,
     vector_field_init: Callable | None = None,
-) -> CNF:
-    """A continuous normalizing flow with base N(0, I) at ``t0`` and data at ``t1``.
+) -> Distribution:
+    """A continuous normalizing flow: ``base`` at ``t_base`` pushed by the ODE to ``t_data``.
 
     Args:
       vector_field: a :class:`flowzoo.nets.Network` such as ``nets.time_mlp(event_shape)``
-        (``init(key, t, x, context)``, ``apply(params, t, x, context=None)``), or just the
-        apply function together with ``vector_field_init``. ``apply`` maps ``(batch,
-        *event)`` to the same shape with a scalar ``t``, and must treat rows independently
-        (the exact divergence relies on it).
+        (``init(key, t, x, context)``, ``apply(params, t, x, context=None) -> dx/dt``), or
+        just the apply function together with ``vector_field_init``. ``apply`` maps
+        ``(batch, *event)`` to the same shape with a scalar ``t`` and must treat rows
+        independently (the exact divergence relies on it).
       event_shape: shape of one example.
-      t0, t1: noise and data times (flow-matching convention: 0 noise, 1 data).
-      divergence: ``"exact"`` (Jacobian trace, ``D`` jvps per evaluation) or
-        ``"hutchinson"`` (one jvp with a probe drawn once per solve, FFJORD). Used by
-        ``log_prob_estimate`` and ``log_prob_and_stats(..., key=...)``; ``log_prob`` is
-        always exact because the protocol gives it no key.
-      probe: Hutchinson probe, ``"rademacher"`` or ``"gaussian"``.
-      solver, rtol, atol, num_steps, max_steps, adjoint: passed to
-        :func:`flowzoo.integrate.solve_ode` (adaptive ``"tsit5"`` by default; pass
-        ``num_steps`` for fixed steps).
+      base: a parameter-free base density (``init`` returns ``()``) over ``event_shape``;
+        default N(0, I). Its ``sample`` takes the temperature.
+      t_base, t_data: the base and data times in the caller's convention (default the
+        flow-matching one, 0 noise and 1 data; the probability-flow ODE uses ``t_base=T``,
+        ``t_data=eps``).
+      sample_solver: how ``sample`` and ``sample_and_log_prob`` integrate base -> data.
+      log_prob_solver: how ``log_prob`` and ``log_prob_estimate`` integrate data -> base.
+      divergence, num_probes, probe: the divergence of ``log_prob_estimate`` (``"exact"`` or
+        ``"hutchinson"`` with ``num_probes`` fresh probes from the key; unbiased, FFJORD).
+      log_prob_divergence: the divergence of ``log_prob``: ``"exact"`` (default; ``D``
+        tangents per evaluation) or ``"hutchinson"`` with ``num_probes`` probes from the
+        fixed key ``jax.random.key(probe_seed)`` (deterministic; for high-dimensional data).
+      chunk_size: rows per likelihood solve (see :func:`flowzoo.integrate.ode_log_prob`).
       vector_field_init: ``init(key, t, x, context) -> params`` when ``vector_field`` is a
         bare apply function.
 
     Returns:
-      :class:`CNF`. Params are the network's params; ``init(key, x, context=None)`` calls the
-      network's init with ``t = t0`` and the batch ``x``.
+      A :class:`~flowzoo.distributions.Distribution` with ``log_prob_estimate``. Params are
+      the network's; ``init(key, x, context=None)`` calls the network's init at ``t_data``.
     """
-    shape = (int(event_shape),) if np.ndim(event_shape) == 0 else tuple(int(s) for s in event_shape)
-    if divergence not in DIVERGENCES:
-        raise ValueError(f"unknown divergence {divergence!r}; choose one of {list(DIVERGENCES)}")
-    if probe not in PROBES:
-        raise ValueError(f"unknown probe {probe!r}; choose one of {list(PROBES)}")
+    shape = _shape(event_shape)
+    base = standard_normal(shape) if base is None else base
+    if tuple(base.event_shape) and tuple(base.event_shape) != shape:
+        raise ValueError(f"cnf: base event shape {base.event_shape} differs from {shape}")
+    check_divergence(divergence, probe, num_probes)
+    check_divergence(log_prob_divergence, probe, num_probes)
+    sample_solver, log_prob_solver = sample_solver.check(), log_prob_solver.check()
     net_init, apply = _split_network(vector_field, vector_field_init)
-    solve_kw = dict(
-        solver=solver,
-        rtol=rtol,
-        atol=atol,
-        num_steps=num_steps,
-        max_steps=max_steps,
-        adjoint=adjoint,
-    )
+    eval_key = jax.random.key(int(probe_seed))
 
     def init(key: Key, x: Batch, context: Context = None) -> Params:
         if net_init is None:
             raise TypeError("cnf(...) got a bare apply function: pass vector_field_init=")
         check_event(x, shape, "cnf.init")
-        return net_init(key, jnp.asarray(t0, jnp.float32), x, context)
+        return net_init(key, jnp.asarray(t_data, jnp.float32), x, context)
 
-    def _log_prob(params, x, context, key):
+    def _log_prob(params, x, context, key, kind):
         check_event(x, shape, "cnf.log_prob")
         check_context(x.shape[0], context, "cnf.log_prob")
-        if key is None or divergence == "exact":
-            div = divergence_exact
-        else:
-            v = sample_probe(key, x.shape, x.dtype, probe)
-            div = lambda f, y: divergence_hutchinson(f, y, v)
-
-        def aug(t, state):
-            y, _ = state
-            return div(lambda u: apply(params, t, u, context), y)
-
-        sol = solve_ode(aug, (x, jnp.zeros(x.shape[0], x.dtype)), t1, t0, **solve_kw)
-        z, delta = sol.y1
-        return _std_normal_log_prob(z) + delta, CNFStats(sol.nfe, sol.num_steps)
-
-    def log_prob_and_stats(
-        params: Params, x: Batch, context: Context = None, key: Key | None = None
-    ) -> tuple[LogProb, CNFStats]:
-        return _log_prob(params, x, context, key)
+        return ode_log_prob(
+            lambda t, y: apply(params, t, y, context),
+            x,
+            t_data=t_data,
+            t_base=t_base,
+            base_log_prob=lambda z: base.log_prob((), z),
+            divergence=kind,
+            key=key,
+            num_probes=num_probes,
+            probe=probe,
+            chunk_size=chunk_size,
+            **log_prob_solver._asdict(),
+        ).log_prob
 
     def log_prob(params: Params, x: Batch, context: Context = None) -> LogProb:
-        return _log_prob(params, x, context, None)[0]
+        return _log_prob(params, x, context, eval_key, log_prob_divergence)
 
     def log_prob_estimate(params: Params, key: Key, x: Batch, context: Context = None) -> LogProb:
-        return _log_prob(params, x, context, key)[0]
-
-    def sample_and_stats(
-        params: Params, key: Key, n: int, context: Context = None, temperature: float = 1.0
-    ) -> tuple[Batch, CNFStats]:
-        check_context(n, context, "cnf.sample")
-        z = temperature * jax.random.normal(key, (n, *shape), jnp.float32)
-        sol = solve_ode(lambda t, y: apply(params, t, y, context), z, t0, t1, **solve_kw)
-        return sol.y1, CNFStats(sol.nfe, sol.num_steps)
+        return _log_prob(params, x, context, key, divergence)
 
     def sample(params, key, n, context=None, temperature=1.0):
-        return sample_and_stats(params, key, n, context, temperature)[0]
+        check_count(n, "cnf.sample")
+        check_context(n, context, "cnf.sample")
+        z = base.sample((), key, n, temperature=temperature)
+        vf = lambda t, y: apply(params, t, y, context)
+        return solve_ode(vf, z, t_base, t_data, **sample_solver._asdict()).y1
 
     def sample_and_log_prob(params, key, n, context=None, temperature=1.0):
+        check_count(n, "cnf.sample_and_log_prob")
         check_context(n, context, "cnf.sample_and_log_prob")
-        z = temperature * jax.random.normal(key, (n, *shape), jnp.float32)
+        if log_prob_divergence != "exact":
+            x = sample(params, key, n, context, temperature)
+            return x, log_prob(params, x, context)
+        z = base.sample((), key, n, temperature=temperature)
 
         def aug(t, state):
-            y, _ = state
-            out, tr = divergence_exact(lambda u: apply(params, t, u, context), y)
+            out, tr = divergence_exact(lambda u: apply(params, t, u, context), state[0])
             return out, -tr
 
-        sol = solve_ode(aug, (z, jnp.zeros(n, z.dtype)), t0, t1, **solve_kw)
+        sol = solve_ode(aug, (z, jnp.zeros(n, z.dtype)), t_base, t_data, **sample_solver._asdict())
         x, delta = sol.y1
-        return x, _std_normal_log_prob(z) + delta
+        return x, base.log_prob((), z) + delta
 
-    return CNF(
-        init,
-        log_prob,
-        sample,
-        sample_and_log_prob,
-        shape,
-        log_prob_estimate,
-        log_prob_and_stats,
-        sample_and_stats,
-        apply,
+    return Distribution(
+        init, log_prob, sample, sample_and_log_prob, shape, log_prob_estimate=log_prob_estimate
     )

@@ -13,7 +13,6 @@ from ._arrays import standardize as standardize
 from ._arrays import standardizer_log_det as standardizer_log_det
 from ._arrays import unstandardize as unstandardize
 from ._baseline import gaussian_bits_per_dim as gaussian_bits_per_dim
-from ._dequant import bits_per_dim as bits_per_dim
 from ._dequant import logit_transform as logit_transform
 from ._dequant import quantize as quantize
 from ._dequant import scale_transform as scale_transform

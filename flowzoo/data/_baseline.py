@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from .._types import ArrayLike, Shaped
+from ..metrics import bits_per_dim
 
 Images = Shaped[ArrayLike, "n *event"]
 
@@ -23,7 +24,7 @@ def gaussian_bits_per_dim(
     ``numpy.random.default_rng(seed)``; the Gaussian is the maximum-likelihood fit (mean and
     ``1/n`` covariance, float64) to the training ``y``, and the result is
     ``mean_test[-log N(y; mu, Sigma) + D ln L] / (D ln 2)`` (see
-    :func:`flowzoo.data.bits_per_dim`). The dequantization noise keeps the covariance
+    :func:`flowzoo.metrics.bits_per_dim`). The dequantization noise keeps the covariance
     non-singular even for pixels that are constant in the training set.
 
     On ``image_dataset("digits")`` this gives 2.95 bits/dim (seeds 0-2: 2.946, 2.952, 2.954).
@@ -40,4 +41,4 @@ def gaussian_bits_per_dim(
     white = np.linalg.solve(chol, (te - mu).T)
     log_det = 2.0 * np.sum(np.log(np.diag(chol)))
     log_p = -0.5 * (np.sum(white**2, axis=0) + log_det + d * math.log(2.0 * math.pi))
-    return float((-log_p.mean() + d * math.log(levels)) / (d * math.log(2.0)))
+    return float(bits_per_dim(log_p.mean(), d, levels))

@@ -9,7 +9,7 @@ density ``p`` of ``v = x + u``, ``u in [0, 1)^D`` (Theis et al., ICLR 2016; Ho e
 by Jensen's inequality, so the negative of the right-hand side, in bits per dimension
 ``/ (D ln 2)``, is an upper bound on the discrete model's code length. A density ``p_y`` on
 ``y = v / L in [0, 1)^D`` has ``p_v(v) = p_y(v / L) L^{-D}``, which is where the
-``+ D ln L`` of :func:`bits_per_dim` comes from.
+``+ D ln L`` of :func:`flowzoo.metrics.bits_per_dim` comes from.
 
 The preprocessing maps between ``[0, 1)^D`` and the flow's space are :class:`Bijector` s in
 the generative direction (``forward``: flow space -> data space), so their log-dets go
@@ -60,26 +60,6 @@ def quantize(y: Float[ArrayLike, "*shape"], levels: int) -> Float[Array, "*shape
     """``clip(floor(y * levels), 0, levels - 1)`` as float32: back from ``[0, 1)`` to levels."""
     y = jnp.asarray(y, jnp.float32)
     return jnp.clip(jnp.floor(y * float(levels)), 0.0, float(levels - 1))
-
-
-def bits_per_dim(
-    log_prob: Float[ArrayLike, "*batch"], num_dims: int, levels: int
-) -> Float[Array, "*batch"]:
-    """Discrete-data bits per dimension from a continuous log-density on ``[0, 1)^D``.
-
-    For a density ``p`` on the unit cube evaluated at dequantized ``y = (x + u) / L``,
-    ``-log2 P(x) <= (-log p(y) + D ln L) / ln 2`` in expectation over ``u`` (module docstring),
-    so this returns ``(-log_prob + D ln L) / (D ln 2)``. A uniform density on the cube
-    (``log_prob = 0``) gives exactly ``log2(L)``.
-
-    Args:
-      log_prob: ``log p(y)`` in nats (per example, any shape). With variational
-        dequantization pass ``log p(y) - log q(u | x)``.
-      num_dims: ``D``, the number of pixel values per example (``H * W * C``).
-      levels: ``L``, grey levels per pixel value.
-    """
-    d = float(num_dims)
-    return (-jnp.asarray(log_prob) + d * math.log(levels)) / (d * math.log(2.0))
 
 
 def logit_transform(alpha: float = 0.05) -> Bijector:

@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 
 from .._types import Array, Batch, Float, Key, Params, Scalar
+from ..paths import Path
 from ._coupling import Coupling, independent_coupling
-from ._paths import Path
 
 ApplyFn = Callable[..., Batch]
 LossFn = Callable[[Params, Key, Any], tuple[Scalar, dict[str, Array]]]

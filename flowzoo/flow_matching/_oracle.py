@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from .._types import ArrayLike, Batch
-from ._paths import Path, expand_time
+from ..paths import Path, expand_time
 
 
 def posterior_mean(

@@ -47,7 +47,7 @@ def glow_bijector(
     lu: bool = True,
     split_prior: bool = True,
     scale: str = "sigmoid",
-    scale_bound: float = 3.0,
+    scale_bound: float = bj.DEFAULT_SCALE_BOUND,
     additive: bool = False,
     conditioner: bj.ConditionerFactory | None = None,
     prior_conditioner: bj.ConditionerFactory | None = None,

@@ -16,42 +16,17 @@ one draw of ``u`` per image (uniform ``q = 1``, or a variational ``q`` from
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from .. import bijectors as bj
 from .._types import Array, Batch, Key, Params
 from ..data._dequant import logit_transform, scale_transform, shift_transform
-from ..distributions import Distribution
+from ..distributions import Distribution, check_event
 from ._transformed import transformed
 
-
-class DequantizedFlow(NamedTuple):
-    """A model of quantised images as pure functions (``x``: ``(batch, H, W, C)`` levels).
-
-    * ``init(key, x) -> params``: ``{"density": ..., "dequantizer": ...}``; data-dependent
-      layers (ActNorm) see a uniformly dequantized, preprocessed batch.
-    * ``log_prob(params, key, x) -> (batch,)``: one-draw estimate of the lower bound
-      ``log p_v(x + u) - log q(u | x)`` on ``log P(x)``, nats per image (discrete data).
-    * ``loss(params, key, x) -> (mean bits/dim, {"bpd", "nll"})``: the negative bound in
-      bits per dimension (``nll``: nats per image), for :func:`flowzoo.train.fit`.
-    * ``sample(params, key, n, temperature=1.0) -> (n, H, W, C)``: float32 grey levels
-      ``0 .. L-1`` (``floor`` of a sample of ``v``).
-    * ``density``: the continuous :class:`Distribution` of ``v = x + u`` on ``[0, L)^D``.
-    """
-
-    init: Callable
-    log_prob: Callable
-    loss: Callable
-    sample: Callable
-    density: Distribution
-    levels: int
-    event_shape: tuple[int, ...]
+EVAL_SEED = 20261122
+"""Seed of the fixed key with which ``log_prob`` of a dequantized model draws its noise."""
 
 
 def _preprocess(preprocess: str | bj.Bijector, alpha: float) -> bj.Bijector:
@@ -71,12 +46,12 @@ def dequantized(
     preprocess: str | bj.Bijector = "logit",
     alpha: float = 0.05,
     dequantizer: Distribution | None = None,
-) -> DequantizedFlow:
+) -> Distribution:
     """A discrete-image model from a continuous flow, with exact dequantization bookkeeping.
 
     Args:
       flow: density of preprocessed images ``(batch, H, W, C)`` (its ``event_shape`` must be
-        set), e.g. :func:`flowzoo.flows.glow` or the image :func:`flowzoo.flows.realnvp`.
+        set), e.g. :func:`flowzoo.flows.glow` or :func:`flowzoo.flows.realnvp_image`.
       levels: grey levels ``L`` of the data (17 for digits, 256 for MNIST).
       preprocess: ``"logit"`` (RealNVP; ``y -> logit(alpha + (1 - 2 alpha) y)``),
         ``"shift"`` (Glow; ``y -> y - 0.5``) or any :class:`~flowzoo.bijectors.Bijector`
@@ -87,7 +62,17 @@ def dequantized(
         image scaled to ``x / L - 0.5``).
 
     Returns:
-      :class:`DequantizedFlow`.
+      A :class:`~flowzoo.distributions.Distribution` over grey-level images ``(batch, H, W,
+      C)`` (floats ``0 .. L-1``), params ``{"density": ..., "dequantizer": ...}``:
+
+      * ``log_prob_estimate(params, key, x)``: one-draw estimate of the lower bound
+        ``log p_v(x + u) - log q(u | x)`` on ``log P(x)``, nats per image (a fresh ``u``
+        from ``key``; what training minimises).
+      * ``log_prob(params, x)``: the same bound with ``u`` drawn from the fixed key
+        ``jax.random.key(EVAL_SEED)``, so it is a deterministic function of ``x``;
+        ``metrics.bits_per_dim(log_prob, D)`` is the discrete-data bits/dim.
+      * ``sample``: ``floor`` of a sample of ``v``, clipped to ``0 .. L-1``.
+      * ``init(key, x)``: data-dependent layers (ActNorm) see a uniformly dequantized batch.
     """
     shape = tuple(flow.event_shape)
     if not shape:
@@ -96,14 +81,10 @@ def dequantized(
     if levels < 2:
         raise ValueError(f"dequantized: levels must be >= 2, got {levels}")
     density = transformed(flow, bj.chain(_preprocess(preprocess, alpha), scale_transform(levels)))
-    num_dims = int(np.prod(shape))
-    per_dim = 1.0 / (num_dims * math.log(2.0))
+    eval_key = jax.random.key(EVAL_SEED)
 
     def _float(x: Batch) -> Array:
-        if x.shape[1:] != shape:
-            raise ValueError(
-                f"expected images of shape (batch, {', '.join(map(str, shape))}), got {x.shape}"
-            )
+        check_event(x, shape, "dequantized")
         return jnp.asarray(x).astype(jnp.float32)
 
     def _context(x: Array) -> Array:
@@ -114,7 +95,8 @@ def dequantized(
             return jax.random.uniform(key, x.shape, jnp.float32), jnp.zeros(x.shape[0])
         return dequantizer.sample_and_log_prob(params, key, x.shape[0], _context(x))
 
-    def init(key: Key, x: Batch) -> Params:
+    def init(key: Key, x: Batch, context=None) -> Params:
+        _no_context(context)
         x = _float(x)
         k_u, k_d, k_q = jax.random.split(key, 3)
         u = jax.random.uniform(k_u, x.shape, jnp.float32, 1e-3, 1.0 - 1e-3)
@@ -123,18 +105,27 @@ def dequantized(
             params["dequantizer"] = dequantizer.init(k_q, u, _context(x))
         return params
 
-    def log_prob(params: Params, key: Key, x: Batch) -> Array:
+    def log_prob_estimate(params: Params, key: Key, x: Batch, context=None) -> Array:
+        _no_context(context)
         x = _float(x)
         u, log_q = _draw_u(params["dequantizer"], key, x)
         return density.log_prob(params["density"], x + u) - log_q
 
-    def loss(params: Params, key: Key, x: Batch):
-        nll = -jnp.mean(log_prob(params, key, x))
-        bpd = nll * per_dim
-        return bpd, {"bpd": bpd, "nll": nll}
+    def log_prob(params: Params, x: Batch, context=None) -> Array:
+        return log_prob_estimate(params, eval_key, x, context)
 
-    def sample(params: Params, key: Key, n: int, temperature: float = 1.0) -> Array:
+    def sample(params: Params, key: Key, n: int, context=None, temperature: float = 1.0):
+        _no_context(context)
         v = density.sample(params["density"], key, n, temperature=temperature)
         return jnp.clip(jnp.floor(v), 0.0, float(levels - 1))
 
-    return DequantizedFlow(init, log_prob, loss, sample, density, levels, shape)
+    def sample_and_log_prob(params, key, n, context=None, temperature=1.0):
+        x = sample(params, key, n, context, temperature)
+        return x, log_prob(params, x)
+
+    return Distribution(init, log_prob, sample, sample_and_log_prob, shape, log_prob_estimate)
+
+
+def _no_context(context) -> None:
+    if context is not None:
+        raise ValueError("dequantized image models are unconditional: pass context=None")

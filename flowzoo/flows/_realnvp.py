@@ -11,7 +11,6 @@ import numpy as np
 
 from .. import bijectors as bj
 from ..distributions import Distribution, standard_normal
-from ._realnvp_image import realnvp_image
 from ._transformed import transformed
 
 _MASKS = {"half": bj.half_mask, "alternating": bj.alternating_mask}
@@ -25,7 +24,7 @@ def realnvp_bijector(
     activation: str = "relu",
     mask: str = "half",
     scale: str = "tanh",
-    scale_bound: float = 3.0,
+    scale_bound: float = bj.DEFAULT_SCALE_BOUND,
     additive: bool = False,
     conditioner: bj.ConditionerFactory | None = None,
 ) -> bj.Bijector:
@@ -77,14 +76,12 @@ def realnvp(
 ) -> Distribution:
     """A RealNVP density over ``(batch, dim)`` data: ``transformed(base, realnvp_bijector)``.
 
-    For a 3-D event shape ``(H, W, C)`` this is the multi-scale image RealNVP
-    :func:`realnvp_image` (``realnvp(image_shape, num_scales=2, hidden=64, num_blocks=2,
-    **kw)``): ``hidden`` is then the number of channels of the ResNet conditioners (an int;
-    a sequence of equal widths, like the default ``(64, 64)``, means that width), and
-    ``num_layers`` must be left at its default (the per-scale layout is fixed by the paper).
+    Vectors only: for images ``(H, W, C)`` use the multi-scale :func:`realnvp_image`, whose
+    arguments (``num_scales``, conditioner ``hidden`` channels, ``num_blocks``) mean other
+    things than these.
 
     Args:
-      event_shape: ``dim`` or ``(dim,)`` (or ``(H, W, C)`` for images, see above).
+      event_shape: ``dim`` or ``(dim,)``.
       num_layers: number of affine couplings.
       hidden: hidden widths of each coupling's MLP conditioner.
       base: base distribution (default: standard normal).
@@ -92,23 +89,8 @@ def realnvp(
         ``scale_bound``, ``additive``, ``conditioner``), or to :func:`realnvp_image`.
     """
     shape = (int(event_shape),) if np.ndim(event_shape) == 0 else tuple(event_shape)
-    if len(shape) == 3:
-        return _image_realnvp(shape, num_layers, hidden, base, kwargs)
+    if len(shape) != 1:
+        hint = " (an image: use flows.realnvp_image)" if len(shape) == 3 else ""
+        raise ValueError(f"realnvp models vectors (dim,); got event_shape {shape}{hint}")
     bij = realnvp_bijector(event_shape, num_layers, hidden, **kwargs)
     return transformed(base or standard_normal(shape), bij)
-
-
-def _image_realnvp(shape, num_layers, hidden, base, kwargs) -> Distribution:
-    if num_layers != 8:
-        raise ValueError(
-            "realnvp for images has a fixed layout per scale (3 checkerboard, squeeze, "
-            "3 channel couplings); set num_scales (and num_blocks) instead of num_layers"
-        )
-    if np.ndim(hidden) != 0:
-        widths = {int(h) for h in hidden}
-        if len(widths) != 1:
-            raise ValueError(
-                f"realnvp for images takes one conditioner width (channels), got hidden={hidden}"
-            )
-        hidden = widths.pop()
-    return realnvp_image(shape, hidden=int(hidden), base=base, **kwargs)

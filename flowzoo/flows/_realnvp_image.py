@@ -28,7 +28,7 @@ def realnvp_image_bijector(
     split_prior: bool = False,
     actnorm: bool = False,
     scale: str = "tanh",
-    scale_bound: float = 3.0,
+    scale_bound: float = bj.DEFAULT_SCALE_BOUND,
     additive: bool = False,
     conditioner: bj.ConditionerFactory | None = None,
 ) -> bj.Bijector:

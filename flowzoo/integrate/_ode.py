@@ -102,6 +102,42 @@ def _check_solver(solver: str) -> None:
         raise ValueError(f"unknown solver {solver!r}; choose one of {list(_SOLVERS)}")
 
 
+class SolverConfig(NamedTuple):
+    """The keyword arguments of :func:`solve_ode` as one value (``solve_ode(..., **cfg._asdict())``).
+
+    ``solver`` (a name in :data:`SOLVERS`), ``num_steps`` (fixed steps; ``None`` for an
+    adaptive solve), ``rtol``/``atol`` (adaptive tolerances), ``max_steps`` (adaptive cap),
+    ``adjoint`` (a name in :data:`ADJOINTS`). Models that solve ODEs for different purposes
+    (sampling, likelihood) take one of these per purpose.
+    """
+
+    solver: str = "tsit5"
+    num_steps: int | None = None
+    rtol: float = 1e-5
+    atol: float = 1e-5
+    max_steps: int = 4096
+    adjoint: str = "recursive"
+
+    def check(self) -> SolverConfig:
+        """Validate eagerly (raises ``ValueError`` naming the field); returns ``self``."""
+        _check_solver(self.solver)
+        if self.adjoint not in _ADJOINTS:
+            raise ValueError(f"unknown adjoint {self.adjoint!r}; choose one of {list(_ADJOINTS)}")
+        if self.num_steps is None and not _SOLVERS[self.solver][3]:
+            raise ValueError(f"solver {self.solver!r} is fixed-step: set num_steps")
+        n = self.num_steps
+        if n is not None and (isinstance(n, bool) or int(n) != n or n < 1):
+            raise ValueError(f"num_steps must be a positive int or None, got {n!r}")
+        if not (self.rtol > 0 and self.atol > 0 and self.max_steps >= 1):
+            raise ValueError("rtol and atol must be > 0 and max_steps >= 1")
+        return self
+
+    def nfe_per_step(self) -> int:
+        """Vector-field evaluations per fixed step (FSAL solvers: stages - 1)."""
+        _, stages, fsal, _, _ = _SOLVERS[self.solver]
+        return stages - 1 if fsal else stages
+
+
 # --------------------------------------------------------------------------- solve
 
 

@@ -1,8 +1,11 @@
-"""Samplers: the ``Sampler(init, step)`` protocol and batched Langevin/SDE/ODE samplers.
+"""Samplers: Markov chains as ``Sampler(init, step)`` and SDE/ODE integrators, all reachable
+by name through one registry (:func:`run`, :data:`SAMPLERS`) that reports the NFE.
 
-Time-homogeneous chains take ``score_fn(x)`` (ULA) or ``log_prob_fn(x)`` (MALA);
-time-dependent samplers take ``fn(t, x)`` in the SDE convention, t=0 data, t=T noise
-(annealed Langevin takes ``fn(sigma, x)``). All act on ``(chains, *event)``.
+Samplers act on closures, never on a model tuple: time-homogeneous chains take
+``score_fn(x)`` (ULA) or ``log_prob_fn(x)`` (MALA); time-dependent samplers take ``fn(t, x)``
+in the SDE convention, t=0 data, t=T noise (annealed Langevin takes ``fn(sigma, x)``); the
+flow ODE takes a velocity ``v(t, x)`` in the flow-matching convention, t=0 noise, t=1 data.
+All act on batches of chains ``(chains, *event)``.
 """
 
 from ._annealed import AnnealedInfo as AnnealedInfo
@@ -15,12 +18,17 @@ from ._base import run_chain as run_chain
 from ._mala import MALAInfo as MALAInfo
 from ._mala import MALAState as MALAState
 from ._mala import mala as mala
+from ._ode import ODESample as ODESample
+from ._ode import flow_ode_sample as flow_ode_sample
+from ._ode import pf_ode_sample as pf_ode_sample
 from ._pc import langevin_corrector as langevin_corrector
 from ._pc import pc_sample as pc_sample
-from ._pf_ode import ODELogProb as ODELogProb
-from ._pf_ode import bits_per_dim as bits_per_dim
-from ._pf_ode import pf_ode_log_prob as pf_ode_log_prob
-from ._pf_ode import pf_ode_sample as pf_ode_sample
+from ._registry import SAMPLERS as SAMPLERS
+from ._registry import Problem as Problem
+from ._registry import SamplerInfo as SamplerInfo
+from ._registry import SamplerSpec as SamplerSpec
+from ._registry import register_sampler as register_sampler
+from ._registry import run as run
 from ._reverse_sde import reverse_sde_sample as reverse_sde_sample
 from ._ula import ULAInfo as ULAInfo
 from ._ula import ULAState as ULAState

@@ -1,7 +1,7 @@
 """Annealed Langevin dynamics over a decreasing noise schedule (NCSN, Song & Ermon 2019).
 
 For each level ``sigma_i`` (largest first), ``steps_per_level`` Langevin steps
-``x' = x + a_i/2 s(sigma_i, x) + sqrt(a_i) z`` with ``a_i = eps * sigma_i^2 / sigma_L^2``
+``x' = x + a_i/2 s(sigma_i, x) + sqrt(a_i) z`` with ``a_i = step_size * sigma_i^2 / sigma_L^2``
 (i.e. ULA, :func:`flowzoo.integrate.em_step`, with ``h = a_i / 2``). As a :class:`Sampler`
 the state carries the step counter; run ``len(sigmas) * steps_per_level`` steps.
 """
@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._types import Array, Batch, Key
-from ..integrate._sde import em_step
+from ..integrate import em_step
 from ._base import Sampler
 
 _SQRT2 = float(np.sqrt(2.0))
@@ -35,11 +35,11 @@ def annealed_langevin(
     score_fn: Callable[[Array, Batch], Batch],
     sigmas: Array,
     steps_per_level: int,
-    eps: float = 2e-5,
+    step_size: float = 2e-5,
 ) -> Sampler:
     """Annealed Langevin with ``score_fn(sigma, x)`` and ``sigmas`` in decreasing order.
 
-    ``eps`` is the step size at the smallest level (Song & Ermon's ``epsilon``). Steps past
+    ``step_size`` is the step size at the smallest level (Song & Ermon's ``epsilon``). Steps past
     the last level keep using the smallest ``sigma``.
     """
     sigmas = jnp.asarray(sigmas, jnp.float32)
@@ -50,7 +50,7 @@ def annealed_langevin(
 
     def step(key: Key, state: AnnealedState) -> tuple[AnnealedState, AnnealedInfo]:
         sigma = sigmas[jnp.minimum(state.step // steps_per_level, last)]
-        a = eps * (sigma / sigmas[-1]) ** 2
+        a = step_size * (sigma / sigmas[-1]) ** 2
         drift = lambda t, x: score_fn(sigma, x)
         x = em_step(drift, lambda t, x: _SQRT2, key, 0.0, state.position, a / 2)
         return AnnealedState(x, state.step + 1), AnnealedInfo(sigma, a)

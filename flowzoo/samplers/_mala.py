@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._types import Array, Batch, Key
-from ..integrate._sde import em_step
+from ..integrate import em_step
 from ._base import Sampler
 
 

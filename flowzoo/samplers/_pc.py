@@ -15,9 +15,8 @@ import jax
 import jax.numpy as jnp
 
 from .._types import Array, Batch, Key
-from ..integrate._sde import em_step
-from ..score._pf_ode import reverse_drift
-from ..score._sdes import SDE
+from ..integrate import em_step
+from ..paths import SDE, reverse_drift
 from ._base import Sampler
 
 
@@ -58,15 +57,15 @@ def pc_sample(
     *,
     num_corrector: int = 1,
     snr: float = 0.16,
-    eps: float = 1e-3,
+    t_min: float = 1e-3,
 ) -> Batch:
-    """Predictor-corrector samples ``(n, *event)`` at ``t = eps`` (last step noise-free).
+    """Predictor-corrector samples ``(n, *event)`` at ``t = t_min`` (last step noise-free).
 
     ``score_fn(t, x)`` with scalar ``t``; ``shape = (n, *event)``.
     """
     k_prior, k_loop = jax.random.split(key)
     T = sde.T
-    dt = (T - eps) / num_steps
+    dt = (T - t_min) / num_steps
     rev = reverse_drift(sde, score_fn)
     drift = lambda s, y: -rev(T - s, y)
     diffusion = lambda s, y: sde.diffusion(T - s)

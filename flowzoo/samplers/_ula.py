@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._types import Batch, Key
-from ..integrate._sde import em_step, solve_sde
+from ..integrate import em_step, solve_sde
 from ._base import Sampler
 
 _SQRT2 = float(np.sqrt(2.0))

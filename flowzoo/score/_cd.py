@@ -5,12 +5,10 @@ The gradient of the negative log-likelihood of ``p(x) ∝ exp(-E(x))`` is
 ``-E`` (gradients stopped). Loss ``mean E(x_data) - mean E(x_neg) + alpha * mean(E^2)``
 (the energy-magnitude regulariser of Du & Mordatch 2019).
 
-Where the persistent buffer lives (the pure ``loss(params, key, batch)`` signature has no
-state): a **persistent** chain needs state that survives the step, so it is carried
-explicitly by a separate train step, :func:`persistent_cd`, whose state is
-``PCDState(train_state, buffer)``; each step reinitialises a fraction of the drawn buffer
-rows from noise, runs short-run Langevin from them, updates the parameters and writes the
-negatives back. :func:`cd_loss` is the stateless form that fits ``flowzoo.train.fit``:
+A **persistent** chain needs state that survives the step (the pure ``loss(params, key,
+batch)`` signature has none), so it is a train step of its own,
+:func:`flowzoo.train.persistent_cd`. :func:`cd_loss` is the stateless form that fits
+``flowzoo.train.fit``:
 ``batch`` is either the data (negatives start from uniform noise — short-run MCMC,
 Nijkamp et al. 2019) or a tuple ``(data, negative_init)`` (e.g. rows of a buffer).
 """
@@ -18,16 +16,13 @@ Nijkamp et al. 2019) or a tuple ``(data, negative_init)`` (e.g. rows of a buffer
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from .._types import Array, Batch, Key, Params
-from ..samplers._base import run_chain
-from ..samplers._ula import ula
-from ..train._step import TrainState, apply_update, init_train_state
+from ..samplers import run_chain, ula
 from ._energy import score_from_energy
 
 EnergyApply = Callable[[Params, Batch], Array]
@@ -46,7 +41,10 @@ def short_run_langevin(energy_apply: EnergyApply, num_steps: int, step_size: flo
     return run
 
 
-def _objective(energy_apply: EnergyApply, alpha: float):
+def cd_objective(energy_apply: EnergyApply, alpha: float):
+    """``(params, x, negatives) -> (loss, metrics)``: ``mean E(x) - mean E(neg)`` plus
+    ``alpha`` times the mean squared energies (Du & Mordatch 2019)."""
+
     def objective(params: Params, x: Batch, neg: Batch) -> tuple[Array, dict[str, Array]]:
         e_pos, e_neg = energy_apply(params, x), energy_apply(params, neg)
         cd = jnp.mean(e_pos) - jnp.mean(e_neg)
@@ -75,7 +73,7 @@ def cd_loss(
     on ``[-init_scale, init_scale]``) or ``(x, negative_init)``.
     """
     sample = short_run_langevin(energy_apply, num_steps, step_size)
-    objective = _objective(energy_apply, alpha)
+    objective = cd_objective(energy_apply, alpha)
 
     def loss(params: Params, key: Key, batch: Any) -> tuple[Array, dict[str, Array]]:
         x, init = batch if isinstance(batch, tuple) else (batch, None)
@@ -85,51 +83,3 @@ def cd_loss(
         return objective(params, x, sample(params, key, init))
 
     return loss
-
-
-class PCDState(NamedTuple):
-    """``train_state`` (:class:`flowzoo.train.TrainState`) and ``buffer`` ``(size, *event)``."""
-
-    train_state: TrainState
-    buffer: Batch
-
-
-class PCD(NamedTuple):
-    """Persistent CD: ``init(params, key, buffer_size, event_shape) -> PCDState`` and
-    ``step(state, key, x) -> (state, metrics)`` (jit it)."""
-
-    init: Callable[..., PCDState]
-    step: Callable[[PCDState, Key, Batch], tuple[PCDState, dict[str, Array]]]
-
-
-def persistent_cd(
-    energy_apply: EnergyApply,
-    optimizer: optax.GradientTransformation,
-    *,
-    num_steps: int = 20,
-    step_size: float = 0.01,
-    alpha: float = 0.1,
-    init_scale: float = 3.0,
-    reinit_prob: float = 0.05,
-) -> PCD:
-    """CD with a persistent replay buffer (Du & Mordatch 2019), state carried explicitly."""
-    sample = short_run_langevin(energy_apply, num_steps, step_size)
-    objective = _objective(energy_apply, alpha)
-    loss = lambda params, key, b: objective(params, b[0], b[1])
-
-    def init(params: Params, key: Key, buffer_size: int, event_shape) -> PCDState:
-        buf = uniform_init(key, (buffer_size, *tuple(event_shape)), init_scale)
-        return PCDState(init_train_state(params, optimizer), buf)
-
-    def step(state: PCDState, key: Key, x: Batch) -> tuple[PCDState, dict[str, Array]]:
-        k_idx, k_re, k_noise, k_run, k_upd = jax.random.split(key, 5)
-        n = x.shape[0]
-        idx = jax.random.randint(k_idx, (n,), 0, state.buffer.shape[0])
-        rows = state.buffer[idx]
-        fresh = uniform_init(k_noise, rows.shape, init_scale)
-        re = jax.random.bernoulli(k_re, reinit_prob, (n,)).reshape((n,) + (1,) * (x.ndim - 1))
-        neg = sample(state.train_state.params, k_run, jnp.where(re, fresh, rows))
-        ts, metrics = apply_update(loss, optimizer, state.train_state, k_upd, (x, neg))
-        return PCDState(ts, state.buffer.at[idx].set(neg)), metrics
-
-    return PCD(init, step)

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._types import Array, Batch, Key, Params
-from ._sdes import SDE, bcast
+from ..paths import SDE, bcast
 
 
 def _sum_event(x: Array) -> Array:

@@ -13,7 +13,7 @@ import numpy as np
 
 from .._types import Array, Batch, Key, Params
 from ..nets import Network, mlp, time_mlp
-from ._sdes import SDE, bcast
+from ..paths import SDE, bcast
 
 
 def energy_network(hidden: Sequence[int] = (128, 128, 128), activation_fn: str = "silu") -> Network:
@@ -51,7 +51,10 @@ def noise_conditional_score_network(
 def sde_score_network(
     sde: SDE, event_shape: int | Sequence[int], hidden: Sequence[int] = (128, 128, 128), **kwargs
 ) -> Network:
-    """Time-conditioned score ``apply(params, t, x)``, output divided by the marginal std(t).
+    """Time-conditioned score ``apply(params, t, x, context=None)``, divided by std(t).
+
+    The output is the network's divided by the marginal std(t), so the network predicts
+    ``-noise``; ``context`` (optional, ``(batch, *context)``) conditions it.
 
     t=0 data, t=T noise; ``t`` scalar or ``(batch,)`` (embedded as ``t/T``). Use ``t > 0``
     for VP/sub-VP (std(0) = 0).
@@ -61,10 +64,10 @@ def sde_score_network(
     def std(t, x):
         return bcast(sde.marginal(jnp.zeros_like(x), t)[1], x)
 
-    def init(key: Key, t: Array, x: Batch) -> Params:
-        return net.init(key, jnp.asarray(t, jnp.float32) / sde.T, x)
+    def init(key: Key, t: Array, x: Batch, context: Array | None = None) -> Params:
+        return net.init(key, jnp.asarray(t, jnp.float32) / sde.T, x, context)
 
-    def apply(params: Params, t: Array, x: Batch) -> Batch:
-        return net.apply(params, jnp.asarray(t, jnp.float32) / sde.T, x) / std(t, x)
+    def apply(params: Params, t: Array, x: Batch, context: Array | None = None) -> Batch:
+        return net.apply(params, jnp.asarray(t, jnp.float32) / sde.T, x, context) / std(t, x)
 
     return Network(init, apply)

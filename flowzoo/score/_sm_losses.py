@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import jax
 import jax.numpy as jnp
 
 from .._types import Array, Batch, Key, Params
+from ..integrate import divergence_exact, divergence_hutchinson, sample_probes
 
 ScoreApply = Callable[[Params, Batch], Batch]
 
@@ -21,25 +21,13 @@ def _flat(x: Array) -> Array:
     return x.reshape(x.shape[0], -1)
 
 
-def jacobian_trace(fn: Callable[[Batch], Batch], x: Batch) -> Array:
-    """Exact ``tr(d fn / dx)`` per example, ``(batch,)`` (``D`` forward passes; low dimension)."""
-
-    def one(xi):
-        f = lambda y: fn(y[None])[0].reshape(-1)
-        jac = jax.jacfwd(f)(xi).reshape(xi.size, xi.size)
-        return jnp.trace(jac)
-
-    return jax.vmap(one)(x)
-
-
 def exact_score_matching_loss(score_apply: ScoreApply):
     """Hyvärinen score matching ``mean(1/2 |s|^2 + tr(ds/dx))`` with the exact Jacobian trace."""
 
     def loss(params: Params, key: Key, batch: Batch) -> tuple[Array, dict[str, Array]]:
         del key
-        s = _flat(score_apply(params, batch))
-        tr = jacobian_trace(lambda y: score_apply(params, y), batch)
-        sq = 0.5 * jnp.sum(s**2, 1)
+        s, tr = divergence_exact(lambda y: score_apply(params, y), batch)
+        sq = 0.5 * jnp.sum(_flat(s) ** 2, 1)
         val = jnp.mean(sq + tr)
         return val, {"loss": val, "trace": jnp.mean(tr)}
 
@@ -58,13 +46,12 @@ def sliced_score_matching_loss(
 
     def loss(params: Params, key: Key, batch: Batch) -> tuple[Array, dict[str, Array]]:
         f = lambda y: score_apply(params, y)
-        v = jax.random.normal(key, (num_projections, *batch.shape), batch.dtype)
-        s, jv = jax.vmap(lambda vi: jax.jvp(f, (batch,), (vi,)))(v)
-        vjv = jnp.sum(_flat_p(v) * _flat_p(jv), -1)  # (P, batch)
+        v = sample_probes(key, num_projections, batch.shape, batch.dtype, "gaussian")
+        s, vjv = divergence_hutchinson(f, batch, v)  # vjv: (P, batch)
         if variance_reduced:
-            sq = 0.5 * jnp.sum(_flat(s[0]) ** 2, -1)[None]
+            sq = 0.5 * jnp.sum(_flat(s) ** 2, -1)[None]
         else:
-            sq = 0.5 * jnp.sum(_flat_p(v) * _flat_p(s), -1) ** 2
+            sq = 0.5 * jnp.sum(_flat_p(v) * _flat(s)[None], -1) ** 2
         val = jnp.mean(sq + vjv)
         return val, {"loss": val, "trace": jnp.mean(vjv)}
 

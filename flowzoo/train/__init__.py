@@ -1,11 +1,6 @@
-"""Training: ``TrainState``, compiled train steps, the ``fit`` loop, and experiment runs."""
+"""Training: ``TrainState``, compiled train steps (jit, sharded, pmap), the ``fit`` loop, and
+the persistent-CD step of energy models. Config-driven runs are in :mod:`flowzoo.zoo`."""
 
-from ._config import ConfigError as ConfigError
-from ._config import apply_overrides as apply_overrides
-from ._config import available_experiments as available_experiments
-from ._config import default_config as default_config
-from ._config import load_experiment as load_experiment
-from ._config import validate_config as validate_config
 from ._distributed import Distributed as Distributed
 from ._distributed import DistributedError as DistributedError
 from ._distributed import initialize_distributed as initialize_distributed
@@ -15,15 +10,9 @@ from ._fit import MetricsWriter as MetricsWriter
 from ._fit import NonFiniteError as NonFiniteError
 from ._fit import TrainingInterrupted as TrainingInterrupted
 from ._fit import fit as fit
-from ._registry import MODELS as MODELS
-from ._registry import Trainable as Trainable
-from ._registry import build_model as build_model
-from ._registry import from_distribution as from_distribution
-from ._registry import register_model as register_model
-from ._run import Run as Run
-from ._run import build_optimizer as build_optimizer
-from ._run import load_run as load_run
-from ._run import train_and_evaluate as train_and_evaluate
+from ._pcd import PCD as PCD
+from ._pcd import PCDState as PCDState
+from ._pcd import persistent_cd as persistent_cd
 from ._step import DATA_AXIS as DATA_AXIS
 from ._step import LossFn as LossFn
 from ._step import TrainState as TrainState

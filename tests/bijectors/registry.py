@@ -67,7 +67,7 @@ REGISTRY = {
 
 def _residual_block():
     """i-ResNet block (issue 4), exact log-det mode; Lip(g) <= 0.7**2, inverse to 1e-6."""
-    from flowzoo.cnf import residual_block
+    from flowzoo.bijectors import residual_block
 
     return residual_block(3, (8,), lipschitz=0.7).bijector, (3,), None
 

@@ -15,7 +15,8 @@ from jax.scipy.linalg import expm
 
 from flowzoo.cnf import cnf, divergence_exact, divergence_hutchinson, sample_probe
 from flowzoo.data import array_batches
-from flowzoo.train import build_model, fit
+from flowzoo.train import fit
+from flowzoo.zoo import build_model
 
 A = jnp.array([[-0.5, 0.8, 0.0], [0.1, 0.3, -0.2], [0.0, 0.4, -0.6]])
 

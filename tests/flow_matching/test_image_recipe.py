@@ -11,10 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flowzoo.data import bits_per_dim
-from flowzoo.flow_matching._recipe import image_model_config
-from flowzoo.flows._recipe import EVAL_KEY_SEED
-from flowzoo.train import build_model, default_config
+from flowzoo.flows import EVAL_SEED as EVAL_KEY_SEED
+from flowzoo.metrics import bits_per_dim
+from flowzoo.zoo import build_model, default_config
+from flowzoo.zoo._flow_matching import image_model_config
 
 LEVELS = 17
 SHAPE = (4, 4, 1)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from flowzoo import flow_matching as fm
+from flowzoo import paths
 
 
 def linear_field(params, t, x, context=None):
@@ -22,7 +23,7 @@ def test_cfm_and_fm_gradients_agree(key):
     Same samples (t, x0, x1) for both; the per-sample gradient difference
     2 (u_t(x_t) - u_t(x_t | x1)) [x_t, t, 1] has mean zero, checked to within 4 standard errors,
     at two parameter values. The loss difference is the same at both."""
-    path = fm.cond_ot_path(0.05)
+    path = paths.cond_ot_path(0.05)
     data = jnp.array([[-2.0, 0.0], [2.0, 0.5], [0.0, 2.0], [0.5, -1.5]])
     oracle = fm.marginal_velocity(path, data)
     n = 100_000
@@ -55,7 +56,7 @@ def test_cfm_and_fm_gradients_agree(key):
 
 def test_cfm_loss_gradient_matches_fm_gradient(key):
     """The library loss: its large-batch gradient equals the FM gradient (oracle target)."""
-    path = fm.cond_ot_path()
+    path = paths.cond_ot_path()
     data = jnp.array([[-2.0, 0.0], [2.0, 0.5], [0.0, 2.0]])
     oracle = fm.marginal_velocity(path, data)
     n = 200_000
@@ -93,7 +94,11 @@ def test_conditional_loss_label_dropout_and_guidance(key):
         return params * x + jnp.sum(context, -1, keepdims=True)
 
     loss = fm.cfm_loss(
-        field, fm.cond_ot_path(), coupling=fm.exact_ot_coupling(), num_classes=3, label_dropout=0.5
+        field,
+        paths.cond_ot_path(),
+        coupling=fm.exact_ot_coupling(),
+        num_classes=3,
+        label_dropout=0.5,
     )
     x1 = jax.random.normal(key, (300, 2))
     labels = jnp.arange(300) % 3

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import expm
 
-from flowzoo.cnf._ode_likelihood import ode_log_prob, standard_normal_log_prob
+from flowzoo.distributions import standard_normal_log_prob
+from flowzoo.integrate import ode_log_prob
 
 A = jnp.array([[-0.5, 0.8, 0.0], [0.1, 0.3, -0.2], [0.0, 0.4, -0.6]])
 

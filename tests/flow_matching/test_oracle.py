@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from flowzoo import flow_matching as fm
+from flowzoo import paths
 
 
 def brute_force(data, t, x, schedule):
@@ -31,7 +32,7 @@ def cos_schedule(t):
 
 @pytest.mark.parametrize(
     "path,schedule",
-    [(fm.cond_ot_path(0.01), ot_schedule(0.01)), (fm.cosine_path(), cos_schedule)],
+    [(paths.cond_ot_path(0.01), ot_schedule(0.01)), (paths.cosine_path(), cos_schedule)],
     ids=["cond_ot", "cosine"],
 )
 @pytest.mark.parametrize("t", [0.1, 0.5, 0.9, 0.99])
@@ -49,7 +50,7 @@ def test_oracle_batched_times_and_images():
     data = jnp.asarray(rng.normal(size=(10, 2, 2, 1)), jnp.float32)
     x = jnp.asarray(rng.normal(size=(4, 2, 2, 1)), jnp.float32)
     t = jnp.array([0.2, 0.4, 0.6, 0.8])
-    fn = fm.marginal_velocity(fm.cond_ot_path(), data)
+    fn = fm.marginal_velocity(paths.cond_ot_path(), data)
     batched = fn(t, x)
     assert batched.shape == x.shape
     for i in range(4):
@@ -61,6 +62,6 @@ def test_oracle_finite_near_t1():
     data = jnp.array([[0.0, 0.0], [3.0, 0.0], [0.0, 3.0]])
     x = jnp.array([[0.1, 0.05], [2.9, 0.2]])
     for t in (1 - 1e-4, 1 - 1e-7, 1.0):
-        x1_hat = fm.posterior_mean(fm.cond_ot_path(), data, t, x)
+        x1_hat = fm.posterior_mean(paths.cond_ot_path(), data, t, x)
         np.testing.assert_allclose(x1_hat, data[:2], atol=1e-6)
-        assert bool(jnp.all(jnp.isfinite(fm.marginal_velocity(fm.cond_ot_path(), data)(t, x))))
+        assert bool(jnp.all(jnp.isfinite(fm.marginal_velocity(paths.cond_ot_path(), data)(t, x))))

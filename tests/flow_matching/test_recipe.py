@@ -1,12 +1,12 @@
-"""The "cfm" model of `flowzoo train`: config -> Trainable."""
+"""The "cfm" model of `flowzoo train`: config -> Model."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flowzoo.flow_matching._recipe import default_model_config
-from flowzoo.train import ConfigError, build_model, default_config, load_experiment
+from flowzoo.zoo import ConfigError, build_model, default_config, load_experiment
+from flowzoo.zoo._flow_matching import default_model_config
 
 
 def test_cfm_trainable_end_to_end(key):

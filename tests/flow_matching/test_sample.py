@@ -9,13 +9,13 @@ import pytest
 
 from flowzoo import data as fzdata
 from flowzoo import flow_matching as fm
-from flowzoo import metrics, nets
-from flowzoo.integrate._ode import solve_ode
+from flowzoo import metrics, nets, paths
+from flowzoo.integrate import solve_ode
 
 
 @pytest.mark.parametrize("name", ["cond_ot", "cosine"])
 def test_closed_form_gaussian_field_maps_noise_to_target(name, key):
-    path = {"cond_ot": fm.cond_ot_path(), "cosine": fm.cosine_path()}[name]
+    path = {"cond_ot": paths.cond_ot_path(), "cosine": paths.cosine_path()}[name]
     mu, s = jnp.array([[2.0, -1.0]]), 0.5
 
     def field(t, x):  # marginal velocity of data N(mu, s^2 I), see test_paths.gaussian_marginal
@@ -33,7 +33,7 @@ def test_closed_form_gaussian_field_maps_noise_to_target(name, key):
 
 def test_oracle_integrated_from_noise_lands_on_training_points(key):
     data = fzdata.toy("two_moons", key, 50)
-    path = fm.cond_ot_path()
+    path = paths.cond_ot_path()
     res = fm.sample(
         lambda p, t, x, c=None: fm.marginal_velocity(path, data)(t, x),
         None,
@@ -61,7 +61,7 @@ def test_short_cfm_run_on_moons(key):
     s = fzdata.fit_standardizer(train)
     train, test = fzdata.standardize(s, train), fzdata.standardize(s, test)
     net = nets.time_mlp(2, (128, 128, 128))
-    loss = fm.cfm_loss(net.apply, fm.cond_ot_path())
+    loss = fm.cfm_loss(net.apply, paths.cond_ot_path())
     params = net.init(k_init, jnp.zeros((2,)), train[:2])
     opt = optax.adam(2e-3)
 

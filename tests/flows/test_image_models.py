@@ -12,7 +12,7 @@ import optax
 import pytest
 
 from flowzoo import data, flows
-from flowzoo.flows._recipe import image_coupling_flow
+from flowzoo.flows import image_coupling_flow
 
 
 def _perturb(params, key, scale=0.3):

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowzoo._metrics_mcmc import effective_sample_size, kernel_stein_discrepancy
+from flowzoo.metrics import effective_sample_size, kernel_stein_discrepancy
 
 
 def test_ksd_near_zero_for_exact_samples_and_grows_with_bias(key):

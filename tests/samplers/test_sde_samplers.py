@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from jax.scipy.stats import norm
 
+from flowzoo.paths import bcast, subvp_sde, ve_sde, vp_sde
 from flowzoo.samplers import (
     bits_per_dim,
     pc_sample,
@@ -13,8 +14,6 @@ from flowzoo.samplers import (
     pf_ode_sample,
     reverse_sde_sample,
 )
-from flowzoo.score import subvp_sde, ve_sde, vp_sde
-from flowzoo.score._sdes import bcast
 
 MU, STD = jnp.array([1.0, -0.5]), jnp.array([0.5, 1.5])  # data: N(MU, diag(STD^2))
 

@@ -11,11 +11,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flowzoo.cnf._ode_likelihood import ode_log_prob
-from flowzoo.data import bits_per_dim
-from flowzoo.score import probability_flow, vp_sde
-from flowzoo.score._recipe import log_time
-from flowzoo.train import build_model, default_config
+from flowzoo.integrate import ode_log_prob
+from flowzoo.metrics import bits_per_dim
+from flowzoo.paths import probability_flow, vp_sde
+from flowzoo.score import log_time
+from flowzoo.zoo import build_model, default_config
 
 LEVELS = 17
 SHAPE = (4, 4, 1)

@@ -6,6 +6,7 @@ import numpy as np
 import optax
 
 from flowzoo.nets import mlp
+from flowzoo.paths import bcast, vp_sde
 from flowzoo.score import (
     cd_loss,
     dsm_loss,
@@ -15,9 +16,7 @@ from flowzoo.score import (
     persistent_cd,
     sde_dsm_loss,
     sliced_score_matching_loss,
-    vp_sde,
 )
-from flowzoo.score._sdes import bcast
 
 DATA_STD = 0.7
 

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flowzoo.train import build_model, default_config
+from flowzoo.zoo import build_model, default_config
 
 TINY = {
     "ncsn": {

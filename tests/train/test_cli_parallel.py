@@ -15,7 +15,7 @@ import sys
 import pytest
 from test_parallel import ROOT, _env, _free_port
 
-from flowzoo import cli, train
+from flowzoo import cli, train, zoo
 
 TINY = [
     *("--set", "train.steps=6", "--set", "train.batch_size=64"),
@@ -60,7 +60,7 @@ def test_bad_compute_dtype_and_data_parallel_override(tmp_path, capsys):
         ["train", *TINY, "--set", "train.compute_dtype=float16", "--workdir", str(tmp_path)]
     )
     assert rc == 2 and "train.compute_dtype" in capsys.readouterr().err
-    config = train.apply_overrides(train.default_config(), ["train.data_parallel=True"])
+    config = zoo.apply_overrides(zoo.default_config(), ["train.data_parallel=True"])
     assert config["train"]["data_parallel"] is True
 
 
@@ -97,5 +97,5 @@ def test_two_process_cli_run(tmp_path):
         assert (run / name).is_file()
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [3, 3, 6, 6]  # train + eval records, written once
-    loaded = train.load_run(run)  # a multi-process checkpoint restores in one process
+    loaded = zoo.load_run(run)  # a multi-process checkpoint restores in one process
     assert loaded.step == 6

@@ -27,7 +27,7 @@ import pytest
 import flowzoo
 from flowzoo import checkpoint as ckpt
 from flowzoo import data as fzdata
-from flowzoo import train
+from flowzoo import train, zoo
 from flowzoo.flows import nll_loss
 
 TOTAL = 40  # steps of the reference run
@@ -114,7 +114,7 @@ def test_two_moons_reaches_target_nll():
     steps 1.19-1.55 (seeds 0-4): loss spikes at the peak learning rate (test NLL up to
     1e7 around step 400-600) that 1200-1500 steps do not always recover from.
     """
-    config = train.default_config()
+    config = zoo.default_config()
     d, m, t = config["data"], config["model"], config["train"]
     assert t["steps"] == QUALITY_STEPS
     kd, ki, kf, kb = jax.random.split(jax.random.key(config["seed"]), 4)
@@ -133,7 +133,7 @@ def test_two_moons_reaches_target_nll():
     t0 = time.perf_counter()
     result = train.fit(
         nll_loss(model),
-        train.build_optimizer(config),
+        zoo.build_optimizer(config),
         params,
         batch_fn,
         key=kf,
@@ -191,9 +191,9 @@ def test_resume_with_build_optimizer(tmp_path):
     ``chain(clip_by_global_norm, adam)``, whose state starts with an empty ``EmptyState()``.
     The checkpoint must restore (no "corrupt" warning) and the result equal the
     uninterrupted run exactly."""
-    config = train.default_config()
+    config = zoo.default_config()
     config["train"].update(steps=10, warmup_steps=2, grad_clip=1.0)
-    opt = train.build_optimizer(config)
+    opt = zoo.build_optimizer(config)
 
     def loss_fn(params, key, batch):
         return 0.5 * jnp.sum((params["w"] - batch) ** 2), {}

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._types import Array, Batch, Key, LogProb
+from ..distributions import isotropic_normal_log_prob
 
 
 class SDE(NamedTuple):
@@ -50,9 +51,7 @@ def _gaussian_prior(std: float):
         return std * jax.random.normal(key, shape)
 
     def log_prob(x: Batch) -> LogProb:
-        z = x.reshape(x.shape[0], -1) / std
-        d = z.shape[1]
-        return -0.5 * jnp.sum(z**2, 1) - d * (np.log(std) + 0.5 * np.log(2 * np.pi))
+        return isotropic_normal_log_prob(x, std)
 
     return sample, log_prob
 
@@ -63,6 +62,8 @@ def ve_sde(sigma_min: float = 0.01, sigma_max: float = 50.0, T: float = 1.0) -> 
     ``g(t) = sigma(t) sqrt(2 log(sigma_max/sigma_min) / T)``; marginal mean ``x0``, std
     ``sigma(t)`` (t=0 data, t=T noise, as in Song et al. 2021); prior ``N(0, sigma_max^2 I)``.
     """
+    if not 0 < sigma_min < sigma_max:
+        raise ValueError(f"ve_sde: need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
     log_ratio = float(np.log(sigma_max / sigma_min))
 
     def sigma(t):
@@ -128,3 +129,14 @@ def subvp_sde(beta_min: float = 0.1, beta_max: float = 20.0, T: float = 1.0) -> 
         prior_log_prob=log_prob,
         T=T,
     )
+
+
+SDES: dict[str, Callable[..., SDE]] = {"ve": ve_sde, "vp": vp_sde, "subvp": subvp_sde}
+"""SDE factories by name (used by configs: ``model.sde``)."""
+
+
+def get_sde(name: str, **kwargs) -> SDE:
+    """The SDE ``SDES[name](**kwargs)``; raises ``ValueError`` naming the choices."""
+    if name not in SDES:
+        raise ValueError(f"unknown SDE {name!r}; choose one of {sorted(SDES)}")
+    return SDES[name](**kwargs)

@@ -14,52 +14,50 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..cnf import cnf
+from ..integrate import SolverConfig
 from ..nets import time_mlp
-from ..train._registry import Trainable, register_model
-from ._cnf import cnf
-from ._losses import cnf_nll_loss
+from ._registry import Model, from_distribution, register_model
 
 
-def ffjord(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Trainable:
-    """Build the FFJORD :class:`~flowzoo.train.Trainable` described by a model config."""
+def ffjord(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
+    """Build the FFJORD :class:`Model` described by a model config."""
     net = time_mlp(
         event_shape,
         tuple(cfg.get("hidden", (64, 64, 64))),
         embed_dim=int(cfg.get("embed_dim", 32)),
         activation_fn=cfg.get("activation", "tanh"),
     )
-    num_steps = int(cfg.get("num_steps", 0)) or None
-    model = cnf(
+    max_steps = int(cfg.get("max_steps", 4096))
+    train_solver = SolverConfig(
+        cfg.get("solver", "tsit5"),
+        int(cfg.get("num_steps", 0)) or None,
+        float(cfg.get("rtol", 1e-5)),
+        float(cfg.get("atol", 1e-5)),
+        max_steps,
+        cfg.get("adjoint", "recursive"),
+    )
+    # the loss uses log_prob_estimate (Hutchinson by default) with the training solve
+    train = cnf(
         net,
         event_shape,
+        log_prob_solver=train_solver,
         divergence=cfg.get("divergence", "hutchinson"),
         probe=cfg.get("probe", "rademacher"),
-        solver=cfg.get("solver", "tsit5"),
-        rtol=float(cfg.get("rtol", 1e-5)),
-        atol=float(cfg.get("atol", 1e-5)),
-        num_steps=num_steps,
-        max_steps=int(cfg.get("max_steps", 4096)),
-        adjoint=cfg.get("adjoint", "recursive"),
     )
     # evaluation (log_prob, sample): adaptive Tsit5 with the exact divergence at its own
     # tolerances, so the reported NLL is that of the continuous-time flow whatever the
     # training solve was
-    exact = cnf(
-        net,
-        event_shape,
-        solver="tsit5",
-        rtol=float(cfg.get("eval_rtol", 1e-5)),
-        atol=float(cfg.get("eval_atol", 1e-5)),
-        max_steps=int(cfg.get("max_steps", 4096)),
+    eval_solver = SolverConfig(
+        "tsit5",
+        None,
+        float(cfg.get("eval_rtol", 1e-5)),
+        float(cfg.get("eval_atol", 1e-5)),
+        max_steps,
     )
-    return Trainable(
-        lambda key, x: model.init(key, x),
-        cnf_nll_loss(model),
-        lambda params, key, n, temperature=1.0: exact.sample(
-            params, key, n, temperature=temperature
-        ),
-        lambda params, x: exact.log_prob(params, x),
-    )
+    exact = cnf(net, event_shape, sample_solver=eval_solver, log_prob_solver=eval_solver)
+    trained = from_distribution(train)
+    return Model(trained.init, trained.loss, exact.sample, exact)
 
 
 register_model("ffjord", ffjord)

@@ -15,7 +15,7 @@ network's output these convert parametrisations; applied to the posterior mean
 from __future__ import annotations
 
 from .._types import ArrayLike, Batch
-from ._paths import Path, expand_time
+from ._affine import Path, expand_time
 
 
 def _coeffs(path: Path, t: ArrayLike, x: Batch):

@@ -9,7 +9,7 @@ name in :data:`COUPLINGS`), ``sinkhorn_epsilon``; ``time_sampling``, ``time_rang
 MLP otherwise), MLP ``hidden``, ``activation``, UNet ``channels``, both ``embed_dim``;
 sampler ``solver`` and ``num_steps`` (0 means adaptive, for ``tsit5``/``dopri5``), ``rtol``,
 ``atol``; likelihood ``log_prob``: the CNF log-likelihood of the learned velocity field
-(:func:`flowzoo.cnf.ode_log_prob`), ``"exact"`` (Jacobian trace, ``D`` tangents per field
+(:func:`flowzoo.flow_matching.distribution`, base = the path's t=0 marginal), ``"exact"`` (Jacobian trace, ``D`` tangents per field
 evaluation: fine for 2-D and 8x8 images) or ``"hutchinson"`` (``num_probes`` Rademacher
 probes per example drawn from ``probe_seed``, fixed along the solve; unbiased, and
 deterministic for a given input), or ``"none"``; solved by ``log_prob_solver`` with
@@ -25,23 +25,19 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-import jax
-
 from .. import nets
-from ..cnf._quantized import with_image_data
-from ..train._registry import Trainable, register_model
-from ._coupling import get_coupling
-from ._loss import cfm_loss
-from ._paths import PATHS, get_path
-from ._sample import sample
+from ..flow_matching import cfm_loss, distribution, get_coupling
+from ..integrate import SolverConfig
+from ..paths import PATHS, get_path
+from ._images import with_image_data
+from ._registry import Model, register_model
 
 
 def default_model_config() -> dict[str, Any]:
     """The model section of the flow-matching experiments (I-CFM, 3x256 SiLU MLP, midpoint)."""
     return {
         "name": "cfm",
-        "path": "cond_ot",
-        "sigma_min": 0.0,
+        "path": "cond_ot",  # plus that path's own keywords (sigma_min, ...) where set
         "coupling": "independent",
         "sinkhorn_epsilon": 0.05,
         "time_sampling": "uniform",
@@ -114,51 +110,21 @@ def _coupling_from_config(cfg: dict[str, Any]):
     return get_coupling(name, **kwargs)
 
 
-def log_prob_estimator(cfg: dict[str, Any], apply_fn, t1: float = 1.0):
-    """``(params, x) -> ODELogProbEstimate`` of the CNF of the learned field, or None.
-
-    Flow-matching time: base N(0, I) at t=0, data at ``t1``. Hutchinson probes come from
-    ``jax.random.key(probe_seed)``, so the estimate is a deterministic function of ``x``.
-    """
-    kind = cfg.get("log_prob", "exact")
-    if kind == "none":
-        return None
-    if kind not in ("exact", "hutchinson"):
-        raise ValueError(f"model.log_prob must be 'exact', 'hutchinson' or 'none', got {kind!r}")
-    from ..cnf._ode_likelihood import ode_log_prob, standard_normal_log_prob
-
-    chunk = int(cfg.get("log_prob_chunk", 0)) or None
-
-    def estimate(params, x):
-        return ode_log_prob(
-            lambda t, y: apply_fn(params, t, y),
-            x,
-            t_data=t1,
-            t_base=0.0,
-            base_log_prob=standard_normal_log_prob,
-            divergence=kind,
-            key=jax.random.key(int(cfg.get("probe_seed", 0))) if kind == "hutchinson" else None,
-            num_probes=int(cfg.get("num_probes", 4)),
-            solver=cfg.get("log_prob_solver", "rk4"),
-            num_steps=int(cfg.get("log_prob_steps", 16)) or None,
-            rtol=cfg.get("rtol", 1e-5),
-            atol=cfg.get("atol", 1e-5),
-            chunk_size=chunk,
-        )
-
-    return estimate
+def _solver(cfg: dict[str, Any], solver_key: str, steps_key: str, solver: str, steps: int):
+    return SolverConfig(
+        cfg.get(solver_key, solver),
+        int(cfg.get(steps_key, steps)) or None,
+        float(cfg.get("rtol", 1e-5)),
+        float(cfg.get("atol", 1e-5)),
+    )
 
 
-def _log_prob(cfg: dict[str, Any], apply_fn, t1: float):
-    """Log-likelihood (nats) through the CNF, or None."""
-    estimate = log_prob_estimator(cfg, apply_fn, t1)
-    return None if estimate is None else (lambda params, x: estimate(params, x).log_prob)
+def build_cfm(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
+    """A flow-matching :class:`Model` from ``config["model"]``.
 
-
-def build_cfm(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Trainable:
-    """A :class:`~flowzoo.train.Trainable` for flow matching from ``config["model"]``.
-
-    ``event_shape``: ``(D,)`` vectors or ``(H, W, C)`` images; t=0 noise, t=1 data.
+    ``event_shape``: ``(D,)`` vectors or ``(H, W, C)`` images; t=0 noise, t=1 data. The
+    density is :func:`flowzoo.flow_matching.distribution` of the network and the path (base
+    ``N(0, sigma_0^2 I)`` with the path's own t=0 scale), ``None`` when ``log_prob="none"``.
     """
     net = network(cfg, tuple(event_shape))
     path = _path_from_config(cfg)
@@ -170,30 +136,26 @@ def build_cfm(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Trainable:
         time_sampling=cfg.get("time_sampling", "uniform"),
         time_range=(float(lo), float(hi)),
     )
-    num_steps = int(cfg.get("num_steps", 20)) or None
-
-    def init(key, x):
-        return net.init(key, jax.numpy.zeros((x.shape[0],), x.dtype), x)
-
-    def sample_fn(params, key, n, temperature=1.0):
-        return sample(
-            net.apply,
-            params,
-            key,
-            n,
-            event_shape,
-            solver=cfg.get("solver", "midpoint"),
-            num_steps=num_steps,
-            path=path,
-            temperature=temperature,
-            t1=float(hi),
-            rtol=cfg.get("rtol", 1e-5),
-            atol=cfg.get("atol", 1e-5),
-        ).samples
-
-    return with_image_data(
-        cfg, event_shape, Trainable(init, loss, sample_fn, _log_prob(cfg, net.apply, float(hi)))
+    kind = cfg.get("log_prob", "exact")
+    if kind not in ("exact", "hutchinson", "none"):
+        raise ValueError(f"model.log_prob must be 'exact', 'hutchinson' or 'none', got {kind!r}")
+    dist = distribution(
+        net,
+        path,
+        event_shape,
+        t1=float(hi),
+        sample_solver=_solver(cfg, "solver", "num_steps", "midpoint", 20),
+        log_prob_solver=_solver(cfg, "log_prob_solver", "log_prob_steps", "rk4", 16),
+        divergence="hutchinson" if kind == "hutchinson" else "exact",
+        num_probes=int(cfg.get("num_probes", 4)) if kind == "hutchinson" else 1,
+        log_prob_divergence="hutchinson" if kind == "hutchinson" else "exact",
+        probe_seed=int(cfg.get("probe_seed", 0)),
+        chunk_size=int(cfg.get("log_prob_chunk", 0)) or None,
     )
+    model = Model(
+        lambda key, x: dist.init(key, x), loss, dist.sample, None if kind == "none" else dist
+    )
+    return with_image_data(cfg, event_shape, model)
 
 
 register_model("cfm", build_cfm)

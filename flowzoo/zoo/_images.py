@@ -2,18 +2,17 @@
 
 A flow-matching or score model is trained by regression, not by likelihood, but its ODE
 (the CNF of the learned velocity, or the probability-flow ODE) is a density ``p_z`` on the
-model space. :func:`quantized_trainable` turns such a model-space
-:class:`~flowzoo.train.Trainable` into one on discrete images ``x in {0, ..., L-1}^D``
-(``(batch, H, W, C)`` grey levels, as :func:`flowzoo.train.train_and_evaluate` passes image
-data):
+model space. :func:`quantized_model` turns such a model-space :class:`Model` into one on
+discrete images ``x in {0, ..., L-1}^D`` (``(batch, H, W, C)`` grey levels, as
+:func:`flowzoo.zoo.train_and_evaluate` passes image data):
 
 * ``loss``: uniformly dequantize ``v = x + u``, map ``v -> y = v / L -> z`` by the
   preprocessing, and apply the model-space loss to ``z`` (fresh ``u`` every step).
-* ``log_prob``: the dequantization bound ``log p_v(x + u)`` on ``log P(x)`` in nats per
-  image, by :func:`flowzoo.flows.dequantized` (the same bookkeeping as the coupling flows:
-  ``log p_v(v) = log p_z(z) + log|dz/dy| - D ln L``; one fixed draw of ``u`` from the same
-  key the coupling flows use), so ``test_bpd = -log_prob / (D ln 2)`` is the discrete-data
-  bits/dim of :func:`flowzoo.data.bits_per_dim` and comparable across families.
+* ``distribution``: :func:`flowzoo.flows.dequantized` of the model-space density (the same
+  bookkeeping as the coupling flows: ``log p_v(v) = log p_z(z) + log|dz/dy| - D ln L``; its
+  ``log_prob`` uses one fixed draw of ``u``, the key the coupling flows use), so
+  ``test_bpd = -log_prob / (D ln 2)`` is the discrete-data bits/dim of
+  :func:`flowzoo.metrics.bits_per_dim` and comparable across families.
 * ``sample``: model-space samples mapped back to ``[0, L)`` and floored to grey levels.
 
 Preprocessing (``forward``: model space -> ``[0, 1)``): ``"scale"`` (``z = 2 y - 1`` in
@@ -29,10 +28,11 @@ import jax
 import jax.numpy as jnp
 
 from .. import bijectors as bj
-from .._types import Batch, Key, LogProb, Params
+from .._types import Batch, Key, Params
 from ..data import scale_transform
 from ..distributions import Distribution
-from ..train._registry import Trainable
+from ..flows import dequantized
+from ._registry import Model
 
 PREPROCESS = ("scale", "shift", "logit")
 
@@ -54,54 +54,45 @@ def preprocessing(name: str = "scale", alpha: float = 0.05) -> bj.Bijector:
     raise ValueError(f"unknown preprocess {name!r}; choose one of {list(PREPROCESS)}")
 
 
-def quantized_trainable(
-    inner: Trainable,
+def quantized_model(
+    inner: Model,
     event_shape: tuple[int, ...],
     levels: int,
     *,
     preprocess: str = "scale",
     alpha: float = 0.05,
-) -> Trainable:
-    """A :class:`Trainable` on ``levels``-level images from one on the preprocessed space.
+) -> Model:
+    """A :class:`Model` on ``levels``-level images from one on the preprocessed space.
 
     Args:
-      inner: the model-space Trainable (``log_prob`` in nats of ``z``, or ``None``).
+      inner: the model-space model (its ``distribution`` may be ``None``).
       event_shape: ``(H, W, C)``.
       levels: grey levels ``L`` of the data.
       preprocess, alpha: see :func:`preprocessing`.
 
     Returns:
-      A Trainable whose params are ``{"density": {"base": inner params, "bijector": ...},
-      "dequantizer": ()}`` (the layout of :func:`flowzoo.flows.dequantized`); ``log_prob`` is
-      the bound on ``log P(x)`` in nats per image (``None`` if ``inner.log_prob`` is).
+      A Model whose params are ``{"density": {"base": inner params, "bijector": ...},
+      "dequantizer": ()}`` (the layout of :func:`flowzoo.flows.dequantized`); its
+      ``distribution`` is the dequantized density (``None`` if ``inner``'s is).
     """
-    from ..flows import dequantized
-    from ..flows._recipe import EVAL_KEY_SEED
-
     shape = tuple(event_shape)
     levels = int(levels)
     pre = preprocessing(preprocess, alpha)
     to_model = bj.chain(pre, scale_transform(levels))  # what dequantized() builds: v -> z
+    base = inner.distribution
+    if base is None:
 
-    def no_log_prob(params, z, context=None):
-        raise TypeError("this model has no tractable likelihood")
+        def no_log_prob(params, z, context=None):
+            raise TypeError("this model has no tractable likelihood")
 
-    def base_sample(params, key, n, context=None, temperature=1.0):
-        return inner.sample(params, key, n, temperature)
-
-    base = Distribution(
-        init=lambda key, z, context=None: inner.init(key, z),
-        log_prob=(
-            no_log_prob
-            if inner.log_prob is None
-            else (lambda params, z, context=None: inner.log_prob(params, z))
-        ),
-        sample=base_sample,
-        sample_and_log_prob=None,
-        event_shape=shape,
-    )
+        base = Distribution(
+            init=lambda key, z, context=None: inner.init(key, z),
+            log_prob=no_log_prob,
+            sample=inner.sample,
+            sample_and_log_prob=None,
+            event_shape=shape,
+        )
     model = dequantized(base, levels, preprocess=pre)
-    eval_key = jax.random.key(EVAL_KEY_SEED)
 
     def loss(params: Params, key: Key, x: Batch) -> tuple[Any, dict[str, Any]]:
         k_u, k_loss = jax.random.split(key)
@@ -110,30 +101,25 @@ def quantized_trainable(
         z, _ = to_model.inverse(params["density"]["bijector"], v)
         return inner.loss(params["density"]["base"], k_loss, z)
 
-    def log_prob(params: Params, x: Batch) -> LogProb:
-        return model.log_prob(params, eval_key, x)
-
-    return Trainable(
-        model.init,
+    return Model(
+        lambda key, x: model.init(key, x),
         loss,
         model.sample,
-        None if inner.log_prob is None else log_prob,
+        None if inner.distribution is None else model,
     )
 
 
-def with_image_data(
-    cfg: dict[str, Any], event_shape: tuple[int, ...], inner: Trainable
-) -> Trainable:
-    """``inner`` as is, or wrapped by :func:`quantized_trainable` when ``data_levels`` is set.
+def with_image_data(cfg: dict[str, Any], event_shape: tuple[int, ...], inner: Model) -> Model:
+    """``inner`` as is, or wrapped by :func:`quantized_model` when ``data_levels`` is set.
 
-    :func:`flowzoo.train.train_and_evaluate` fills ``model.data_levels`` for image data
+    :func:`flowzoo.zoo.train_and_evaluate` fills ``model.data_levels`` for image data
     (``data.name`` digits / mnist); the model section may set ``preprocess`` (``"scale"``,
     the default, ``"shift"`` or ``"logit"``) and ``alpha``.
     """
     levels = int(cfg.get("data_levels", 0) or 0)
     if not levels:
         return inner
-    return quantized_trainable(
+    return quantized_model(
         inner,
         tuple(event_shape),
         levels,

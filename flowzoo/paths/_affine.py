@@ -110,9 +110,15 @@ def ve_path(sigma_min: float = 0.01, sigma_max: float = 50.0) -> Path:
     """Variance-exploding diffusion path in flow-matching time (Lipman et al. 2023, eq. 18).
 
     ``alpha_t = 1``, ``sigma_t = sigma_min (sigma_max / sigma_min)^(1 - t)``. Note that t=0
-    is noise of scale ``sigma_max`` around the data, not ``N(0, I)``: sample the prior as
-    ``sigma_max * x0`` (``sample(..., path=ve_path(...))`` does).
+    is noise of scale ``sigma_max`` around the data, not ``N(0, I)``: the model's base is
+    ``N(0, sigma_max^2 I)`` (:func:`base_scale`; :func:`flowzoo.flow_matching.distribution`
+    uses it for both sampling and the likelihood).
     """
+    if not 0.0 < float(sigma_min) < float(sigma_max):
+        raise ValueError(
+            f"ve_path: need 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, "
+            f"sigma_max={sigma_max} (sigma_min = 0 would make log(sigma_max / sigma_min) infinite)"
+        )
     lo, ratio = float(sigma_min), math.log(float(sigma_max) / float(sigma_min))
     return affine_path(
         lambda t: (jnp.ones_like(t), lo * jnp.exp(ratio * (1.0 - t))),
@@ -148,6 +154,16 @@ def polynomial_path(exponent: float = 2.0) -> Path:
         return d, -d
 
     return affine_path(lambda t: (t**n, 1.0 - t**n), schedule_dt)
+
+
+def base_scale(path: Path, t0: float = 0.0) -> float:
+    """The noise scale ``sigma_{t0}`` of the path's t=0 end (1 for OT/VP/cosine; sigma_max for VE).
+
+    A flow-matching model's base density is ``N(0, sigma_{t0}^2 I)``: the t=0 marginal of
+    the path when ``alpha_{t0}`` is (close to) 0, the law its samples start from.
+    """
+    _, sigma = path.schedule(jnp.asarray(t0, jnp.float32))
+    return float(sigma)
 
 
 PATHS: dict[str, Callable[..., Path]] = {

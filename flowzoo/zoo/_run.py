@@ -23,11 +23,17 @@ import flowzoo
 from .. import checkpoint as ckpt
 from .. import data as fzdata
 from .. import metrics, plots
+from ..train import (
+    Distributed,
+    NonFiniteError,
+    TrainState,
+    fit,
+    init_train_state,
+    initialize_distributed,
+    is_primary,
+)
 from ._config import ConfigError, validate_config
-from ._distributed import Distributed, initialize_distributed, is_primary
-from ._fit import NonFiniteError, fit
-from ._registry import Trainable, build_model
-from ._step import TrainState, init_train_state
+from ._registry import Model, build_model
 
 
 def build_optimizer(config: dict[str, Any]) -> optax.GradientTransformation:
@@ -110,7 +116,7 @@ class Run(NamedTuple):
     """A trained run loaded from disk (see :func:`load_run`)."""
 
     config: dict[str, Any]
-    model: Trainable
+    model: Model
     params: Any
     standardizer: fzdata.Standardizer
     step: int
@@ -121,7 +127,7 @@ class Run(NamedTuple):
         Image runs: ``x`` holds grey levels ``0 .. L-1`` and the result is the dequantization
         bound on ``log P(x)`` in nats per image.
         """
-        if self.model.log_prob is None:
+        if self.model.distribution is None:
             raise ConfigError(f"model {self.config['model']['name']!r} has no tractable likelihood")
         levels = _image_levels(self.config)
         if levels is not None:  # integer grey levels 0..levels-1, checked (DataError if not)
@@ -133,20 +139,20 @@ class Run(NamedTuple):
         return _raw_sample(self.model, self.params, self.standardizer, key, n, temperature)
 
 
-def _raw_log_prob(model, params, s, x, batch: int = 8192) -> np.ndarray:
-    fn = jax.jit(lambda p, v: model.log_prob(p, fzdata.standardize(s, v)))
+def _raw_log_prob(model: Model, params, s, x, batch: int = 8192) -> np.ndarray:
+    fn = jax.jit(lambda p, v: model.distribution.log_prob(p, fzdata.standardize(s, v)))
     out = [np.asarray(fn(params, jnp.asarray(x[i : i + batch]))) for i in range(0, len(x), batch)]
     return np.concatenate(out) + float(fzdata.standardizer_log_det(s))
 
 
 def _raw_sample(model, params, s, key, n, temperature=1.0) -> np.ndarray:
-    fn = jax.jit(lambda p, k: model.sample(p, k, n, temperature))
+    fn = jax.jit(lambda p, k: model.sample(p, k, n, temperature=temperature))
     return np.asarray(fzdata.unstandardize(s, fn(params, key)))
 
 
-def _chunked_nll(model: Trainable, x: jax.Array, chunk: int = 250):
-    """``params -> mean(-model.log_prob(params, x))`` over ``x`` in jitted chunks of ``chunk``."""
-    fn = jax.jit(lambda p, v: -jnp.sum(model.log_prob(p, v)))
+def _chunked_nll(model: Model, x: jax.Array, chunk: int = 250):
+    """``params -> mean(-log_prob(params, x))`` over ``x`` in jitted chunks of ``chunk``."""
+    fn = jax.jit(lambda p, v: -jnp.sum(model.distribution.log_prob(p, v)))
 
     def nll(params):
         total = sum(fn(params, x[i : i + chunk]) for i in range(0, len(x), chunk))
@@ -229,6 +235,173 @@ def _compute_dtype(config: dict[str, Any]) -> str | None:
     return None if dtype == "float32" else dtype
 
 
+class RunData(NamedTuple):
+    """The data of a run: raw splits, the standardiser and the standardised splits."""
+
+    train_x: np.ndarray
+    test_x: np.ndarray
+    standardizer: fzdata.Standardizer
+    train_std: np.ndarray
+    test_std: jax.Array
+    event_shape: tuple[int, ...]
+    levels: int | None
+
+
+def _check_resume(config: dict[str, Any], workdir: Path) -> None:
+    """Refuse to reuse ``workdir`` for a different run or for fewer steps than it holds."""
+    info_path = workdir / "run.json"
+    if not info_path.exists():
+        return
+    try:
+        old = json.loads(info_path.read_text())["config"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ConfigError(f"{info_path} is unreadable ({err}); move the directory away") from err
+    _check_same_run(old, config, workdir)
+    done = ckpt.latest_step(workdir / "checkpoints")
+    if done is not None and done > config["train"]["steps"]:
+        raise ConfigError(
+            f"{workdir} already holds {done} training steps, more than train.steps="
+            f"{config['train']['steps']}; raise train.steps or use another --name"
+        )
+
+
+def prepare_data(config: dict[str, Any]) -> RunData:
+    """Load the config's data and standardise it (images are never standardised)."""
+    train_x, test_x = load_data(config)
+    fzdata.check_batch(train_x, train_x.shape[1:], "training data")
+    event_shape = tuple(train_x.shape[1:])
+    levels = _image_levels(config)
+    if config["data"]["standardize"] and levels is None:
+        s = fzdata.fit_standardizer(train_x)
+    else:
+        s = _identity_standardizer(event_shape)
+    s = fzdata.Standardizer(np.asarray(s.shift, np.float32), np.asarray(s.scale, np.float32))
+    train_std = np.asarray(fzdata.standardize(s, train_x))
+    if config["train"]["batch_size"] > len(train_std):
+        raise ConfigError(
+            f"train.batch_size {config['train']['batch_size']} exceeds the {len(train_std)} "
+            "training rows"
+        )
+    test_std = jnp.asarray(fzdata.standardize(s, test_x))
+    return RunData(train_x, test_x, s, train_std, test_std, event_shape, levels)
+
+
+def _write_run_info(workdir: Path, config: dict[str, Any], data: RunData) -> None:
+    workdir.mkdir(parents=True, exist_ok=True)
+    if is_primary():
+        info_path = workdir / "run.json"
+        tmp = info_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(_run_info(config, data.standardizer, data.event_shape), indent=2))
+        os.replace(tmp, info_path)
+
+
+class _Evaluator(NamedTuple):
+    evaluate: Any  # TrainState -> metrics dict, or None without a likelihood
+    test_nll: Any  # params -> scalar, or None
+    last: dict[str, Any]  # step and nll of the latest evaluation
+
+
+def _evaluator(model: Model, data: RunData, ema: bool) -> _Evaluator:
+    """The periodic test-NLL evaluation; the final one is reused for the summary."""
+    if model.distribution is None:
+        return _Evaluator(None, None, {})
+    if data.levels is None:
+        test_nll = jax.jit(lambda p: -jnp.mean(model.distribution.log_prob(p, data.test_std)))
+    else:  # images: chunked eval, nats per image (discrete)
+        test_nll = _chunked_nll(model, data.test_std)
+    last: dict[str, Any] = {}
+
+    def evaluate(state: TrainState) -> dict[str, Any]:
+        nll = test_nll(state.ema_params if ema else state.params)
+        last.update(step=int(state.step), nll=nll)
+        out = {"test_nll": nll}
+        if data.levels is not None:
+            out["test_bpd"] = metrics.bits_per_dim(-nll, data.event_shape)
+        return out
+
+    return _Evaluator(evaluate, test_nll, last)
+
+
+def _fit_run(config, model, params, data: RunData, ev: _Evaluator, key, workdir, mesh, progress):
+    t = config["train"]
+    return fit(
+        model.loss,
+        build_optimizer(config),
+        params,
+        fzdata.array_batches(data.train_std, t["batch_size"]),
+        key=key,
+        num_steps=t["steps"],
+        steps_per_call=t["steps_per_call"],
+        eval_fn=ev.evaluate,
+        eval_every=t["eval_every"] or None,
+        workdir=workdir,
+        checkpoint_every=t["checkpoint_every"] or None,
+        keep_checkpoints=t["keep_checkpoints"],
+        ema_decay=t["ema_decay"] if t.get("ema_decay", 0.0) > 0 else None,
+        progress=progress,
+        metadata={"name": config["name"]},
+        mesh=mesh,
+        compute_dtype=_compute_dtype(config),
+    )
+
+
+def _final_nll(ev: _Evaluator, state: TrainState, params, workdir: Path) -> float | None:
+    """The test NLL at the final step: the last periodic evaluation if it was at this step
+    (test likelihoods are deterministic), else computed once; non-finite stops the run."""
+    if ev.test_nll is None:
+        return None
+    same_step = ev.last.get("step") == int(state.step)
+    nll = float(ev.last["nll"] if same_step else ev.test_nll(params))
+    if not math.isfinite(nll):
+        raise NonFiniteError(
+            int(state.step), "test_nll", nll, ckpt.latest_step(workdir / "checkpoints")
+        )
+    return nll
+
+
+def _summarise(config, model, params, data: RunData, nll, steps, key) -> tuple[dict, np.ndarray]:
+    p = config.get("plot", {})
+    s = data.standardizer
+    samples = _raw_sample(
+        model, params, s, key, int(p.get("n_samples", 5000)), float(p.get("temperature", 1.0))
+    )
+    n_cmp = min(len(samples), len(data.test_x), 2000)
+    summary = {
+        "name": config["name"],
+        "steps": steps,
+        "test_nll": nll,
+        "test_nll_raw": None if nll is None else nll - float(fzdata.standardizer_log_det(s)),
+        # sample quality in standardised units, against held-out data (same n both sides)
+        "energy_distance": float(
+            metrics.energy_distance(
+                fzdata.standardize(s, samples[:n_cmp]), data.test_std[:n_cmp].reshape(n_cmp, -1)
+            )
+        ),
+    }
+    if data.levels is not None and nll is not None:  # discrete-data bits per dimension
+        summary["test_bpd"] = float(metrics.bits_per_dim(-nll, data.event_shape))
+    return summary, samples
+
+
+def _plot_run(workdir: Path, config, model, params, data: RunData, summary, samples) -> None:
+    name, nll = config["name"], summary["test_nll"]
+    shape = data.event_shape
+    if data.levels is not None and nll is not None:
+        title = f"{name}: test {summary['test_bpd']:.3f} bits/dim"
+        plots.plot_image_grid(
+            workdir / "samples.png", samples, data.levels, title, data=data.test_x
+        )
+    elif len(shape) == 1 and shape[0] >= 2:
+        title = f"test NLL {nll:.3f} nats (standardised)" if nll is not None else "samples"
+        plots.plot_samples(workdir / "samples.png", data.test_x, samples, f"{name}: {title}")
+        if shape[0] == 2 and nll is not None:
+            grid = int(config.get("plot", {}).get("grid", 200))
+            xs, ys, logp = plots.density_grid(
+                lambda pts: _raw_log_prob(model, params, data.standardizer, pts), data.test_x, grid
+            )
+            plots.plot_density(workdir / "density.png", xs, ys, logp, f"{name} density")
+
+
 def train_and_evaluate(
     config: dict[str, Any],
     workdir: str | os.PathLike,
@@ -250,151 +423,40 @@ def train_and_evaluate(
     ``train_seconds``, ``wall_seconds``.
 
     Image data (``data.name`` ``"digits"`` or ``"mnist"``, :func:`flowzoo.data.image_dataset`)
-    is not standardised: dequantization and preprocessing are part of the model
-    (:mod:`flowzoo.flows._recipe`), ``model.data_levels`` is filled in from the data set,
-    ``test_nll`` is the dequantization bound on ``-log P(x)`` in nats per image, every eval
-    also logs ``eval/test_bpd`` (bits per dimension) to ``metrics.jsonl``, the summary holds
-    ``test_bpd`` and ``samples.png`` is a grid of samples (``plot.temperature``, default 1)
-    beside held-out images.
+    is not standardised: dequantization and preprocessing are part of the model,
+    ``model.data_levels`` is filled in from the data set, ``test_nll`` is the dequantization
+    bound on ``-log P(x)`` in nats per image, every eval also logs ``eval/test_bpd`` (bits
+    per dimension) to ``metrics.jsonl``, the summary holds ``test_bpd`` and ``samples.png``
+    is a grid of samples (``plot.temperature``, default 1) beside held-out images.
     """
     t_start = time.perf_counter()
     validate_config(config)
     if distributed is not None:  # before any JAX computation
         initialize_distributed(distributed)
-    primary = is_primary()  # only process 0 writes run.json, plots and summary.json
     mesh = _run_mesh(config, mesh)
     workdir = Path(workdir)
-    info_path = workdir / "run.json"
-    if info_path.exists():
-        try:
-            old = json.loads(info_path.read_text())["config"]
-        except (json.JSONDecodeError, KeyError) as err:
-            raise ConfigError(
-                f"{info_path} is unreadable ({err}); move the directory away"
-            ) from err
-        _check_same_run(old, config, workdir)
-        done = ckpt.latest_step(workdir / "checkpoints")
-        if done is not None and done > config["train"]["steps"]:
-            raise ConfigError(
-                f"{workdir} already holds {done} training steps, more than train.steps="
-                f"{config['train']['steps']}; raise train.steps or use another --name"
-            )
-    train_x, test_x = load_data(config)
-    fzdata.check_batch(train_x, train_x.shape[1:], "training data")
-    event_shape = tuple(train_x.shape[1:])
-    levels = _image_levels(config)  # images: no standardiser, preprocessing is in the model
-    s = (
-        fzdata.fit_standardizer(train_x)
-        if config["data"]["standardize"] and levels is None
-        else (_identity_standardizer(event_shape))
-    )
-    s = fzdata.Standardizer(np.asarray(s.shift, np.float32), np.asarray(s.scale, np.float32))
-    train_std = np.asarray(fzdata.standardize(s, train_x))
-    test_std = jnp.asarray(fzdata.standardize(s, test_x))
-
-    t = config["train"]
-    if t["batch_size"] > len(train_std):
-        raise ConfigError(
-            f"train.batch_size {t['batch_size']} exceeds the {len(train_std)} training rows"
-        )
-    model = build_model(_model_config(config), event_shape)
-    optimizer = build_optimizer(config)
-    key = jax.random.key(config["seed"])
-    init_key, fit_key, sample_key = jax.random.split(key, 3)
-    params = model.init(init_key, jnp.asarray(train_std[: min(len(train_std), 1024)]))
-
-    workdir.mkdir(parents=True, exist_ok=True)
-    if primary:
-        tmp = info_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(_run_info(config, s, event_shape), indent=2))
-        os.replace(tmp, info_path)
-
-    has_nll = model.log_prob is not None
-    test_nll = jax.jit(lambda p: -jnp.mean(model.log_prob(p, test_std))) if has_nll else None
-    if has_nll and levels is not None:  # images: chunked eval, nats per image (discrete)
-        test_nll = _chunked_nll(model, test_std)
-    bpd_per_nat = 1.0 / (math.prod(event_shape) * math.log(2.0))
-    ema = t.get("ema_decay", 0.0) > 0
-
-    def eval_params(state: TrainState):
-        return state.ema_params if ema else state.params
-
-    last_eval: dict[str, Any] = {}  # the final eval inside fit is reused for the summary
-
-    def evaluate(state: TrainState) -> dict[str, Any]:
-        nll = test_nll(eval_params(state))
-        last_eval.update(step=int(state.step), nll=nll)
-        return (
-            {"test_nll": nll}
-            if levels is None
-            else {"test_nll": nll, "test_bpd": nll * bpd_per_nat}
-        )
-
+    _check_resume(config, workdir)
+    data = prepare_data(config)
+    model = build_model(_model_config(config), data.event_shape)
+    init_key, fit_key, sample_key = jax.random.split(jax.random.key(config["seed"]), 3)
+    params = model.init(init_key, jnp.asarray(data.train_std[: min(len(data.train_std), 1024)]))
+    _write_run_info(workdir, config, data)
+    ema = config["train"].get("ema_decay", 0.0) > 0
+    ev = _evaluator(model, data, ema)
     t_fit = time.perf_counter()
-    result = fit(
-        model.loss,
-        optimizer,
-        params,
-        fzdata.array_batches(train_std, t["batch_size"]),
-        key=fit_key,
-        num_steps=t["steps"],
-        steps_per_call=t["steps_per_call"],
-        eval_fn=evaluate if has_nll else None,
-        eval_every=t["eval_every"] or None,
-        workdir=workdir,
-        checkpoint_every=t["checkpoint_every"] or None,
-        keep_checkpoints=t["keep_checkpoints"],
-        ema_decay=t["ema_decay"] if ema else None,
-        progress=progress,
-        metadata={"name": config["name"]},
-        mesh=mesh,
-        compute_dtype=_compute_dtype(config),
-    )
+    result = _fit_run(config, model, params, data, ev, fit_key, workdir, mesh, progress)
     train_seconds = time.perf_counter() - t_fit
-    final = eval_params(result.state)
-    nll = None
-    if (
-        has_nll
-    ):  # test likelihoods are deterministic (fixed keys), so an eval at this step is reused
-        same_step = last_eval.get("step") == int(result.state.step)
-        nll = float(last_eval["nll"] if same_step else test_nll(final))
-    if nll is not None and not math.isfinite(nll):
-        raise NonFiniteError(
-            int(result.state.step), "test_nll", nll, ckpt.latest_step(workdir / "checkpoints")
-        )
-    p = config.get("plot", {})
-    samples = _raw_sample(
-        model, final, s, sample_key, int(p.get("n_samples", 5000)), float(p.get("temperature", 1.0))
-    )
-    n_cmp = min(len(samples), len(test_x), 2000)
-    summary = {
-        "name": config["name"],
-        "steps": int(result.state.step),
-        "test_nll": nll,
-        "test_nll_raw": None if nll is None else nll - float(fzdata.standardizer_log_det(s)),
-        # sample quality in standardised units, against held-out data (same n both sides)
-        "energy_distance": float(
-            metrics.energy_distance(
-                fzdata.standardize(s, samples[:n_cmp]), test_std[:n_cmp].reshape(n_cmp, -1)
-            )
-        ),
-        "train_seconds": train_seconds,
-    }
-    if levels is not None and nll is not None and primary:
-        summary["test_bpd"] = nll * bpd_per_nat  # discrete-data bits per dimension
-        title = f"{config['name']}: test {summary['test_bpd']:.3f} bits/dim"
-        plots.plot_image_grid(workdir / "samples.png", samples, levels, title, data=test_x)
-    elif primary and event_shape[0] >= 2 and len(event_shape) == 1:
-        title = f"test NLL {nll:.3f} nats (standardised)" if has_nll else "samples"
-        plots.plot_samples(workdir / "samples.png", test_x, samples, f"{config['name']}: {title}")
-        if event_shape[0] == 2 and has_nll:
-            xs, ys, logp = plots.density_grid(
-                lambda pts: _raw_log_prob(model, final, s, pts), test_x, int(p.get("grid", 200))
-            )
-            plots.plot_density(workdir / "density.png", xs, ys, logp, f"{config['name']} density")
-    summary["wall_seconds"] = time.perf_counter() - t_start
-    if primary:
+    final = result.state.ema_params if ema else result.state.params
+    nll = _final_nll(ev, result.state, final, workdir)
+    steps = int(result.state.step)
+    summary, samples = _summarise(config, model, final, data, nll, steps, sample_key)
+    summary["train_seconds"] = train_seconds
+    if is_primary():  # only process 0 writes plots and summary.json
+        _plot_run(workdir, config, model, final, data, summary, samples)
+        summary["wall_seconds"] = time.perf_counter() - t_start
         (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
+    else:
+        summary["wall_seconds"] = time.perf_counter() - t_start
     return summary
 
 

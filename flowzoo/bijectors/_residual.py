@@ -13,11 +13,11 @@
   the autodiff Jacobian, for low-dimensional events.
 * stochastic log-det (``logdet_estimate``): the power series
   ``log det(I + J) = sum_k (-1)^{k+1} tr(J^k) / k`` with Hutchinson probes ``v``
-  (``tr(J^k) ~ v^T J^k v``, ``k`` jvps), either truncated at ``n_terms`` (bias at most
+  (``tr(J^k) ~ v^T J^k v``, ``k`` jvps), either truncated at ``num_terms`` (bias at most
   ``D * Lip^{N+1} / ((N + 1)(1 - Lip))``) or with a Russian-roulette number of terms
-  ``N = n_exact_terms + M``, ``P(M >= m) = (1 - p)^m``, reweighting term ``k`` by
+  ``N = num_exact_terms + M``, ``P(M >= m) = (1 - p)^m``, reweighting term ``k`` by
   ``1 / P(N >= k)`` so the estimate is unbiased for the infinite series (up to the cap
-  ``max_terms`` on ``N``, whose probability ``(1 - p)^(max_terms - n_exact_terms)`` is
+  ``max_terms`` on ``N``, whose probability ``(1 - p)^(max_terms - num_exact_terms)`` is
   about 1e-9 with the defaults). One ``N`` is drawn per call and shared by the batch.
 """
 
@@ -30,11 +30,19 @@ import jax
 import jax.numpy as jnp
 
 from .._types import Array, Batch, Context, Key, LogDet, Params
-from ..bijectors import Bijector
-from ._divergence import sample_probe
+from ._base import Bijector
 from ._spectral import ACTIVATIONS, apply_mlp, init_mlp, normalized_weights
 
 ESTIMATORS = ("series", "roulette")
+
+
+def _probe(key: Key, shape: tuple[int, ...], dtype, probe: str) -> Array:
+    """A power-series probe with ``E[v v^T] = I`` (Rademacher or Gaussian)."""
+    if probe == "rademacher":
+        return jax.random.rademacher(key, shape, dtype)
+    if probe == "gaussian":
+        return jax.random.normal(key, shape, dtype)
+    raise ValueError(f"unknown probe {probe!r}; choose 'rademacher' or 'gaussian'")
 
 
 class ResidualBlock(NamedTuple):
@@ -82,12 +90,12 @@ def residual_block(
     inverse_iterations: int = 500,
     inverse_tol: float = 1e-6,
     estimator: str = "roulette",
-    n_terms: int = 10,
-    n_exact_terms: int = 2,
+    num_terms: int = 10,
+    num_exact_terms: int = 2,
     geometric_p: float = 0.5,
     max_terms: int = 32,
     probe: str = "rademacher",
-    n_probes: int = 1,
+    num_probes: int = 1,
 ) -> ResidualBlock:
     """An invertible residual block on ``(batch, dim)`` vectors (see the module docstring).
 
@@ -98,9 +106,9 @@ def residual_block(
       activation: 1-Lipschitz activation: ``"elu"``, ``"tanh"`` or ``"lipswish"``.
       spectral: ``"svd"`` (exact) or ``"power"`` (``power_iterations`` from stored vectors).
       inverse_iterations, inverse_tol: fixed-point iteration cap and stopping tolerance.
-      estimator: ``"series"`` (truncated at ``n_terms``) or ``"roulette"`` (unbiased).
-      n_exact_terms, geometric_p, max_terms: Russian-roulette settings.
-      probe, n_probes: Hutchinson probe kind and number of probes averaged.
+      estimator: ``"series"`` (truncated at ``num_terms``) or ``"roulette"`` (unbiased).
+      num_exact_terms, geometric_p, max_terms: Russian-roulette settings.
+      probe, num_probes: Hutchinson probe kind and number of probes averaged.
     """
     if not 0.0 < lipschitz < 1.0:
         raise ValueError(f"lipschitz must be in (0, 1), got {lipschitz}")
@@ -108,8 +116,8 @@ def residual_block(
         raise ValueError(f"activation must be 1-Lipschitz: one of {sorted(ACTIVATIONS)}")
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {estimator!r}; choose one of {ESTIMATORS}")
-    if estimator == "roulette" and not (0.0 < geometric_p < 1.0 and max_terms > n_exact_terms):
-        raise ValueError("roulette needs 0 < geometric_p < 1 and max_terms > n_exact_terms")
+    if estimator == "roulette" and not (0.0 < geometric_p < 1.0 and max_terms > num_exact_terms):
+        raise ValueError("roulette needs 0 < geometric_p < 1 and max_terms > num_exact_terms")
     act = ACTIVATIONS[activation]
     sizes = (int(dim), *(int(h) for h in hidden), int(dim))
 
@@ -151,17 +159,17 @@ def residual_block(
     def logdet_estimate(params: Params, key: Key, z: Batch) -> LogDet:
         kp, kn = jax.random.split(key)
         jvp = lambda w: jax.jvp(lambda u: g(params, u), (z,), (w,))[1]
-        num = n_terms if estimator == "series" else max_terms
+        num = num_terms if estimator == "series" else max_terms
         if estimator == "series":
             weights = jnp.ones((num,), z.dtype)
         else:
             q = 1.0 - geometric_p
             m = jnp.floor(jnp.log(jax.random.uniform(kn, (), z.dtype, 1e-30, 1.0)) / jnp.log(q))
             k = jnp.arange(1, num + 1, dtype=z.dtype)
-            extra = k - n_exact_terms  # the term's index beyond the always-kept ones
+            extra = k - num_exact_terms  # the term's index beyond the always-kept ones
             weights = jnp.where(extra <= 0, 1.0, jnp.where(extra <= m, q**-extra, 0.0))
-        probes = jax.vmap(lambda k: sample_probe(k, z.shape, z.dtype, probe))(
-            jax.random.split(kp, n_probes)
+        probes = jax.vmap(lambda k: _probe(k, z.shape, z.dtype, probe))(
+            jax.random.split(kp, num_probes)
         )
 
         def one_probe(v):

@@ -1,6 +1,6 @@
 """MCMC diagnostics: kernel Stein discrepancy (IMQ kernel) and effective sample size.
 
-To be re-exported from :mod:`flowzoo.metrics`.
+Re-exported from :mod:`flowzoo.metrics`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from ._types import Array, ArrayLike, Scalar
+from .._types import Array, ArrayLike, Scalar
 
 
 def _flat(x: ArrayLike) -> Array:

@@ -7,7 +7,8 @@ import pytest
 from jax.scipy.stats import norm
 
 from flowzoo.integrate import solve_sde
-from flowzoo.score import probability_flow, score_from_energy, subvp_sde, ve_sde, vp_sde
+from flowzoo.paths import probability_flow, subvp_sde, ve_sde, vp_sde
+from flowzoo.score import score_from_energy
 
 SDES = {"ve": ve_sde(0.01, 10.0), "vp": vp_sde(), "subvp": subvp_sde()}
 

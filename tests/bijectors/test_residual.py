@@ -11,14 +11,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flowzoo.cnf import power_series_terms, residual_block
+from flowzoo.bijectors import power_series_terms, residual_block
 
 C = 0.9
 
 
 @pytest.fixture(scope="module")
 def block():
-    blk = residual_block(2, (16, 16), lipschitz=C, n_terms=12)
+    blk = residual_block(2, (16, 16), lipschitz=C, num_terms=12)
     params = blk.bijector.init(jax.random.key(0), jnp.zeros((1, 2)))
     # scale weights up so the normalisation is active in every layer
     params = jax.tree.map(lambda p: 3.0 * p, params)
@@ -74,7 +74,7 @@ def test_power_series_matches_slogdet_within_truncation_bound(block):
 def test_stochastic_logdet_unbiased(block, estimator):
     # series: unbiased for the truncated series; roulette: for the exact log-det. 4 SE.
     _, params, z = block
-    blk = residual_block(2, (16, 16), lipschitz=C, n_terms=12, estimator=estimator)
+    blk = residual_block(2, (16, 16), lipschitz=C, num_terms=12, estimator=estimator)
     target = exact_series(blk, params, z, 12) if estimator == "series" else None
     if target is None:
         target = blk.bijector.forward(params, z)[1]

@@ -6,15 +6,16 @@ import numpy as np
 import pytest
 
 from flowzoo import flow_matching as fm
+from flowzoo import paths
 
 PATHS = {
-    "cond_ot": fm.cond_ot_path(0.0),
-    "cond_ot_smin": fm.cond_ot_path(0.05),
-    "vp": fm.vp_path(),
-    "ve": fm.ve_path(0.01, 5.0),
-    "cosine": fm.cosine_path(),
-    "poly2": fm.polynomial_path(2.0),
-    "poly1.5": fm.polynomial_path(1.5),
+    "cond_ot": paths.cond_ot_path(0.0),
+    "cond_ot_smin": paths.cond_ot_path(0.05),
+    "vp": paths.vp_path(),
+    "ve": paths.ve_path(0.01, 5.0),
+    "cosine": paths.cosine_path(),
+    "poly2": paths.polynomial_path(2.0),
+    "poly1.5": paths.polynomial_path(1.5),
 }
 # (alpha_0, sigma_0, alpha_1, sigma_1) and the endpoint tolerance
 ENDPOINTS = {
@@ -61,22 +62,22 @@ def test_converters_round_trip(name, key):
     t = jax.random.uniform(kt, (5,), minval=0.1, maxval=0.9)
     x, u = path.sample_xt(x0, x1, t), path.velocity(x0, x1, t)
     tol = {"rtol": 1e-4, "atol": 1e-4}
-    np.testing.assert_allclose(fm.x1_from_velocity(path, t, x, u), x1, **tol)
-    np.testing.assert_allclose(fm.eps_from_velocity(path, t, x, u), x0, **tol)
-    np.testing.assert_allclose(fm.velocity_from_x1(path, t, x, x1), u, **tol)
-    np.testing.assert_allclose(fm.velocity_from_eps(path, t, x, x0), u, **tol)
-    np.testing.assert_allclose(fm.x1_from_eps(path, t, x, x0), x1, **tol)
-    np.testing.assert_allclose(fm.eps_from_x1(path, t, x, x1), x0, **tol)
+    np.testing.assert_allclose(paths.x1_from_velocity(path, t, x, u), x1, **tol)
+    np.testing.assert_allclose(paths.eps_from_velocity(path, t, x, u), x0, **tol)
+    np.testing.assert_allclose(paths.velocity_from_x1(path, t, x, x1), u, **tol)
+    np.testing.assert_allclose(paths.velocity_from_eps(path, t, x, x0), u, **tol)
+    np.testing.assert_allclose(paths.x1_from_eps(path, t, x, x0), x1, **tol)
+    np.testing.assert_allclose(paths.eps_from_x1(path, t, x, x1), x0, **tol)
 
 
 def test_scalar_time_and_bad_shape(key):
-    path = fm.cond_ot_path()
+    path = paths.cond_ot_path()
     x0, x1 = jnp.zeros((3, 2)), jnp.ones((3, 2))
     np.testing.assert_allclose(path.sample_xt(x0, x1, 0.25), 0.25)
     with pytest.raises(ValueError, match="shape"):
         path.sample_xt(x0, x1, jnp.ones(4))
     with pytest.raises(ValueError, match="unknown path"):
-        fm.get_path("nope")
+        paths.get_path("nope")
 
 
 def gaussian_marginal(path, mu, s, t, x):

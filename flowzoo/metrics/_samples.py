@@ -11,9 +11,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from ._metrics_mcmc import effective_sample_size as effective_sample_size
-from ._metrics_mcmc import kernel_stein_discrepancy as kernel_stein_discrepancy
-from ._types import Array, ArrayLike, Key, Scalar
+from .._types import Array, ArrayLike, Key, Scalar
 
 
 def _flat(x: ArrayLike) -> Array:

@@ -1,0 +1,35 @@
+"""A single-scale image flow: alternating checkerboard affine couplings, MLP conditioners."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .. import bijectors as bj
+from ..distributions import Distribution, standard_normal
+from ._transformed import transformed
+
+
+def image_coupling_flow(
+    image_shape: Sequence[int],
+    num_layers: int = 8,
+    hidden: Sequence[int] = (256,),
+    scale_bound: float = bj.DEFAULT_SCALE_BOUND,
+) -> Distribution:
+    """Single-scale baseline over ``(H, W, C)`` images: checkerboard affine couplings.
+
+    ``num_layers // 2`` pairs of couplings with complementary checkerboard masks are applied
+    with :func:`flowzoo.bijectors.stack`; each conditioner is an MLP of widths ``hidden``.
+    """
+    shape = tuple(int(s) for s in image_shape)
+    if len(shape) != 3:
+        raise ValueError(f"image_coupling_flow models (H, W, C) images, got {shape}")
+    if isinstance(num_layers, bool) or int(num_layers) != num_layers or num_layers < 2:
+        raise ValueError(f"num_layers must be an int >= 2, got {num_layers!r}")
+    cond = bj.mlp_conditioner(tuple(int(h) for h in hidden), "relu")
+
+    def coupling(parity: int) -> bj.Bijector:
+        mask = bj.checkerboard_mask(shape, parity)
+        return bj.affine_coupling(mask, cond, scale_bound=scale_bound)
+
+    pair = bj.chain(coupling(0), coupling(1))
+    return transformed(standard_normal(shape), bj.stack(pair, int(num_layers) // 2))

@@ -1,0 +1,69 @@
+"""The model registry: how a config's ``model.name`` becomes a :class:`Model` a run can train.
+
+The family modules of this package (``_flows``, ``_cnf``, ``_flow_matching``, ``_score``)
+register their builders when :mod:`flowzoo.zoo` is imported; families themselves never
+register anything (they sit below this package).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from ..distributions import Distribution
+from ..flows import nll_loss
+from ._config import ConfigError
+
+
+class Model(NamedTuple):
+    """What a run trains: a loss and a sampler, wrapped around the model's density.
+
+    * ``init(key, x) -> params``
+    * ``loss(params, key, batch) -> (scalar, metrics)``
+    * ``sample(params, key, n, context=None, temperature=1.0) -> (n, *event)`` (the
+      :class:`~flowzoo.distributions.Distribution` signature)
+    * ``distribution``: the model's :class:`~flowzoo.distributions.Distribution` when it has
+      a tractable density (flows, CNFs, flow matching, the probability-flow ODE of a score
+      model), else ``None`` (NCSN, energy models); evaluation uses its ``log_prob``.
+    """
+
+    init: Callable
+    loss: Callable
+    sample: Callable
+    distribution: Distribution | None
+
+
+def from_distribution(
+    dist: Distribution, loss: Callable | None = None, *, bits_per_dim: bool = False
+) -> Model:
+    """A :class:`Model` of a density; trained by maximum likelihood unless ``loss`` is given."""
+    return Model(
+        lambda key, x: dist.init(key, x),
+        nll_loss(dist, bits_per_dim=bits_per_dim) if loss is None else loss,
+        dist.sample,
+        dist,
+    )
+
+
+ModelBuilder = Callable[[dict[str, Any], tuple[int, ...]], Model]
+MODELS: dict[str, ModelBuilder] = {}
+"""Model builders by config name: ``MODELS[name](model_config, event_shape) -> Model``."""
+
+
+def register_model(name: str, builder: ModelBuilder) -> None:
+    """Make ``config["model"]["name"] == name`` build ``builder(model_config, event_shape)``."""
+    MODELS[name] = builder
+
+
+def build_model(config: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
+    """The :class:`Model` named by ``config["model"]["name"]``."""
+    name = config["model"].get("name")
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
+    try:
+        model = MODELS[name](config["model"], tuple(event_shape))
+    except (TypeError, ValueError, KeyError) as err:
+        raise ConfigError(f"model: bad config for {name!r}: {err}") from err
+    if not isinstance(model, Model):
+        raise TypeError(f"the builder of model {name!r} returned {type(model).__name__}, not Model")
+    return model

@@ -1,0 +1,186 @@
+"""Score-family models for ``flowzoo train``: ``ncsn``, ``ebm`` and ``score_sde``.
+
+Config keys are documented per builder; data are standardised (zero mean, unit variance).
+``score_sde``'s density is the probability-flow ODE (:func:`flowzoo.score.pf_ode_distribution`);
+NCSN and energy models have none (``Model.distribution`` is ``None``). Time convention: the
+SDE's, t=0 data, t=T noise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from ..integrate import SolverConfig
+from ..nets import Network, unet
+from ..paths import bcast, get_sde
+from ..samplers import annealed_langevin, denoise, mala, pc_sample, run_chain
+from ..score import (
+    cd_loss,
+    energy_network,
+    geometric_sigmas,
+    ncsn_loss,
+    noise_conditional_score_network,
+    pf_ode_distribution,
+    sde_dsm_loss,
+    sde_score_network,
+    uniform_init,
+)
+from ._images import with_image_data
+from ._registry import Model, register_model
+
+
+def _no_temperature(name: str, temperature: float) -> None:
+    if temperature != 1.0:
+        raise ValueError(
+            f"model {name!r} samples with a fixed sampler that has no temperature; "
+            f"got temperature={temperature} (use 1.0)"
+        )
+
+
+def _ncsn(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
+    """NCSN: ``sigma_max``, ``sigma_min``, ``num_sigmas`` (geometric), ``hidden``,
+    ``steps_per_level``, ``step_eps`` (annealed Langevin step size at the smallest level),
+    ``init_scale`` (uniform start). ``temperature`` other than 1 is refused; no density."""
+
+    sigmas = geometric_sigmas(cfg["sigma_max"], cfg["sigma_min"], cfg["num_sigmas"])
+    net = noise_conditional_score_network(
+        event_shape, cfg["sigma_min"], cfg["sigma_max"], tuple(cfg["hidden"])
+    )
+
+    def init(key, x):
+        return net.init(key, jnp.full((x.shape[0],), cfg["sigma_min"]), x)
+
+    def sample(params, key, n, context=None, temperature=1.0):
+        _no_temperature("ncsn", temperature)
+        score = lambda sigma, x: net.apply(params, sigma, x)
+        chain = annealed_langevin(score, sigmas, cfg["steps_per_level"], cfg["step_eps"])
+        k0, k1 = jax.random.split(key)
+        x0 = uniform_init(k0, (n, *event_shape), cfg.get("init_scale", 3.0))
+        steps = int(sigmas.shape[0]) * cfg["steps_per_level"]
+        x = run_chain(chain, k1, x0, steps, thin=steps).state.position
+        return denoise(score, float(cfg["sigma_min"]), x)
+
+    return Model(init, ncsn_loss(net.apply, sigmas), sample, None)
+
+
+def _ebm(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
+    """Energy model trained by short-run CD: ``hidden``, ``cd_steps``, ``cd_step_size``,
+    ``alpha``, ``init_scale``; sampled by MALA (``mala_steps``, ``mala_step_size``) from
+    uniform noise; ``temperature`` divides the log-density (MALA on ``p^(1/T)``). The
+    density is unnormalised, so there is no ``distribution``."""
+
+    net = energy_network(tuple(cfg["hidden"]), cfg.get("activation", "silu"))
+    loss = cd_loss(
+        net.apply,
+        num_steps=cfg["cd_steps"],
+        step_size=cfg["cd_step_size"],
+        alpha=cfg["alpha"],
+        init_scale=cfg["init_scale"],
+    )
+
+    def sample(params, key, n, context=None, temperature=1.0):
+        log_prob = lambda x: -net.apply(params, x) / temperature
+        k0, k1 = jax.random.split(key)
+        x0 = uniform_init(k0, (n, *event_shape), cfg["init_scale"])
+        steps = cfg["mala_steps"]
+        return run_chain(mala(log_prob, cfg["mala_step_size"]), k1, x0, steps, steps).state.position
+
+    return Model(net.init, loss, sample, None)
+
+
+def score_network(sde, cfg: dict[str, Any], event_shape: tuple[int, ...]):
+    """The score network a ``score_sde`` config names, ``apply(params, t, x) -> score``.
+
+    ``net``: ``"mlp"`` (:func:`sde_score_network`, ``hidden``), ``"unet"``
+    (:func:`flowzoo.nets.unet` with ``channels``, ``embed_dim``) or ``"auto"`` (UNet for
+    ``(H, W, C)`` events). Both embed ``t / T`` and divide the output by the marginal
+    std(t) (t=0 data, t=T noise), so the network predicts ``-noise``.
+    """
+    kind = cfg.get("net", "auto")
+    if kind == "auto":
+        kind = "unet" if len(event_shape) == 3 else "mlp"
+    if kind == "mlp":
+        return sde_score_network(sde, event_shape, tuple(cfg["hidden"]))
+    if kind != "unet":
+        raise ValueError(f"model.net: unknown network {kind!r}; choose 'mlp', 'unet' or 'auto'")
+    if len(event_shape) != 3:
+        raise ValueError(f"model.net='unet' needs (H, W, C) events, got {event_shape}")
+    net = unet(tuple(cfg.get("channels", (32, 64))), int(cfg.get("embed_dim", 64)))
+
+    def init(key, t, x):
+        return net.init(key, jnp.asarray(t, jnp.float32) / sde.T, x)
+
+    def apply(params, t, x):
+        std = bcast(sde.marginal(jnp.zeros_like(x), t)[1], x)
+        return net.apply(params, jnp.asarray(t, jnp.float32) / sde.T, x) / std
+
+    return Network(init, apply)
+
+
+def _score_sde(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
+    """Continuous-time score model: ``sde`` (ve/vp/subvp), ``sde_kwargs``, network (see
+    :func:`score_network`), ``likelihood_weighting``, ``train_eps`` (smallest training
+    time, 1e-5); PC sampler ``sample_steps``, ``snr``, ``num_corrector`` (``temperature``
+    other than 1 is refused).
+
+    Density: the probability-flow ODE at ``t = log_prob_eps`` (default 1e-5; SDE time)
+    (:func:`flowzoo.score.pf_ode_distribution`), divergence ``divergence`` (``"exact"`` or
+    ``"hutchinson"`` with ``num_probes`` probes from ``probe_seed``), solver
+    ``log_prob_solver`` (tsit5) with ``log_prob_steps`` fixed steps (0: adaptive at
+    ``rtol``/``atol``, 1e-5), ``log_prob_chunk`` rows at a time (0: all), ``log_prob_time``
+    ``"linear"`` or ``"log"`` (:func:`flowzoo.score.log_time`). Image data (``data_levels``
+    set by ``flowzoo train``): dequantization, ``preprocess`` (default ``"scale"`` to
+    [-1, 1)) and bits/dim bookkeeping as for flow matching.
+    """
+    sde = get_sde(cfg["sde"], **cfg.get("sde_kwargs", {}))
+    net = score_network(sde, cfg, tuple(event_shape))
+    loss = sde_dsm_loss(
+        net.apply,
+        sde,
+        eps=float(cfg.get("train_eps", 1e-5)),
+        likelihood_weighting=cfg.get("likelihood_weighting", False),
+    )
+    divergence = cfg.get("divergence", "exact")
+    dist = pf_ode_distribution(
+        sde,
+        net,
+        event_shape,
+        t_min=float(cfg.get("log_prob_eps", 1e-5)),
+        time_change=cfg.get("log_prob_time", "linear"),
+        log_prob_solver=SolverConfig(
+            cfg.get("log_prob_solver", "tsit5"),
+            int(cfg.get("log_prob_steps", 0)) or None,
+            float(cfg.get("rtol", 1e-5)),
+            float(cfg.get("atol", 1e-5)),
+        ),
+        divergence=divergence,
+        num_probes=int(cfg.get("num_probes", 4)) if divergence == "hutchinson" else 1,
+        log_prob_divergence=divergence,
+        probe_seed=int(cfg.get("probe_seed", 0)),
+        chunk_size=int(cfg.get("log_prob_chunk", 0)) or None,
+    )
+
+    def init(key, x):
+        return net.init(key, jnp.full((x.shape[0],), 0.5 * sde.T), x)
+
+    def sample(params, key, n, context=None, temperature=1.0):
+        _no_temperature("score_sde", temperature)
+        return pc_sample(
+            sde,
+            lambda t, x: net.apply(params, t, x),
+            key,
+            (n, *event_shape),
+            cfg["sample_steps"],
+            num_corrector=cfg.get("num_corrector", 1),
+            snr=cfg.get("snr", 0.16),
+        )
+
+    return with_image_data(cfg, event_shape, Model(init, loss, sample, dist))
+
+
+register_model("ncsn", _ncsn)
+register_model("ebm", _ebm)
+register_model("score_sde", _score_sde)
