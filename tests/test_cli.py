@@ -329,12 +329,12 @@ def test_nan_during_training_exits_1(tmp_path):
 
 
 def test_keyboard_interrupt_exits_130(tmp_path, monkeypatch):
-    import flowzoo.train
+    import flowzoo.zoo
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(flowzoo.train, "train_and_evaluate", interrupted)
+    monkeypatch.setattr(flowzoo.zoo, "train_and_evaluate", interrupted)
     rc, _, err = run_cli("train", *TINY, "--workdir", tmp_path)
     assert rc == 130
     assert err.strip().splitlines()[-1].startswith("flowzoo: interrupted")

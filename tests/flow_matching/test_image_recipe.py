@@ -56,7 +56,9 @@ def test_image_cfm_trains_and_gives_finite_bits_per_dim(key, exact_model):
         params = jax.tree.map(lambda p, g: p - 1e-2 * g, params, grads)
         losses.append(float(value))
     assert all(np.isfinite(losses))
-    logp = jax.jit(model.log_prob)(params, x[:6])  # 6 rows: chunks of 4, the last padded
+    logp = jax.jit(model.distribution.log_prob)(
+        params, x[:6]
+    )  # 6 rows: chunks of 4, the last padded
     bpd = bits_per_dim(logp, D, LEVELS)
     assert logp.shape == (6,) and bool(jnp.all(jnp.isfinite(bpd)))
     samples = jax.jit(lambda p, k: model.sample(p, k, 5))(params, key)
@@ -74,7 +76,7 @@ def test_zero_field_bits_per_dim_is_the_pushed_base_density(key, exact_model):
     """
     x = _images(key, 4)
     params = exact_model.init(key, x)  # the UNet's output layer is zero-initialised: v == 0
-    logp = jax.jit(exact_model.log_prob)(params, x)
+    logp = jax.jit(exact_model.distribution.log_prob)(params, x)
     u = jax.random.uniform(jax.random.key(EVAL_KEY_SEED), x.shape, jnp.float32)
     z = (2.0 * (x + u) / LEVELS - 1.0).reshape(4, -1)
     log_n = -0.5 * jnp.sum(z**2, 1) - 0.5 * D * math.log(2 * math.pi)
@@ -83,4 +85,4 @@ def test_zero_field_bits_per_dim_is_the_pushed_base_density(key, exact_model):
     got = -logp / (D * math.log(2.0))  # what train_and_evaluate reports as test_bpd
     np.testing.assert_allclose(got, want, rtol=1e-5)
     hutch = _model(log_prob="hutchinson", num_probes=3)
-    np.testing.assert_allclose(jax.jit(hutch.log_prob)(params, x), logp, rtol=1e-6)
+    np.testing.assert_allclose(jax.jit(hutch.distribution.log_prob)(params, x), logp, rtol=1e-6)

@@ -19,7 +19,7 @@ def test_cfm_trainable_end_to_end(key):
     value, aux = model.loss(params, key, x)
     assert np.isfinite(float(value)) and "target_sq" in aux
     assert model.sample(params, key, 5).shape == (5, 2)
-    logp = model.log_prob(params, x[:4])
+    logp = model.distribution.log_prob(params, x[:4])
     assert logp.shape == (4,) and bool(jnp.all(jnp.isfinite(logp)))
 
 

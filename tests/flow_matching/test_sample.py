@@ -10,7 +10,8 @@ import pytest
 from flowzoo import data as fzdata
 from flowzoo import flow_matching as fm
 from flowzoo import metrics, nets, paths
-from flowzoo.integrate import solve_ode
+from flowzoo.integrate import SolverConfig, solve_ode
+from flowzoo.samplers import flow_ode_sample
 
 
 @pytest.mark.parametrize("name", ["cond_ot", "cosine"])
@@ -34,15 +35,12 @@ def test_closed_form_gaussian_field_maps_noise_to_target(name, key):
 def test_oracle_integrated_from_noise_lands_on_training_points(key):
     data = fzdata.toy("two_moons", key, 50)
     path = paths.cond_ot_path()
-    res = fm.sample(
-        lambda p, t, x, c=None: fm.marginal_velocity(path, data)(t, x),
-        None,
+    res = flow_ode_sample(
+        fm.marginal_velocity(path, data),
         jax.random.fold_in(key, 1),
-        200,
-        (2,),
-        solver="tsit5",
-        rtol=1e-6,
-        atol=1e-6,
+        (200, 2),
+        path=path,
+        solver=SolverConfig("tsit5", rtol=1e-6, atol=1e-6),
         t1=1.0 - 1e-4,
     )
     dist = jnp.min(jnp.linalg.norm(res.samples[:, None] - data[None], axis=-1), axis=1)
@@ -76,7 +74,11 @@ def test_short_cfm_run_on_moons(key):
     (params, _), losses = jax.jit(lambda c: jax.lax.scan(step, c, jnp.arange(800)))(
         (params, opt.init(params))
     )
-    res = fm.sample(net.apply, params, k_s, 2000, (2,), solver="midpoint", num_steps=20)
+    field = lambda t, x: net.apply(params, t, x)
+    res = flow_ode_sample(field, k_s, (2000, 2), solver=SolverConfig("midpoint", 20))
     ed = float(metrics.energy_distance(res.samples, test))
     assert int(res.nfe) == 40
+    # the Distribution view samples the same way (20 midpoint steps by default)
+    dist = fm.distribution(net, paths.cond_ot_path(), 2)
+    np.testing.assert_allclose(dist.sample(params, k_s, 2000), res.samples, atol=1e-5)
     assert ed < 0.005, ed  # measured 0.0011 (jax 0.10.2 CPU)

@@ -128,7 +128,7 @@ def test_shape_errors_are_clear(perturbed_flow, key):
         flow.log_prob(params, jnp.zeros((4, 3)))
     with pytest.raises(ValueError, match="context has leading size"):
         flow.sample(params, key, 5, context=jnp.zeros((4, 2)))
-    with pytest.raises(ValueError, match="vector events"):
+    with pytest.raises(ValueError, match="models vectors"):
         fz.realnvp((4, 4))  # neither a vector nor an (H, W, C) image
     with pytest.raises(ValueError, match="mask must keep some entries"):
         bj.affine_coupling(np.ones(3, bool))

@@ -96,7 +96,7 @@ def test_glow_log_prob_matches_change_of_variables(glow2, key):
 
 
 def test_realnvp_image_log_prob_matches_change_of_variables(key):
-    flow = ff.realnvp((4, 4, 1), num_scales=2, hidden=8, num_blocks=0)
+    flow = ff.realnvp_image((4, 4, 1), num_scales=2, hidden=8, num_blocks=0)
     assert flow.event_shape == (4, 4, 1)
     params = _perturb(_init(flow, (4, 4, 1)), jax.random.key(5), 0.1)
     x = 1.5 * jax.random.normal(key, (3, 4, 4, 1))
@@ -135,8 +135,8 @@ def test_temperature_scales_the_latent_noise(glow2, key):
 def test_builders_validate_shapes_and_arguments():
     with pytest.raises(ValueError, match="divisible"):
         ff.glow((28, 28, 1), levels=3, depth=2, hidden=4)  # 28 -> 14 -> 7: no third squeeze
-    with pytest.raises(ValueError, match="num_scales"):
-        ff.realnvp((8, 8, 1), 4)  # num_layers is for vectors
+    with pytest.raises(ValueError, match="realnvp_image"):
+        ff.realnvp((8, 8, 1), 4)  # the vector builder refuses images and names the other one
     with pytest.raises(ValueError, match="one pixel"):
-        ff.realnvp((2, 2, 1), num_scales=2)
-    assert ff.realnvp(3).event_shape == (3,)  # vectors unchanged
+        ff.realnvp_image((2, 2, 1), num_scales=2)
+    assert ff.realnvp(3).event_shape == (3,)

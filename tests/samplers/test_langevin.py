@@ -59,7 +59,7 @@ def _mixture_score(sigma, x):
 
 def test_annealed_langevin_recovers_mixture_weights(key):
     sigmas = jnp.geomspace(20.0, 0.05, 12)
-    sampler = annealed_langevin(_mixture_score, sigmas, 100, eps=5e-4)
+    sampler = annealed_langevin(_mixture_score, sigmas, 100, step_size=5e-4)
     x0 = jax.random.uniform(jax.random.fold_in(key, 1), (4096, 1), minval=-8, maxval=8)
     res = jax.jit(lambda k: run_chain(sampler, k, x0, 1200, thin=1200))(key)
     x = denoise(_mixture_score, 0.05, res.state.position)
@@ -68,6 +68,6 @@ def test_annealed_langevin_recovers_mixture_weights(key):
     np.testing.assert_allclose(jnp.std(x[x > 0]), S, rtol=0.1)
     np.testing.assert_allclose(res.info.sigma[-1], 0.05, rtol=1e-5)
     # plain Langevin at the smallest sigma from the same start cannot move mass between modes
-    plain = annealed_langevin(_mixture_score, sigmas[-1:], 1200, eps=5e-4)
+    plain = annealed_langevin(_mixture_score, sigmas[-1:], 1200, step_size=5e-4)
     y = jax.jit(lambda k: run_chain(plain, k, x0, 1200, thin=1200))(key).state.position
     assert abs(float(jnp.mean(y > 0)) - 0.5) < 0.05

@@ -6,14 +6,11 @@ import numpy as np
 import pytest
 from jax.scipy.stats import norm
 
-from flowzoo.paths import bcast, subvp_sde, ve_sde, vp_sde
-from flowzoo.samplers import (
-    bits_per_dim,
-    pc_sample,
-    pf_ode_log_prob,
-    pf_ode_sample,
-    reverse_sde_sample,
-)
+from flowzoo.integrate import ode_log_prob
+from flowzoo.metrics import bits_per_dim
+from flowzoo.paths import bcast, probability_flow, subvp_sde, ve_sde, vp_sde
+from flowzoo.samplers import pc_sample, pf_ode_sample, reverse_sde_sample
+from flowzoo.score import pf_ode_distribution
 
 MU, STD = jnp.array([1.0, -0.5]), jnp.array([0.5, 1.5])  # data: N(MU, diag(STD^2))
 
@@ -62,7 +59,7 @@ def test_predictor_corrector_recovers_gaussian(key):
 def test_pf_ode_sample_recovers_gaussian(key):
     sde = SDES["vp"]
     score, _ = _exact_score(sde)
-    x = jax.jit(lambda k: pf_ode_sample(sde, score, k, (4096, 2)))(key)
+    x = jax.jit(lambda k: pf_ode_sample(sde, score, k, (4096, 2)).samples)(key)
     _check_gaussian(x)
 
 
@@ -72,19 +69,27 @@ def test_pf_ode_log_likelihood_equals_gaussian_density(key, name):
     score, moments = _exact_score(sde)
     x = MU[None] + STD[None] * jax.random.normal(key, (64, 2))
     eps = 1e-5
-    out = jax.jit(lambda y: pf_ode_log_prob(sde, score, y, eps=eps))(x)
+    field = probability_flow(sde, score)
+    kw = dict(t_data=eps, t_base=sde.T, base_log_prob=sde.prior_log_prob)
+    out = jax.jit(lambda y: ode_log_prob(field, y, **kw))(x)
+    # the score model's Distribution (probability-flow ODE) computes the same thing
+    dist = pf_ode_distribution(sde, lambda params, t, y: score(t, y), (2,), t_min=eps)
+    np.testing.assert_allclose(jax.jit(dist.log_prob)((), x), out.log_prob, atol=1e-5)
     logpdf = lambda t, y: jnp.sum(norm.logpdf(y, *_msd(moments(jnp.asarray(t), y))), 1)
     expected = logpdf(eps, x)
     # change of variables is exact with the true p_T; the N(0, I) prior differs from p_T by
     # the un-forgotten data mean (VP: exp(-5) * MU), a few 1e-2 nats
-    exact_T = out.log_prob - sde.prior_log_prob(out.prior_point) + logpdf(sde.T, out.prior_point)
+    exact_T = out.log_prob - sde.prior_log_prob(out.base_point) + logpdf(sde.T, out.base_point)
     np.testing.assert_allclose(exact_T, expected, atol=2e-3)
     np.testing.assert_allclose(out.log_prob, expected, atol=0.05)
     assert int(out.nfe) > 0
     if name != "vp":
         return
     # the Hutchinson estimate is unbiased: its mean over probes is close
-    hutch = jax.jit(lambda y, k: pf_ode_log_prob(sde, score, y, eps=eps, hutchinson_key=k).log_prob)
+    hdist = pf_ode_distribution(
+        sde, lambda params, t, y: score(t, y), (2,), t_min=eps, divergence="hutchinson"
+    )
+    hutch = jax.jit(lambda y, k: hdist.log_prob_estimate((), k, y))
     est = jnp.mean(jnp.stack([hutch(x, jax.random.key(i)) for i in range(4)]), 0)
     assert abs(float(jnp.mean(est - expected))) < 0.1
     bpd = bits_per_dim(out.log_prob, (2,))

@@ -45,7 +45,7 @@ def test_image_score_sde_trains_and_gives_finite_bits_per_dim(key):
         value, grads = step(params, jax.random.fold_in(key, i))
         params = jax.tree.map(lambda p, g: p - 1e-3 * g, params, grads)
         assert np.isfinite(float(value))
-    logp = jax.jit(model.log_prob)(params, x[:5])
+    logp = jax.jit(model.distribution.log_prob)(params, x[:5])
     assert logp.shape == (5,)
     assert bool(jnp.all(jnp.isfinite(bits_per_dim(logp, math.prod(SHAPE), LEVELS))))
     samples = jax.jit(lambda p, k: model.sample(p, k, 3))(params, key)  # predictor-corrector

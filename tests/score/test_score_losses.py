@@ -13,10 +13,10 @@ from flowzoo.score import (
     exact_score_matching_loss,
     geometric_sigmas,
     ncsn_loss,
-    persistent_cd,
     sde_dsm_loss,
     sliced_score_matching_loss,
 )
+from flowzoo.train import persistent_cd
 
 DATA_STD = 0.7
 

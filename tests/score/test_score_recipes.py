@@ -41,6 +41,6 @@ def test_recipe_builds_trains_and_samples(key, name):
     samples = jax.jit(lambda p, k: model.sample(p, k, 16))(params, key)
     assert samples.shape == (16, 2) and bool(jnp.all(jnp.isfinite(samples)))
     if name == "score_sde":
-        assert model.log_prob(params, x[:4]).shape == (4,)
+        assert model.distribution.log_prob(params, x[:4]).shape == (4,)
     else:
-        assert model.log_prob is None
+        assert model.distribution is None

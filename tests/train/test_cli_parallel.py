@@ -48,7 +48,7 @@ def test_sigterm_exits_143(tmp_path, capsys, monkeypatch):
     def terminated(*args, **kwargs):
         raise train.TrainingInterrupted(signal.SIGTERM, 40)
 
-    monkeypatch.setattr(train, "train_and_evaluate", terminated)
+    monkeypatch.setattr(zoo, "train_and_evaluate", terminated)
     rc = cli.main(["train", *TINY, "--workdir", str(tmp_path)])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 128 + signal.SIGTERM

@@ -1,4 +1,4 @@
-"""``flowzoo.cnf.ode_log_prob``: closed form, multi-probe Hutchinson, chunking, direction.
+"""``flowzoo.integrate.ode_log_prob``: closed form, multi-probe Hutchinson, chunking, direction.
 
 Flow-matching time for the linear field: t=1 data, t=0 base N(0, I). For ``x' = A x`` the
 flow map from t=0 to t=1 is ``expm(A)``, so ``log p_1(x) = log N(expm(-A) x) - tr(A)``.
