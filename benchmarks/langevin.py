@@ -51,9 +51,7 @@ from _common import (  # noqa: E402
     write_json,
 )
 
-from flowzoo import (
-    metrics,  # noqa: E402
-)
+from flowzoo import metrics  # noqa: E402
 from flowzoo.integrate import solve_sde  # noqa: E402
 from flowzoo.metrics import kernel_stein_discrepancy  # noqa: E402
 from flowzoo.samplers import mala, run_chain, ula, ula_sample  # noqa: E402

@@ -39,8 +39,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowzoo import paths
-
 try:  # run as a script: benchmarks/ is on sys.path
     import _common as common
 except ImportError:  # imported as benchmarks.ode_sampling
@@ -81,10 +79,11 @@ def oracle_field(n_data: int = 1000):
     if fm is None or not hasattr(fm, "marginal_velocity"):
         return None
     from flowzoo.data import toy
+    from flowzoo.paths import cond_ot_path
 
     data = toy("two_moons", jax.random.key(1), n_data, noise=0.05)
     data = (data - data.mean(0)) / data.std(0)
-    field = fm.marginal_velocity(paths.cond_ot_path(sigma_min=0.01), data)
+    field = fm.marginal_velocity(cond_ot_path(sigma_min=0.01), data)
     return field, data
 
 

@@ -6,7 +6,7 @@ Model: scalar energy MLP (3x128 SiLU); loss = short-run CD (negatives: 60 ULA st
        from uniform noise on [-3, 3]^2, Nijkamp et al. 2019) + 0.005 * mean(E^2); 3,000 Adam
        steps; samples by MALA (1,000 steps, h=0.01) from the same uniform start. The energy
        is unnormalised, so log_prob is None (no NLL). For CD with a persistent replay buffer use
-       :func:`flowzoo.score.persistent_cd` (its buffer is carried by its own train step).
+       :func:`flowzoo.train.persistent_cd` (its buffer is carried by its own train step).
 
 Measured (2 shared CPU cores, load ~8, jax 0.10.2, seed 0, 2026-11-22):
     flowzoo train ebm_8gaussians --workdir /tmp/fzruns --no-progress

@@ -37,8 +37,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+from flowzoo.zoo import default_cfm_config as default_model_config
 from flowzoo.zoo import default_config
-from flowzoo.zoo._flow_matching import default_model_config
 
 RESULT = (
     "Euler NFE for ED <= 0.0004: independent 32, exact OT 3; 1 step: ED 0.93 vs 0.0014 "

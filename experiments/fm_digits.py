@@ -27,7 +27,7 @@ the standard error of the 300-image mean is about 0.012.
 """
 
 from flowzoo.zoo import default_config
-from flowzoo.zoo._flow_matching import image_model_config
+from flowzoo.zoo import image_cfm_config as image_model_config
 
 RESULT = (
     "test 1.989 bits/dim (300 test images, exact divergence, RK4 8 steps; SE over images about "

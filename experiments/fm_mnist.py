@@ -28,7 +28,7 @@ per image, i.e. 0.045 / sqrt(2 * 200) = 0.002 from the Hutchinson estimator.
 """
 
 from flowzoo.zoo import default_config
-from flowzoo.zoo._flow_matching import image_model_config
+from flowzoo.zoo import image_cfm_config as image_model_config
 
 RESULT = (
     "test 1.837 bits/dim on the first 200 test images (Hutchinson, 2 Rademacher probes, RK4 8 "

@@ -42,14 +42,13 @@ about 10x fewer NFE. The ODE paths of the OT model are nearly straight (straight
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 import time
 from pathlib import Path
 
+from flowzoo.zoo import default_cfm_config as default_model_config
 from flowzoo.zoo import default_config
-from flowzoo.zoo._flow_matching import default_model_config
 
 RESULT = (
     "Euler NFE for ED <= 0.0004 (noise floor): independent 32, exact OT 3; 1 Euler step: "
@@ -77,8 +76,9 @@ def compare(base_config, out_dir: Path, euler_steps=EULER_STEPS, seeds: int = 3)
     import numpy as np
 
     from flowzoo import data as fzdata
-    from flowzoo import flow_matching as fm
     from flowzoo import metrics, nets
+    from flowzoo.integrate import SolverConfig
+    from flowzoo.samplers import flow_ode_sample
     from flowzoo.train import fit
     from flowzoo.zoo import build_model, build_optimizer
     from flowzoo.zoo._run import load_data
@@ -92,13 +92,11 @@ def compare(base_config, out_dir: Path, euler_steps=EULER_STEPS, seeds: int = 3)
     def evaluate(solver, steps, seed, params, test):
         if (solver, steps) not in samplers:  # one compile per solver setting
             samplers[solver, steps] = jax.jit(
-                functools.partial(
-                    fm.sample,
-                    net.apply,
-                    n=test.shape[0],
-                    event_shape=test.shape[1:],
-                    solver=solver,
-                    num_steps=steps,
+                lambda p, k, solver=solver, steps=steps: flow_ode_sample(
+                    lambda t, x: net.apply(p, t, x),
+                    k,
+                    test.shape,
+                    solver=SolverConfig(solver, steps),
                     save_ts=save_ts,
                 )
             )

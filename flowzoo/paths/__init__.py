@@ -32,6 +32,7 @@ from ._convert import x1_from_eps as x1_from_eps
 from ._convert import x1_from_velocity as x1_from_velocity
 from ._flows import probability_flow as probability_flow
 from ._flows import reverse_drift as reverse_drift
+from ._flows import sde_to_flow_time as sde_to_flow_time
 from ._sdes import SDE as SDE
 from ._sdes import SDES as SDES
 from ._sdes import bcast as bcast

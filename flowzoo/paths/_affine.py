@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 
 from .._types import Array, ArrayLike, Batch, Float
@@ -162,8 +163,9 @@ def base_scale(path: Path, t0: float = 0.0) -> float:
     A flow-matching model's base density is ``N(0, sigma_{t0}^2 I)``: the t=0 marginal of
     the path when ``alpha_{t0}`` is (close to) 0, the law its samples start from.
     """
-    _, sigma = path.schedule(jnp.asarray(t0, jnp.float32))
-    return float(sigma)
+    with jax.ensure_compile_time_eval():  # a constant of the path, also under jit
+        _, sigma = path.schedule(jnp.asarray(t0, jnp.float32))
+        return float(sigma)
 
 
 PATHS: dict[str, Callable[..., Path]] = {

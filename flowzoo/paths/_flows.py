@@ -15,8 +15,8 @@ def probability_flow(
 
     Time convention: the SDE's, **t=0 data, t=T noise**; integrating ``v`` from ``T`` down to
     0 maps prior samples to data, with the same marginals ``p_t`` as the SDE. To use it
-    with flow-matching code (t=0 noise, t=1 data) substitute ``s = 1 - t/T`` and use
-    ``-T * v``; this function is the only place the conversion is defined.
+    with flow-matching code (t=0 noise, t=1 data) convert it with :func:`sde_to_flow_time`,
+    the one place the time conversion is defined.
     ``score_fn(t, x) -> (batch, *event)`` with ``t`` scalar or ``(batch,)``.
     """
 
@@ -41,3 +41,22 @@ def reverse_drift(
         return sde.drift(t, x) - g**2 * score_fn(t, x)
 
     return drift
+
+
+def sde_to_flow_time(
+    field: Callable[[Array, Batch], Batch], T: float
+) -> Callable[[Array, Batch], Batch]:
+    """A vector field in SDE time as one in flow-matching time: the one conversion.
+
+    SDE time ``t`` runs data (0) to noise (T); flow-matching time ``s`` runs noise (0) to
+    data (1). With ``t = T (1 - s)``, ``dx/ds = -T * field(T (1 - s), x)``: integrating the
+    result from ``s = 0`` to ``s = 1 - t_min / T`` is integrating ``field`` from ``T`` down to
+    ``t_min``. Use it to hand the probability-flow ODE of a score model
+    (:func:`probability_flow`) to code written in flow-matching time (flow ODE samplers,
+    :func:`flowzoo.cnf.cnf` with its default ``t_base=0``).
+    """
+
+    def flow_field(s: Array, x: Batch) -> Batch:
+        return -T * field(T * (1.0 - s), x)
+
+    return flow_field

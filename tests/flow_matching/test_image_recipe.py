@@ -14,7 +14,7 @@ import pytest
 from flowzoo.flows import EVAL_SEED as EVAL_KEY_SEED
 from flowzoo.metrics import bits_per_dim
 from flowzoo.zoo import build_model, default_config
-from flowzoo.zoo._flow_matching import image_model_config
+from flowzoo.zoo import image_cfm_config as image_model_config
 
 LEVELS = 17
 SHAPE = (4, 4, 1)

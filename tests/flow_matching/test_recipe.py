@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from flowzoo.zoo import ConfigError, build_model, default_config, load_experiment
-from flowzoo.zoo._flow_matching import default_model_config
+from flowzoo.zoo import default_cfm_config as default_model_config
 
 
 def test_cfm_trainable_end_to_end(key):
