@@ -45,21 +45,23 @@ def fixed_affine(shift: Array, scale: Array) -> Bijector:
 
     ``shift`` and ``scale`` broadcast against the event shape; ``scale`` must be positive.
     """
-    shift = jnp.asarray(shift, jnp.float32)
-    scale = jnp.asarray(scale, jnp.float32)
-    if np.any(np.asarray(scale) <= 0):
+    # kept as float64 numpy constants and cast to the data's dtype where used, so the
+    # log-det is exact to that dtype (float32 by default, float64 under jax_enable_x64)
+    shift = np.asarray(shift, np.float64)
+    scale = np.asarray(scale, np.float64)
+    if np.any(scale <= 0):
         raise ValueError("fixed_affine: scale must be positive")
-    log_scale = jnp.log(scale)
+    log_scale = np.log(scale)
 
     def ld(x):
-        full = jnp.broadcast_to(log_scale, x.shape[1:]).astype(x.dtype)
+        full = jnp.broadcast_to(jnp.asarray(log_scale, x.dtype), x.shape[1:])
         return jnp.full((x.shape[0],), jnp.sum(full), x.dtype)
 
     def init(key: Key, x: Batch, context: Context = None) -> Params:
         return ()
 
     def _b(a, x):  # broadcast a constant against (batch, *event) without rank promotion
-        return jnp.broadcast_to(a, x.shape[1:])[None]
+        return jnp.broadcast_to(jnp.asarray(a, x.dtype), x.shape[1:])[None]
 
     def forward(params: Params, z: Batch, context: Context = None):
         return z * _b(scale, z) + _b(shift, z), ld(z)

