@@ -73,7 +73,7 @@ def check_bijectors() -> list[str]:
             failures.append(f"{name}: round trip error {err:.2e}")
         if float(jnp.max(jnp.abs(ld_fwd + ld_inv))) > TOL:
             failures.append(f"{name}: forward logdet != -inverse logdet")
-        ref = _logdet_ref(lambda v, c: bij.inverse(params, v, c)[0], x, ctx)
+        ref = _logdet_ref(lambda v, c, b=bij, p=params: b.inverse(p, v, c)[0], x, ctx)
         err = float(jnp.max(jnp.abs(ref - ld_inv)))
         if err > LOOSE.get(name, TOL) * max(1.0, float(jnp.max(jnp.abs(ref)))):
             failures.append(f"{name}: log-det differs from slogdet(jacfwd) by {err:.2e}")
