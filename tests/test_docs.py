@@ -122,3 +122,28 @@ def test_api_pages_name_importable_modules():
         assert targets, f"{page.name} renders no module"
         for target in targets:
             importlib.import_module(target)
+
+
+README = DOCS.parent / "README.md"
+
+
+def test_readme_examples_run(tmp_path, monkeypatch):
+    """The README's Python blocks run as written (in order, one namespace)."""
+    blocks = python_blocks(README.read_text())
+    assert blocks, "the README has no runnable python block"
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {"__name__": "readme"}
+    for start, code in blocks:
+        exec(compile("\n" * start + code, str(README), "exec"), namespace)
+
+
+def test_every_public_package_has_an_api_page():
+    root = DOCS.parent / "flowzoo"
+    packages = {p.parent.name for p in root.glob("*/__init__.py")}
+    documented = {
+        t.split(".")[1]
+        for page in (DOCS / "api").glob("*.md")
+        for t in re.findall(r"^:::\s*([\w.]+)", page.read_text(), flags=re.MULTILINE)
+        if "." in t
+    }
+    assert packages <= documented | {"bench"}, sorted(packages - documented)
