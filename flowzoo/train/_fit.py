@@ -288,152 +288,203 @@ def fit(
         last finished chunk was saved first.
       ValueError: the global batch does not divide over the mesh's devices.
     """
+    mesh = _check_fit_args(num_steps, steps_per_call, mesh, local_batches)
+    compute_dtype = check_compute_dtype(compute_dtype)
+    data_key, train_key = jax.random.split(key)
+    batch_size = jax.tree.leaves(jax.eval_shape(batch_fn, data_key, 0))[0].shape[0]
+    if mesh is not None:
+        batch_size *= jax.process_count() if local_batches else 1
+        check_batch_divides(batch_size, mesh)
+    state = init_train_state(params, optimizer, ema=ema_decay is not None)
+    if mesh is not None:
+        state = _global_replicated(state, mesh)
+    book = _Bookkeeper(workdir, keep_checkpoints, metadata, eval_fn)
+    state = book.restore(state)
+    run = _make_runner(
+        loss_fn,
+        optimizer,
+        batch_fn,
+        mesh,
+        (data_key, train_key),
+        batch_size,
+        local_batches,
+        ema_decay=ema_decay,
+        compute_dtype=compute_dtype,
+    )
+    schedule = _Schedule(num_steps, steps_per_call, eval_every, checkpoint_every)
+    book.bar = _progress(num_steps, int(state.step), progress and book.primary)
+    try:
+        state = _train_loop(run, state, schedule, book, batch_size)
+    finally:
+        if book.bar is not None:
+            book.bar.close()
+    return FitResult(book.host_state(state), book.history)
+
+
+def _check_fit_args(num_steps: int, steps_per_call: int, mesh, local_batches: bool):
+    """Validate ``fit``'s loop arguments; returns the mesh (``"auto"`` resolved)."""
     if num_steps < 0 or steps_per_call < 1:
         raise ValueError("num_steps must be >= 0 and steps_per_call >= 1")
-    compute_dtype = check_compute_dtype(compute_dtype)
     if isinstance(mesh, str):
         if mesh != "auto":
             raise ValueError(f"mesh must be a jax.sharding.Mesh, 'auto' or None, got {mesh!r}")
         mesh = data_mesh()
     if local_batches and mesh is None:
         raise ValueError("local_batches=True needs a mesh (mesh='auto' or a Mesh)")
-    multi = jax.process_count() > 1
-    if multi and mesh is None:
+    if jax.process_count() > 1 and mesh is None:
         raise ValueError(
             f"this is process {jax.process_index()} of {jax.process_count()}: pass "
             "mesh='auto' (or a Mesh over all processes' devices) to train data-parallel"
         )
-    primary = is_primary()
-    data_key, train_key = jax.random.split(key)
+    return mesh
 
-    example = jax.eval_shape(batch_fn, data_key, 0)
-    batch_size = jax.tree.leaves(example)[0].shape[0]
-    if mesh is not None:
-        if local_batches:
-            batch_size *= jax.process_count()
-        check_batch_divides(batch_size, mesh)
 
-    state = init_train_state(params, optimizer, ema=ema_decay is not None)
-    if mesh is not None:
-        state = _global_replicated(state, mesh)
-    ckpt_dir = None if workdir is None else Path(workdir) / "checkpoints"
-    writer = MetricsWriter(
-        None if workdir is None or not primary else Path(workdir) / "metrics.jsonl"
-    )
-    last_saved = None
-    if ckpt_dir is not None and multi:
-        ckpt_dir.mkdir(parents=True, exist_ok=True)  # all processes list the same directory
-    if ckpt_dir is not None and ckpt.latest_step(ckpt_dir) is not None:
-        state, last_saved = ckpt.restore(ckpt_dir, state)  # warns about corrupt ones
-        newer = [s for s in ckpt.all_steps(ckpt_dir) if s > last_saved]
-        if newer:  # corrupt: move them away so that this run can write those steps again
-            ckpt.quarantine(ckpt_dir, newer)
-    start = int(state.step)
-
+def _make_runner(
+    loss_fn, optimizer, batch_fn, mesh, keys, batch_size, local_batches, *, ema_decay, compute_dtype
+):
+    """``run(state, first, num) -> (state, metrics)``: ``num`` compiled steps from ``first``."""
+    data_key, train_key = keys
     if mesh is None:
         multi_step = make_multi_step(
             loss_fn, optimizer, batch_fn, ema_decay=ema_decay, compute_dtype=compute_dtype
         )
-
-        def run(state: TrainState, first: int, num: int):
-            return multi_step(state, data_key, train_key, num)
+        return lambda state, first, num: multi_step(state, data_key, train_key, num)
+    sharded = make_sharded_multi_step(
+        loss_fn, optimizer, mesh, train_key, ema_decay=ema_decay, compute_dtype=compute_dtype
+    )
+    if local_batches:
+        lo, hi = 0, batch_size // jax.process_count()
     else:
-        sharded = make_sharded_multi_step(
-            loss_fn, optimizer, mesh, train_key, ema_decay=ema_decay, compute_dtype=compute_dtype
-        )
-        lo, hi = (0, batch_size // jax.process_count()) if local_batches else (None, None)
+        lo, hi = _process_rows(mesh, batch_size)
+    stacked = jax.jit(jax.vmap(batch_fn, in_axes=(None, 0)))
+    shard = batch_sharding(mesh, leading=1)
+
+    def run(state: TrainState, first: int, num: int):
+        steps = np.arange(first, first + num, dtype=np.int32)
+        batches = stacked(data_key, steps)  # (num, B or B_local, ...) on this host
         if not local_batches:
-            lo, hi = _process_rows(mesh, batch_size)
-        stacked = jax.jit(jax.vmap(batch_fn, in_axes=(None, 0)))
-        shard = batch_sharding(mesh, leading=1)
+            batches = jax.tree.map(lambda b: b[:, lo:hi], batches)
+        batches = jax.tree.map(
+            lambda b: jax.make_array_from_process_local_data(
+                shard, np.asarray(b), (num, batch_size, *b.shape[2:])
+            ),
+            batches,
+        )
+        return sharded(state, batches)
 
-        def run(state: TrainState, first: int, num: int):
-            steps = np.arange(first, first + num, dtype=np.int32)
-            batches = stacked(data_key, steps)  # (num, B or B_local, ...) on this host
-            if not local_batches:
-                batches = jax.tree.map(lambda b: b[:, lo:hi], batches)
-            batches = jax.tree.map(
-                lambda b: jax.make_array_from_process_local_data(
-                    shard, np.asarray(b), (num, batch_size, *b.shape[2:])
-                ),
-                batches,
-            )
-            return sharded(state, batches)
+    return run
 
-    history: list[dict[str, float]] = []
 
-    def save(state: TrainState) -> None:
-        nonlocal last_saved
-        if ckpt_dir is not None and int(state.step) != last_saved:
-            ckpt.save(ckpt_dir, int(state.step), state, keep=keep_checkpoints, metadata=metadata)
-            last_saved = int(state.step)
+class _Schedule(NamedTuple):
+    """When ``fit`` stops a compiled call: chunk ends, evaluations and checkpoints."""
 
-    def log(record: dict[str, float]) -> None:
-        if primary:
-            history.append(record)
-            writer.write(record)
+    num_steps: int
+    steps_per_call: int
+    eval_every: int | None
+    checkpoint_every: int | None
 
-    def host_state(state: TrainState) -> TrainState:
-        return _local_copy(state) if multi else state
-
-    def evaluate(state: TrainState) -> None:
-        if eval_fn is not None:
-            t0 = time.perf_counter()
-            out = {f"eval/{k}": float(v) for k, v in eval_fn(host_state(state)).items()}
-            log({"step": int(state.step), **out, "eval_seconds": time.perf_counter() - t0})
-            if bar is not None:
-                bar.write(
-                    " ".join(f"{k}={v:.4f}" for k, v in out.items()) + f" (step {state.step})"
-                )
-
-    def boundary(step: int) -> int:  # next step at which to stop the scan
-        nxt = [num_steps, (step // steps_per_call + 1) * steps_per_call]
-        for every in (eval_every, checkpoint_every):
+    def boundary(self, step: int) -> int:
+        """The next step at which to stop the scan."""
+        nxt = [self.num_steps, (step // self.steps_per_call + 1) * self.steps_per_call]
+        for every in (self.eval_every, self.checkpoint_every):
             if every:
                 nxt.append((step // every + 1) * every)
         return min(nxt)
 
-    bar = _progress(num_steps, start, progress and primary)
-    step = start
-    graceful = (signal.SIGTERM, signal.SIGINT) if multi else (signal.SIGTERM,)
+
+class _Bookkeeper:
+    """What ``fit`` writes: checkpoints, metrics records, evaluations, the progress bar."""
+
+    def __init__(self, workdir, keep: int, metadata, eval_fn):
+        self.multi = jax.process_count() > 1
+        self.primary = is_primary()
+        self.ckpt_dir = None if workdir is None else Path(workdir) / "checkpoints"
+        path = None if workdir is None or not self.primary else Path(workdir) / "metrics.jsonl"
+        self.writer = MetricsWriter(path)
+        self.keep, self.metadata, self.eval_fn = keep, metadata, eval_fn
+        self.last_saved: int | None = None
+        self.history: list[dict[str, float]] = []
+        self.bar = None
+
+    def restore(self, state: TrainState) -> TrainState:
+        """Resume from the newest readable checkpoint; corrupt newer ones are moved aside."""
+        if self.ckpt_dir is not None and self.multi:
+            self.ckpt_dir.mkdir(parents=True, exist_ok=True)  # all processes list one dir
+        if self.ckpt_dir is None or ckpt.latest_step(self.ckpt_dir) is None:
+            return state
+        state, self.last_saved = ckpt.restore(self.ckpt_dir, state)  # warns about corrupt ones
+        newer = [s for s in ckpt.all_steps(self.ckpt_dir) if s > self.last_saved]
+        if newer:  # corrupt: move them away so that this run can write those steps again
+            ckpt.quarantine(self.ckpt_dir, newer)
+        return state
+
+    def save(self, state: TrainState) -> None:
+        if self.ckpt_dir is not None and int(state.step) != self.last_saved:
+            ckpt.save(self.ckpt_dir, int(state.step), state, keep=self.keep, metadata=self.metadata)
+            self.last_saved = int(state.step)
+
+    def log(self, record: dict[str, float]) -> None:
+        if self.primary:
+            self.history.append(record)
+            self.writer.write(record)
+
+    def host_state(self, state: TrainState) -> TrainState:
+        return _local_copy(state) if self.multi else state
+
+    def evaluate(self, state: TrainState) -> None:
+        if self.eval_fn is None:
+            return
+        t0 = time.perf_counter()
+        out = {f"eval/{k}": float(v) for k, v in self.eval_fn(self.host_state(state)).items()}
+        self.log({"step": int(state.step), **out, "eval_seconds": time.perf_counter() - t0})
+        if self.bar is not None:
+            self.bar.write(
+                " ".join(f"{k}={v:.4f}" for k, v in out.items()) + f" (step {state.step})"
+            )
+
+    def progress(self, num: int, record: dict[str, float]) -> None:
+        if self.bar is not None:
+            self.bar.update(num)
+            self.bar.set_postfix(
+                loss=f"{record['loss']:.4f}", samples_s=f"{record['samples_per_sec']:.3g}"
+            )
+
+
+def _train_loop(run, state: TrainState, schedule: _Schedule, book: _Bookkeeper, batch_size: int):
+    """Compiled chunks until ``num_steps``; evaluations, checkpoints and stops between them."""
+    step, num_steps = int(state.step), schedule.num_steps
+    graceful = (signal.SIGTERM, signal.SIGINT) if book.multi else (signal.SIGTERM,)
     try:
         with _graceful(graceful) as stop:
             while step < num_steps:
-                num = boundary(step) - step
+                num = schedule.boundary(step) - step
                 t0 = time.perf_counter()
                 new_state, metrics = run(state, step, num)
                 metrics = jax.device_get(metrics)
                 elapsed = time.perf_counter() - t0
                 if not np.all(metrics["finite"]):
                     idx, name, value, bad_data = _first_bad(metrics)
-                    raise NonFiniteError(step + idx, name, value, last_saved, bad_data)
+                    raise NonFiniteError(step + idx, name, value, book.last_saved, bad_data)
                 state, step = new_state, step + num
                 record = {
                     "step": step,
                     **{k: float(np.mean(v)) for k, v in metrics.items() if k not in _FLAGS},
                 }
                 record["samples_per_sec"] = num * batch_size / elapsed
-                log(record)
-                if bar is not None:
-                    bar.update(num)
-                    bar.set_postfix(
-                        loss=f"{record['loss']:.4f}", samples_s=f"{record['samples_per_sec']:.3g}"
-                    )
-                signum = _agreed_stop(stop, multi) if step < num_steps else None
+                book.log(record)
+                book.progress(num, record)
+                signum = _agreed_stop(stop, book.multi) if step < num_steps else None
                 if signum is not None:
-                    save(state)
+                    book.save(state)
                     raise TrainingInterrupted(signum, step)
-                if eval_every and step % eval_every == 0 and step < num_steps:
-                    evaluate(state)
-                if checkpoint_every and step % checkpoint_every == 0:
-                    save(state)
-            evaluate(state)  # inside the try: Ctrl-C in the final eval still saves
-            save(state)
+                if schedule.eval_every and step % schedule.eval_every == 0 and step < num_steps:
+                    book.evaluate(state)
+                if schedule.checkpoint_every and step % schedule.checkpoint_every == 0:
+                    book.save(state)
+            book.evaluate(state)  # inside the try: Ctrl-C in the final eval still saves
+            book.save(state)
     except KeyboardInterrupt:
-        if not multi:  # multi-process: only agreed stops save (a lone save would hang)
-            save(state)
+        if not book.multi:  # multi-process: only agreed stops save (a lone save would hang)
+            book.save(state)
         raise
-    finally:
-        if bar is not None:
-            bar.close()
-    return FitResult(host_state(state), history)
+    return state
