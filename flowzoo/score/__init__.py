@@ -12,6 +12,7 @@ from ._cd import short_run_langevin as short_run_langevin
 from ._cd import uniform_init as uniform_init
 from ._dsm_losses import dsm_loss as dsm_loss
 from ._dsm_losses import geometric_sigmas as geometric_sigmas
+from ._dsm_losses import guided_score as guided_score
 from ._dsm_losses import ncsn_loss as ncsn_loss
 from ._dsm_losses import sde_dsm_loss as sde_dsm_loss
 from ._energy import score_from_energy as score_from_energy

@@ -29,7 +29,7 @@ def noise_conditional_score_network(
     hidden: Sequence[int] = (128, 128, 128),
     **kwargs,
 ) -> Network:
-    """NCSN score ``apply(params, sigma, x) -> (batch, *event)``, output scaled by ``1/sigma``.
+    """NCSN score ``apply(params, sigma, x, context=None) -> (batch, *event)``, scaled by ``1/sigma``.
 
     ``sigma`` (scalar or ``(batch,)``) is embedded as ``log(sigma/sigma_min) /
     log(sigma_max/sigma_min)`` in [0, 1] by :func:`flowzoo.nets.time_mlp`; dividing the output
@@ -39,11 +39,11 @@ def noise_conditional_score_network(
     scale = float(np.log(sigma_max / sigma_min))
     u = lambda sigma: jnp.log(jnp.asarray(sigma, jnp.float32) / sigma_min) / scale
 
-    def init(key: Key, sigma: Array, x: Batch) -> Params:
-        return net.init(key, u(sigma), x)
+    def init(key: Key, sigma: Array, x: Batch, context: Array | None = None) -> Params:
+        return net.init(key, u(sigma), x, context)
 
-    def apply(params: Params, sigma: Array, x: Batch) -> Batch:
-        return net.apply(params, u(sigma), x) / bcast(sigma, x)
+    def apply(params: Params, sigma: Array, x: Batch, context: Array | None = None) -> Batch:
+        return net.apply(params, u(sigma), x, context) / bcast(sigma, x)
 
     return Network(init, apply)
 
