@@ -104,9 +104,9 @@ def _distributed(args):
             "multi-process training needs all of --coordinator HOST:PORT, "
             "--num-processes N and --process-id I"
         )
-    from .train._distributed import _check
+    from .train import check_distributed
 
-    return _check(Distributed(args.coordinator, args.num_processes, args.process_id))
+    return check_distributed(Distributed(args.coordinator, args.num_processes, args.process_id))
 
 
 def _sample(args) -> int:

@@ -3,7 +3,9 @@
 from ._mlp import Network as Network
 from ._mlp import activation as activation
 from ._mlp import mlp as mlp
+from ._resnet import conv_tap_grad as conv_tap_grad
 from ._resnet import resnet as resnet
 from ._time import sinusoidal_embedding as sinusoidal_embedding
 from ._time import time_mlp as time_mlp
+from ._unet import Im2ColConv as Im2ColConv
 from ._unet import unet as unet

@@ -44,15 +44,22 @@ def _taps_conv(x: Array, w: Array, padding, out_hw: tuple[int, int]) -> Array:
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
-def _conv_tap_grad(x: Array, w: Array, padding) -> Array:
+def conv_tap_grad(x: Array, w: Array, padding) -> Array:
+    """Stride-1 NHWC convolution (HWIO kernel) whose kernel tangent is per-tap matmuls.
+
+    Equal to ``lax.conv_general_dilated(x, w, (1, 1), padding)``; its custom JVP computes
+    the kernel's tangent as one matmul per tap, which XLA:CPU runs fast inside ``lax.scan``
+    (where the default convolution gradient is 30-70x slower). ``padding``: ``"SAME"``,
+    ``"VALID"`` or explicit pairs.
+    """
     return jax.lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=_NHWC)
 
 
-@_conv_tap_grad.defjvp
+@conv_tap_grad.defjvp
 def _conv_jvp(padding, primals, tangents):
     x, w = primals
     dx, dw = tangents
-    y = _conv_tap_grad(x, w, padding)
+    y = conv_tap_grad(x, w, padding)
     # linear in (dx, dw); reverse mode transposes the dw term into per-tap matmuls instead
     # of the kernel-gradient convolution
     dy = jax.lax.conv_general_dilated(dx, w, (1, 1), padding, dimension_numbers=_NHWC)
@@ -101,7 +108,7 @@ def _conv(
             **kwargs,
         )
     pad = padding if isinstance(padding, str) else tuple(tuple(p) for p in padding)
-    return _conv_tap_grad(lhs, rhs, pad)
+    return conv_tap_grad(lhs, rhs, pad)
 
 
 def _in_param_dtype(params: Params, x: Array) -> Array:

@@ -55,6 +55,9 @@ class _Conv(nn.Module):
         return out + bias.astype(x.dtype)[None, None, None, :]
 
 
+Im2ColConv = _Conv  # public name; flax names the params after the class (``_Conv_<i>``)
+
+
 def _norm(ch: int) -> nn.GroupNorm:
     return nn.GroupNorm(num_groups=math.gcd(8, ch))
 

@@ -3,6 +3,7 @@ the persistent-CD step of energy models. Config-driven runs are in :mod:`flowzoo
 
 from ._distributed import Distributed as Distributed
 from ._distributed import DistributedError as DistributedError
+from ._distributed import check_distributed as check_distributed
 from ._distributed import initialize_distributed as initialize_distributed
 from ._distributed import is_primary as is_primary
 from ._fit import FitResult as FitResult

@@ -38,7 +38,8 @@ class Distributed(NamedTuple):
     process_id: int
 
 
-def _check(spec: Distributed) -> Distributed:
+def check_distributed(spec: Distributed) -> Distributed:
+    """Validate a :class:`Distributed` spec (``HOST:PORT``, ``0 <= process_id < num_processes``)."""
     host, sep, port = str(spec.coordinator).rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(
@@ -84,7 +85,7 @@ def initialize_distributed(
     )
     if spec.num_processes is None or spec.process_id is None:
         raise ValueError("initialize_distributed needs num_processes and process_id")
-    spec = _check(spec)
+    spec = check_distributed(spec)
     if jax.distributed.is_initialized():
         if (jax.process_count(), jax.process_index()) != (spec.num_processes, spec.process_id):
             raise DistributedError(

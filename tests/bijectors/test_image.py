@@ -177,7 +177,7 @@ def test_glow_program_size_does_not_grow_with_depth(key):
 def test_resnet_conv_gradients_match_lax_conv(key, padding):
     """The ResNet's convolution (custom JVP with per-tap matmuls for the kernel tangent, the
     CPU workaround for slow kernel gradients inside lax.scan) against plain lax.conv."""
-    from flowzoo.nets._resnet import _conv_tap_grad
+    from flowzoo.nets import conv_tap_grad
 
     kx, kw, kt = jax.random.split(key, 3)
     x = jax.random.normal(kx, (2, 5, 4, 3))
@@ -188,7 +188,7 @@ def test_resnet_conv_gradients_match_lax_conv(key, padding):
         return jax.lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=dn)
 
     def mine(x, w):
-        return _conv_tap_grad(x, w, padding)
+        return conv_tap_grad(x, w, padding)
 
     def loss(f):
         return lambda x, w: jnp.sum(jnp.sin(f(x, w)))

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from flowzoo.nets._unet import _Conv
+from flowzoo.nets import Im2ColConv
 
 
 @pytest.mark.parametrize(
@@ -13,7 +13,7 @@ from flowzoo.nets._unet import _Conv
 )
 def test_im2col_conv_matches_lax_conv(key, hw, kernel, stride):
     x = jax.random.normal(key, (2, hw, hw, 3))
-    conv = _Conv(4, (kernel, kernel), (stride, stride))
+    conv = Im2ColConv(4, (kernel, kernel), (stride, stride))
     params = conv.init(key, x)
     params = jax.tree.map(lambda p: p + 0.1, params)  # non-zero bias
     ref = jax.lax.conv_general_dilated(
