@@ -96,11 +96,11 @@ def sde_dsm_loss(
     score_apply: Callable[[Params, Array, Batch], Batch],
     sde: SDE,
     *,
-    eps: float = 1e-5,
+    t_min: float = 1e-5,
     likelihood_weighting: bool = False,
     context_dropout: float = 0.0,
 ):
-    """Continuous-time DSM (Song et al. 2021, eq. 7), ``t ~ U(eps, T)``, t=0 data, t=T noise.
+    """Continuous-time DSM (Song et al. 2021, eq. 7), ``t ~ U(t_min, T)``, t=0 data, t=T noise.
 
     Weight ``lambda(t) = std(t)^2`` (default), or ``g(t)^2`` with ``likelihood_weighting``
     (Song, Durkan et al. 2021: the loss then bounds the negative log-likelihood).
@@ -114,7 +114,7 @@ def sde_dsm_loss(
     def loss(params: Params, key: Key, batch) -> tuple[Array, dict[str, Array]]:
         batch, context = _split(batch)
         kt, kz, kd = jax.random.split(key, 3)
-        t = jax.random.uniform(kt, (batch.shape[0],), minval=eps, maxval=sde.T)
+        t = jax.random.uniform(kt, (batch.shape[0],), minval=t_min, maxval=sde.T)
         z = jax.random.normal(kz, batch.shape, batch.dtype)
         mean, std = sde.marginal(batch, t)
         if context is not None and context_dropout > 0:

@@ -25,19 +25,19 @@ from ..paths import SDE, probability_flow
 TIME_CHANGES = ("linear", "log")
 
 
-def log_time(field: Callable[[Array, Batch], Batch], eps: float, T: float):
-    """``field(t, x)`` in the time ``s = log(t / eps) / log(T / eps)`` (s=0: t=eps, s=1: t=T).
+def log_time(field: Callable[[Array, Batch], Batch], t_min: float, T: float):
+    """``field(t, x)`` in the time ``s = log(t / t_min) / log(T / t_min)`` (s=0: t=t_min, s=1: t=T).
 
-    Returns ``(s, x) -> field(t(s), x) * dt/ds`` with ``t(s) = eps (T / eps)^s`` and
-    ``dt/ds = t log(T / eps)``. The flow map and the log-det integral ``int div field dt`` are
+    Returns ``(s, x) -> field(t(s), x) * dt/ds`` with ``t(s) = t_min (T / t_min)^s`` and
+    ``dt/ds = t log(T / t_min)``. The flow map and the log-det integral ``int div field dt`` are
     unchanged (a change of variables), but fixed steps in ``s`` are geometric in ``t``: for
     the VP SDE near the data (``std(t)^2 ~ beta_min t``) the field's Jacobian grows like
     ``1/t``, and ``dt/ds`` cancels it. SDE time convention: t=0 data, t=T noise.
     """
-    log_ratio = float(np.log(T / eps))
+    log_ratio = float(np.log(T / t_min))
 
     def reparametrised(s, x):
-        t = eps * jnp.exp(log_ratio * s)
+        t = t_min * jnp.exp(log_ratio * s)
         return field(t, x) * (t * log_ratio).astype(x.dtype)
 
     return reparametrised

@@ -140,7 +140,7 @@ def _score_sde(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
     loss = sde_dsm_loss(
         net.apply,
         sde,
-        eps=float(cfg.get("train_eps", 1e-5)),
+        t_min=float(cfg.get("train_eps", 1e-5)),
         likelihood_weighting=cfg.get("likelihood_weighting", False),
     )
     divergence = cfg.get("divergence", "exact")

@@ -42,12 +42,12 @@ def _data(key, n):
 
 def test_dsm_loss_routes_the_context(key):
     x, c = _data(key, 4096)
-    loss = jax.jit(sde_dsm_loss(score_apply, SDE, eps=1e-3))
+    loss = jax.jit(sde_dsm_loss(score_apply, SDE, t_min=1e-3))
     right, _ = loss((), jax.random.key(1), (x, c))
     swapped, _ = loss((), jax.random.key(1), (x, c[:, ::-1]))
     unconditional, _ = loss((), jax.random.key(1), (x, jnp.zeros_like(c)))
     assert float(right) < float(unconditional) < float(swapped), (right, unconditional, swapped)
-    dropped, _ = jax.jit(sde_dsm_loss(score_apply, SDE, eps=1e-3, context_dropout=0.999))(
+    dropped, _ = jax.jit(sde_dsm_loss(score_apply, SDE, t_min=1e-3, context_dropout=0.999))(
         (), jax.random.key(1), (x, c)
     )
     np.testing.assert_allclose(float(dropped), float(unconditional), rtol=0.05)

@@ -50,7 +50,7 @@ def test_ncsn_and_sde_dsm_minimised_by_analytic_score(key):
         return -a * x / (mean_coeff**2 * DATA_STD**2 + bcast(std**2, x))
 
     for lw in (False, True):
-        loss = jax.jit(sde_dsm_loss(exact, sde, eps=1e-3, likelihood_weighting=lw))
+        loss = jax.jit(sde_dsm_loss(exact, sde, t_min=1e-3, likelihood_weighting=lw))
         assert (
             abs(_argmin_scale(loss, key, _data(jax.random.fold_in(key, 99)), scales) - 1.0) < 0.05
         )
