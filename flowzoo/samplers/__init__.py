@@ -6,6 +6,11 @@ Samplers act on closures, never on a model tuple: time-homogeneous chains take
 in the SDE convention, t=0 data, t=T noise (annealed Langevin takes ``fn(sigma, x)``); the
 flow ODE takes a velocity ``v(t, x)`` in the flow-matching convention, t=0 noise, t=1 data.
 All act on batches of chains ``(chains, *event)``.
+
+Fast diffusion solvers (DDIM, DPM-Solver++(2M), the EDM Heun sampler, exponential-integrator
+Euler) take the SDE and its time-dependent score like the reverse SDE, and map them onto
+their papers' parametrisations (noise / data prediction, log-SNR, EDM sigma) through
+:mod:`._denoise`.
 """
 
 from ._annealed import AnnealedInfo as AnnealedInfo
@@ -15,6 +20,10 @@ from ._annealed import denoise as denoise
 from ._base import ChainResult as ChainResult
 from ._base import Sampler as Sampler
 from ._base import run_chain as run_chain
+from ._ddim import ddim_sample as ddim_sample
+from ._dpm_solver import dpm_solver_2m_sample as dpm_solver_2m_sample
+from ._edm import edm_heun_sample as edm_heun_sample
+from ._exp_euler import exp_euler_sample as exp_euler_sample
 from ._mala import MALAInfo as MALAInfo
 from ._mala import MALAState as MALAState
 from ._mala import mala as mala

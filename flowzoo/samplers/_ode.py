@@ -71,6 +71,7 @@ def pf_ode_sample(
 ) -> ODESample:
     """Deterministic samples: a prior draw at ``T`` integrated back to ``t_min`` (SDE time,
     t=0 data, t=T noise) along the probability-flow field of ``score_fn(t, x)``."""
-    x_T = temperature * sde.prior_sample(key, tuple(shape))
+    # the prior draw of every SDE sampler comes from split(key)[0]
+    x_T = temperature * sde.prior_sample(jax.random.split(key)[0], tuple(shape))
     sol = solve_ode(probability_flow(sde, score_fn), x_T, sde.T, t_min, **solver.check()._asdict())
     return ODESample(sol.y1, None, sol.nfe)

@@ -23,6 +23,10 @@ from ..integrate import SOLVERS, SolverConfig
 from ..paths import SDE, Path
 from ._annealed import annealed_langevin
 from ._base import run_chain
+from ._ddim import ddim_sample
+from ._dpm_solver import dpm_solver_2m_sample
+from ._edm import edm_heun_sample
+from ._exp_euler import exp_euler_sample
 from ._mala import mala
 from ._ode import flow_ode_sample, pf_ode_sample
 from ._pc import pc_sample
@@ -138,6 +142,18 @@ def _pc(key, problem, n, num_steps, *, num_corrector=1, snr=0.16, t_min=1e-3):
     return x, _info(num_steps * (1 + num_corrector) - num_corrector)
 
 
+def _fast(fn, **fixed):
+    """A registry entry for a fast diffusion solver ``fn(sde, score_fn, key, shape, steps)``."""
+
+    def run(key, problem, n, num_steps, **options):
+        shape = (n, *problem.event_shape)
+        x = fn(problem.sde, problem.score_t, key, shape, num_steps, **{**fixed, **options})
+        nfe = 2 * num_steps - 1 if fn is edm_heun_sample else num_steps
+        return x, _info(nfe)
+
+    return run
+
+
 def _ode_solver(name: str, num_steps: int | None, rtol: float, atol: float) -> SolverConfig:
     adaptive = name in ("tsit5", "dopri5")
     return SolverConfig(name, None if adaptive else num_steps, rtol, atol)
@@ -182,6 +198,17 @@ SAMPLERS: dict[str, SamplerSpec] = {
     "annealed_langevin": SamplerSpec(_annealed, ("sde", "score_t"), "chain", 1),
     "reverse_sde": SamplerSpec(_reverse_sde, ("sde", "score_t"), "sde", 1),
     "pc": SamplerSpec(_pc, ("sde", "score_t"), "sde", 2),
+    "ddim": SamplerSpec(_fast(ddim_sample), ("sde", "score_t"), "ode", 1),
+    "ddim_stochastic": SamplerSpec(_fast(ddim_sample, eta=1.0), ("sde", "score_t"), "sde", 1),
+    "dpm_solver_2m": SamplerSpec(_fast(dpm_solver_2m_sample), ("sde", "score_t"), "ode", 1),
+    "edm_heun": SamplerSpec(_fast(edm_heun_sample), ("sde", "score_t"), "ode", 2),
+    "edm_heun_churn": SamplerSpec(
+        _fast(edm_heun_sample, churn=10.0, s_tmin=0.05, s_tmax=50.0, s_noise=1.003),
+        ("sde", "score_t"),
+        "sde",
+        2,
+    ),
+    "exp_euler": SamplerSpec(_fast(exp_euler_sample), ("sde", "score_t"), "sde", 1),
 }
 for _s in SOLVERS:
     SAMPLERS[f"pf_ode_{_s}"] = SamplerSpec(_pf_ode(_s), ("sde", "score_t"), "ode", _STAGES[_s])
