@@ -2,7 +2,8 @@
 
 ``flowzoo train [EXPERIMENT] [--set key=value ...] [--coordinator HOST:PORT --num-processes N
 --process-id I]``, ``flowzoo sample RUN_DIR -n N --out F``,
-``flowzoo eval RUN_DIR --data F``, ``flowzoo list``. Bad input ends with a one-line
+``flowzoo eval RUN_DIR --data F``, ``flowzoo list``, ``flowzoo bench samplers [--targets ...]
+[--samplers ...] [--nfe 4,8,...] [--out DIR] [--quick] [--seed N]``. Bad input ends with a one-line
 ``flowzoo: error: ...`` on stderr and exit status 2 (1 for a failed training run).
 """
 
@@ -68,7 +69,49 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--key", default=None, help="array name inside a .npz")
 
     sub.add_parser("list", help="list available experiments")
+
+    b = sub.add_parser("bench", help="benchmarks")
+    bsub = b.add_subparsers(dest="bench_command", required=True, parser_class=_Parser)
+    bs = bsub.add_parser(
+        "samplers", help="every sampler on targets with ground truth: results, leaderboard, plots"
+    )
+    bs.add_argument("--targets", type=_names, default=None, help="comma-separated (default: all)")
+    bs.add_argument("--samplers", type=_names, default=None, help="comma-separated (default: all)")
+    bs.add_argument("--nfe", type=_ints, default=None, help="NFE budgets, e.g. 4,8,16,32")
+    bs.add_argument("--out", default="bench/samplers", help="output directory")
+    bs.add_argument("--quick", action="store_true", help="3 targets, 3 budgets, n=1000")
+    bs.add_argument("--seed", type=int, default=0)
+    bs.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
+
+
+def _names(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(t) for t in _names(text)]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from err
+
+
+def _bench(args) -> int:
+    from .bench import run_benchmark
+
+    run_benchmark(
+        args.out,
+        targets=args.targets,
+        samplers=args.samplers,
+        nfe=args.nfe,
+        seed=args.seed,
+        quick=args.quick,
+        progress=not args.no_progress,
+    )
+    print(f"flowzoo: wrote results.json, leaderboard.md and plots to {args.out}", file=sys.stderr)
+    return 0
 
 
 def _train(args) -> int:
@@ -170,9 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         args = _parser().parse_args(argv)
-        return {"train": _train, "sample": _sample, "eval": _eval, "list": _list}[args.command](
-            args
-        )
+        commands = {"train": _train, "sample": _sample, "eval": _eval, "list": _list}
+        return {**commands, "bench": _bench}[args.command](args)
     except SystemExit as err:  # --help
         return int(err.code or 0)
     except (

@@ -188,6 +188,9 @@ def _initial_step(vf, t0, t1, y0, order, rtol, atol) -> Array:
     d0, d1 = _rms(div(y0)), _rms(div(f0))
     small = (d0 < 1e-5) | (d1 < 1e-5)
     h0 = jnp.where(small, 1e-6, 0.01 * d0 / jnp.where(small, 1.0, d1)).astype(t0.dtype)
+    # the trial step stays inside [t0, t1]: fields such as an SDE's probability flow are
+    # undefined beyond it (a VP marginal at t < 0 is NaN, which made every step fail)
+    h0 = jnp.minimum(h0, jnp.abs(t1 - t0))
     y1 = jax.tree.map(lambda y, f: y + direction * h0 * f, y0, f0)
     f1 = jax.lax.stop_gradient(vf(t0 + direction * h0, y1))
     d2 = _rms(div(jax.tree.map(jnp.subtract, f1, f0))) / h0

@@ -38,6 +38,7 @@ from ._registry import SamplerInfo as SamplerInfo
 from ._registry import SamplerSpec as SamplerSpec
 from ._registry import register_sampler as register_sampler
 from ._registry import run as run
+from ._registry import supports as supports
 from ._reverse_sde import reverse_sde_sample as reverse_sde_sample
 from ._ula import ULAInfo as ULAInfo
 from ._ula import ULAState as ULAState

@@ -59,10 +59,13 @@ class Problem(NamedTuple):
 
 class SamplerInfo(NamedTuple):
     """``nfe``: int32, function evaluations of the whole batch; ``acceptance_rate``: float32
-    mean acceptance of an accept/reject chain, NaN for every other sampler."""
+    mean acceptance of an accept/reject chain, NaN for every other sampler; ``trace``: for
+    Markov chains run with ``trace=k``, the positions at ``k`` evenly spaced steps
+    ``(k, n, *event)`` (for effective sample sizes), else ``None``."""
 
     nfe: Array
     acceptance_rate: Array
+    trace: Array | None = None
 
 
 class SamplerSpec(NamedTuple):
@@ -75,8 +78,14 @@ class SamplerSpec(NamedTuple):
     nfe_per_step: int
 
 
-def _info(nfe, acceptance=jnp.nan) -> SamplerInfo:
-    return SamplerInfo(jnp.asarray(nfe, jnp.int32), jnp.asarray(acceptance, jnp.float32))
+def _info(nfe, acceptance=jnp.nan, trace=None) -> SamplerInfo:
+    return SamplerInfo(jnp.asarray(nfe, jnp.int32), jnp.asarray(acceptance, jnp.float32), trace)
+
+
+def _thin(num_steps: int, trace: int) -> int:
+    if trace and num_steps % trace:
+        raise ValueError(f"trace={trace} must divide num_steps={num_steps}")
+    return num_steps // trace if trace else num_steps
 
 
 def _score(problem: Problem) -> Callable[[Batch], Batch]:
@@ -85,19 +94,23 @@ def _score(problem: Problem) -> Callable[[Batch], Batch]:
     return lambda x: jax.grad(lambda y: jnp.sum(problem.log_prob(y)))(x)
 
 
-def _ula(key, problem, n, num_steps, *, step_size=0.01, temperature=1.0):
+def _ula(key, problem, n, num_steps, *, step_size=0.01, temperature=1.0, trace=0):
     k0, k1 = jax.random.split(key)
     score = _score(problem)
     chain = ula(lambda x: score(x) / temperature, step_size)
-    res = run_chain(chain, k1, problem.init(k0, n), num_steps, thin=num_steps)
-    return res.state.position, _info(num_steps)
+    res = run_chain(chain, k1, problem.init(k0, n), num_steps, thin=_thin(num_steps, trace))
+    return res.state.position, _info(num_steps, trace=res.positions if trace else None)
 
 
-def _mala(key, problem, n, num_steps, *, step_size=0.01, temperature=1.0):
+def _mala(key, problem, n, num_steps, *, step_size=0.01, temperature=1.0, trace=0):
     k0, k1 = jax.random.split(key)
     chain = mala(lambda x: problem.log_prob(x) / temperature, step_size)
-    res = run_chain(chain, k1, problem.init(k0, n), num_steps, thin=1)
-    return res.state.position, _info(num_steps + 1, jnp.mean(res.info.acceptance_rate))
+    thin = _thin(num_steps, trace)
+    res = run_chain(chain, k1, problem.init(k0, n), num_steps, thin=thin)
+    # run_chain keeps the info of the last step of each block: the acceptance of those
+    # steps (every step when trace is 0 and thin is the whole run: one block, one step)
+    accept = jnp.mean(res.info.acceptance_rate)
+    return res.state.position, _info(num_steps + 1, accept, res.positions if trace else None)
 
 
 def _annealed(key, problem, n, num_steps, *, num_levels=10, step_size=2e-5, t_min=1e-3):
@@ -222,6 +235,11 @@ def register_sampler(name: str, spec: SamplerSpec) -> None:
     if name in SAMPLERS:
         raise ValueError(f"a sampler named {name!r} is already registered")
     SAMPLERS[name] = spec
+
+
+def supports(name: str, problem: Problem) -> bool:
+    """Whether ``problem`` sets every field the sampler ``name`` needs."""
+    return not _missing(SAMPLERS[name], problem)
 
 
 def _missing(spec: SamplerSpec, problem: Problem) -> list[str]:

@@ -135,3 +135,15 @@ def test_bad_arguments():
         solve_ode(lambda t, y: y, Y0, 0.0, 1.0, solver="rk45")
     with pytest.raises(ValueError, match="unknown adjoint"):
         solve_ode(lambda t, y: y, Y0, 0.0, 1.0, adjoint="magic")
+
+
+def test_adaptive_first_step_stays_inside_the_interval():
+    """A field that is NaN outside [t1, t0] (like a VP SDE's probability flow below t=0)
+    must still solve: the trial step of the initial step-size heuristic stays inside."""
+
+    def field(t, y):
+        return -0.002 * y + jnp.sqrt(t - 0.5) * 0.0  # NaN for t < 0.5
+
+    y0 = jnp.ones((10, 2))
+    sol = solve_ode(field, y0, 1.0, 0.5, rtol=1e-2, atol=1e-2, max_steps=50)
+    assert bool(jnp.all(jnp.isfinite(sol.y1))) and int(sol.num_steps) < 10

@@ -1,0 +1,19 @@
+"""Sampler benchmarking: targets with ground truth, the harness and the leaderboard.
+
+``flowzoo bench samplers`` runs :func:`run_benchmark`; :data:`TARGETS` holds the targets
+(Gaussian mixtures with exact diffusion and flow fields, Neal's funnel, Haario's banana, an
+ill-conditioned Gaussian); :func:`run_cell` scores one (target, sampler, budget) cell.
+"""
+
+from ._harness import Settings as Settings
+from ._harness import noise_floor as noise_floor
+from ._harness import run_cell as run_cell
+from ._harness import score_samples as score_samples
+from ._harness import steps_and_options as steps_and_options
+from ._mixture import GaussianMixture as GaussianMixture
+from ._mixture import path_velocity as path_velocity
+from ._mixture import sde_score as sde_score
+from ._report import leaderboard as leaderboard
+from ._report import run_benchmark as run_benchmark
+from ._targets import TARGETS as TARGETS
+from ._targets import Target as Target
