@@ -31,11 +31,14 @@ ADAPTIVE_RTOLS = (1e-2, 1e-4)
 
 
 class Settings(NamedTuple):
-    """Benchmark settings: samples per cell, timed repeats, chain trace length."""
+    """Benchmark settings: samples per cell, timed repeats (after one warm-up run unless
+    ``warmup`` is False), chain trace length, tolerances of the adaptive ODE solvers."""
 
     n: int = 2000
     repeats: int = 3
     trace: int = 16
+    warmup: bool = True
+    rtols: tuple[float, ...] = ADAPTIVE_RTOLS
 
 
 def steps_and_options(name: str, budget: int, target: Target) -> tuple[int | None, dict]:
@@ -47,7 +50,7 @@ def steps_and_options(name: str, budget: int, target: Target) -> tuple[int | Non
     if name.startswith("flow_ode"):
         options["t1"] = 1.0 - 1e-3  # the OT path's velocity is singular at t=1 for atoms
     if name == "annealed_langevin":
-        options.update(num_levels=8, step_size=target.step_size or 1e-2, t_min=1e-2)
+        options.update(num_levels=8)
         return max(8, budget // 8 * 8), options
     if name.endswith(("tsit5", "dopri5")):
         return None, options
@@ -125,7 +128,8 @@ def run_cell(target: Target, name: str, budget: int | float, seed: int, settings
     t0 = time.perf_counter()
     compiled = fn.lower(key).compile()
     compile_s = time.perf_counter() - t0
-    jax.block_until_ready(compiled(key))  # warm-up
+    if settings.warmup:
+        jax.block_until_ready(compiled(key))
     walls = []
     for r in range(settings.repeats):
         t0 = time.perf_counter()
@@ -164,9 +168,10 @@ def noise_floor(target: Target, seed: int, settings: Settings) -> dict[str, floa
     }
 
 
-def budgets_for(name: str, nfe: list[int]) -> list[float]:
+def budgets_for(name: str, nfe: list[int], settings: Settings | None = None) -> list[float]:
     """The budget column of a sampler: the NFE list, or the tolerances for adaptive ones."""
-    return list(ADAPTIVE_RTOLS) if name.endswith(("tsit5", "dopri5")) else [float(b) for b in nfe]
+    rtols = (settings or Settings()).rtols
+    return list(rtols) if name.endswith(("tsit5", "dopri5")) else [float(b) for b in nfe]
 
 
 def finite(value) -> bool:

@@ -93,7 +93,8 @@ def run_benchmark(
     nfe = [int(b) for b in (nfe or (QUICK_NFE if quick else DEFAULT_NFE))]
     if any(b < 1 for b in nfe):
         raise ValueError(f"--nfe budgets must be >= 1, got {nfe}")
-    settings = Settings(n=1000, repeats=1) if quick else Settings()
+    # quick: fewer and smaller cells, one timed run without warm-up (timings indicative only)
+    settings = Settings(n=500, repeats=1, warmup=False, rtols=(1e-2,)) if quick else Settings()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.json"
@@ -104,7 +105,7 @@ def run_benchmark(
         (t, s, b)
         for t in targets
         for s in samplers
-        for b in budgets_for(s, nfe)
+        for b in budgets_for(s, nfe, settings)
         if f"{t}|{s}|{b}|{seed}|{settings.n}" not in done
     ]
     bar = _bar(len(todo), progress)
@@ -156,8 +157,11 @@ def _bar(total: int, enabled: bool):
     return tqdm(total=total, unit="cell", dynamic_ncols=True, file=sys.stderr)
 
 
-def _fmt(v) -> str:
-    return f"{v:.4f}" if finite(v) else "diverged"
+def _fmt(v, floor=None) -> str:
+    if not finite(v):
+        return "diverged"
+    at_floor = floor is not None and finite(floor) and v <= 2 * abs(floor)
+    return f"{v:.4f}" + ("*" if at_floor else "")
 
 
 def leaderboard(cells: list[dict], floors: dict, seed: int) -> str:
@@ -196,7 +200,9 @@ def leaderboard(cells: list[dict], floors: dict, seed: int) -> str:
         ]
         for s in sorted({c["sampler"] for c in rows}):
             by_b = {c["budget"]: c for c in rows if c["sampler"] == s}
-            cells_txt = [_fmt(by_b[b].get("energy_distance")) if b in by_b else "" for b in cols]
+            cells_txt = [
+                _fmt(by_b[b].get("energy_distance"), floor) if b in by_b else "" for b in cols
+            ]
             lines.append(f"| {s} | " + " | ".join(cells_txt) + " |")
         lines.append("")
     return "\n".join(lines)

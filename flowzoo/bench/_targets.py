@@ -134,7 +134,7 @@ def banana(b: float = 0.1) -> Target:
         x1 = 10.0 * z[:, 0]
         return jnp.stack([x1, z[:, 1] + b * (x1**2 - 100.0)], 1)
 
-    return Target("banana", 2, sample, log_prob, _grad(log_prob), None, 0.05, 3.0)
+    return Target("banana", 2, sample, log_prob, _grad(log_prob), None, 0.1, 3.0)
 
 
 def ill_gaussian(dim: int = 100) -> Target:

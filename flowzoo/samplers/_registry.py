@@ -21,7 +21,6 @@ import jax.numpy as jnp
 from .._types import Array, Batch, Key
 from ..integrate import SOLVERS, SolverConfig
 from ..paths import SDE, Path
-from ._annealed import annealed_langevin
 from ._base import run_chain
 from ._ddim import ddim_sample
 from ._dpm_solver import dpm_solver_2m_sample
@@ -113,23 +112,35 @@ def _mala(key, problem, n, num_steps, *, step_size=0.01, temperature=1.0, trace=
     return res.state.position, _info(num_steps + 1, accept, res.positions if trace else None)
 
 
-def _annealed(key, problem, n, num_steps, *, num_levels=10, step_size=2e-5, t_min=1e-3):
-    """``num_levels`` SDE times geometric from T to ``t_min``; sigma_i = marginal std."""
+def _annealed(
+    key, problem, n, num_steps, *, num_levels=10, relative_step=2.0, max_step=1.0, t_min=1e-3
+):
+    """Annealed Langevin on the SDE's marginals: ``num_levels`` times geometric from T to
+    ``t_min``; level i runs ``num_steps / num_levels`` Langevin steps
+    ``x + a_i/2 score(t_i, x) + sqrt(a_i) z`` on ``p_{t_i}`` (Song & Ermon 2019).
+
+    ``a_i = min(relative_step * sigma_i^2, max_step)`` with ``sigma_i`` the marginal std:
+    NCSN's ``a_i = eps sigma_i^2 / sigma_L^2`` made scale-free (``eps = relative_step
+    sigma_L^2``), capped because on the VP SDE every marginal has variance near 1, where an
+    uncapped step at the top level would be unstable.
+    """
     sde = problem.sde
     if num_steps % num_levels:
         raise ValueError(f"num_steps ({num_steps}) must be a multiple of num_levels ({num_levels})")
     ts = jnp.geomspace(sde.T, t_min, num_levels)
     sigmas = sde.marginal(jnp.zeros((num_levels,)), ts)[1]
-    time_of = lambda sigma: ts[jnp.argmin(jnp.abs(sigmas - sigma))]
-    chain = annealed_langevin(
-        lambda sigma, x: problem.score_t(time_of(sigma), x),
-        sigmas,
-        num_steps // num_levels,
-        step_size=step_size,
-    )
+    steps = jnp.minimum(relative_step * sigmas**2, max_step)
+    per_level = num_steps // num_levels
     k0, k1 = jax.random.split(key)
+
+    def level(x, i):
+        chain = ula(lambda y: problem.score_t(ts[i], y), steps[i] / 2)
+        res = run_chain(chain, jax.random.fold_in(k1, i), x, per_level, thin=per_level)
+        return res.state.position, None
+
     x0 = sde.prior_sample(k0, (n, *problem.event_shape))
-    return run_chain(chain, k1, x0, num_steps, thin=num_steps).state.position, _info(num_steps)
+    x, _ = jax.lax.scan(level, x0, jnp.arange(num_levels))
+    return x, _info(num_steps)
 
 
 def _reverse_sde(key, problem, n, num_steps, *, t_min=1e-3, denoise=True):

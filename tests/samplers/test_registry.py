@@ -51,7 +51,7 @@ PROBLEM = samplers.Problem(
 SETTINGS = {  # name -> (num_steps, options)
     "ula": (400, {"step_size": 0.05}),
     "mala": (400, {"step_size": 0.2}),
-    "annealed_langevin": (400, {"num_levels": 10, "step_size": 1e-2, "t_min": 0.01}),
+    "annealed_langevin": (400, {"num_levels": 10}),
     "reverse_sde": (200, {}),
     "pc": (100, {"snr": 0.1}),
 }
