@@ -113,6 +113,7 @@ def run_cell(target: Target, name: str, budget: int | float, seed: int, settings
 
     ``budget``: an NFE budget, or for adaptive ODE solvers the tolerance (``rtol = atol``).
     """
+    t_cell = time.perf_counter()
     problem = target.problem(vp_sde(), cond_ot_path())
     if not supports(name, problem):
         return None
@@ -128,8 +129,10 @@ def run_cell(target: Target, name: str, budget: int | float, seed: int, settings
     t0 = time.perf_counter()
     compiled = fn.lower(key).compile()
     compile_s = time.perf_counter() - t0
+    t_warm = time.perf_counter()
     if settings.warmup:
         jax.block_until_ready(compiled(key))
+    warm_s = time.perf_counter() - t_warm
     walls = []
     for r in range(settings.repeats):
         t0 = time.perf_counter()
@@ -154,6 +157,8 @@ def run_cell(target: Target, name: str, budget: int | float, seed: int, settings
     if name in ("ula", "mala"):
         cell.update(_chain_stats(info, wall, steps, settings.n))
     cell["scoring_seconds"] = time.perf_counter() - t_score
+    cell["sampler_seconds"] = compile_s + warm_s + float(np.sum(walls))
+    cell["cell_seconds"] = time.perf_counter() - t_cell
     return cell
 
 

@@ -140,12 +140,24 @@ def run_benchmark(
     if bar is not None:
         bar.close()
     results["environment"]["load_average_end"] = os.getloadavg()
-    results["environment"]["run_seconds"] = time.perf_counter() - t_start
+    results["environment"]["run_seconds"] = run_s = time.perf_counter() - t_start
+    new = [c for c in results["cells"][len(results["cells"]) - len(todo) :] if "cell_seconds" in c]
+    if new:  # what the harness costs beyond the samplers (compile + runs): scoring, bookkeeping
+        sampler_s = sum(c["sampler_seconds"] for c in new)
+        scoring_s = sum(c["scoring_seconds"] for c in new)
+        results["overhead"] = {
+            "sampler_seconds": sampler_s,
+            "scoring_seconds": scoring_s,
+            "bookkeeping_seconds": run_s - sum(c["cell_seconds"] for c in new),
+            "scoring_fraction": scoring_s / sampler_s,
+            "harness_fraction": (run_s - sampler_s - scoring_s) / sampler_s,
+        }
     _save(path, results)
     cells = [c for c in results["cells"] if c["target"] in targets and c["seed"] == seed]
     (out / "leaderboard.md").write_text(leaderboard(cells, results["noise_floor"], seed))
     for t in targets:
-        plot_target(out / f"{t}.png", [c for c in cells if c["target"] == t])
+        floor = results["noise_floor"].get(f"{t}|{seed}|{settings.n}", {}).get("energy_distance")
+        plot_target(out / f"{t}.png", [c for c in cells if c["target"] == t], floor)
     return results
 
 
@@ -169,8 +181,10 @@ def leaderboard(cells: list[dict], floors: dict, seed: int) -> str:
     lines = [
         "# Sampler leaderboard",
         "",
-        "Energy distance to exact samples (lower is better; the",
-        "noise floor is two exact samples of the same size).",
+        "Energy distance to exact samples (lower is better). The noise floor is the mean",
+        "absolute energy distance between independent exact samples of the same size; the",
+        "estimate is unbiased, so it can be negative. `*`: within twice the floor,",
+        "indistinguishable from exact sampling at this n.",
         "",
     ]
     for target in sorted({c["target"] for c in cells}):
@@ -208,29 +222,35 @@ def leaderboard(cells: list[dict], floors: dict, seed: int) -> str:
     return "\n".join(lines)
 
 
-def plot_target(path: Path, rows: list[dict]) -> None:
-    """Energy distance against NFE and against wall time, one curve per sampler."""
+def plot_target(path: Path, rows: list[dict], floor: float | None = None) -> None:
+    """Energy distance against NFE and against wall time, one curve per sampler; values
+    below a tenth of the noise floor are drawn at that level, the floor as a dashed line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 5))
-    for s in sorted({c["sampler"] for c in rows}):
-        pts = sorted(
-            (c for c in rows if c["sampler"] == s and finite(c.get("energy_distance"))),
-            key=lambda c: c["nfe"],
-        )
+    low = 0.1 * floor if floor and floor > 0 else 1e-5
+    colors = plt.get_cmap("tab20")
+    for i, s in enumerate(sorted({c["sampler"] for c in rows})):
+        pts = [c for c in rows if c["sampler"] == s and finite(c.get("energy_distance"))]
+        pts = sorted((c for c in pts if c.get("nfe")), key=lambda c: c["nfe"])
         if not pts:
             continue
-        ed = [max(c["energy_distance"], 1e-5) for c in pts]
-        axes[0].plot([c["nfe"] for c in pts], ed, marker="o", label=s)
-        axes[1].plot([c["wall_seconds"] for c in pts], ed, marker="o", label=s)
+        ed = [max(c["energy_distance"], low) for c in pts]
+        style = dict(marker="os^v"[i % 4], color=colors(i % 20), label=s, ms=4)
+        axes[0].plot([c["nfe"] for c in pts], ed, **style)
+        axes[1].plot([c["wall_seconds"] for c in pts], ed, **style)
     for ax, xlabel in zip(axes, ("NFE", "steady-state wall time (s)"), strict=True):
+        if floor and floor > 0:
+            ax.axhline(
+                floor, color="k", ls="--", lw=1, label="noise floor" if ax is axes[1] else None
+            )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("energy distance")
+        ax.set_ylabel("energy distance to exact samples")
     axes[1].legend(fontsize=7, ncol=2)
     fig.suptitle(rows[0]["target"] if rows else "")
     fig.tight_layout()
