@@ -111,6 +111,7 @@ def run_benchmark(
     bar = _bar(len(todo), progress)
     built = {name: TARGETS[name]() for name in targets}
     t_start = time.perf_counter()
+    added: list[dict] = []
     for t, s, b in todo:
         floor_key = f"{t}|{seed}|{settings.n}"
         if floor_key not in results["noise_floor"]:
@@ -133,6 +134,7 @@ def run_benchmark(
             }
         if cell is not None:
             results["cells"].append(cell)
+            added.append(cell)
             _save(path, results)
         if bar is not None:
             bar.set_postfix_str(f"{t} {s} {b:g}")
@@ -141,7 +143,7 @@ def run_benchmark(
         bar.close()
     results["environment"]["load_average_end"] = os.getloadavg()
     results["environment"]["run_seconds"] = run_s = time.perf_counter() - t_start
-    new = [c for c in results["cells"][len(results["cells"]) - len(todo) :] if "cell_seconds" in c]
+    new = [c for c in added if "cell_seconds" in c]
     if new:  # what the harness costs beyond the samplers (compile + runs): scoring, bookkeeping
         sampler_s = sum(c["sampler_seconds"] for c in new)
         scoring_s = sum(c["scoring_seconds"] for c in new)
