@@ -12,13 +12,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 WORKER = Path(__file__).with_name("x64_worker.py")
 
 
-def test_log_dets_and_ode_likelihood_in_float64():
+@pytest.mark.parametrize("part", [0, 1])  # half the registry each, in parallel under xdist
+def test_log_dets_and_ode_likelihood_in_float64(part):
     env = {**os.environ, "JAX_ENABLE_X64": "1", "JAX_PLATFORMS": "cpu"}
     out = subprocess.run(
-        [sys.executable, str(WORKER)], capture_output=True, text=True, env=env, timeout=600
+        [sys.executable, str(WORKER), str(part), "2"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     report = out.stdout.strip().splitlines()
     assert out.returncode == 0, "\n".join(report) + out.stderr[-2000:]

@@ -66,10 +66,20 @@ def _checks(bij, params, x, ctx):
     return run(params, x, ctx)
 
 
-def check_bijectors() -> list[str]:
+COMPOSITES = {"glow_bijector", "realnvp_image_bijector", "conditional_realnvp_bijector"}
+"""Builders made only of layers checked here one by one (their float32 battery checks stay);
+left out because their float64 compiles cost most of this module's time."""
+
+
+def _names(part: int, parts: int) -> list[str]:
+    return [n for n in sorted(REGISTRY) if n not in COMPOSITES][part::parts]
+
+
+def check_bijectors(part: int = 0, parts: int = 1) -> list[str]:
     failures = []
     key = jax.random.key(0)
-    for name, build in REGISTRY.items():
+    for name in _names(part, parts):
+        build = REGISTRY[name]
         entry = build()  # (bijector, latent shape, context shape[, data shape])
         bij, _, ctx_shape = entry[:3]
         shape = entry[3] if len(entry) > 3 else entry[1]
@@ -111,8 +121,10 @@ def check_ode_likelihood() -> list[str]:
 
 if __name__ == "__main__":
     assert jax.config.jax_enable_x64, "run with JAX_ENABLE_X64=1"
-    failures = check_bijectors() + check_ode_likelihood()
+    part, parts = (int(a) for a in sys.argv[1:3]) if len(sys.argv) > 2 else (0, 1)
+    failures = check_bijectors(part, parts) + (check_ode_likelihood() if part == 0 else [])
+    checked = len(_names(part, parts)) + (part == 0)
     for line in failures:
         print("FAIL", line)
-    print(f"OK {len(REGISTRY) + 1 - len(failures)} of {len(REGISTRY) + 1}")
+    print(f"OK {checked - len(failures)} of {checked}")
     sys.exit(1 if failures else 0)
