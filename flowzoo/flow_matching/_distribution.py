@@ -52,11 +52,10 @@ def distribution(
     Returns:
       A :class:`~flowzoo.distributions.Distribution` (with ``log_prob_estimate``).
     """
-    shape = _shape(event_shape)
     return cnf(
         velocity,
-        shape,
-        base=isotropic_normal(shape, base_scale(path)),
+        event_shape,
+        base=isotropic_normal(event_shape, base_scale(path)),
         t_base=0.0,
         t_data=float(t1),
         sample_solver=sample_solver,
@@ -69,10 +68,3 @@ def distribution(
         chunk_size=chunk_size,
         vector_field_init=velocity_init,
     )
-
-
-def _shape(event_shape) -> tuple[int, ...]:
-    """``event_shape`` as a tuple of ints (an int ``d`` means ``(d,)``)."""
-    if isinstance(event_shape, int):
-        return (event_shape,)
-    return tuple(int(s) for s in event_shape)

@@ -166,14 +166,14 @@ def _pc(key, problem, n, num_steps, *, num_corrector=1, snr=0.16, t_min=1e-3):
     return x, _info(num_steps * (1 + num_corrector) - num_corrector)
 
 
-def _fast(fn, **fixed):
-    """A registry entry for a fast diffusion solver ``fn(sde, score_fn, key, shape, steps)``."""
+def _fast(fn, nfe_of=lambda steps: steps, **fixed):
+    """A registry entry for a fast diffusion solver ``fn(sde, score_fn, key, shape, steps)``;
+    ``nfe_of(num_steps)`` is its evaluation count."""
 
     def run(key, problem, n, num_steps, **options):
         shape = (n, *problem.event_shape)
         x = fn(problem.sde, problem.score_t, key, shape, num_steps, **{**fixed, **options})
-        nfe = 2 * num_steps - 1 if fn is edm_heun_sample else num_steps
-        return x, _info(nfe)
+        return x, _info(nfe_of(num_steps))
 
     return run
 
@@ -214,6 +214,10 @@ def _flow_ode(solver: str):
     return run
 
 
+def _edm_nfe(num_steps: int) -> int:
+    return 2 * num_steps - 1  # Heun steps, then one Euler step to sigma = 0
+
+
 _STAGES = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4, "tsit5": 6, "dopri5": 6}
 
 SAMPLERS: dict[str, SamplerSpec] = {
@@ -225,9 +229,9 @@ SAMPLERS: dict[str, SamplerSpec] = {
     "ddim": SamplerSpec(_fast(ddim_sample), ("sde", "score_t"), "ode", 1),
     "ddim_stochastic": SamplerSpec(_fast(ddim_sample, eta=1.0), ("sde", "score_t"), "sde", 1),
     "dpm_solver_2m": SamplerSpec(_fast(dpm_solver_2m_sample), ("sde", "score_t"), "ode", 1),
-    "edm_heun": SamplerSpec(_fast(edm_heun_sample), ("sde", "score_t"), "ode", 2),
+    "edm_heun": SamplerSpec(_fast(edm_heun_sample, _edm_nfe), ("sde", "score_t"), "ode", 2),
     "edm_heun_churn": SamplerSpec(
-        _fast(edm_heun_sample, churn=10.0, s_tmin=0.05, s_tmax=50.0, s_noise=1.003),
+        _fast(edm_heun_sample, _edm_nfe, churn=10.0, s_tmin=0.05, s_tmax=50.0, s_noise=1.003),
         ("sde", "score_t"),
         "sde",
         2,
