@@ -109,25 +109,39 @@ def _drop_async_noise(previous):
             return
         previous(unraisable)
 
+    hook.drops_orbax_noise = True
     return hook
+
+
+_DROPPING = False
+
+
+def _keep_dropping_async_noise() -> None:
+    """From now on, drop orbax's abandoned-coroutine reports for good (once per process):
+    a failed read leaves coroutines that Python reports whenever it collects them, often
+    after the fallback succeeded, as pages of tracebacks of an error already reported."""
+    global _DROPPING
+    _DROPPING = True  # _quiet installs the filter for good when it exits
 
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """Silence orbax's absl warnings and the asyncio debris of a failed read.
+    """Silence orbax's absl messages and the asyncio debris of a failed read.
 
-    Errors are not lost: absl errors still print, and every exception reaches the
-    caller (as a warning or a CheckpointError that quotes it).
+    Errors are not lost: every exception reaches the caller (as a warning or a
+    CheckpointError that quotes it).
     """
     absl_log, aio_log = logging.getLogger("absl"), logging.getLogger("asyncio")
     levels = absl_log.level, aio_log.level
     hook = sys.unraisablehook
-    absl_log.setLevel(max(absl_log.getEffectiveLevel(), logging.ERROR))
+    absl_log.setLevel(logging.CRITICAL)
     aio_log.setLevel(logging.CRITICAL)
     sys.unraisablehook = _drop_async_noise(hook)
     try:
         yield
     finally:
+        if _DROPPING and not getattr(hook, "drops_orbax_noise", False):
+            hook = _drop_async_noise(hook)
         sys.unraisablehook = hook
         absl_log.setLevel(levels[0])
         aio_log.setLevel(levels[1])
@@ -193,6 +207,7 @@ def _first_readable(directory: str, step: int | None, read) -> tuple[Any, int]:
                 raise
             except Exception as err:  # any other failure to read means corrupt
                 errors.append(_short(err))
+                _keep_dropping_async_noise()  # abandoned reads may be collected much later
                 time.sleep(0.05)  # let orbax's abandoned reads finish and be
                 gc.collect()  # collected while their debris is still silenced
             if step is None:

@@ -4,16 +4,26 @@
 --process-id I]``, ``flowzoo sample RUN_DIR -n N --out F``,
 ``flowzoo eval RUN_DIR --data F``, ``flowzoo list``, ``flowzoo bench samplers [--targets ...]
 [--samplers ...] [--nfe 4,8,...] [--out DIR] [--quick] [--seed N]``. Bad input ends with a one-line
-``flowzoo: error: ...`` on stderr and exit status 2 (1 for a failed training run).
+``flowzoo: error: ...`` on stderr and exit status 2 (1 for a failed training run or an
+unexpected error, whose full traceback goes to a log file named in that line; set
+``FLOWZOO_TRACEBACK=1`` to see it raised instead).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import os
 import sys
+import tempfile
+import time
+import traceback
+import warnings
 from pathlib import Path
+
+SEED_MAX = 2**63 - 1
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,12 +39,20 @@ def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="flowzoo", description="Train, sample and evaluate flowzoo models.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    t = sub.add_parser("train", help="train an experiment (default: RealNVP on two moons)")
+    t = sub.add_parser(
+        "train",
+        help="train an experiment (default: RealNVP on two moons)",
+        description="Train an experiment, evaluate it on held-out data and write a run "
+        "directory. An experiment is a Python file whose get_config() returns the config: "
+        "naming one runs its code (also with --print-config). A name is looked up in "
+        "./experiments/ first, then in flowzoo's experiments/; the file used is printed.",
+    )
     t.add_argument(
         "experiment",
         nargs="?",
         default=None,
-        help="name in experiments/ or path to a .py with get_config(); omit for the default",
+        help="name in ./experiments/ or flowzoo's experiments/, or a path to a .py file "
+        "defining get_config() (Python code that is executed); omit for the default",
     )
     t.add_argument(
         "--set",
@@ -59,9 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="draw samples from a trained run")
     s.add_argument("run_dir")
     s.add_argument("-n", type=int, default=1000, help="number of samples")
-    s.add_argument("--out", required=True, help="output .npy file")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--temperature", type=float, default=1.0)
+    s.add_argument("--out", required=True, help="output .npy file (a directory gets samples.npy)")
+    s.add_argument("--seed", type=int, default=0, help=f"0 .. {SEED_MAX}")
+    s.add_argument("--temperature", type=float, default=1.0, help="finite, > 0 (default 1)")
 
     e = sub.add_parser("eval", help="mean negative log-likelihood of data under a trained run")
     e.add_argument("run_dir")
@@ -80,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     bs.add_argument("--nfe", type=_ints, default=None, help="NFE budgets, e.g. 4,8,16,32")
     bs.add_argument("--out", default="bench/samplers", help="output directory")
     bs.add_argument("--quick", action="store_true", help="3 targets, 3 budgets, n=1000")
-    bs.add_argument("--seed", type=int, default=0)
+    bs.add_argument("--seed", type=int, default=0, help=f"0 .. {SEED_MAX}")
     bs.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -98,9 +116,28 @@ def _ints(text: str) -> list[int]:
         ) from err
 
 
+def _check_seed(seed: int) -> None:
+    if not 0 <= seed <= SEED_MAX:
+        raise _UsageError(f"--seed must be an integer in [0, {SEED_MAX}], got {seed}")
+
+
+def _output_file(out: str, default_name: str, suffix: str) -> Path:
+    """Where ``--out`` writes: a directory (existing, or written with a trailing ``/``) gets
+    ``default_name``; a missing ``suffix`` is added, and said so."""
+    path = Path(out)
+    if path.is_dir() or out.endswith(("/", os.sep)):
+        return path / default_name
+    if path.suffix != suffix:
+        fixed = path.with_name(path.name + suffix)
+        print(f"flowzoo: note: writing {fixed} ({suffix} added to --out {out})", file=sys.stderr)
+        return fixed
+    return path
+
+
 def _bench(args) -> int:
     from .bench import run_benchmark
 
+    _check_seed(args.seed)
     run_benchmark(
         args.out,
         targets=args.targets,
@@ -115,8 +152,22 @@ def _bench(args) -> int:
 
 
 def _train(args) -> int:
-    from .zoo import apply_overrides, load_experiment, train_and_evaluate, validate_config
+    from .zoo import (
+        apply_overrides,
+        load_experiment,
+        resolve_experiment,
+        train_and_evaluate,
+        validate_config,
+    )
 
+    source = resolve_experiment(args.experiment)
+    if source.path is not None:
+        print(f"flowzoo: experiment {args.experiment}: running {source.path}", file=sys.stderr)
+    if source.shadows is not None:
+        print(
+            f"flowzoo: note: {source.path} shadows the built-in experiment {source.shadows}",
+            file=sys.stderr,
+        )
     config = apply_overrides(load_experiment(args.experiment), args.overrides)
     if args.name:
         config["name"] = args.name
@@ -159,14 +210,17 @@ def _sample(args) -> int:
     from .zoo import load_run
 
     if args.n < 1:
-        raise ValueError(f"-n must be >= 1, got {args.n}")
-    if args.temperature <= 0:
-        raise ValueError(f"--temperature must be > 0, got {args.temperature}")
+        raise _UsageError(f"-n must be >= 1, got {args.n}")
+    if not (math.isfinite(args.temperature) and args.temperature > 0):
+        raise _UsageError(f"--temperature must be a finite number > 0, got {args.temperature}")
+    _check_seed(args.seed)
+    out = _output_file(args.out, "samples.npy", ".npy")
     run = load_run(args.run_dir)
     x = run.sample(jax.random.key(args.seed), args.n, args.temperature)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(out, x)
+    if not np.all(np.isfinite(x)):
+        bad = int(np.sum(~np.all(np.isfinite(x.reshape(len(x), -1)), axis=1)))
+        print(f"flowzoo: warning: {bad} of {len(x)} samples are not finite", file=sys.stderr)
+    _write_atomic(out, lambda f: np.save(f, x))
     print(
         f"flowzoo: wrote {x.shape[0]} samples of shape {tuple(x.shape[1:])} to {out}",
         file=sys.stderr,
@@ -178,6 +232,7 @@ def _eval(args) -> int:
     import numpy as np
 
     from .data import check_batch, load_array, standardizer_log_det
+    from .train import json_safe
     from .zoo import load_run
 
     run = load_run(args.run_dir)
@@ -192,8 +247,30 @@ def _eval(args) -> int:
         "nll_standardized": nll + float(standardizer_log_det(run.standardizer)),
         "step": run.step,
     }
-    print(json.dumps(result))
+    if not math.isfinite(nll):
+        bad = int(np.sum(~np.isfinite(lp)))
+        print(
+            f"flowzoo: note: the NLL is not finite ({nll}; {bad} of {len(lp)} log-densities "
+            "are not finite): written as null",
+            file=sys.stderr,
+        )
+    print(json.dumps(json_safe(result), allow_nan=False))
     return 0
+
+
+def _write_atomic(path: Path, write) -> None:
+    """``write(file)`` into a temporary file beside ``path``, then rename it into place."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise _UsageError(f"cannot write {path}: {err.strerror or err}") from err
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def _list(args) -> int:
@@ -203,14 +280,56 @@ def _list(args) -> int:
     return 0
 
 
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        text = f"{err.strerror}: {err.filename}"  # not the raw "[Errno 13] ..." form
+    return text or type(err).__name__
+
+
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    """Warnings as one ``flowzoo: warning:`` line (no source line)."""
+    return f"flowzoo: warning: {' '.join(str(message).split())}\n"
+
+
+def _crash_log(err: BaseException) -> Path | None:
+    """Write the traceback of an unexpected error to a log file; returns its path."""
+    name = f"flowzoo-error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    path = Path(tempfile.gettempdir()) / name
+    try:
+        path.write_text(
+            f"flowzoo {' '.join(sys.argv[1:])}\n\n"
+            + "".join(traceback.format_exception(type(err), err, err.__traceback__))
+        )
+    except OSError:
+        return None
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``flowzoo`` command; returns the exit status."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        return _main(argv)
+    except Exception as err:  # a bug or an unforeseen failure: one line, traceback to a file
+        if os.environ.get("FLOWZOO_TRACEBACK"):
+            raise
+        log = _crash_log(err)
+        where = f"full traceback in {log}" if log else "set FLOWZOO_TRACEBACK=1 for the traceback"
+        print(
+            f"flowzoo: error: unexpected {type(err).__name__}: {_one_line(err)[:500]} ({where})",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _main(argv: list[str] | None) -> int:
     from .checkpoint import CheckpointError
     from .data import DataError
     from .train import DistributedError, NonFiniteError
-    from .zoo import ConfigError
+    from .zoo import ConfigError, EvaluationError
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    warnings.formatwarning = _warning_line
     try:
         args = _parser().parse_args(argv)
         commands = {"train": _train, "sample": _sample, "eval": _eval, "list": _list}
@@ -226,10 +345,10 @@ def main(argv: list[str] | None = None) -> int:
         ValueError,
         OSError,
     ) as err:
-        print(f"flowzoo: error: {err}", file=sys.stderr)
+        print(f"flowzoo: error: {_one_line(err)}", file=sys.stderr)
         return 2
-    except NonFiniteError as err:
-        print(f"flowzoo: error: {err}", file=sys.stderr)
+    except (NonFiniteError, EvaluationError) as err:
+        print(f"flowzoo: error: {_one_line(err)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as err:
         import signal

@@ -203,7 +203,7 @@ def test_rerun_with_fewer_steps_refuses(run_copy):
         (["train", "--set", "train.steps"], ["bad override", "key=value"]),
         (["train", "--set", "train.nope=1"], ["unknown key", "train.nope"]),
         (["train", "--set", "nope.steps=1"], ["no config section", "nope"]),
-        (["train", "--set", "train.steps=abc"], ["train.steps", "type int"]),
+        (["train", "--set", "train.steps=abc"], ["train.steps", "an integer"]),
         (["train", "--set", "train.steps=-5"], ["train.steps", ">= 0"]),
         (["train", "--bogus"], ["unrecognized arguments", "--bogus"]),
         (["frobnicate"], ["invalid choice", "frobnicate"]),
@@ -360,3 +360,170 @@ def test_executable_error_is_one_line(tmp_path):
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("flowzoo: error: ") and "train.nope" in lines[0]
     assert proc.stdout == ""
+
+
+# --------------------------------------------------------------------------- reliability
+
+
+def _strict_json(text: str):
+    """``json.loads`` that refuses NaN and Infinity (not JSON)."""
+
+    def refuse(constant):
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--temperature", "nan"], "--temperature"),
+        (["--temperature", "inf"], "--temperature"),
+        (["--temperature", "-1"], "--temperature"),
+        (["--seed", "-1"], "--seed"),
+        (["--seed", str(2**64)], "--seed"),
+        (["-n", "0"], "-n"),
+    ],
+)
+def test_sample_refuses_bad_numbers(trained, tmp_path, argv, needle):
+    out = tmp_path / "s.npy"
+    rc, _, err = run_cli("sample", trained[3], "--out", out, *argv)
+    assert_error(rc, err, 2, needle)
+    assert not out.exists()
+
+
+def test_sample_out_paths(trained, tmp_path):
+    """A directory gets samples.npy; a missing extension is added and reported; the message
+    names the file actually written; an unwritable path is one line naming it."""
+    (tmp_path / "dir").mkdir()
+    rc, _, err = run_cli("sample", trained[3], "-n", 7, "--out", tmp_path / "dir")
+    assert rc == 0 and str(tmp_path / "dir" / "samples.npy") in err
+    assert np.load(tmp_path / "dir" / "samples.npy").shape == (7, 2)
+    rc, _, err = run_cli("sample", trained[3], "-n", 7, "--out", f"{tmp_path}/new/")
+    assert rc == 0 and np.load(tmp_path / "new" / "samples.npy").shape == (7, 2)
+    rc, _, err = run_cli("sample", trained[3], "-n", 7, "--out", tmp_path / "noext")
+    assert rc == 0 and ".npy added" in err and f"to {tmp_path / 'noext.npy'}" in err
+    assert np.load(tmp_path / "noext.npy").shape == (7, 2)
+    assert not (tmp_path / "noext").exists()
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    rc, _, err = run_cli("sample", trained[3], "-n", 7, "--out", blocker / "x.npy")
+    assert_error(rc, err, 2, f"cannot write {blocker / 'x.npy'}")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no debris
+
+
+def test_eval_of_infinite_nll_is_json_null(trained, tmp_path):
+    path = tmp_path / "far.npy"
+    np.save(path, np.full((4, 2), 1e30, np.float32))
+    rc, out, err = run_cli("eval", trained[3], "--data", path)
+    assert rc == 0, err
+    result = _strict_json(out)
+    assert result["nll"] is None and result["nll_standardized"] is None and result["n"] == 4
+    assert "not finite" in err and "null" in err
+
+
+def test_unexpected_error_is_one_line_with_a_log(tmp_path, monkeypatch):
+    import flowzoo.zoo
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("something\nbroke")
+
+    monkeypatch.setattr(flowzoo.zoo, "train_and_evaluate", broken)
+    rc, _, err = run_cli("train", *TINY, "--workdir", tmp_path)
+    assert rc == 1 and "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("flowzoo: error: unexpected RuntimeError: something broke")
+    log = line.split("full traceback in ")[1].rstrip(")")
+    with open(log) as f:
+        text = f.read()
+    os.unlink(log)
+    assert "Traceback" in text and "RuntimeError: something" in text
+
+
+def test_run_json_without_data_is_an_error_line(run_copy, tmp_path, moons_file):
+    info = json.loads((run_copy / "run.json").read_text())
+    del info["config"]["data"]
+    (run_copy / "run.json").write_text(json.dumps(info))
+    for argv in (["sample", run_copy, "--out", tmp_path / "x.npy"], ["eval", run_copy]):
+        extra = ["--data", moons_file] if argv[0] == "eval" else []
+        rc, _, err = run_cli(*argv, *extra)
+        assert_error(rc, err, 2, "run.json", "data")
+
+
+def test_experiment_code_errors_and_shadowing(tmp_path, monkeypatch):
+    """An experiment whose get_config() raises is one error line; a ./experiments file of a
+    built-in name is used, with a notice naming both files; the file run is printed."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "raises.py").write_text("def get_config():\n    raise RuntimeError('boom')\n")
+    rc, _, err = run_cli("train", tmp_path / "raises.py", "--print-config")
+    assert rc == 2 and "RuntimeError: boom" in err and "Traceback" not in err
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "fm_moons.py").write_text(
+        "from flowzoo.zoo import default_config\n"
+        "def get_config():\n    c = default_config()\n    c['name'] = 'mine'\n    return c\n"
+    )
+    rc, out, err = run_cli("train", "fm_moons", "--print-config")
+    assert rc == 0 and json.loads(out)["name"] == "mine"
+    assert f"running {tmp_path / 'experiments' / 'fm_moons.py'}" in err
+    assert "shadows the built-in experiment" in err and "experiments/fm_moons.py" in err
+
+
+def test_failed_final_evaluation_keeps_the_trained_run(tmp_path, monkeypatch):
+    """The final evaluation raises after training: exit 1, the final checkpoint is on
+    disk, the message says how to evaluate again; rerunning the same command does so
+    without training further and logs no step twice."""
+    import flowzoo.zoo._run as run_module
+
+    real = run_module._summarise
+    monkeypatch.setattr(
+        run_module, "_summarise", lambda *a, **k: (_ for _ in ()).throw(MemoryError("plots"))
+    )
+    argv = ["train", *TINY, "--set", "train.steps=20", "--workdir", tmp_path]
+    rc, out, err = run_cli(*argv)
+    assert_error(rc, err, 1, "checkpoint (step 20) is saved", "flowzoo eval", "MemoryError")
+    assert ckpt.latest_step(tmp_path / NAME / "checkpoints") == 20 and out == ""
+    log = (tmp_path / NAME / "metrics.jsonl").read_text()
+    monkeypatch.setattr(run_module, "_summarise", real)
+    rc, out, err = run_cli(*argv)
+    assert rc == 0, err
+    assert json.loads(out)["steps"] == 20 and json.loads(out)["test_nll"] is not None
+    assert (tmp_path / NAME / "metrics.jsonl").read_text() == log
+
+
+def test_resume_logs_each_step_once(tmp_path):
+    """Records past the restored checkpoint are dropped on resume (here: a log that ran on
+    to step 40 although the newest checkpoint is step 20), and retraining after deleting
+    checkpoints/ starts a fresh log."""
+    argv = ["train", *TINY, "--set", "train.steps=40", "--set", "train.steps_per_call=10"]
+    argv += ["--set", "train.checkpoint_every=20", "--set", "train.eval_every=20"]
+    rc, _, err = run_cli(*argv, "--workdir", tmp_path)
+    assert rc == 0, err
+    run_dir = tmp_path / NAME
+    shutil.rmtree(run_dir / "checkpoints" / "40")  # as if killed between two checkpoints
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write('{"step": 41, "loss"')  # and in the middle of a write
+    rc, _, err = run_cli(*argv, "--workdir", tmp_path)
+    assert rc == 0, err
+    records = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    train_steps = [r["step"] for r in records if "loss" in r]
+    eval_steps = [r["step"] for r in records if "eval/test_nll" in r]
+    assert train_steps == [10, 20, 30, 40] and eval_steps == [20, 40]
+    shutil.rmtree(run_dir / "checkpoints")
+    rc, _, err = run_cli(*argv, "--set", "train.steps=20", "--workdir", tmp_path)
+    assert rc == 0, err
+    records = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == [10, 20]
+
+
+def test_documented_resumable_keys_match_the_code():
+    """docs/cli.md lists exactly the keys that may change on resume."""
+    import re
+    from pathlib import Path
+
+    from flowzoo.zoo._run import _RESUMABLE
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
+    section = text.split("## Resuming", 1)[1].split("\n## ", 1)[0]
+    listed = section.split("differences allowed only in", 1)[1].split(")", 1)[0]
+    documented = set(re.findall(r"`([a-z_]+\.[a-z_]+)`", listed))
+    assert documented == {f"{a}.{b}" for a, b in _RESUMABLE}

@@ -31,6 +31,8 @@ _ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "tanh": jnp.tanh,
     "elu": jax.nn.elu,
 }
+ACTIVATIONS = tuple(_ACTIVATIONS)
+"""Names :func:`activation` accepts."""
 
 
 def activation(name: str | Callable[[Array], Array]) -> Callable[[Array], Array]:

@@ -72,6 +72,8 @@ def cond_ot_path(sigma_min: float = 0.0) -> Path:
     ``alpha_t = t``, ``sigma_t = 1 - (1 - sigma_min) t``: straight lines from noise (t=0) to
     ``N(x1, sigma_min^2 I)`` at t=1. ``sigma_min = 0`` is rectified flow / I-CFM.
     """
+    if not 0.0 <= float(sigma_min) < 1.0:
+        raise ValueError(f"cond_ot_path: sigma_min must be in [0, 1), got {sigma_min}")
     c = 1.0 - float(sigma_min)
     return affine_path(
         lambda t: (t, 1.0 - c * t),

@@ -62,8 +62,10 @@ def ve_sde(sigma_min: float = 0.01, sigma_max: float = 50.0, T: float = 1.0) -> 
     ``g(t) = sigma(t) sqrt(2 log(sigma_max/sigma_min) / T)``; marginal mean ``x0``, std
     ``sigma(t)`` (t=0 data, t=T noise, as in Song et al. 2021); prior ``N(0, sigma_max^2 I)``.
     """
-    if not 0 < sigma_min < sigma_max:
-        raise ValueError(f"ve_sde: need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+    if not (0 < sigma_min < sigma_max and T > 0):
+        raise ValueError(
+            f"ve_sde: need 0 < sigma_min < sigma_max and T > 0, got {sigma_min}, {sigma_max}, {T}"
+        )
     log_ratio = float(np.log(sigma_max / sigma_min))
 
     def sigma(t):
@@ -81,6 +83,12 @@ def ve_sde(sigma_min: float = 0.01, sigma_max: float = 50.0, T: float = 1.0) -> 
 
 
 def _vp_parts(beta_min: float, beta_max: float, T: float):
+    if not (0.0 <= beta_min <= beta_max and beta_max > 0.0 and T > 0.0):
+        raise ValueError(
+            f"VP/sub-VP SDE: need 0 <= beta_min <= beta_max, beta_max > 0 and T > 0; got "
+            f"beta_min={beta_min}, beta_max={beta_max}, T={T}"
+        )
+
     def beta(t):
         return beta_min + (beta_max - beta_min) * jnp.asarray(t, jnp.float32) / T
 

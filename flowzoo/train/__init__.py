@@ -11,6 +11,7 @@ from ._fit import MetricsWriter as MetricsWriter
 from ._fit import NonFiniteError as NonFiniteError
 from ._fit import TrainingInterrupted as TrainingInterrupted
 from ._fit import fit as fit
+from ._fit import json_safe as json_safe
 from ._pcd import PCD as PCD
 from ._pcd import PCDState as PCDState
 from ._pcd import persistent_cd as persistent_cd

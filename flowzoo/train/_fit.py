@@ -51,7 +51,8 @@ class NonFiniteError(FloatingPointError):
     """Training produced a NaN/inf; ``step`` and ``metric`` say where. Nothing bad was saved.
 
     ``metric`` is the first non-finite logged metric (``loss``, then the others
-    alphabetically, ``gradient`` if only a gradient was), or ``data`` when only the batch
+    alphabetically, e.g. ``grad_norm``: an infinite global gradient norm stops training
+    too), ``params`` if only the updated parameters were, or ``data`` when only the batch
     was; ``data_nonfinite`` is True when the batch of that step held NaN/inf values (the
     update was then not applied: bad data is never trained on).
     """
@@ -101,8 +102,24 @@ class FitResult(NamedTuple):
     history: list[dict[str, float]]
 
 
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by ``None``, so that ``json.dumps`` writes
+    standard JSON (``null``, never ``NaN`` or ``Infinity``)."""
+    if isinstance(obj, float | np.floating):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
 class MetricsWriter:
-    """Appends one JSON object per line to ``path`` (flushes every write)."""
+    """Appends one JSON object per line to ``path`` (flushes every write).
+
+    Non-finite values are written as ``null`` (standard JSON). :meth:`truncate` drops the
+    records past a step, so that a resumed run logs each step once.
+    """
 
     def __init__(self, path: str | os.PathLike | None):
         self.path = None if path is None else Path(path)
@@ -113,7 +130,35 @@ class MetricsWriter:
         if self.path is None:
             return
         with self.path.open("a") as f:
-            f.write(json.dumps(record, allow_nan=True) + "\n")
+            f.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
+
+    def truncate(self, step: int) -> set[int]:
+        """Keep the records with ``step <= step`` (and drop a partly written last line);
+        returns the steps of the evaluation records kept."""
+        return _truncate_log(self.path, step, rewrite=True)
+
+
+def _truncate_log(path: Path | None, step: int, rewrite: bool) -> set[int]:
+    """The evaluation steps ``<= step`` logged in ``path``; with ``rewrite``, also drop the
+    later records (atomically) and any line cut short by a kill."""
+    if path is None or not path.exists():
+        return set()
+    kept, evaluated = [], set()
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+            at = int(record["step"])
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by a kill
+        if at <= step:
+            kept.append(line)
+            if any(k.startswith("eval/") for k in record):
+                evaluated.add(at)
+    if rewrite:
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        os.replace(tmp, path)
+    return evaluated
 
 
 def _progress(total: int, initial: int, enabled: bool):
@@ -135,7 +180,7 @@ def _first_bad(metrics: dict[str, np.ndarray]) -> tuple[int, str, float, bool]:
         value = float(metrics[name][idx])
         if not math.isfinite(value):
             return idx, name, value, bad_data
-    return idx, "data" if bad_data else "gradient", float("nan"), bad_data
+    return idx, "data" if bad_data else "params", float("nan"), bad_data
 
 
 # --------------------------------------------------------------------------- signals
@@ -401,22 +446,35 @@ class _Bookkeeper:
         self.ckpt_dir = None if workdir is None else Path(workdir) / "checkpoints"
         path = None if workdir is None or not self.primary else Path(workdir) / "metrics.jsonl"
         self.writer = MetricsWriter(path)
+        self.log_path = None if workdir is None else Path(workdir) / "metrics.jsonl"
         self.keep, self.metadata, self.eval_fn = keep, metadata, eval_fn
         self.last_saved: int | None = None
+        self.evaluated: set[int] = set()  # steps whose evaluation is already logged
         self.history: list[dict[str, float]] = []
         self.bar = None
 
     def restore(self, state: TrainState) -> TrainState:
-        """Resume from the newest readable checkpoint; corrupt newer ones are moved aside."""
+        """Resume from the newest readable checkpoint; corrupt newer ones are moved aside.
+
+        The metrics log keeps only the records up to the restored step (none for a fresh
+        start), so the replayed steps appear once.
+        """
         if self.ckpt_dir is not None and self.multi:
             self.ckpt_dir.mkdir(parents=True, exist_ok=True)  # all processes list one dir
         if self.ckpt_dir is None or ckpt.latest_step(self.ckpt_dir) is None:
+            self._trim_log(int(state.step))
             return state
         state, self.last_saved = ckpt.restore(self.ckpt_dir, state)  # warns about corrupt ones
         newer = [s for s in ckpt.all_steps(self.ckpt_dir) if s > self.last_saved]
         if newer:  # corrupt: move them away so that this run can write those steps again
             ckpt.quarantine(self.ckpt_dir, newer)
+        self._trim_log(self.last_saved)
         return state
+
+    def _trim_log(self, step: int) -> None:
+        """Drop log records past ``step`` (process 0 rewrites; every process reads which
+        evaluations are already logged, so all skip the same ones)."""
+        self.evaluated = _truncate_log(self.log_path, step, rewrite=self.primary)
 
     def save(self, state: TrainState) -> None:
         if self.ckpt_dir is not None and int(state.step) != self.last_saved:
@@ -432,8 +490,9 @@ class _Bookkeeper:
         return _local_copy(state) if self.multi else state
 
     def evaluate(self, state: TrainState) -> None:
-        if self.eval_fn is None:
+        if self.eval_fn is None or int(state.step) in self.evaluated:
             return
+        self.evaluated.add(int(state.step))
         t0 = time.perf_counter()
         out = {f"eval/{k}": float(v) for k, v in self.eval_fn(self.host_state(state)).items()}
         self.log({"step": int(state.step), **out, "eval_seconds": time.perf_counter() - t0})
@@ -477,12 +536,13 @@ def _train_loop(run, state: TrainState, schedule: _Schedule, book: _Bookkeeper, 
                 if signum is not None:
                     book.save(state)
                     raise TrainingInterrupted(signum, step)
-                if schedule.eval_every and step % schedule.eval_every == 0 and step < num_steps:
-                    book.evaluate(state)
+                # save before evaluating: a failing evaluation never costs the trained state
                 if schedule.checkpoint_every and step % schedule.checkpoint_every == 0:
                     book.save(state)
-            book.evaluate(state)  # inside the try: Ctrl-C in the final eval still saves
+                if schedule.eval_every and step % schedule.eval_every == 0 and step < num_steps:
+                    book.evaluate(state)
             book.save(state)
+            book.evaluate(state)
     except KeyboardInterrupt:
         if not book.multi:  # multi-process: only agreed stops save (a lone save would hang)
             book.save(state)

@@ -160,10 +160,19 @@ def apply_update(
         if ema_decay is None:
             raise ValueError("the state carries EMA params but no ema_decay was given")
         ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, ema, params)
-    finite = data_finite & jnp.isfinite(loss) & _all_finite(grads)
+    grad_norm = _global_norm(grads)
+    # an infinite global norm (finite leaves whose squares overflow) or non-finite new params
+    # count as a failed step too: optax would scale such an update to zero or NaN
+    finite = (
+        data_finite
+        & jnp.isfinite(loss)
+        & _all_finite(grads)
+        & jnp.isfinite(grad_norm)
+        & _all_finite(params)
+    )
     new = TrainState(state.step + 1, params, opt_state, ema)
     new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, state)
-    metrics = {"loss": loss, **aux, "grad_norm": _global_norm(grads)}
+    metrics = {"loss": loss, **aux, "grad_norm": grad_norm}
     metrics["finite"] = finite.astype(jnp.float32)
     metrics["data_finite"] = data_finite.astype(jnp.float32)
     return new, metrics

@@ -7,12 +7,14 @@ model's :class:`~flowzoo.distributions.Distribution`.
 """
 
 from . import _cnf, _flow_matching, _flows, _score  # noqa: F401  (register the builders)
+from . import _schema as schema  # Spec, Int, Float, Positive, Choice, Widths, SectionCheck
 from ._config import ConfigError as ConfigError
+from ._config import ExperimentSource as ExperimentSource
 from ._config import apply_overrides as apply_overrides
 from ._config import available_experiments as available_experiments
 from ._config import default_config as default_config
 from ._config import load_experiment as load_experiment
-from ._config import validate_config as validate_config
+from ._config import resolve_experiment as resolve_experiment
 from ._flow_matching import default_model_config as default_cfm_config
 from ._flow_matching import image_model_config as image_cfm_config
 from ._registry import MODELS as MODELS
@@ -20,7 +22,11 @@ from ._registry import Model as Model
 from ._registry import build_model as build_model
 from ._registry import from_distribution as from_distribution
 from ._registry import register_model as register_model
+from ._run import EvaluationError as EvaluationError
 from ._run import Run as Run
 from ._run import build_optimizer as build_optimizer
 from ._run import load_run as load_run
 from ._run import train_and_evaluate as train_and_evaluate
+from ._schema import SectionCheck as SectionCheck
+from ._schema import Spec as Spec
+from ._schema import validate_config as validate_config

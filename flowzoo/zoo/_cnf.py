@@ -15,9 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..cnf import cnf
-from ..integrate import SolverConfig
+from ..integrate import ADJOINTS, PROBES, SolverConfig
 from ..nets import time_mlp
 from ._registry import Model, from_distribution, register_model
+from ._schema import TOLERANCE, Choice, Int, Widths, activation_spec, solver_spec
 
 
 def ffjord(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
@@ -60,4 +61,22 @@ def ffjord(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
     return Model(trained.init, trained.loss, exact.sample, exact)
 
 
-register_model("ffjord", ffjord)
+register_model(
+    "ffjord",
+    ffjord,
+    {
+        "hidden": Widths(),
+        "embed_dim": Int(1),
+        "activation": activation_spec(),
+        "divergence": Choice("exact", "hutchinson"),
+        "probe": Choice(*PROBES),
+        "solver": solver_spec(),
+        "rtol": TOLERANCE,
+        "atol": TOLERANCE,
+        "num_steps": Int(0),
+        "max_steps": Int(1),
+        "adjoint": Choice(*ADJOINTS),
+        "eval_rtol": TOLERANCE,
+        "eval_atol": TOLERANCE,
+    },
+)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import ast
 import copy
 import importlib.util
+import math
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import flowzoo
 
@@ -81,47 +82,72 @@ def available_experiments() -> list[str]:
     return sorted(names)
 
 
+class ExperimentSource(NamedTuple):
+    """Where an experiment name resolved: ``path`` (``None`` for the built-in default) and
+    ``shadows``, a built-in file of the same name that a working-directory file replaces."""
+
+    path: Path | None
+    shadows: Path | None = None
+
+
+def resolve_experiment(name: str | None) -> ExperimentSource:
+    """The file ``flowzoo train NAME`` runs: ``./experiments/NAME.py`` before the built-in
+    ``experiments/NAME.py``, or ``NAME`` itself when it is a path to a ``.py`` file."""
+    if name in (None, "default"):
+        return ExperimentSource(None)
+    path = Path(name)
+    if path.suffix == ".py":
+        if not path.is_file():
+            raise ConfigError(f"experiment file {str(path)!r} does not exist")
+        return ExperimentSource(path)
+    found = [d / f"{name}.py" for d in experiment_dirs() if (d / f"{name}.py").is_file()]
+    if not found:
+        raise ConfigError(
+            f"unknown experiment {name!r}; available: {', '.join(available_experiments())}"
+        )
+    return ExperimentSource(found[0], found[1] if len(found) > 1 else None)
+
+
 def load_experiment(name: str | None) -> dict[str, Any]:
     """The config of experiment ``name`` (a name in ``experiments/`` or a path to a ``.py``).
 
-    ``None`` or ``"default"`` gives :func:`default_config`.
+    ``None`` or ``"default"`` gives :func:`default_config`. An experiment file is Python
+    code: loading it runs it (see :func:`resolve_experiment` for which file a name means).
     """
-    if name in (None, "default"):
+    path = resolve_experiment(name).path
+    if path is None:
         return default_config()
-    path = Path(name)
-    if path.suffix != ".py":
-        found = [d / f"{name}.py" for d in experiment_dirs() if (d / f"{name}.py").is_file()]
-        if not found:
-            raise ConfigError(
-                f"unknown experiment {name!r}; available: {', '.join(available_experiments())}"
-            )
-        path = found[0]
-    elif not path.is_file():
-        raise ConfigError(f"experiment file {str(path)!r} does not exist")
     spec = importlib.util.spec_from_file_location(f"flowzoo_experiment_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
+        if not hasattr(module, "get_config"):
+            raise ConfigError(f"experiment {str(path)!r} defines no get_config()")
+        config = module.get_config()
+    except ConfigError:
+        raise
     except Exception as err:  # a broken experiment file: say which and why
         raise ConfigError(
             f"cannot load experiment {str(path)!r}: {type(err).__name__}: {err}"
         ) from err
-    if not hasattr(module, "get_config"):
-        raise ConfigError(f"experiment {str(path)!r} defines no get_config()")
-    config = module.get_config()
     if not isinstance(config, dict):
         raise ConfigError(f"get_config() of {str(path)!r} must return a dict")
     return config
 
 
+_NONFINITE = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf}
+
+
 def _parse_value(text: str) -> Any:
+    if text.lower() in _NONFINITE:  # parsed as numbers so that the range check names them
+        return _NONFINITE[text.lower()]
     try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
         return text  # a bare string such as two_moons
 
 
-def _coerce(old: Any, new: Any, key: str) -> Any:
+def _coerce(old: Any, new: Any, key: str, spec: Any = None) -> Any:
     if isinstance(old, bool):
         if isinstance(new, str) and new.lower() in ("true", "false", "yes", "no", "1", "0"):
             return new.lower() in ("true", "yes", "1")
@@ -131,6 +157,8 @@ def _coerce(old: Any, new: Any, key: str) -> Any:
             return bool(new)
     elif isinstance(old, int) and isinstance(new, int) and not isinstance(new, bool):
         return new
+    elif isinstance(old, int) and isinstance(new, list) and len(new) == 1:
+        return new  # a conditioner width given as [64]
     elif isinstance(old, float) and isinstance(new, int | float) and not isinstance(new, bool):
         return float(new)
     elif isinstance(old, str):
@@ -139,18 +167,27 @@ def _coerce(old: Any, new: Any, key: str) -> Any:
         return list(new)
     elif old is None:
         return new
+    if spec is not None:
+        raise ConfigError(f"override {key}={new!r}: expected {spec.describe()}")
     raise ConfigError(
         f"override {key}={new!r}: expected a value of type {type(old).__name__} "
         f"(current value {old!r})"
     )
 
 
+_EXAMPLE = {"int": 0, "float": 0.0, "bool": False, "str": "", "ints": [], "floats": [], "width": 0}
+"""A value of each schema kind, to coerce an override of a key the config leaves unset."""
+
+
 def apply_overrides(config: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
     """A copy of ``config`` with ``["a.b=value", ...]`` applied; values parsed as Python literals.
 
-    Keys must already exist and values must keep their type (ints widen to floats), so a
-    typo fails loudly instead of being ignored.
+    A key must exist in the config or in its schema (:mod:`flowzoo.zoo`'s ``validate_config``),
+    and a value must keep the key's type (ints widen to floats), so a typo fails loudly
+    instead of being ignored. Ranges are checked by ``validate_config``.
     """
+    from ._schema import schema_keys, schema_of
+
     config = copy.deepcopy(config)
     for item in overrides or []:
         if "=" not in item:
@@ -166,39 +203,22 @@ def apply_overrides(config: dict[str, Any], overrides: list[str] | None) -> dict
                 )
             node = node[part]
         leaf = parts[-1]
-        if leaf not in node or isinstance(node[leaf], dict):
-            valid = ", ".join(sorted(".".join([*parts[:-1], k]) for k in node))
+        value = _parse_value(text.strip())
+        spec = schema_of(config, key)
+        if spec is not None and spec.kind == "dict":  # keyword arguments, e.g. model.options
+            if not isinstance(value, dict):
+                raise ConfigError(f"override {key}={value!r}: expected {spec.describe()}")
+            node[leaf] = value
+            continue
+        if leaf in node and not isinstance(node[leaf], dict):
+            node[leaf] = _coerce(node[leaf], value, key, spec)
+            continue
+        # else: a key the schema knows but this config leaves unset
+        if spec is None or spec.kind in ("dict", "section"):
+            known = set(node) | set(schema_keys(config, ".".join(parts[:-1])))
+            valid = ", ".join(sorted(".".join([*parts[:-1], k]) for k in known))
             raise ConfigError(
                 f"bad override {item!r}: unknown key {key!r}; valid keys here: {valid}"
             )
-        node[leaf] = _coerce(node[leaf], _parse_value(text.strip()), key)
+        node[leaf] = _coerce(_EXAMPLE[spec.kind], value, key, spec)
     return config
-
-
-def validate_config(config: dict[str, Any]) -> None:
-    """Check the values a run depends on; raise :class:`ConfigError` naming the bad key."""
-
-    def need(cond: bool, key: str, what: str) -> None:
-        if not cond:
-            raise ConfigError(f"bad config: {key} {what}")
-
-    for section in ("data", "model", "train"):
-        need(isinstance(config.get(section), dict), section, "must be a section (dict)")
-    t = config["train"]
-    need(isinstance(config.get("name"), str) and config["name"] != "", "name", "must be a name")
-    need(t["steps"] >= 0, "train.steps", "must be >= 0")
-    need(t["batch_size"] >= 1, "train.batch_size", "must be >= 1")
-    need(t["lr"] > 0, "train.lr", "must be > 0")
-    need(t["steps_per_call"] >= 1, "train.steps_per_call", "must be >= 1")
-    need(0.0 <= t.get("ema_decay", 0.0) < 1.0, "train.ema_decay", "must be in [0, 1)")
-    need(t.get("grad_clip", 0.0) >= 0.0, "train.grad_clip", "must be >= 0 (0 disables)")
-    need(
-        t.get("compute_dtype", "float32") in ("float32", "bfloat16"),
-        "train.compute_dtype",
-        "must be 'float32' or 'bfloat16'",
-    )
-    need(
-        "/" not in config["name"] and config["name"] not in (".", ".."),
-        "name",
-        "must be a plain directory name",
-    )

@@ -26,11 +26,25 @@ import inspect
 from typing import Any
 
 from .. import nets
-from ..flow_matching import cfm_loss, distribution, get_coupling
+from ..flow_matching import COUPLINGS, cfm_loss, distribution, get_coupling
 from ..integrate import SolverConfig
 from ..paths import PATHS, get_path
 from ._images import with_image_data
 from ._registry import Model, register_model
+from ._schema import (
+    SEED,
+    TOLERANCE,
+    Choice,
+    Float,
+    Int,
+    Positive,
+    SectionCheck,
+    Spec,
+    Widths,
+    activation_spec,
+    image_keys,
+    solver_spec,
+)
 
 
 def default_model_config() -> dict[str, Any]:
@@ -158,4 +172,53 @@ def build_cfm(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
     return with_image_data(cfg, event_shape, model)
 
 
-register_model("cfm", build_cfm)
+def _path_check(cfg: dict[str, Any]) -> str | None:
+    try:
+        _path_from_config(cfg)
+    except (TypeError, ValueError) as err:
+        return str(err)
+    return None
+
+
+def _time_range_check(cfg: dict[str, Any]) -> str | None:
+    lo, hi = cfg["time_range"]
+    return None if lo < hi else "time_range must be [t_lo, t_hi] with t_lo < t_hi"
+
+
+register_model(
+    "cfm",
+    build_cfm,
+    {
+        "path": Choice(*PATHS),
+        # the paths' own keyword arguments; each path takes the ones in its signature
+        "sigma_min": Float(0.0),
+        "sigma_max": Positive(),
+        "beta_min": Float(0.0),
+        "beta_max": Positive(),
+        "exponent": Positive(),
+        "coupling": Choice(*COUPLINGS),
+        "sinkhorn_epsilon": Positive(),
+        "time_sampling": Choice("uniform", "logit_normal"),
+        "time_range": Spec("floats", 0.0, 1.0, length=(2, 2)),
+        "net": Choice("auto", "mlp", "unet"),
+        "hidden": Widths(),
+        "channels": Widths(),
+        "embed_dim": Int(1),
+        "activation": activation_spec(),
+        "solver": solver_spec(),
+        "num_steps": Int(0),
+        "rtol": TOLERANCE,
+        "atol": TOLERANCE,
+        "log_prob": Choice("exact", "hutchinson", "none"),
+        "log_prob_solver": solver_spec(),
+        "log_prob_steps": Int(0),
+        "log_prob_chunk": Int(0),
+        "num_probes": Int(1),
+        "probe_seed": SEED,
+        **image_keys("scale", "shift", "logit"),
+    },
+    (
+        SectionCheck(("path",), _path_check),
+        SectionCheck(("time_range",), _time_range_check),
+    ),
+)

@@ -34,12 +34,15 @@ from ..distributions import Distribution
 from ..flows import (
     dequantized,
     glow,
+    glow_bijector,
     image_coupling_flow,
     realnvp,
     realnvp_image,
+    realnvp_image_bijector,
     variational_dequantizer,
 )
 from ._registry import Model, from_distribution, register_model
+from ._schema import Choice, Int, Positive, Spec, Widths, activation_spec, image_keys, kwargs_of
 
 
 def _realnvp(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
@@ -130,7 +133,50 @@ def _hidden(h):
     return int(h[0]) if isinstance(h, list | tuple) else int(h)
 
 
-register_model("realnvp", _realnvp)
-register_model("glow", _glow)
-register_model("realnvp_image", _realnvp_image)
-register_model("image_coupling", _image_coupling)
+_DEQUANT = {
+    "dequantization": Choice("uniform", "variational"),
+    "dequant_layers": Int(1),
+    "dequant_hidden": Widths(),
+    **image_keys("logit", "shift"),
+}
+_OPTION_SKIP = ("levels", "depth", "hidden", "num_scales", "num_blocks", "conditioner")
+
+register_model(
+    "realnvp",
+    _realnvp,
+    {
+        "num_layers": Int(1, required=True),
+        "hidden": Widths(required=True),
+        "activation": activation_spec(),
+        "scale_bound": Positive(),
+    },
+)
+register_model(
+    "glow",
+    _glow,
+    {
+        "levels": Int(1),
+        "depth": Int(1),
+        "hidden": Spec("width", 1),
+        "options": Spec(
+            "dict", check=kwargs_of(glow_bijector, _OPTION_SKIP + ("prior_conditioner",))
+        ),
+        **_DEQUANT,
+    },
+)
+register_model(
+    "realnvp_image",
+    _realnvp_image,
+    {
+        "num_scales": Int(1),
+        "hidden": Spec("width", 1),
+        "num_blocks": Int(1),
+        "options": Spec("dict", check=kwargs_of(realnvp_image_bijector, _OPTION_SKIP)),
+        **_DEQUANT,
+    },
+)
+register_model(
+    "image_coupling",
+    _image_coupling,
+    {"num_layers": Int(1), "hidden": Widths(), "scale_bound": Positive(), **_DEQUANT},
+)

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 from ..distributions import Distribution
 from ..flows import nll_loss
 from ._config import ConfigError
+from ._schema import Schema, SectionCheck, Spec
 
 
 class Model(NamedTuple):
@@ -49,10 +50,28 @@ ModelBuilder = Callable[[dict[str, Any], tuple[int, ...]], Model]
 MODELS: dict[str, ModelBuilder] = {}
 """Model builders by config name: ``MODELS[name](model_config, event_shape) -> Model``."""
 
+MODEL_SCHEMAS: dict[str, tuple[Schema, tuple[SectionCheck, ...]]] = {}
+"""The ``model`` section schema of each registered model that has one."""
 
-def register_model(name: str, builder: ModelBuilder) -> None:
-    """Make ``config["model"]["name"] == name`` build ``builder(model_config, event_shape)``."""
+
+def register_model(
+    name: str,
+    builder: ModelBuilder,
+    schema: Schema | None = None,
+    checks: tuple[SectionCheck, ...] = (),
+) -> None:
+    """Make ``config["model"]["name"] == name`` build ``builder(model_config, event_shape)``.
+
+    ``schema`` maps each key of the ``model`` section (``name`` is added) to its
+    :class:`~flowzoo.zoo.Spec`; with it, :func:`~flowzoo.zoo.validate_config` checks the
+    section before a run starts and refuses unknown keys. ``checks``: rules over several keys.
+    Without a schema the builder's own errors are the only check.
+    """
     MODELS[name] = builder
+    if schema is None:
+        MODEL_SCHEMAS.pop(name, None)
+    else:
+        MODEL_SCHEMAS[name] = ({"name": Spec("str", required=True), **schema}, tuple(checks))
 
 
 def build_model(config: dict[str, Any], event_shape: tuple[int, ...]) -> Model:

@@ -31,9 +31,11 @@ from ..train import (
     init_train_state,
     initialize_distributed,
     is_primary,
+    json_safe,
 )
-from ._config import ConfigError, validate_config
+from ._config import ConfigError
 from ._registry import Model, build_model
+from ._schema import validate_config
 
 
 def build_optimizer(config: dict[str, Any]) -> optax.GradientTransformation:
@@ -444,20 +446,49 @@ def train_and_evaluate(
     ema = config["train"].get("ema_decay", 0.0) > 0
     ev = _evaluator(model, data, ema)
     t_fit = time.perf_counter()
-    result = _fit_run(config, model, params, data, ev, fit_key, workdir, mesh, progress)
+    try:
+        result = _fit_run(config, model, params, data, ev, fit_key, workdir, mesh, progress)
+    except Exception as err:  # failed in fit's final evaluation, after the final save?
+        done = ckpt.latest_step(workdir / "checkpoints")
+        if done is not None and done >= config["train"]["steps"]:
+            raise EvaluationError(workdir, done, err) from err
+        raise
     train_seconds = time.perf_counter() - t_fit
     final = result.state.ema_params if ema else result.state.params
-    nll = _final_nll(ev, result.state, final, workdir)
     steps = int(result.state.step)
-    summary, samples = _summarise(config, model, final, data, nll, steps, sample_key)
-    summary["train_seconds"] = train_seconds
-    if is_primary():  # only process 0 writes plots and summary.json
-        _plot_run(workdir, config, model, final, data, summary, samples)
-        summary["wall_seconds"] = time.perf_counter() - t_start
-        (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
-    else:
-        summary["wall_seconds"] = time.perf_counter() - t_start
+    try:  # the trained state is checkpointed: a failure from here on loses nothing
+        nll = _final_nll(ev, result.state, final, workdir)
+        summary, samples = _summarise(config, model, final, data, nll, steps, sample_key)
+        summary["train_seconds"] = train_seconds
+        if is_primary():  # only process 0 writes plots and summary.json
+            _plot_run(workdir, config, model, final, data, summary, samples)
+            summary["wall_seconds"] = time.perf_counter() - t_start
+            tmp = workdir / "summary.json.tmp"
+            tmp.write_text(json.dumps(json_safe(summary), indent=2, allow_nan=False))
+            os.replace(tmp, workdir / "summary.json")
+        else:
+            summary["wall_seconds"] = time.perf_counter() - t_start
+    except Exception as err:
+        raise EvaluationError(workdir, steps, err) from err
     return summary
+
+
+class EvaluationError(RuntimeError):
+    """Training finished and was checkpointed, but the final evaluation, plots or summary
+    failed; the message says how to evaluate the saved run again."""
+
+    def __init__(self, workdir: Path, step: int, cause: BaseException):
+        self.workdir, self.step, self.cause = workdir, step, cause
+        what = (
+            str(cause) if isinstance(cause, NonFiniteError) else f"{type(cause).__name__}: {cause}"
+        )
+        super().__init__(
+            f"training finished and its checkpoint (step {step}) is saved in {workdir}, but "
+            f"the final evaluation failed: {what}. Nothing was lost: evaluate it with "
+            f"`flowzoo eval {workdir} --data FILE` or `flowzoo sample {workdir} --out FILE`, "
+            "or run the same `flowzoo train` command again (it trains no further and redoes "
+            "the evaluation)"
+        )
 
 
 def load_run(run_dir: str | os.PathLike, step: int | None = None) -> Run:
@@ -484,6 +515,10 @@ def load_run(run_dir: str | os.PathLike, step: int | None = None) -> Run:
         )
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise ConfigError(f"{info_path} is corrupt ({type(err).__name__}: {err})") from err
+    try:
+        validate_config(config)
+    except ConfigError as err:
+        raise ConfigError(f"{info_path} holds an invalid config: {err}") from err
     model = build_model(_model_config(config), event_shape)
     optimizer = build_optimizer(config)
     dummy = jnp.zeros((2, *event_shape), jnp.float32)

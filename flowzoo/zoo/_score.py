@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from ..integrate import SolverConfig
 from ..nets import Network, unet
-from ..paths import bcast, get_sde
+from ..paths import SDES, bcast, get_sde
 from ..samplers import annealed_langevin, denoise, mala, pc_sample, run_chain
 from ..score import (
     cd_loss,
@@ -30,6 +30,22 @@ from ..score import (
 )
 from ._images import with_image_data
 from ._registry import Model, register_model
+from ._schema import (
+    BOOL,
+    SEED,
+    TOLERANCE,
+    Choice,
+    Float,
+    Int,
+    Positive,
+    SectionCheck,
+    Spec,
+    Widths,
+    activation_spec,
+    image_keys,
+    ordered,
+    solver_spec,
+)
 
 
 def _no_temperature(name: str, temperature: float) -> None:
@@ -181,6 +197,68 @@ def _score_sde(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
     return with_image_data(cfg, event_shape, Model(init, loss, sample, dist))
 
 
-register_model("ncsn", _ncsn)
-register_model("ebm", _ebm)
-register_model("score_sde", _score_sde)
+def _sde_check(cfg: dict[str, Any]) -> str | None:
+    try:
+        get_sde(cfg["sde"], **cfg.get("sde_kwargs", {}))
+    except (TypeError, ValueError) as err:
+        return str(err)
+    return None
+
+
+register_model(
+    "ncsn",
+    _ncsn,
+    {
+        "sigma_max": Positive(required=True),
+        "sigma_min": Positive(required=True),
+        "num_sigmas": Int(1, required=True),
+        "hidden": Widths(required=True),
+        "steps_per_level": Int(1, required=True),
+        "step_eps": Positive(required=True),
+        "init_scale": Positive(),
+    },
+    (ordered("sigma_min", "sigma_max"),),
+)
+register_model(
+    "ebm",
+    _ebm,
+    {
+        "hidden": Widths(required=True),
+        "activation": activation_spec(),
+        "cd_steps": Int(1, required=True),
+        "cd_step_size": Positive(required=True),
+        "alpha": Float(0.0, required=True),
+        "init_scale": Positive(required=True),
+        "mala_steps": Int(1, required=True),
+        "mala_step_size": Positive(required=True),
+    },
+)
+register_model(
+    "score_sde",
+    _score_sde,
+    {
+        "sde": Choice(*SDES, required=True),
+        "sde_kwargs": Spec("dict"),
+        "net": Choice("auto", "mlp", "unet"),
+        "hidden": Widths(),
+        "channels": Widths(),
+        "embed_dim": Int(1),
+        "likelihood_weighting": BOOL,
+        "train_eps": Float(0.0, 1.0, lo_open=True, hi_open=True),
+        "divergence": Choice("exact", "hutchinson"),
+        "num_probes": Int(1),
+        "probe_seed": SEED,
+        "log_prob_eps": Float(0.0, 1.0, lo_open=True, hi_open=True),
+        "log_prob_time": Choice("linear", "log"),
+        "log_prob_solver": solver_spec(),
+        "log_prob_steps": Int(0),
+        "rtol": TOLERANCE,
+        "atol": TOLERANCE,
+        "log_prob_chunk": Int(0),
+        "sample_steps": Int(1, required=True),
+        "num_corrector": Int(0),
+        "snr": Positive(),
+        **image_keys("scale", "shift", "logit"),
+    },
+    (SectionCheck(("sde",), _sde_check),),
+)

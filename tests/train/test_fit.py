@@ -272,6 +272,36 @@ def test_nan_gradient_names_grad_norm(tmp_path):
     assert ckpt.all_steps(tmp_path / "checkpoints") == []
 
 
+def test_infinite_gradient_norm_stops_training(tmp_path):
+    """Every gradient entry finite (1e20) but the global norm overflows float32 to inf: the
+    step is not applied, training stops naming ``grad_norm``, the checkpoint of step 5
+    stays. (A negative learning rate drove a run there and it reported success.)"""
+
+    def loss_fn(params, key, batch):  # d/dw = 1e20 * batch: finite, squares overflow
+        return jnp.sum(params["w"] * batch), {}
+
+    def batch_fn(key, step):
+        return jnp.where(step >= 7, 1e20, 1.0) * jnp.ones(4)
+
+    with pytest.raises(train.NonFiniteError) as info:
+        train.fit(
+            loss_fn,
+            optax.sgd(1e-3),
+            {"w": jnp.ones(4)},
+            batch_fn,
+            key=jax.random.key(0),
+            num_steps=20,
+            steps_per_call=5,
+            checkpoint_every=5,
+            workdir=tmp_path,
+            progress=False,
+        )
+    err = info.value
+    assert err.step == 7 and err.metric == "grad_norm" and err.value == math.inf
+    assert "step 7" in str(err) and "checkpoint (step 5) is intact" in str(err)
+    assert ckpt.all_steps(tmp_path / "checkpoints") == [5]
+
+
 # --------------------------------------------------------------------------- eval + metrics
 
 
