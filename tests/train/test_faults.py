@@ -102,6 +102,8 @@ def test_kill_9_and_restart_equals_uninterrupted(worker, problem, reference, tmp
     assert slow.returncode == -signal.SIGKILL
     killed_at = max(_steps(workdir / "checkpoints"))
     assert 4 <= killed_at < worker.STEPS and not out.exists()
+    lines = (workdir / "metrics.jsonl").read_text().splitlines()
+    assert f'"step": {killed_at},' in "".join(lines)  # logged up to (or past) its checkpoint
 
     proc = subprocess.run(
         [*map(str, cmd), "0"], env=_env(1), capture_output=True, text=True, cwd=ROOT, timeout=240
@@ -110,6 +112,14 @@ def test_kill_9_and_restart_equals_uninterrupted(worker, problem, reference, tmp
     assert _last_json(proc.stdout)["step"] == worker.STEPS
     records = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["step"] == worker.STEPS
+    # each step once: the killed run's records past its newest checkpoint were dropped.
+    # The slow run logged every step (eval_every=1 ends a compiled call at each step), the
+    # restarted one (no eval) every checkpoint_every=2 steps.
+    train_steps = [r["step"] for r in records if "loss" in r]
+    resumed = list(range(killed_at + 2, worker.STEPS + 1, 2))
+    assert train_steps == list(range(1, killed_at + 1)) + resumed, (killed_at, train_steps)
+    eval_steps = [r["step"] for r in records if "eval_seconds" in r]
+    assert eval_steps == sorted(set(eval_steps)) and max(eval_steps) <= killed_at
 
     assert worker.STEPS == 12  # the reference run's length
     got = np.load(out)
