@@ -44,3 +44,29 @@ __all__ = [
     "Scalar",
     "Shaped",
 ]
+
+
+def count_arg(value: Any, name: str, what: str, minimum: int = 1) -> int:
+    """``value`` as an int ``>= minimum``; a ``TypeError``/``ValueError`` naming ``name``
+    otherwise (so ``num_layers=2.5`` fails where it is passed, not later)."""
+    import numpy as np
+
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{what}: {name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{what}: {name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def widths_arg(value: Any, name: str, what: str) -> tuple[int, ...]:
+    """``value`` as a tuple of layer widths (ints >= 1); a clear error for a bare int."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise TypeError(
+            f"{what}: {name} must be a sequence of layer widths such as ({value}, {value}), "
+            f"got the int {value}; use ({value},) for one hidden layer"
+        )
+    try:
+        items = tuple(value)
+    except TypeError:
+        raise TypeError(f"{what}: {name} must be a sequence of ints, got {value!r}") from None
+    return tuple(count_arg(w, f"{name} entries", what) for w in items)

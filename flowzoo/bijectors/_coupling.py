@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._types import Array, Batch, Context, Key, Params
+from .._types import Array, Batch, Context, Key, Params, widths_arg
 from ..nets import Network, mlp
 from ._base import Bijector, sum_except_batch
 
@@ -33,6 +33,7 @@ def mlp_conditioner(
     hidden: tuple[int, ...] = (64, 64), activation: str = "relu"
 ) -> ConditionerFactory:
     """Conditioner factory: an MLP (flattened input and output), zero-initialised output layer."""
+    hidden = widths_arg(hidden, "hidden", "mlp_conditioner")
     return lambda out_shape: mlp(int(np.prod(out_shape)), hidden, activation, zero_init_last=True)
 
 

@@ -18,7 +18,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._types import Batch, Context, Key, LogProb, Params
-from ..distributions import Distribution, check_context, check_count, check_event, standard_normal
+from ..distributions import (
+    Distribution,
+    as_real,
+    check_context,
+    check_count,
+    check_event,
+    check_key,
+    params_checker,
+    standard_normal,
+)
 from ..integrate import SolverConfig, check_divergence, divergence_exact, ode_log_prob, solve_ode
 
 
@@ -96,11 +105,17 @@ def cnf(
         if net_init is None:
             raise TypeError("cnf(...) got a bare apply function: pass vector_field_init=")
         check_event(x, shape, "cnf.init")
-        return net_init(key, jnp.asarray(t_data, jnp.float32), x, context)
+        params = net_init(key, jnp.asarray(t_data, jnp.float32), x, context)
+        check_params.remember(params, context)
+        return params
+
+    check_params = params_checker(init, shape, "cnf")
 
     def _log_prob(params, x, context, key, kind):
         check_event(x, shape, "cnf.log_prob")
         check_context(x.shape[0], context, "cnf.log_prob")
+        check_params(params, context)
+        x = as_real(x, at_least_float32=True)
         return ode_log_prob(
             lambda t, y: apply(params, t, y, context),
             x,
@@ -119,18 +134,23 @@ def cnf(
         return _log_prob(params, x, context, eval_key, log_prob_divergence)
 
     def log_prob_estimate(params: Params, key: Key, x: Batch, context: Context = None) -> LogProb:
+        check_key(key, "cnf.log_prob_estimate")
         return _log_prob(params, x, context, key, divergence)
 
     def sample(params, key, n, context=None, temperature=1.0):
         check_count(n, "cnf.sample")
+        check_key(key, "cnf.sample")
         check_context(n, context, "cnf.sample")
+        check_params(params, context)
         z = base.sample((), key, n, temperature=temperature)
         vf = lambda t, y: apply(params, t, y, context)
         return solve_ode(vf, z, t_base, t_data, **sample_solver._asdict()).y1
 
     def sample_and_log_prob(params, key, n, context=None, temperature=1.0):
         check_count(n, "cnf.sample_and_log_prob")
+        check_key(key, "cnf.sample_and_log_prob")
         check_context(n, context, "cnf.sample_and_log_prob")
+        check_params(params, context)
         if log_prob_divergence != "exact":
             x = sample(params, key, n, context, temperature)
             return x, log_prob(params, x, context)

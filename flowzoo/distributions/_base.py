@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
+import jax
 import numpy as np
 
 from .._types import Context
@@ -69,7 +70,8 @@ def check_context(n: int, context: Context, what: str) -> None:
 
 
 def check_event(x, event_shape: tuple[int, ...], what: str) -> None:
-    """Raise a clear error when ``x`` is not ``(batch, *event_shape)`` with ``batch >= 1``."""
+    """Raise a clear error when ``x`` is not ``(batch, *event_shape)`` with ``batch >= 1`` real
+    numbers (a float or integer dtype)."""
     if tuple(x.shape[1:]) != tuple(event_shape) or x.ndim != len(event_shape) + 1:
         raise ValueError(
             f"{what}: expected an array of shape (batch, {', '.join(map(str, event_shape))}), "
@@ -77,3 +79,98 @@ def check_event(x, event_shape: tuple[int, ...], what: str) -> None:
         )
     if x.shape[0] == 0:
         raise ValueError(f"{what}: x is an empty batch (shape {tuple(x.shape)})")
+    dtype = getattr(x, "dtype", np.float32)
+    if not (
+        jax.numpy.issubdtype(dtype, jax.numpy.floating)
+        or jax.numpy.issubdtype(dtype, jax.numpy.integer)
+    ):
+        raise TypeError(f"{what}: x must hold real numbers, got dtype {dtype}")
+
+
+def check_key(key, what: str) -> None:
+    """Raise ``TypeError`` unless ``key`` is a JAX PRNG key: a typed key
+    (``jax.random.key(seed)``) or a legacy raw ``uint32[..., 2]`` key (``PRNGKey``)."""
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        return
+    if dtype == np.uint32 and getattr(key, "shape", ())[-1:] == (2,):
+        return
+    got = f"{type(key).__name__} {key!r}" if dtype is None else f"an array {dtype}{key.shape}"
+    raise TypeError(f"{what}: key must be a PRNG key such as jax.random.key(0), got {got}")
+
+
+def params_checker(init: Callable, event_shape: tuple[int, ...], what: str) -> Callable:
+    """``check(params, context)``: raise a clear ``ValueError`` when ``params`` are not the
+    tree ``init`` makes for this model (another architecture, or made with a context when
+    none is given, or the other way round), instead of an error deep inside a network.
+
+    The expected tree is remembered when the model's ``init`` calls ``check.remember(params,
+    context)``, else computed by ``jax.eval_shape(init, ...)`` (tracing only), once per
+    context shape; only structure and leaf shapes are compared, so the check also works on
+    traced params inside ``jit``.
+    """
+    expected: dict = {}
+
+    def signature(context) -> tuple | None:
+        return None if context is None else (tuple(context.shape[1:]), context.dtype)
+
+    def remember(params, context=None) -> None:
+        shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), np.float32), params)
+        expected.setdefault(signature(context), shapes)
+
+    def check(params, context=None) -> None:
+        ctx = signature(context)
+        if ctx not in expected:
+            x = jax.ShapeDtypeStruct((2, *event_shape), jax.numpy.float32)
+            c = None if ctx is None else jax.ShapeDtypeStruct((2, *ctx[0]), ctx[1])
+            try:
+                expected[ctx] = jax.eval_shape(init, jax.random.key(0), x, c)
+            except Exception as err:  # noqa: BLE001  (the model cannot take this context)
+                hint = "takes no context" if ctx is not None else "needs a context"
+                raise ValueError(
+                    f"{what}: this model {hint} ({type(err).__name__}: {str(err)[:200]})"
+                ) from err
+        problem = _tree_mismatch(expected[ctx], params)
+        if problem is not None:
+            hint = (
+                "made without a context, or for another context shape"
+                if ctx is not None
+                else "made with a context (then pass it)"
+            )
+            raise ValueError(
+                f"{what}: params do not fit this model ({problem}); were they initialised "
+                f"for another architecture, or {hint}?"
+            )
+
+    check.remember = remember
+    return check
+
+
+def _tree_mismatch(expected, params) -> str | None:
+    """A description of the first structural or shape difference, or ``None``."""
+    want = jax.tree_util.tree_flatten_with_path(expected)[0]
+    got = jax.tree_util.tree_flatten_with_path(params)[0]
+    want_paths = {jax.tree_util.keystr(p): leaf for p, leaf in want}
+    got_paths = {jax.tree_util.keystr(p): leaf for p, leaf in got}
+    if want_paths.keys() != got_paths.keys():
+        missing = sorted(want_paths.keys() - got_paths.keys())
+        extra = sorted(got_paths.keys() - want_paths.keys())
+        what = f"missing {missing[0]}" if missing else f"unexpected {extra[0]}"
+        return f"{len(got_paths)} arrays where {len(want_paths)} are expected; {what}"
+    for path, leaf in want_paths.items():
+        shape = tuple(getattr(got_paths[path], "shape", np.shape(got_paths[path])))
+        if shape != tuple(leaf.shape):
+            return f"{path} has shape {shape}, expected {tuple(leaf.shape)}"
+    return None
+
+
+def as_real(x, at_least_float32: bool = False):
+    """``x`` with an integer dtype cast to float32 (data of grey levels or counts); floating
+    inputs pass unchanged, or, with ``at_least_float32`` (ODE solves), are widened to float32
+    when narrower. Call after :func:`check_event`."""
+    jnp = jax.numpy
+    if jnp.issubdtype(x.dtype, jnp.integer):
+        return jnp.asarray(x, jnp.float32)
+    if at_least_float32:
+        return jnp.asarray(x, jnp.promote_types(x.dtype, jnp.float32))
+    return x

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .. import bijectors as bj
+from .._types import count_arg
 from ..data._dequant import logit_transform
 from ..distributions import Distribution, standard_normal
 from ._transformed import transformed
@@ -44,10 +45,9 @@ def variational_dequantizer(
       context)`` to draw ``u`` with its exact ``log q(u | x)``.
     """
     shape = tuple(int(s) for s in event_shape)
-    if num_layers < 1:
-        raise ValueError(f"variational_dequantizer: num_layers must be >= 1, got {num_layers}")
+    num_layers = count_arg(num_layers, "num_layers", "variational_dequantizer")
     mask = bj.checkerboard_mask if len(shape) >= 2 else bj.alternating_mask
-    cond = bj.mlp_conditioner(tuple(hidden), activation)
+    cond = bj.mlp_conditioner(hidden, activation)
     layers = [
         bj.affine_coupling(mask(shape, i % 2), cond, scale_bound=scale_bound)
         for i in range(num_layers)

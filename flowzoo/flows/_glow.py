@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .. import bijectors as bj
+from .._types import count_arg
 from ..distributions import Distribution, standard_normal
 from ._transformed import transformed
 
@@ -53,8 +54,9 @@ def glow_bijector(
     prior_conditioner: bj.ConditionerFactory | None = None,
 ) -> bj.Bijector:
     """The Glow bijector on ``(batch, H, W, C)`` images (arguments: see :func:`glow`)."""
-    if levels < 1 or depth < 1:
-        raise ValueError(f"glow needs levels >= 1 and depth >= 1, got {levels} and {depth}")
+    levels, depth = count_arg(levels, "levels", "glow"), count_arg(depth, "depth", "glow")
+    hidden = count_arg(hidden, "hidden (conditioner channels)", "glow")
+    num_blocks = count_arg(num_blocks, "num_blocks", "glow", minimum=0)
     shape = check_image_shape(image_shape, levels, "glow")
     cond = conditioner or bj.resnet_conditioner(hidden, num_blocks)
     prior = (prior_conditioner or bj.resnet_conditioner(hidden, 0)) if split_prior else None

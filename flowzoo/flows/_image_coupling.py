@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .. import bijectors as bj
+from .._types import count_arg
 from ..distributions import Distribution, standard_normal
 from ._transformed import transformed
 
@@ -23,9 +24,8 @@ def image_coupling_flow(
     shape = tuple(int(s) for s in image_shape)
     if len(shape) != 3:
         raise ValueError(f"image_coupling_flow models (H, W, C) images, got {shape}")
-    if isinstance(num_layers, bool) or int(num_layers) != num_layers or num_layers < 2:
-        raise ValueError(f"num_layers must be an int >= 2, got {num_layers!r}")
-    cond = bj.mlp_conditioner(tuple(int(h) for h in hidden), "relu")
+    num_layers = count_arg(num_layers, "num_layers", "image_coupling_flow", minimum=2)
+    cond = bj.mlp_conditioner(hidden, "relu")
 
     def coupling(parity: int) -> bj.Bijector:
         mask = bj.checkerboard_mask(shape, parity)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .. import bijectors as bj
+from .._types import count_arg
 from ..distributions import Distribution, standard_normal
 from ._transformed import transformed
 
@@ -43,11 +44,10 @@ def realnvp_bijector(
         )
     if shape[0] < 2:
         raise ValueError("a coupling flow needs at least 2 dimensions")
-    if num_layers < 1:
-        raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+    num_layers = count_arg(num_layers, "num_layers", "realnvp")
     if mask not in _MASKS:
         raise ValueError(f"unknown mask {mask!r}; choose one of {sorted(_MASKS)}")
-    cond = conditioner or bj.mlp_conditioner(tuple(hidden), activation)
+    cond = conditioner or bj.mlp_conditioner(hidden, activation)
 
     def coupling(parity: int) -> bj.Bijector:
         return bj.affine_coupling(

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .. import bijectors as bj
+from .._types import count_arg
 from ..distributions import Distribution, standard_normal
 from ._glow import check_image_shape
 from ._transformed import transformed
@@ -34,8 +35,9 @@ def realnvp_image_bijector(
 ) -> bj.Bijector:
     """The multi-scale RealNVP bijector on ``(batch, H, W, C)`` (arguments: see
     :func:`realnvp_image`)."""
-    if num_scales < 1:
-        raise ValueError(f"realnvp needs num_scales >= 1, got {num_scales}")
+    num_scales = count_arg(num_scales, "num_scales", "realnvp_image")
+    hidden = count_arg(hidden, "hidden (conditioner channels)", "realnvp_image")
+    num_blocks = count_arg(num_blocks, "num_blocks", "realnvp_image", minimum=0)
     shape = check_image_shape(image_shape, num_scales - 1, "realnvp")
     f = 2 ** (num_scales - 1)
     if (shape[0] // f) * (shape[1] // f) < 2:

@@ -9,7 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from .._types import Array, Key, Params
+from .._types import Array, Key, Params, widths_arg
 
 
 class Network(NamedTuple):
@@ -103,7 +103,7 @@ def mlp(
         constant 0 (used by coupling conditioners so every coupling starts as the identity).
     """
     module = _MLP(
-        tuple(int(h) for h in hidden), int(out_dim), activation(activation_fn), zero_init_last
+        widths_arg(hidden, "hidden", "mlp"), int(out_dim), activation(activation_fn), zero_init_last
     )
 
     def init(key: Key, x: Array, context: Array | None = None) -> Params:

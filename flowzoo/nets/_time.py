@@ -9,7 +9,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from .._types import Array, Key, Params
+from .._types import Array, Key, Params, widths_arg
 from ._mlp import Network, _flat_input, activation
 
 
@@ -70,7 +70,7 @@ def time_mlp(
     """
     shape = (int(event_shape),) if np.ndim(event_shape) == 0 else tuple(event_shape)
     module = _TimeMLP(
-        tuple(int(h) for h in hidden),
+        widths_arg(hidden, "hidden", "time_mlp"),
         int(np.prod(shape)),
         int(embed_dim),
         activation(activation_fn),
