@@ -1,9 +1,45 @@
-"""Shared pytest configuration: strict rank promotion and a fixed PRNG key fixture."""
+"""Shared pytest configuration: strict rank promotion, a fixed PRNG key fixture, and one
+persistent XLA compilation cache for the whole test session.
+
+The cache only saves compile time: many tests (and the CLI subprocesses they start) build
+the same small models anew, so they lower to identical programs, which XLA then compiles
+once per session instead of once per test. The directory is fresh for each session
+(created by the controlling process; xdist workers and subprocesses inherit it through
+``JAX_COMPILATION_CACHE_DIR``), so no state carries over between runs.
+"""
+
+import os
+import shutil
+import tempfile
 
 import jax
 import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+_OWNER = "FLOWZOO_TEST_CACHE_OWNER"
+
+
+def pytest_configure(config):
+    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # the controller (or a plain run)
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="flowzoo-xla-cache-")
+        os.environ[_OWNER] = str(os.getpid())
+        os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+        os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+    jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+    jax.config.update(
+        "jax_persistent_cache_min_compile_time_secs",
+        float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]),
+    )
+    jax.config.update(
+        "jax_persistent_cache_min_entry_size_bytes",
+        int(os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"]),
+    )
+
+
+def pytest_unconfigure(config):
+    if os.environ.get(_OWNER) == str(os.getpid()):
+        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture

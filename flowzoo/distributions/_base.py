@@ -110,9 +110,24 @@ def params_checker(init: Callable, event_shape: tuple[int, ...], what: str) -> C
     traced params inside ``jit``.
     """
     expected: dict = {}
+    x = jax.ShapeDtypeStruct((2, *event_shape), jax.numpy.float32)
 
     def signature(context) -> tuple | None:
         return None if context is None else (tuple(context.shape[1:]), context.dtype)
+
+    def expected_shapes(ctx):
+        """The params shapes ``init`` makes; ``None`` when init cannot run (e.g. a CNF of a
+        bare apply function): then nothing is checked."""
+        c = None if ctx is None else jax.ShapeDtypeStruct((2, *ctx[0]), ctx[1])
+        try:
+            return jax.eval_shape(init, jax.random.key(0), x, c)
+        except Exception as err:  # noqa: BLE001
+            if ctx is not None and expected_shapes(None) is not None:
+                raise ValueError(
+                    f"{what}: this model takes no context, or not of shape {ctx[0]} "
+                    f"({type(err).__name__}: {str(err)[:200]})"
+                ) from err
+            return None
 
     def remember(params, context=None) -> None:
         shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), np.float32), params)
@@ -121,15 +136,9 @@ def params_checker(init: Callable, event_shape: tuple[int, ...], what: str) -> C
     def check(params, context=None) -> None:
         ctx = signature(context)
         if ctx not in expected:
-            x = jax.ShapeDtypeStruct((2, *event_shape), jax.numpy.float32)
-            c = None if ctx is None else jax.ShapeDtypeStruct((2, *ctx[0]), ctx[1])
-            try:
-                expected[ctx] = jax.eval_shape(init, jax.random.key(0), x, c)
-            except Exception as err:  # noqa: BLE001  (the model cannot take this context)
-                hint = "takes no context" if ctx is not None else "needs a context"
-                raise ValueError(
-                    f"{what}: this model {hint} ({type(err).__name__}: {str(err)[:200]})"
-                ) from err
+            expected[ctx] = expected_shapes(ctx)
+        if expected[ctx] is None:
+            return
         problem = _tree_mismatch(expected[ctx], params)
         if problem is not None:
             hint = (

@@ -116,6 +116,7 @@ def unet(channels: Sequence[int] = (32, 64), embed_dim: int = 64) -> Network:
     """
     module = _UNet(tuple(int(c) for c in channels), int(embed_dim))
 
+    @jax.jit  # compiled: eager flax init of a UNet takes twice as long (10 s vs 5 s, 4x4)
     def init(key: Key, t: Array, x: Array, context: Array | None = None) -> Params:
         return module.init(key, _batch_times(t, x.shape[0]), x, context)
 
