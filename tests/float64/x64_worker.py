@@ -86,7 +86,7 @@ def check_bijectors(part: int = 0, parts: int = 1) -> list[str]:
         kx, kc, kp = jax.random.split(jax.random.fold_in(key, hash(name) % 1000), 3)
         x = jax.random.normal(kx, (3, *shape), jnp.float64)
         ctx = None if ctx_shape is None else jax.random.normal(kc, (3, *ctx_shape), jnp.float64)
-        params = _perturb(bij.init(kp, x, ctx), kp)
+        params = _perturb(jax.jit(bij.init)(kp, x, ctx), kp)  # compiled: eager init is slow
         z, ld_inv, x_back, ld_fwd, ref = _checks(bij, params, x, ctx)
         if z.dtype != jnp.float64 or ld_inv.dtype != jnp.float64:
             failures.append(f"{name}: computed in {z.dtype}/{ld_inv.dtype}, not float64")
