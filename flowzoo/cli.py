@@ -88,6 +88,10 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="list available experiments")
 
+    pl = sub.add_parser("plot", help="training and evaluation curves of a run (PNG)")
+    pl.add_argument("run_dir")
+    pl.add_argument("--out", default=None, help="output .png (default: RUN_DIR/curves.png)")
+
     b = sub.add_parser("bench", help="benchmarks")
     bsub = b.add_subparsers(dest="bench_command", required=True, parser_class=_Parser)
     bs = bsub.add_parser(
@@ -273,6 +277,32 @@ def _write_atomic(path: Path, write) -> None:
             tmp.unlink(missing_ok=True)
 
 
+def _plot(args) -> int:
+    from .plots import plot_curves, read_metrics
+
+    run_dir = Path(args.run_dir)
+    log = run_dir / "metrics.jsonl"
+    if not log.is_file():
+        raise _UsageError(f"{run_dir} has no metrics.jsonl; is it a flowzoo run directory?")
+    out = _output_file(args.out, "curves.png", ".png") if args.out else run_dir / "curves.png"
+    records = read_metrics(log)
+    tmp = out.with_name(f".{out.stem}.tmp{os.getpid()}.png")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        names = plot_curves(tmp, records, title=run_dir.name)
+        os.replace(tmp, out)
+    except OSError as err:
+        raise _UsageError(f"cannot write {out}: {err.strerror or err}") from err
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+    print(
+        f"flowzoo: wrote {', '.join(names)} curves ({len(records)} records) to {out}",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _list(args) -> int:
     from .zoo import available_experiments
 
@@ -332,7 +362,7 @@ def _main(argv: list[str] | None) -> int:
     warnings.formatwarning = _warning_line
     try:
         args = _parser().parse_args(argv)
-        commands = {"train": _train, "sample": _sample, "eval": _eval, "list": _list}
+        commands = {"train": _train, "sample": _sample, "eval": _eval, "list": _list, "plot": _plot}
         return {**commands, "bench": _bench}[args.command](args)
     except SystemExit as err:  # --help
         return int(err.code or 0)

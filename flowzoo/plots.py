@@ -126,3 +126,43 @@ def plot_image_grid(
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """The records of a ``metrics.jsonl`` (lines cut short by a kill are skipped)."""
+    import json
+
+    records = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "step" in record:
+            records.append(record)
+    return records
+
+
+def plot_curves(path: str | Path, records: list[dict], title: str = "") -> list[str]:
+    """Training and evaluation curves of a run's ``metrics.jsonl`` records, one panel each:
+    the training loss (means over each logged call) and every ``eval/*`` metric, against
+    the step. Missing (``null``) values are left out. Returns the plotted metric names."""
+    train = [r for r in records if r.get("loss") is not None]
+    names = sorted({k for r in records for k in r if k.startswith("eval/")})
+    panels = [("loss", train)] + [(n, [r for r in records if r.get(n) is not None]) for n in names]
+    panels = [(n, rs) for n, rs in panels if rs]
+    if not panels:
+        raise ValueError("no training or evaluation records to plot")
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    for ax, (name, rs) in zip(axes[0], panels, strict=True):
+        ax.plot([r["step"] for r in rs], [r[name] for r in rs], marker="." if len(rs) < 50 else "")
+        ax.set_xlabel("step")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return [n for n, _ in panels]

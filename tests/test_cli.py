@@ -563,3 +563,46 @@ def test_checkpoint_fallback_prints_no_orbax_noise(tmp_path):
     assert len(lines) == 2, proc.stderr[:3000]
     assert "step 20" in lines[0] and "trying step 10" in lines[0], lines[0]
     assert np.load(out).shape == (5, 2)
+
+
+def _tensorboard_scalars(logdir) -> dict[str, list[tuple[int, float]]]:
+    """``{tag: [(step, value), ...]}`` read from TensorBoard event files (TFRecord framing:
+    u64 length, u32 crc, an ``Event`` protobuf, u32 crc), with tensorboardX's own protos."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    out: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted(logdir.rglob("events.out.tfevents.*")):
+        data = path.read_bytes()
+        pos = 0
+        while pos + 12 <= len(data):
+            (length,) = struct.unpack("<Q", data[pos : pos + 8])
+            event = event_pb2.Event.FromString(data[pos + 12 : pos + 12 + length])
+            pos += 12 + length + 4
+            for value in event.summary.value:
+                out.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return out
+
+
+def test_tensorboard_events_and_plot(tmp_path):
+    """``train.tensorboard=true`` writes the logged metrics as TensorBoard scalars (the same
+    steps and values as metrics.jsonl); ``flowzoo plot`` draws the loss and eval curves."""
+    argv = ["train", *TINY, "--set", "train.steps=20", "--set", "train.steps_per_call=5"]
+    argv += ["--set", "train.eval_every=10", "--set", "train.tensorboard=true"]
+    rc, _, err = run_cli(*argv, "--workdir", tmp_path)
+    assert rc == 0, err
+    run_dir = tmp_path / NAME
+    scalars = _tensorboard_scalars(run_dir / "tensorboard")
+    records = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    want_loss = [(r["step"], r["loss"]) for r in records if "loss" in r]
+    assert [s for s, _ in scalars["loss"]] == [5, 10, 15, 20]
+    np.testing.assert_allclose([v for _, v in scalars["loss"]], [v for _, v in want_loss])
+    assert [s for s, _ in scalars["eval/test_nll"]] == [10, 20]
+
+    rc, _, err = run_cli("plot", run_dir)
+    assert rc == 0 and "loss, eval/test_nll curves" in err, err
+    png = (run_dir / "curves.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    rc, _, err = run_cli("plot", tmp_path / "nowhere")
+    assert_error(rc, err, 2, "no metrics.jsonl")

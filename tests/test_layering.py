@@ -23,7 +23,7 @@ LAYERS: list[set[str]] = [
     {"train", "checkpoint", "plots"},
     {"zoo"},
     {"bench"},
-    {"cli"},
+    {"cli", "experiments"},
 ]
 """Lowest first; the same list is the table in docs/concepts.md."""
 

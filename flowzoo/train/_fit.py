@@ -282,6 +282,7 @@ def fit(
     mesh: Mesh | str | None = None,
     local_batches: bool = False,
     compute_dtype: Any = None,
+    tensorboard: bool = False,
 ) -> FitResult:
     """Train ``params`` for ``num_steps`` optimizer updates.
 
@@ -321,6 +322,9 @@ def fit(
         returns the global batch and each process keeps its own rows.
       compute_dtype: ``"bfloat16"`` for mixed precision (bf16 forward/backward, float32
         params, optimizer state, log-densities and loss); ``None``: the params' dtype.
+      tensorboard: also write every logged record as TensorBoard scalars to
+        ``workdir/tensorboard/`` (needs ``tensorboardX``: ``pip install flowzoo[tensorboard]``;
+        process 0 only). On resume, events past the restored step are purged.
 
     Returns:
       :class:`FitResult` with the final :class:`TrainState` (in a multi-process run, a
@@ -345,6 +349,8 @@ def fit(
         state = _global_replicated(state, mesh)
     book = _Bookkeeper(workdir, keep_checkpoints, metadata, eval_fn)
     state = book.restore(state)
+    if tensorboard:
+        book.open_tensorboard(int(state.step))
     run = _make_runner(
         loss_fn,
         optimizer,
@@ -363,6 +369,8 @@ def fit(
     finally:
         if book.bar is not None:
             book.bar.close()
+        if book.tb is not None:
+            book.tb.close()
     return FitResult(book.host_state(state), book.history)
 
 
@@ -452,6 +460,21 @@ class _Bookkeeper:
         self.evaluated: set[int] = set()  # steps whose evaluation is already logged
         self.history: list[dict[str, float]] = []
         self.bar = None
+        self.tb = None  # a tensorboardX SummaryWriter when asked for
+        self.workdir = None if workdir is None else Path(workdir)
+
+    def open_tensorboard(self, step: int) -> None:
+        """Start writing TensorBoard event files (process 0, with a workdir)."""
+        if self.workdir is None or not self.primary:
+            return
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError as err:
+            raise ImportError(
+                "tensorboard logging needs tensorboardX: pip install 'flowzoo[tensorboard]'"
+            ) from err
+        # purge_step drops events a killed run wrote past the step resumed from
+        self.tb = SummaryWriter(str(self.workdir / "tensorboard"), purge_step=step or None)
 
     def restore(self, state: TrainState) -> TrainState:
         """Resume from the newest readable checkpoint; corrupt newer ones are moved aside.
@@ -485,6 +508,12 @@ class _Bookkeeper:
         if self.primary:
             self.history.append(record)
             self.writer.write(record)
+            if self.tb is not None:
+                step = int(record["step"])
+                for name, value in record.items():
+                    if name != "step" and value is not None and math.isfinite(value):
+                        self.tb.add_scalar(name, value, step)
+                self.tb.flush()
 
     def host_state(self, state: TrainState) -> TrainState:
         return _local_copy(state) if self.multi else state

@@ -59,14 +59,20 @@ def default_config() -> dict[str, Any]:
             "eval_every": 500,
             "checkpoint_every": 500,
             "keep_checkpoints": 3,
+            "tensorboard": False,  # True: also write TensorBoard event files (tensorboardX)
         },
         "plot": {"n_samples": 5000, "grid": 200},
     }
 
 
+BUILTIN_EXPERIMENTS = Path(flowzoo.__file__).resolve().parent / "experiments"
+"""The built-in experiments, shipped inside the package (``flowzoo/experiments/``)."""
+
+
 def experiment_dirs() -> list[Path]:
-    """Where ``flowzoo train NAME`` looks for ``NAME.py``: ``./experiments`` then the repo's."""
-    dirs = [Path.cwd() / "experiments", Path(flowzoo.__file__).resolve().parents[1] / "experiments"]
+    """Where ``flowzoo train NAME`` looks for ``NAME.py``: ``./experiments``, then the
+    built-in ones (:data:`BUILTIN_EXPERIMENTS`)."""
+    dirs = [Path.cwd() / "experiments", BUILTIN_EXPERIMENTS]
     out: list[Path] = []
     for d in dirs:
         if d.is_dir() and d.resolve() not in [o.resolve() for o in out]:

@@ -186,6 +186,7 @@ _RESUMABLE = {
     ("train", "checkpoint_every"),
     ("train", "keep_checkpoints"),
     ("train", "data_parallel"),
+    ("train", "tensorboard"),
     ("plot", "n_samples"),
     ("plot", "grid"),
     ("plot", "temperature"),
@@ -344,6 +345,7 @@ def _fit_run(config, model, params, data: RunData, ev: _Evaluator, key, workdir,
         metadata={"name": config["name"]},
         mesh=mesh,
         compute_dtype=_compute_dtype(config),
+        tensorboard=bool(t.get("tensorboard", False)),
     )
 
 

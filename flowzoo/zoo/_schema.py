@@ -266,6 +266,7 @@ TRAIN: Schema = {
     "eval_every": Int(0, required=True),
     "checkpoint_every": Int(0, required=True),
     "keep_checkpoints": Int(1, required=True),
+    "tensorboard": BOOL,
 }
 """``eval_every``/``checkpoint_every``: 0 means only at the end; ``grad_clip`` 0 disables;
 ``ema_decay`` 0 disables the EMA."""

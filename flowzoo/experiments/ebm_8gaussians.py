@@ -10,8 +10,8 @@ Model: scalar energy MLP (3x128 SiLU); loss = short-run CD (negatives: 60 ULA st
 
 Measured (2 shared CPU cores, load ~8, jax 0.10.2, seed 0, 2026-11-22):
     flowzoo train ebm_8gaussians --workdir /tmp/fzruns --no-progress
-    python -c "import sys; sys.path.insert(0, 'experiments'); from ebm_8gaussians import \
-        ksd_of_run; print(ksd_of_run('/tmp/fzruns/ebm_8gaussians'))"
+    python -c "from flowzoo.experiments.ebm_8gaussians import ksd_of_run; \
+        print(ksd_of_run('/tmp/fzruns/ebm_8gaussians'))"
 energy distance 0.0080 to held-out data (standardised units, 2,000 vs 2,000); KSD (IMQ,
 exact data score, raw units, 2,000 samples) 0.032 vs -0.0006 for exact data samples;
 243 s training, 284 s wall (a first run gave the same numbers in 227 s / 270 s; the

@@ -5,7 +5,7 @@ Data:  ``flowzoo.data.image_dataset("mnist")``: 4,000 train / 1,000 held-out ima
        SHA-256 split), native 28x28 (no padding: zero-padded border pixels would be almost
        free to code and would dilute bits/dim), uniformly dequantized every step,
        ``y = (x + u) / 256``, then the RealNVP logit transform ``logit(0.05 + 0.9 y)``
-       (learns faster than Glow's shift in short runs; see experiments/glow_digits.py).
+       (learns faster than Glow's shift in short runs; see glow_digits.py).
 Model: Glow, 2 levels (28x28x1 -> 14x14x4 -> split -> 7x7x8) x 4 steps (ActNorm, LU 1x1
        convolution, affine coupling with a 32-channel ResNet conditioner, log-scale bounded
        by ``2 tanh(h / 2)``), conditional split prior. With Glow's default ``sigmoid(h + 2)``

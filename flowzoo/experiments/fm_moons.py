@@ -1,7 +1,7 @@
 """Conditional flow matching on two moons: independent vs minibatch-OT coupling.
 
 Train:    flowzoo train fm_moons              (I-CFM; writes runs/fm_moons/)
-Compare:  python experiments/fm_moons.py      (both couplings; table below, runs/fm_moons_cmp/)
+Compare:  python -m flowzoo.experiments.fm_moons (both couplings; table below, runs/fm_moons_cmp/)
 
 Data: two moons, noise 0.05, 20,000 train / 5,000 held-out, standardised. Model: time MLP
 3x256 SiLU (sinusoidal time embedding), conditional OT path with sigma_min = 0, uniform t;
@@ -14,7 +14,7 @@ straightness ``E int_0^1 |v(t, x_t) - (x_1 - x_0)|^2 dt`` of the ODE paths (0 = 
 averaged over 3 sampling seeds (+- is their std). Noise floor: 5,000 training points score
 0.0002-0.0004 against the held-out set.
 
-Measured 2026-11-22 (``python experiments/fm_moons.py``; jax 0.10.2, 2 shared CPU cores, seed 0;
+Measured 2026-11-22 (``python -m flowzoo.experiments.fm_moons``; jax 0.10.2, 2 shared CPU cores, seed 0;
 energy distance to held-out data, standardised units; NFE = vector-field evaluations)::
 
     solver  steps  NFE   ED independent        ED exact OT

@@ -1,14 +1,14 @@
 """Conditional flow matching on the eight-Gaussians ring: independent vs minibatch-OT coupling.
 
 Train:    flowzoo train fm_8gaussians
-Compare:  python experiments/fm_8gaussians.py   (runs/fm_8gaussians_cmp/: table, trajectories.png)
+Compare:  python -m flowzoo.experiments.fm_8gaussians (runs/fm_8gaussians_cmp/: table, trajectories.png)
 
 Same model, training and evaluation as ``fm_moons`` (time MLP 3x256 SiLU, conditional OT path,
 sigma_min = 0, 4,000 Adam steps, batch 256; energy distance of 5,000 samples to 5,000 held-out
 points against the number of Euler steps). Data: FFJORD's eight Gaussians (radius 4/1.414, std
 0.5/1.414), 20,000 train / 5,000 held-out, standardised. Time convention: t=0 noise, t=1 data.
 
-Measured 2026-11-22 (``python experiments/fm_8gaussians.py``; jax 0.10.2, 2 shared CPU cores,
+Measured 2026-11-22 (``python -m flowzoo.experiments.fm_8gaussians``; jax 0.10.2, 2 shared CPU cores,
 seed 0; energy distance to held-out data, standardised units, mean +- std over 3 sampling
 seeds)::
 
