@@ -39,12 +39,23 @@ def edm_heun_sample(
     s_tmin: float = 0.0,
     s_tmax: float = float("inf"),
     s_noise: float = 1.0,
+    sigma_max: float | None = None,
 ) -> Batch:
-    """EDM Heun samples ``shape = (n, *event)`` (the data prediction at ``sigma_min``)."""
+    """EDM Heun samples ``shape = (n, *event)`` (the data prediction at ``sigma_min``).
+
+    ``sigma_max``: start the schedule there instead of at ``sigma(T)`` when it is smaller
+    (EDM uses 80 for every model; ``sigma(T)`` is about 152 for the default VP SDE), from
+    ``x~ ~ N(0, sigma_max^2 I)`` as in EDM (the data's own spread is neglected there).
+    """
     n = int(num_steps)
     if n < 2:
         raise ValueError(f"edm_heun needs num_steps >= 2, got {num_steps!r}")
-    hi, lo = edm_sigma(sde, sde.T), edm_sigma(sde, t_min)
+    sigma_T, lo = edm_sigma(sde, sde.T), edm_sigma(sde, t_min)
+    if sigma_max is not None and not float(sigma_max) > 0:
+        raise ValueError(f"edm_heun: sigma_max must be > 0, got {sigma_max!r}")
+    cap = jnp.inf if sigma_max is None else float(sigma_max)
+    clamped = cap < sigma_T  # traced under jit: both starts are computed, one is kept
+    hi = jnp.minimum(sigma_T, cap)
     ramp = jnp.linspace(0.0, 1.0, n)
     sigmas = (hi ** (1 / rho) + ramp * (lo ** (1 / rho) - hi ** (1 / rho))) ** rho
     x0_hat = denoiser(sde, score_fn)
@@ -69,6 +80,8 @@ def edm_heun_sample(
         return x_hat + (sigma_next - sigma_hat) * 0.5 * (d + d2), None
 
     a_T, _ = coefficients(sde, sde.T)
-    x = sde.prior_sample(k_prior, tuple(shape)) / a_T  # EDM variables: x~ = x / a
+    prior = sde.prior_sample(k_prior, tuple(shape))
+    # EDM variables x~ = x / a; with a cap, EDM's start x~ ~ N(0, sigma_max^2 I)
+    x = jnp.where(clamped, hi * jax.random.normal(k_prior, prior.shape, prior.dtype), prior / a_T)
     x, _ = jax.lax.scan(step, x, jnp.arange(n - 1))
     return denoise(x, sigmas[-1])  # the Euler step to sigma = 0 returns the denoiser

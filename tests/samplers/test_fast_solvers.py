@@ -109,3 +109,25 @@ def test_ddim_and_dpm_solver_reproduce_a_gaussian(name, steps, options):
     # Monte-Carlo standard errors at n = 20,000: about 0.007 (mean), 0.01 (covariance)
     np.testing.assert_allclose(jnp.mean(x, 0), MEAN2, atol=0.03)
     np.testing.assert_allclose(jnp.cov(x.T), COV, atol=0.04)
+
+
+def test_edm_sigma_max_cap():
+    """A cap above sigma(T) changes nothing (to float32 rounding); a cap of 80 (EDM's value, below
+    sigma(T) ~ 152 for this VP SDE) starts from N(0, 80^2) and, with enough steps, still
+    lands on the Gaussian's data prediction (the start's neglected data spread, SD = 0.5, is
+    forgotten by the flow from sigma = 80: error about 0.5 / 80 in x~ at the start)."""
+    _, x0_hat = _exact_at_t_min()
+    run = jax.jit(
+        lambda cap: samplers.edm_heun_sample(
+            SDE, _score, KEY, SHAPE, 64, t_min=T_MIN, sigma_max=cap
+        ),
+        static_argnums=0,
+    )
+    np.testing.assert_allclose(run(1e6), run(None), rtol=1e-5, atol=1e-6)
+    capped = run(80.0)
+    # not the same draw, so compare distributions: the data prediction's mean and spread
+    want_sd = float(jnp.std(x0_hat))
+    assert abs(float(jnp.mean(capped)) - MU) < 0.05
+    assert abs(float(jnp.std(capped)) - want_sd) < 0.05 * want_sd + 0.01
+    with pytest.raises(ValueError, match="sigma_max must be > 0"):
+        samplers.edm_heun_sample(SDE, _score, KEY, SHAPE, 8, sigma_max=0.0)
