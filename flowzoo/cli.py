@@ -286,16 +286,8 @@ def _plot(args) -> int:
         raise _UsageError(f"{run_dir} has no metrics.jsonl; is it a flowzoo run directory?")
     out = _output_file(args.out, "curves.png", ".png") if args.out else run_dir / "curves.png"
     records = read_metrics(log)
-    tmp = out.with_name(f".{out.stem}.tmp{os.getpid()}.png")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        names = plot_curves(tmp, records, title=run_dir.name)
-        os.replace(tmp, out)
-    except OSError as err:
-        raise _UsageError(f"cannot write {out}: {err.strerror or err}") from err
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+    names: list[str] = []  # matplotlib writes PNG to the open file (its default format)
+    _write_atomic(out, lambda f: names.extend(plot_curves(f, records, title=run_dir.name)))
     print(
         f"flowzoo: wrote {', '.join(names)} curves ({len(records)} records) to {out}",
         file=sys.stderr,

@@ -143,10 +143,11 @@ def read_metrics(path: str | Path) -> list[dict]:
     return records
 
 
-def plot_curves(path: str | Path, records: list[dict], title: str = "") -> list[str]:
+def plot_curves(path, records: list[dict], title: str = "") -> list[str]:
     """Training and evaluation curves of a run's ``metrics.jsonl`` records, one panel each:
     the training loss (means over each logged call) and every ``eval/*`` metric, against
-    the step. Missing (``null``) values are left out. Returns the plotted metric names."""
+    the step. Missing (``null``) values are left out. ``path``: a file name or a binary
+    file object (PNG). Returns the plotted metric names."""
     train = [r for r in records if r.get("loss") is not None]
     names = sorted({k for r in records for k in r if k.startswith("eval/")})
     panels = [("loss", train)] + [(n, [r for r in records if r.get(n) is not None]) for n in names]
@@ -163,6 +164,6 @@ def plot_curves(path: str | Path, records: list[dict], title: str = "") -> list[
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, format="png")
     plt.close(fig)
     return [n for n, _ in panels]
