@@ -117,8 +117,8 @@ def json_safe(obj: Any) -> Any:
 class MetricsWriter:
     """Appends one JSON object per line to ``path`` (flushes every write).
 
-    Non-finite values are written as ``null`` (standard JSON). :meth:`truncate` drops the
-    records past a step, so that a resumed run logs each step once.
+    Non-finite values are written as ``null`` (standard JSON). On resume ``fit`` drops the
+    records past the restored step, so that each step is logged once.
     """
 
     def __init__(self, path: str | os.PathLike | None):
@@ -131,11 +131,6 @@ class MetricsWriter:
             return
         with self.path.open("a") as f:
             f.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
-
-    def truncate(self, step: int) -> set[int]:
-        """Keep the records with ``step <= step`` (and drop a partly written last line);
-        returns the steps of the evaluation records kept."""
-        return _truncate_log(self.path, step, rewrite=True)
 
 
 def _truncate_log(path: Path | None, step: int, rewrite: bool) -> set[int]:
