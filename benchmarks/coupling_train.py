@@ -43,6 +43,8 @@ eqx = common.optional_import("equinox")
 paramax = common.optional_import("paramax")
 fj_flows = common.optional_import("flowjax.flows")
 fj_dists = common.optional_import("flowjax.distributions")
+# paramax renamed NonModel to NonTrainable; flowjax.train partitions on whichever exists
+_NON_TRAINABLE = getattr(paramax, "NonTrainable", None) or getattr(paramax, "NonModel", ())
 HAVE_FLOWJAX = None not in (eqx, paramax, fj_flows, fj_dists)
 
 HIDDEN = (64, 64)
@@ -90,7 +92,7 @@ def flowjax_case(dim: int, batch: int, layers: int = LAYERS):
         nn_depth=len(HIDDEN),
     )
     params, static = eqx.partition(
-        flow, eqx.is_inexact_array, is_leaf=lambda leaf: isinstance(leaf, paramax.NonModel)
+        flow, eqx.is_inexact_array, is_leaf=lambda leaf: isinstance(leaf, _NON_TRAINABLE)
     )
     x = data(dim, batch)
     opt = optax.adam(LR)

@@ -1,6 +1,8 @@
 """Bijectors: invertible maps with log-determinants, as ``Bijector(init, forward, inverse)``."""
 
 from ._actnorm import actnorm as actnorm
+from ._autoregressive import inverse_autoregressive as inverse_autoregressive
+from ._autoregressive import masked_autoregressive as masked_autoregressive
 from ._base import Bijector as Bijector
 from ._base import chain as chain
 from ._base import invert as invert
@@ -9,11 +11,12 @@ from ._base import sum_except_batch as sum_except_batch
 from ._conv1x1 import conv1x1 as conv1x1
 from ._conv1x1 import lu_weight as lu_weight
 from ._conv1x1 import random_rotation as random_rotation
-from ._coupling import DEFAULT_SCALE_BOUND as DEFAULT_SCALE_BOUND
 from ._coupling import ConditionerFactory as ConditionerFactory
 from ._coupling import additive_coupling as additive_coupling
 from ._coupling import affine_coupling as affine_coupling
+from ._coupling import coupling as coupling
 from ._coupling import mlp_conditioner as mlp_conditioner
+from ._coupling import spline_coupling as spline_coupling
 from ._elementwise import affine as affine
 from ._elementwise import fixed_affine as fixed_affine
 from ._image_coupling import channel_coupling as channel_coupling
@@ -34,7 +37,12 @@ from ._residual import residual_block as residual_block
 from ._spectral import lipswish as lipswish
 from ._spectral import refresh_power_vectors as refresh_power_vectors
 from ._spectral import spectral_norm as spectral_norm
+from ._spline import rq_spline as rq_spline
 from ._squeeze import depth_to_space as depth_to_space
 from ._squeeze import space_to_depth as space_to_depth
 from ._squeeze import squeeze as squeeze
 from ._squeeze import unsqueeze as unsqueeze
+from ._transformers import DEFAULT_SCALE_BOUND as DEFAULT_SCALE_BOUND
+from ._transformers import Transformer as Transformer
+from ._transformers import affine_transformer as affine_transformer
+from ._transformers import spline_transformer as spline_transformer

@@ -1,4 +1,5 @@
-"""Affine and additive coupling layers (Dinh et al. 2015, 2017) driven by a mask.
+"""Coupling layers driven by a mask: affine and additive (Dinh et al. 2015, 2017), spline
+(Durkan et al. 2019), or any elementwise transformer.
 
 Two internal layouts, chosen from the mask:
 
@@ -22,6 +23,12 @@ import numpy as np
 from .._types import Array, Batch, Context, Key, Params, widths_arg
 from ..nets import Network, mlp
 from ._base import Bijector, sum_except_batch
+from ._transformers import (
+    DEFAULT_SCALE_BOUND,
+    Transformer,
+    affine_transformer,
+    spline_transformer,
+)
 
 ConditionerFactory = Callable[[tuple[int, ...]], Network]
 """``make(out_shape) -> Network``: builds a conditioner whose output has ``out_shape`` per
@@ -82,16 +89,6 @@ def _layout(mask: np.ndarray) -> _Layout:
     return _Layout(lambda x: (x * keep, x), lambda x, y: y, weight, int(mask.shape[-1]))
 
 
-def _log_scale(h: Array, kind: str, bound: float) -> Array:
-    if kind == "tanh":  # soft clamp to (-bound, bound); identity at h = 0
-        return bound * jnp.tanh(h / bound)
-    if kind == "sigmoid":  # Glow's sigmoid(h + 2), normalised to scale 1 at h = 0
-        return jax.nn.log_sigmoid(h + 2.0) - jax.nn.log_sigmoid(2.0)
-    if kind == "exp":  # unbounded; for tests and experts
-        return h
-    raise ValueError(f"unknown scale kind {kind!r}; use 'tanh', 'sigmoid' or 'exp'")
-
-
 def _check_mask(mask, what: str) -> np.ndarray:
     mask = np.asarray(mask)
     if mask.dtype != np.bool_:
@@ -103,10 +100,76 @@ def _check_mask(mask, what: str) -> np.ndarray:
     return mask
 
 
-DEFAULT_SCALE_BOUND = 2.0
-"""The one default bound of a coupling's tanh log-scale, ``|log s| <= 2`` (every builder and
-config uses it). 3.0 gave a loss spike on one of four seeds of the default moons run; the
-scale-function study of the performance issue may move it."""
+def coupling(
+    mask,
+    transformer: Transformer,
+    conditioner: ConditionerFactory | None = None,
+) -> Bijector:
+    """A coupling layer ``y = m*x + (1-m)*T(x; c(m*x))`` with any elementwise transformer.
+
+    Args:
+      mask: boolean array of the event shape; ``True`` entries are kept and condition the
+        transformation of the others (see :mod:`flowzoo.bijectors` masks).
+      transformer: the elementwise map ``T`` (:func:`affine_transformer`,
+        :func:`spline_transformer`) with ``P = transformer.num_params`` params per entry.
+      conditioner: factory ``make(out_shape) -> Network``; the network maps the kept part
+        (and ``context``, if given) to ``out_shape`` per example: along the last axis, the
+        first transformer param of every transformed entry, then the second, and so on.
+        Default: a 2x64 ReLU MLP with zero-initialised output, so the layer starts as the
+        identity.
+
+    Returns:
+      A :class:`Bijector` on ``(batch, *mask.shape)`` arrays. ``init(key, x, context)``
+      initialises the conditioner.
+    """
+    mask = _check_mask(mask, "coupling")
+    conditioner = conditioner or mlp_conditioner()
+    lay = _layout(mask)
+    k = transformer.num_params
+    tr_shape = jax.eval_shape(lambda x: lay.split(x)[1], jnp.zeros((1, *mask.shape))).shape[1:]
+    out_shape = (*tr_shape[:-1], k * lay.tr_last)
+    net = conditioner(out_shape)
+
+    def _check(x):
+        if x.shape[1:] != mask.shape:
+            raise ValueError(
+                f"coupling expects events of shape {mask.shape}, got input of shape {x.shape}"
+            )
+
+    def params_of(params, x_cond, context, x_tr):
+        h = net.apply(params, x_cond, context)
+        h = h.reshape(x_tr.shape[:-1] + (k * lay.tr_last,)).astype(x_tr.dtype)
+        return tuple(h[..., i * lay.tr_last : (i + 1) * lay.tr_last] for i in range(k))
+
+    def init(key: Key, x: Batch, context: Context = None) -> Params:
+        _check(x)
+        x_cond, x_tr = lay.split(x)
+        params = net.init(key, x_cond, context)
+        out = jax.eval_shape(net.apply, params, x_cond, context)
+        if int(np.prod(out.shape[1:])) != int(np.prod(out_shape)):
+            raise ValueError(
+                f"conditioner output has shape {out.shape[1:]} per example; the coupling needs "
+                f"{out_shape} ({k} transformer parameter(s) per transformed entry)"
+            )
+        return params
+
+    def apply(direction, params, v, context):
+        _check(v)
+        v_cond, v_tr = lay.split(v)
+        p = params_of(params, v_cond, context, v_tr)
+        y, ld = direction(p, v_tr)
+        if lay.weight is not None:  # masked layout: kept entries stay exactly
+            y = jnp.where(lay.weight > 0, y, v_tr)
+            ld = ld * lay.weight
+        return lay.merge(v_cond, y), sum_except_batch(ld)
+
+    def forward(params: Params, z: Batch, context: Context = None):
+        return apply(transformer.forward, params, z, context)
+
+    def inverse(params: Params, x: Batch, context: Context = None):
+        return apply(transformer.inverse, params, x, context)
+
+    return Bijector(init, forward, inverse)
 
 
 def affine_coupling(
@@ -119,77 +182,38 @@ def affine_coupling(
 ) -> Bijector:
     """Affine coupling ``y = m*x + (1-m)*(x * exp(s(m*x)) + t(m*x))``.
 
+    :func:`coupling` with :func:`affine_transformer`: the conditioner's output holds the
+    shifts followed by the raw log-scales of the transformed entries along its last axis.
+
     Args:
-      mask: boolean array of the event shape; ``True`` entries are kept and condition the
-        transformation of the others (see :mod:`flowzoo.bijectors` masks).
-      conditioner: factory ``make(out_shape) -> Network``; the network maps the kept part
-        (and ``context``, if given) to ``out_shape`` per example: the shifts followed by the
-        log-scales of the transformed entries along the last axis. Default: a 2x64 ReLU MLP
-        with zero-initialised output, so the layer starts as the identity.
+      mask: boolean array of the event shape; ``True`` entries are kept.
+      conditioner: factory ``make(out_shape) -> Network`` (default: 2x64 ReLU MLP,
+        zero-initialised output, so the layer starts as the identity).
       scale: bound on the log-scale: ``"tanh"`` soft-clamps ``log s`` to
-        ``(-scale_bound, scale_bound)`` (``scale_bound`` default 3); ``"sigmoid"`` uses Glow's ``sigmoid(h + 2)``
-        normalised to 1 at ``h = 0``; ``"exp"`` leaves it unbounded.
+        ``(-scale_bound, scale_bound)`` (default :data:`DEFAULT_SCALE_BOUND`); ``"sigmoid"``
+        uses Glow's ``sigmoid(h + 2)`` normalised to 1 at ``h = 0``; ``"exp"`` leaves it
+        unbounded.
       additive: shift only (NICE); log-det is zero.
-
-    Returns:
-      A :class:`Bijector` on ``(batch, *mask.shape)`` arrays. ``init(key, x, context)``
-      initialises the conditioner.
     """
-    mask = _check_mask(mask, "affine_coupling")
-    conditioner = conditioner or mlp_conditioner()
-    lay = _layout(mask)
-    k = 1 if additive else 2
-    tr_shape = jax.eval_shape(lambda x: lay.split(x)[1], jnp.zeros((1, *mask.shape))).shape[1:]
-    out_shape = (*tr_shape[:-1], k * lay.tr_last)
-    net = conditioner(out_shape)
-    _log_scale(jnp.zeros(()), scale, scale_bound)  # validate ``scale`` early
+    transformer = affine_transformer(scale, scale_bound, additive=additive)
+    return coupling(_check_mask(mask, "affine_coupling"), transformer, conditioner)
 
-    def _check(x):
-        if x.shape[1:] != mask.shape:
-            raise ValueError(
-                f"coupling expects events of shape {mask.shape}, got input of shape {x.shape}"
-            )
 
-    def params_of(params, x_cond, context, x_tr):
-        h = net.apply(params, x_cond, context)
-        h = h.reshape(x_tr.shape[:-1] + (k * lay.tr_last,)).astype(x_tr.dtype)
-        shift = h[..., : lay.tr_last]
-        log_s = None if additive else _log_scale(h[..., lay.tr_last :], scale, scale_bound)
-        if lay.weight is not None:
-            shift = shift * lay.weight
-            log_s = None if log_s is None else log_s * lay.weight
-        return shift, log_s
+def spline_coupling(
+    mask,
+    conditioner: ConditionerFactory | None = None,
+    *,
+    num_bins: int = 8,
+    bound: float = 4.0,
+) -> Bijector:
+    """Rational-quadratic spline coupling (Durkan et al. 2019) with identity tails.
 
-    def init(key: Key, x: Batch, context: Context = None) -> Params:
-        _check(x)
-        x_cond, x_tr = lay.split(x)
-        params = net.init(key, x_cond, context)
-        out = jax.eval_shape(net.apply, params, x_cond, context)
-        if int(np.prod(out.shape[1:])) != int(np.prod(out_shape)):
-            raise ValueError(
-                f"conditioner output has shape {out.shape[1:]} per example; the coupling needs "
-                f"{out_shape} (shifts{'' if additive else ' and log-scales'} of the "
-                f"transformed entries)"
-            )
-        return params
-
-    def forward(params: Params, z: Batch, context: Context = None):
-        _check(z)
-        z_cond, z_tr = lay.split(z)
-        shift, log_s = params_of(params, z_cond, context, z_tr)
-        if additive:
-            return lay.merge(z_cond, z_tr + shift), jnp.zeros(z.shape[0], z.dtype)
-        return lay.merge(z_cond, z_tr * jnp.exp(log_s) + shift), sum_except_batch(log_s)
-
-    def inverse(params: Params, x: Batch, context: Context = None):
-        _check(x)
-        x_cond, x_tr = lay.split(x)
-        shift, log_s = params_of(params, x_cond, context, x_tr)
-        if additive:
-            return lay.merge(x_cond, x_tr - shift), jnp.zeros(x.shape[0], x.dtype)
-        return lay.merge(x_cond, (x_tr - shift) * jnp.exp(-log_s)), -sum_except_batch(log_s)
-
-    return Bijector(init, forward, inverse)
+    :func:`coupling` with :func:`spline_transformer`: each transformed entry goes through
+    a monotone spline with ``num_bins`` bins on ``[-bound, bound]`` whose ``3 * num_bins -
+    1`` parameters the conditioner predicts from the kept entries.
+    """
+    transformer = spline_transformer(num_bins, bound)
+    return coupling(_check_mask(mask, "spline_coupling"), transformer, conditioner)
 
 
 def additive_coupling(mask, conditioner: ConditionerFactory | None = None) -> Bijector:

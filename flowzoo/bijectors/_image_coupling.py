@@ -15,8 +15,9 @@ import numpy as np
 from .._types import Array, Key, Params
 from ..nets import Network, resnet
 from ._base import Bijector
-from ._coupling import DEFAULT_SCALE_BOUND, ConditionerFactory, affine_coupling
+from ._coupling import ConditionerFactory, coupling
 from ._masks import channel_mask, checkerboard_mask
+from ._transformers import DEFAULT_SCALE_BOUND, Transformer, affine_transformer
 
 
 def resnet_conditioner(
@@ -81,20 +82,23 @@ def checkerboard_coupling(
     scale: str = "tanh",
     scale_bound: float = DEFAULT_SCALE_BOUND,
     additive: bool = False,
+    transformer: Transformer | None = None,
 ) -> Bijector:
     """Affine coupling with a spatial checkerboard mask on ``(batch, H, W, C)`` images.
 
     Pixels with ``(i + j) % 2 == parity`` (all channels) are kept and condition the affine
     transformation of the others. The conditioner sees ``mask * x`` plus the mask itself as an
     extra input channel. ``conditioner`` defaults to ``resnet_conditioner()``; ``scale``,
-    ``scale_bound`` and ``additive`` are those of :func:`affine_coupling`. Needs ``H * W >= 2``.
+    ``scale_bound`` and ``additive`` are those of :func:`affine_coupling`; a ``transformer``
+    (e.g. :func:`spline_transformer`) replaces the affine map. Needs ``H * W >= 2``.
     """
     shape = _image_shape(event_shape, "checkerboard_coupling")
     if shape[0] * shape[1] < 2:
         raise ValueError(f"a checkerboard coupling needs at least 2 pixels, got shape {shape}")
     mask = checkerboard_mask(shape, parity)
     make = _with_mask_channel(conditioner or resnet_conditioner(), mask)
-    return affine_coupling(mask, make, scale=scale, scale_bound=scale_bound, additive=additive)
+    transformer = transformer or affine_transformer(scale, scale_bound, additive=additive)
+    return coupling(mask, transformer, make)
 
 
 def channel_coupling(
@@ -105,21 +109,18 @@ def channel_coupling(
     scale: str = "tanh",
     scale_bound: float = DEFAULT_SCALE_BOUND,
     additive: bool = False,
+    transformer: Transformer | None = None,
 ) -> Bijector:
     """Affine coupling that splits the channels of ``(batch, H, W, C)`` images in two halves.
 
     ``parity=0`` keeps the first ``C // 2`` channels and transforms the rest; ``parity=1``
     the reverse. The conditioner maps the kept channels ``(batch, H, W, C // 2)`` to the
     shifts and log-scales of the others (no masking, no wasted computation). ``conditioner``
-    defaults to ``resnet_conditioner()``. Needs ``C >= 2``.
+    defaults to ``resnet_conditioner()``; a ``transformer`` (e.g. :func:`spline_transformer`)
+    replaces the affine map. Needs ``C >= 2``.
     """
     shape = _image_shape(event_shape, "channel_coupling")
     if shape[2] < 2:
         raise ValueError(f"a channel coupling needs at least 2 channels, got shape {shape}")
-    return affine_coupling(
-        channel_mask(shape, parity),
-        conditioner or resnet_conditioner(),
-        scale=scale,
-        scale_bound=scale_bound,
-        additive=additive,
-    )
+    transformer = transformer or affine_transformer(scale, scale_bound, additive=additive)
+    return coupling(channel_mask(shape, parity), transformer, conditioner or resnet_conditioner())

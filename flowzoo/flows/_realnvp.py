@@ -17,6 +17,30 @@ from ._transformed import transformed
 _MASKS = {"half": bj.half_mask, "alternating": bj.alternating_mask}
 
 
+TRANSFORMERS = ("affine", "spline")
+"""Names ``realnvp(transformer=...)`` accepts (or pass a :class:`~flowzoo.bijectors.Transformer`)."""
+
+
+def resolve_transformer(
+    kind: str | bj.Transformer,
+    scale: str = "tanh",
+    scale_bound: float = bj.DEFAULT_SCALE_BOUND,
+    additive: bool = False,
+) -> bj.Transformer:
+    """A transformer from its name (``"affine"`` with the given scale options, ``"spline"``
+    with 8 bins on ``[-4, 4]``) or a :class:`~flowzoo.bijectors.Transformer` as is."""
+    if isinstance(kind, bj.Transformer):
+        return kind
+    if kind == "affine":
+        return bj.affine_transformer(scale, scale_bound, additive=additive)
+    if kind == "spline":
+        return bj.spline_transformer()
+    raise ValueError(
+        f"unknown transformer {kind!r}; choose one of {list(TRANSFORMERS)} or pass a "
+        "flowzoo.bijectors.Transformer"
+    )
+
+
 def realnvp_bijector(
     event_shape: int | Sequence[int],
     num_layers: int = 8,
@@ -28,6 +52,7 @@ def realnvp_bijector(
     scale_bound: float = bj.DEFAULT_SCALE_BOUND,
     additive: bool = False,
     conditioner: bj.ConditionerFactory | None = None,
+    transformer: str | bj.Transformer = "affine",
 ) -> bj.Bijector:
     """The RealNVP coupling stack for ``(batch, dim)`` data.
 
@@ -35,6 +60,11 @@ def realnvp_bijector(
     coordinate is transformed by every second layer. Pairs of layers are one block, and the
     blocks are applied with :func:`flowzoo.bijectors.stack` (one ``lax.scan``), so compile
     time does not grow with depth; an odd final layer is appended outside the scan.
+
+    ``transformer`` is the elementwise map of each coupling: ``"affine"`` (``scale``,
+    ``scale_bound``, ``additive`` apply), ``"spline"`` (a rational-quadratic spline with 8
+    bins on ``[-4, 4]``, Durkan et al. 2019, for standardised data) or any
+    :class:`flowzoo.bijectors.Transformer`, e.g. ``bijectors.spline_transformer(16, 5.0)``.
     """
     shape = (int(event_shape),) if np.ndim(event_shape) == 0 else tuple(event_shape)
     if len(shape) != 1:
@@ -48,15 +78,10 @@ def realnvp_bijector(
     if mask not in _MASKS:
         raise ValueError(f"unknown mask {mask!r}; choose one of {sorted(_MASKS)}")
     cond = conditioner or bj.mlp_conditioner(hidden, activation)
+    tr = resolve_transformer(transformer, scale, scale_bound, additive)
 
     def coupling(parity: int) -> bj.Bijector:
-        return bj.affine_coupling(
-            _MASKS[mask](shape, parity),
-            cond,
-            scale=scale,
-            scale_bound=scale_bound,
-            additive=additive,
-        )
+        return bj.coupling(_MASKS[mask](shape, parity), tr, cond)
 
     layers = []
     if num_layers >= 2:
@@ -86,7 +111,7 @@ def realnvp(
       hidden: hidden widths of each coupling's MLP conditioner.
       base: base distribution (default: standard normal).
       **kwargs: passed to :func:`realnvp_bijector` (``activation``, ``mask``, ``scale``,
-        ``scale_bound``, ``additive``, ``conditioner``), or to :func:`realnvp_image`.
+        ``scale_bound``, ``additive``, ``conditioner``, ``transformer``).
     """
     shape = (int(event_shape),) if np.ndim(event_shape) == 0 else tuple(event_shape)
     if len(shape) != 1:

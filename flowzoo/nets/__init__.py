@@ -1,5 +1,7 @@
 """Neural networks (the only place flax.linen is used), exposed as ``Network(init, apply)``."""
 
+from ._made import made as made
+from ._made import made_masks as made_masks
 from ._mlp import ACTIVATIONS as ACTIVATIONS
 from ._mlp import Network as Network
 from ._mlp import activation as activation

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 from flowzoo import bijectors as bj
-from flowzoo.flows import realnvp_bijector
+from flowzoo.flows import autoregressive_bijector, realnvp_bijector
 
 _small = bj.mlp_conditioner((8,))
 
@@ -61,6 +61,45 @@ REGISTRY = {
         None,
     ),
     "realnvp_bijector": lambda: (realnvp_bijector(3, 5, (8,)), (3,), None),
+    # rational-quadratic spline couplings (issue 15); bound 1.5 puts part of the N(0, 1)
+    # test batch in the identity tails
+    "spline_coupling_half": lambda: (
+        bj.spline_coupling(bj.half_mask(4), _small, num_bins=5, bound=1.5),
+        (4,),
+        None,
+    ),
+    "spline_coupling_checkerboard_image": lambda: (
+        bj.spline_coupling(bj.checkerboard_mask((4, 4, 1)), _small, num_bins=4, bound=2.0),
+        (4, 4, 1),
+        None,
+    ),
+    # autoregressive layers (issue 15): MADE conditioners, affine and spline transformers
+    "masked_autoregressive_affine": lambda: (bj.masked_autoregressive(4, hidden=(8,)), (4,), None),
+    "masked_autoregressive_spline_context": lambda: (
+        bj.masked_autoregressive(3, bj.spline_transformer(4, 2.0), (8, 8)),
+        (3,),
+        (2,),
+    ),
+    "inverse_autoregressive_affine": lambda: (
+        bj.inverse_autoregressive(3, hidden=(8,)),
+        (3,),
+        None,
+    ),
+    "maf_bijector_spline": lambda: (
+        autoregressive_bijector(3, 2, (8,), transformer="spline"),
+        (3,),
+        None,
+    ),
+    "iaf_bijector_conditional": lambda: (
+        autoregressive_bijector(3, 2, (8,), inverse=True),
+        (3,),
+        (2,),
+    ),
+    "conditional_spline_realnvp_bijector": lambda: (
+        realnvp_bijector(3, 3, (8,), transformer="spline"),
+        (3,),
+        (2,),
+    ),
     "conditional_realnvp_bijector": lambda: (realnvp_bijector(2, 4, (8,)), (2,), (3,)),
 }
 
@@ -93,6 +132,11 @@ def _image_entries():
         "checkerboard_coupling_resnet": lambda: (
             bj.checkerboard_coupling((4, 4, 1), 1, conv),
             (4, 4, 1),
+            None,
+        ),
+        "channel_coupling_spline": lambda: (
+            bj.channel_coupling((2, 2, 2), 0, conv, transformer=bj.spline_transformer(4, 2.0)),
+            (2, 2, 2),
             None,
         ),
         "channel_coupling_resnet_context": lambda: (
