@@ -73,17 +73,23 @@ def exact_ot_coupling() -> Coupling:
     return coupling
 
 
-def sinkhorn_coupling(epsilon: float = 0.05, num_iters: int = 200) -> Coupling:
+def sinkhorn_coupling(
+    epsilon: float = 0.05, num_iters: int = 200, *, relative: bool = True
+) -> Coupling:
     """Minibatch entropic OT (Tong et al. 2024, OT-CFM with Sinkhorn), computed on device.
 
-    The plan of :func:`sinkhorn_log_plan` (``epsilon`` relative to the mean cost) is sampled
-    ``batch`` times with replacement, as in torchcfm's ``OTPlanSampler``. ``epsilon -> 0``
-    approaches the exact assignment; large ``epsilon`` the independent coupling.
+    The plan of :func:`sinkhorn_log_plan` is sampled ``batch`` times with replacement, as in
+    torchcfm's ``OTPlanSampler``. ``epsilon`` is relative to the mean cost by default;
+    ``relative=False`` takes it in squared data units, as Schroedinger-bridge CFM needs
+    (``epsilon = 2 sigma^2`` for the Brownian bridge of diffusion ``sigma``,
+    :func:`flowzoo.paths.brownian_bridge_path`). ``epsilon -> 0`` approaches the exact
+    assignment; large ``epsilon`` the independent coupling.
     """
 
     def coupling(key: Key, x0: Batch, x1: Batch, labels: Array | None = None):
         k_lab, k_pairs = jax.random.split(key)
-        log_plan = sinkhorn_log_plan(_cost(k_lab, x0, x1, labels, "inf"), epsilon, num_iters)
+        cost = _cost(k_lab, x0, x1, labels, "inf")
+        log_plan = sinkhorn_log_plan(cost, epsilon, num_iters, relative=relative)
         m = x1.shape[0]
         flat = jax.random.categorical(k_pairs, log_plan.reshape(-1), shape=(m,))
         return flat // m, flat % m

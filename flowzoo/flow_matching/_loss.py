@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from .._types import Array, Batch, Float, Key, Params, Scalar
-from ..paths import Path
+from ..paths import Path, expand_time
 from ._coupling import Coupling, independent_coupling
 
 ApplyFn = Callable[..., Batch]
@@ -63,6 +63,8 @@ def cfm_loss(
     logit_normal_scale: float = 1.0,
     num_classes: int | None = None,
     label_dropout: float = 0.1,
+    source: Callable[[Key, int], Batch] | str | None = None,
+    target: str = "velocity",
 ) -> LossFn:
     """Conditional flow matching: ``E |v_theta(t, x_t) - u_t(x0, x1)|^2`` (Lipman et al. 2023).
 
@@ -82,11 +84,29 @@ def cfm_loss(
         the one-hot label as ``context``, zeroed with probability ``label_dropout`` (the
         unconditional model of classifier-free guidance), and OT couplings pair within classes.
       label_dropout: probability of dropping the label.
+      source: the t=0 end. ``None``: ``x0 ~ N(0, I)``; a sampler ``source(key, n) -> (n,
+        *event)`` of another law (two-sided interpolants, data-to-data transport); or
+        ``"paired"``: each batch holds fixed pairs, ``(batch, 2, *event)`` with ``x0`` at
+        index 0 and ``x1`` at index 1 of axis 1 (rectified flow's reflow,
+        :func:`reflow_pairs`), and the coupling must be the default.
+      target: ``"velocity"`` (the conditional velocity, plus ``gamma_t' z`` on a stochastic
+        interpolant path: its minimiser is the interpolant's drift ``b``) or ``"noise"``
+        (regress onto ``z``: the interpolant's denoiser ``eta_z(t, x) = E[z | x_t = x]``,
+        whose score is ``-eta_z / gamma_t``; needs ``path.noise``).
 
     Returns:
       ``loss(params, key, batch) -> (scalar, {"target_sq": mean |u|^2})``; ``batch`` is ``x1``
-      ``(batch, *event)`` or ``(x1, labels)``.
+      ``(batch, *event)`` or ``(x1, labels)`` (or pairs, see ``source``).
     """
+    if target not in ("velocity", "noise"):
+        raise ValueError(f"target must be 'velocity' or 'noise', got {target!r}")
+    if target == "noise" and path.noise is None:
+        raise ValueError("target='noise' needs a stochastic interpolant path (path.noise)")
+    paired = isinstance(source, str)
+    if paired and source != "paired":
+        raise ValueError(f"source must be None, a sampler or 'paired', got {source!r}")
+    if paired and (coupling is not None or num_classes is not None):
+        raise ValueError("source='paired' fixes the pairs: no coupling, no labels")
     coupling = independent_coupling() if coupling is None else coupling
 
     def loss(params: Params, key: Key, batch: Any) -> tuple[Scalar, dict[str, Array]]:
@@ -95,21 +115,40 @@ def cfm_loss(
         else:
             x1, labels = batch
         k_noise, k_pair, k_time, k_drop = jax.random.split(key, 4)
-        x0 = jax.random.normal(k_noise, x1.shape, x1.dtype)
-        i0, i1 = coupling(k_pair, x0, x1, labels)
-        x0, x1 = x0[i0], x1[i1]
+        k_noise, k_z = jax.random.split(k_noise)
+        if paired:
+            if x1.ndim < 2 or x1.shape[1] != 2:
+                raise ValueError(
+                    f"source='paired' needs batches of shape (batch, 2, *event), got {x1.shape}"
+                )
+            x0, x1 = x1[:, 0], x1[:, 1]
+            i1 = jnp.arange(x1.shape[0])
+        else:
+            if source is None:
+                x0 = jax.random.normal(k_noise, x1.shape, x1.dtype)
+            else:
+                x0 = jnp.asarray(source(k_noise, x1.shape[0]), x1.dtype)
+                if x0.shape != x1.shape:
+                    raise ValueError(f"source gave shape {x0.shape}; the data has {x1.shape}")
+            i0, i1 = coupling(k_pair, x0, x1, labels)
+            x0, x1 = x0[i0], x1[i1]
         t = sample_times(
             k_time, x1.shape[0], time_sampling, time_range, logit_normal_loc, logit_normal_scale
         ).astype(x1.dtype)
         xt = path.sample_xt(x0, x1, t)
-        target = path.velocity(x0, x1, t)
+        goal = path.velocity(x0, x1, t)
+        if path.noise is not None:
+            z = jax.random.normal(k_z, x1.shape, x1.dtype)
+            gamma, d_gamma = path.noise(expand_time(t, x1))
+            xt = xt + gamma * z
+            goal = z if target == "noise" else goal + d_gamma * z
         context = None
         if labels is not None:
             keep = jax.random.bernoulli(k_drop, 1.0 - label_dropout, (x1.shape[0],))
             context = label_context(labels[i1], num_classes, keep)
         pred = apply_fn(params, t, xt, context)
-        value = jnp.mean((pred - target) ** 2)
-        return value, {"target_sq": jnp.mean(target**2)}
+        value = jnp.mean((pred - goal) ** 2)
+        return value, {"target_sq": jnp.mean(goal**2)}
 
     return loss
 

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from .._types import ArrayLike, Batch
-from ..paths import Path, expand_time
+from ..paths import Path, expand_time, gaussian_schedule
 
 
 def posterior_mean(
@@ -25,7 +25,7 @@ def posterior_mean(
     d = data.reshape(data.shape[0], -1).astype(x.dtype)
     xf = x.reshape(x.shape[0], -1)
     tt = expand_time(t, xf)
-    alpha, sigma = path.schedule(tt)
+    alpha, sigma, _, _ = gaussian_schedule(path, tt)
     var = jnp.maximum(sigma**2, min_sigma**2)
     logits = (alpha * (xf @ d.T) - 0.5 * alpha**2 * jnp.sum(d**2, axis=-1)[None, :]) / var
     weights = jax.nn.softmax(logits, axis=-1)
@@ -41,6 +41,8 @@ def marginal_velocity(
     :func:`posterior_mean`); for an affine path this is the velocity of the posterior-mean data
     prediction, ``(sigma'/sigma) x + (alpha' - alpha sigma'/sigma) E[x1 | x]``. Integrated
     from noise (t=0) to t=1 it transports ``N(0, I)`` onto the data set itself (it memorises).
+    For a stochastic interpolant path (``path.noise``) it is the field of the Gaussian
+    marginal with ``s_t^2 = sigma_t^2 + gamma_t^2`` (:func:`flowzoo.paths.gaussian_schedule`).
 
     Returns:
       ``fn(t, x) -> (batch, *event)``; ``t`` scalar or ``(batch,)``, ``x``: ``(batch, *event)``.
@@ -52,8 +54,7 @@ def marginal_velocity(
     def fn(t: ArrayLike, x: Batch) -> Batch:
         x1_hat = posterior_mean(path, data, t, x, min_sigma)
         tt = expand_time(t, x)
-        alpha, sigma = path.schedule(tt)
-        d_alpha, d_sigma = path.schedule_dt(tt)
+        alpha, sigma, d_alpha, d_sigma = gaussian_schedule(path, tt)
         sigma = jnp.maximum(sigma, min_sigma)
         return (d_sigma / sigma) * (x - alpha * x1_hat) + d_alpha * x1_hat
 

@@ -16,11 +16,14 @@ from ._affine import PATHS as PATHS
 from ._affine import Path as Path
 from ._affine import affine_path as affine_path
 from ._affine import base_scale as base_scale
+from ._affine import brownian_bridge_path as brownian_bridge_path
 from ._affine import cond_ot_path as cond_ot_path
 from ._affine import cosine_path as cosine_path
 from ._affine import expand_time as expand_time
+from ._affine import gaussian_schedule as gaussian_schedule
 from ._affine import get_path as get_path
 from ._affine import polynomial_path as polynomial_path
+from ._affine import stochastic_interpolant_path as stochastic_interpolant_path
 from ._affine import ve_path as ve_path
 from ._affine import vp_path as vp_path
 from ._convert import eps_from_velocity as eps_from_velocity

@@ -29,12 +29,18 @@ class Path(NamedTuple):
     * ``sample_xt(x0, x1, t) -> x_t = sigma_t x0 + alpha_t x1``; ``x0, x1``: ``(batch, *event)``,
       ``t``: ``(batch,)`` or a scalar.
     * ``velocity(x0, x1, t) -> u_t = sigma_t' x0 + alpha_t' x1``, the conditional target field.
+    * ``noise``: ``None`` (a deterministic interpolation of the pair), or ``t -> (gamma_t,
+      gamma_t')`` for a *stochastic interpolant* ``x_t = sigma_t x0 + alpha_t x1 + gamma_t z``
+      with fresh ``z ~ N(0, I)`` (Albergo et al. 2023; the Brownian bridge of Schroedinger-
+      bridge CFM, Tong et al. 2024). ``sample_xt``/``velocity`` are then the ``z``-free parts;
+      :func:`flowzoo.flow_matching.cfm_loss` adds ``gamma_t z`` and ``gamma_t' z``.
     """
 
     schedule: ScheduleFn
     sample_xt: Callable[[Batch, Batch, Times], Batch]
     velocity: Callable[[Batch, Batch, Times], Batch]
     schedule_dt: ScheduleFn
+    noise: ScheduleFn | None = None
 
 
 def expand_time(t: ArrayLike, x: Array) -> Array:
@@ -159,6 +165,64 @@ def polynomial_path(exponent: float = 2.0) -> Path:
     return affine_path(lambda t: (t**n, 1.0 - t**n), schedule_dt)
 
 
+def stochastic_interpolant_path(noise_scale: float = 1.0, base: str = "linear") -> Path:
+    """A stochastic interpolant ``x_t = sigma_t x0 + alpha_t x1 + gamma_t z`` (Albergo,
+    Boffi & Vanden-Eijnden 2023, "Stochastic Interpolants: A Unifying Framework", sec. 3).
+
+    ``gamma_t = noise_scale * sqrt(t (1 - t))`` (their ``sqrt(a t(1-t))`` with ``a =
+    noise_scale^2``), zero at both ends, so the t=0 and t=1 marginals are those of ``x0`` and
+    ``x1``. ``base``: ``"linear"`` (``alpha_t = t``, ``sigma_t = 1 - t``; then this is the
+    Brownian bridge of :func:`brownian_bridge_path`) or ``"trig"`` (``sin``/``cos`` of ``pi
+    t / 2``). ``x0`` may be Gaussian noise (one-sided) or samples of any other law
+    (two-sided; ``cfm_loss(source=...)``). ``gamma_t'`` is infinite at t = 0 and 1: train
+    on ``time_range`` inside ``(0, 1)``, e.g. ``(1e-3, 1 - 1e-3)``.
+    """
+    a = float(noise_scale)
+    if not a > 0:
+        raise ValueError(f"noise_scale must be > 0, got {noise_scale}")
+    if base == "linear":
+        mean = cond_ot_path()
+    elif base == "trig":
+        mean = cosine_path()
+    else:
+        raise ValueError(f"base must be 'linear' or 'trig', got {base!r}")
+
+    def noise(t):
+        # floored at 1e-12 so gamma * gamma' stays finite (a^2 (1 - 2t) / 2) at the ends,
+        # where gamma' alone is infinite
+        root = jnp.sqrt(jnp.maximum(t * (1.0 - t), 1e-12))
+        return a * root, a * (1.0 - 2.0 * t) / (2.0 * root)
+
+    return mean._replace(noise=noise)
+
+
+def brownian_bridge_path(noise_scale: float = 1.0) -> Path:
+    """The Brownian bridge of Schroedinger-bridge CFM (Tong et al. 2024, "Improving and
+    generalizing flow-based generative models with minibatch optimal transport", eq. 19):
+    ``x_t = (1 - t) x0 + t x1 + noise_scale * sqrt(t (1 - t)) z``, the law at time t of a
+    Brownian motion of diffusion ``noise_scale`` pinned at ``x0`` and ``x1``. Pair it with
+    :func:`flowzoo.flow_matching.sinkhorn_coupling` at ``epsilon = 2 noise_scale^2``
+    (absolute) to learn the Schroedinger bridge's probability flow.
+    """
+    return stochastic_interpolant_path(noise_scale, "linear")
+
+
+def gaussian_schedule(path: Path, t: Array) -> tuple[Array, Array, Array, Array]:
+    """``(alpha_t, s_t, alpha_t', s_t')`` of the path's Gaussian marginal given ``x1`` when
+    ``x0 ~ N(0, I)``: ``x_t | x1 ~ N(alpha_t x1, s_t^2 I)`` with ``s_t^2 = sigma_t^2 +
+    gamma_t^2`` (``s = sigma`` without interpolant noise). The marginal velocity of a
+    stochastic interpolant with Gaussian ``x0`` is that of the affine path with ``s_t``,
+    because ``E[sigma' x0 + gamma' z | sigma x0 + gamma z] = s' (sigma x0 + gamma z) / s``.
+    """
+    alpha, sigma = path.schedule(t)
+    d_alpha, d_sigma = path.schedule_dt(t)
+    if path.noise is None:
+        return alpha, sigma, d_alpha, d_sigma
+    gamma, d_gamma = path.noise(t)
+    s = jnp.sqrt(sigma**2 + gamma**2)
+    return alpha, s, d_alpha, (sigma * d_sigma + gamma * d_gamma) / s
+
+
 def base_scale(path: Path, t0: float = 0.0) -> float:
     """The noise scale ``sigma_{t0}`` of the path's t=0 end (1 for OT/VP/cosine; sigma_max for VE).
 
@@ -176,6 +240,8 @@ PATHS: dict[str, Callable[..., Path]] = {
     "ve": ve_path,
     "cosine": cosine_path,
     "polynomial": polynomial_path,
+    "brownian_bridge": brownian_bridge_path,
+    "stochastic_interpolant": stochastic_interpolant_path,
 }
 """Path factories by name (used by configs: ``model.path``)."""
 

@@ -4,7 +4,11 @@ Config keys (``config["model"]``), with the defaults of :func:`default_model_con
 (:func:`image_model_config` for NHWC images):
 ``path`` (a name in :data:`PATHS`) and that path's own keyword arguments where present
 (``sigma_min``, ``beta_min``, ``beta_max``, ``sigma_max``, ``exponent``); ``coupling`` (a
-name in :data:`COUPLINGS`), ``sinkhorn_epsilon``; ``time_sampling``, ``time_range``; network
+name in :data:`COUPLINGS`), ``sinkhorn_epsilon`` (relative to the mean cost unless
+``sinkhorn_relative`` is false); the stochastic-interpolant paths (``brownian_bridge``,
+``stochastic_interpolant``) take ``noise_scale`` (and ``base``), and with ``coupling:
+sinkhorn``, ``sinkhorn_relative: false``, ``sinkhorn_epsilon: 2 noise_scale^2`` they are
+Schroedinger-bridge CFM; ``time_sampling``, ``time_range``; network
 ``net`` (``"mlp"``, ``"unet"`` or ``"auto"``: the UNet for rank-3 ``(H, W, C)`` events, the
 MLP otherwise), MLP ``hidden``, ``activation``, UNet ``channels``, both ``embed_dim``;
 sampler ``solver`` and ``num_steps`` (0 means adaptive, for ``tsit5``/``dopri5``), ``rtol``,
@@ -32,6 +36,7 @@ from ..paths import PATHS, get_path
 from ._images import with_image_data
 from ._registry import Model, register_model
 from ._schema import (
+    BOOL,
     SEED,
     TOLERANCE,
     Choice,
@@ -120,7 +125,12 @@ def _path_from_config(cfg: dict[str, Any]):
 
 def _coupling_from_config(cfg: dict[str, Any]):
     name = cfg.get("coupling", "independent")
-    kwargs = {"epsilon": cfg.get("sinkhorn_epsilon", 0.05)} if name == "sinkhorn" else {}
+    kwargs = {}
+    if name == "sinkhorn":
+        kwargs = {
+            "epsilon": cfg.get("sinkhorn_epsilon", 0.05),
+            "relative": bool(cfg.get("sinkhorn_relative", True)),
+        }
     return get_coupling(name, **kwargs)
 
 
@@ -198,6 +208,9 @@ register_model(
         "exponent": Positive(),
         "coupling": Choice(*COUPLINGS),
         "sinkhorn_epsilon": Positive(),
+        "sinkhorn_relative": BOOL,
+        "noise_scale": Positive(),
+        "base": Choice("linear", "trig"),
         "time_sampling": Choice("uniform", "logit_normal"),
         "time_range": Spec("floats", 0.0, 1.0, length=(2, 2)),
         "net": Choice("auto", "mlp", "unet"),

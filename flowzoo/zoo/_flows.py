@@ -9,7 +9,11 @@ discrete-data code length and ``test_bpd = test_nll / (D ln 2)``.
 Config keys (``model`` section; all but ``name`` optional):
 
 * ``realnvp``: ``num_layers``, ``hidden`` (list of MLP widths), ``activation``,
-  ``scale_bound`` (default :data:`flowzoo.bijectors.DEFAULT_SCALE_BOUND`).
+  ``transformer`` (``"affine"``, default, or ``"spline"``), ``scale_bound`` (affine; default
+  :data:`flowzoo.bijectors.DEFAULT_SCALE_BOUND`), ``num_bins`` (spline, default 8) and
+  ``spline_bound`` (spline interval ``[-b, b]``, default 4).
+* ``maf``: a masked autoregressive flow (``inverse: true``: IAF) with the same keys;
+  ``hidden`` are the MADE widths (each at least ``dim - 1``).
 * ``glow``: ``levels`` (scales, default 2), ``depth`` (steps per level, default 8),
   ``hidden`` (conditioner channels, default 64); ``realnvp_image``: ``num_scales`` (default
   2), ``hidden`` (64), ``num_blocks`` (residual blocks per conditioner, 2). ``options``: a
@@ -35,14 +39,32 @@ from ..flows import (
     dequantized,
     glow,
     glow_bijector,
+    iaf,
     image_coupling_flow,
+    maf,
     realnvp,
     realnvp_image,
     realnvp_image_bijector,
     variational_dequantizer,
 )
 from ._registry import Model, from_distribution, register_model
-from ._schema import Choice, Int, Positive, Spec, Widths, activation_spec, image_keys, kwargs_of
+from ._schema import (
+    BOOL,
+    Choice,
+    Int,
+    Positive,
+    Spec,
+    Widths,
+    activation_spec,
+    image_keys,
+    kwargs_of,
+)
+
+
+def _transformer(cfg: dict[str, Any]) -> bj.Transformer:
+    if cfg.get("transformer", "affine") == "spline":
+        return bj.spline_transformer(int(cfg.get("num_bins", 8)), float(cfg.get("spline_bound", 4)))
+    return bj.affine_transformer(scale_bound=cfg.get("scale_bound", bj.DEFAULT_SCALE_BOUND))
 
 
 def _realnvp(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
@@ -51,7 +73,19 @@ def _realnvp(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
         cfg["num_layers"],
         tuple(cfg["hidden"]),
         activation=cfg.get("activation", "relu"),
-        scale_bound=cfg.get("scale_bound", bj.DEFAULT_SCALE_BOUND),
+        transformer=_transformer(cfg),
+    )
+    return from_distribution(flow)
+
+
+def _maf(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
+    build = iaf if cfg.get("inverse", False) else maf
+    flow = build(
+        event_shape,
+        cfg["num_layers"],
+        tuple(cfg["hidden"]),
+        activation=cfg.get("activation", "relu"),
+        transformer=_transformer(cfg),
     )
     return from_distribution(flow)
 
@@ -141,6 +175,12 @@ _DEQUANT = {
 }
 _OPTION_SKIP = ("levels", "depth", "hidden", "num_scales", "num_blocks", "conditioner")
 
+_TRANSFORMER = {
+    "transformer": Choice("affine", "spline"),
+    "scale_bound": Positive(),
+    "num_bins": Int(2),
+    "spline_bound": Positive(),
+}
 register_model(
     "realnvp",
     _realnvp,
@@ -148,7 +188,18 @@ register_model(
         "num_layers": Int(1, required=True),
         "hidden": Widths(required=True),
         "activation": activation_spec(),
-        "scale_bound": Positive(),
+        **_TRANSFORMER,
+    },
+)
+register_model(
+    "maf",
+    _maf,
+    {
+        "num_layers": Int(1, required=True),
+        "hidden": Widths(required=True),
+        "activation": activation_spec(),
+        "inverse": BOOL,
+        **_TRANSFORMER,
     },
 )
 register_model(

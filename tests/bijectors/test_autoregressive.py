@@ -17,7 +17,8 @@ def _perturbed(params, key, scale=0.3):
     leaves, treedef = jax.tree.flatten(params)
     keys = jax.random.split(key, len(leaves))
     return jax.tree.unflatten(
-        treedef, [p + scale * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)]
+        treedef,
+        [p + scale * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys, strict=True)],
     )
 
 

@@ -21,7 +21,10 @@ B = 3.0
 def params():
     with jax.enable_x64(True):
         ks = jax.random.split(jax.random.key(7), 3)
-        yield tuple(2.0 * jax.random.normal(k, (n,), jnp.float64) for k, n in zip(ks, (6, 6, 5)))
+        yield tuple(
+            2.0 * jax.random.normal(k, (n,), jnp.float64)
+            for k, n in zip(ks, (6, 6, 5), strict=True)
+        )
 
 
 def _f(x, p, inverse=False):
