@@ -91,7 +91,11 @@ def sinkhorn_coupling(
         cost = _cost(k_lab, x0, x1, labels, "inf")
         log_plan = sinkhorn_log_plan(cost, epsilon, num_iters, relative=relative)
         m = x1.shape[0]
-        flat = jax.random.categorical(k_pairs, log_plan.reshape(-1), shape=(m,))
+        # inverse-CDF draws: O(n m) for the cumulative sum instead of the n * m Gumbel
+        # variates per draw of jax.random.categorical (16.8M per step at batch 256)
+        cdf = jnp.cumsum(jnp.exp(log_plan - jnp.max(log_plan)).reshape(-1))
+        u = jax.random.uniform(k_pairs, (m,), cdf.dtype) * cdf[-1]
+        flat = jnp.minimum(jnp.searchsorted(cdf, u, side="right"), cdf.shape[0] - 1)
         return flat // m, flat % m
 
     return coupling

@@ -5,7 +5,7 @@ Config keys (``config["model"]``), with the defaults of :func:`default_model_con
 ``path`` (a name in :data:`PATHS`) and that path's own keyword arguments where present
 (``sigma_min``, ``beta_min``, ``beta_max``, ``sigma_max``, ``exponent``); ``coupling`` (a
 name in :data:`COUPLINGS`), ``sinkhorn_epsilon`` (relative to the mean cost unless
-``sinkhorn_relative`` is false); the stochastic-interpolant paths (``brownian_bridge``,
+``sinkhorn_relative`` is false), ``sinkhorn_iters`` (default 200); the stochastic-interpolant paths (``brownian_bridge``,
 ``stochastic_interpolant``) take ``noise_scale`` (and ``base``), and with ``coupling:
 sinkhorn``, ``sinkhorn_relative: false``, ``sinkhorn_epsilon: 2 noise_scale^2`` they are
 Schroedinger-bridge CFM; ``time_sampling``, ``time_range``; network
@@ -130,6 +130,7 @@ def _coupling_from_config(cfg: dict[str, Any]):
         kwargs = {
             "epsilon": cfg.get("sinkhorn_epsilon", 0.05),
             "relative": bool(cfg.get("sinkhorn_relative", True)),
+            "num_iters": int(cfg.get("sinkhorn_iters", 200)),
         }
     return get_coupling(name, **kwargs)
 
@@ -209,6 +210,7 @@ register_model(
         "coupling": Choice(*COUPLINGS),
         "sinkhorn_epsilon": Positive(),
         "sinkhorn_relative": BOOL,
+        "sinkhorn_iters": Int(1),
         "noise_scale": Positive(),
         "base": Choice("linear", "trig"),
         "time_sampling": Choice("uniform", "logit_normal"),

@@ -1,0 +1,26 @@
+"""A one-sided stochastic interpolant (Albergo, Boffi & Vanden-Eijnden 2023) on two moons.
+
+Run: flowzoo train si_moons
+
+As ``fm_moons`` (3x256 SiLU time MLP, 4,000 Adam steps, batch 256, independent pairs), but
+``x_t = cos(pi t/2) x0 + sin(pi t/2) x1 + sqrt(t(1-t)) z`` (trigonometric interpolant with
+``gamma_t = sqrt(t (1 - t))``, their eq. 2.4 with ``a = 1``): the network learns the drift
+``b = E[dx_t/dt | x_t]``, whose ODE transports N(0, I) to the data. Times in
+``[1e-3, 1 - 1e-3]``. For the denoiser / score of the same interpolant train
+``cfm_loss(..., target="noise")`` (see the flow-matching API).
+"""
+
+from flowzoo.experiments.fm_moons import get_config as _fm_config
+
+RESULT = "see docs/results.md"
+
+
+def get_config() -> dict:
+    config = _fm_config("independent", name="si_moons")
+    config["model"].update(
+        path="stochastic_interpolant",
+        noise_scale=1.0,
+        base="trig",
+        time_range=[1e-3, 1.0 - 1e-3],
+    )
+    return config
