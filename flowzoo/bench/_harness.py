@@ -24,6 +24,7 @@ from .. import metrics
 from ..paths import cond_ot_path, vp_sde
 from ..samplers import SAMPLERS, run, supports
 from . import _mixture as gm
+from ._peers import PEERS, supports_peer
 from ._targets import Target
 
 ADAPTIVE_RTOLS = (1e-2, 1e-4)
@@ -43,6 +44,8 @@ class Settings(NamedTuple):
 
 def steps_and_options(name: str, budget: int, target: Target) -> tuple[int | None, dict]:
     """The ``num_steps`` and options that spend about ``budget`` evaluations with ``name``."""
+    if name in PEERS:
+        return max(1, budget // PEERS[name].nfe_per_step), {}
     spec = SAMPLERS[name]
     options: dict[str, Any] = {}
     if name in ("ula", "mala"):
@@ -57,6 +60,11 @@ def steps_and_options(name: str, budget: int, target: Target) -> tuple[int | Non
     if name.startswith("edm_heun"):
         return max(2, (budget + 1) // 2), options
     return max(1, budget // spec.nfe_per_step), options
+
+
+def kind_of(name: str) -> str:
+    """``"chain"``, ``"sde"`` or ``"ode"`` of a flowzoo sampler or a peer row."""
+    return PEERS[name].kind if name in PEERS else SAMPLERS[name].kind
 
 
 def _cov_error(x: np.ndarray, ref: np.ndarray) -> float:
@@ -115,7 +123,8 @@ def run_cell(target: Target, name: str, budget: int | float, seed: int, settings
     """
     t_cell = time.perf_counter()
     problem = target.problem(vp_sde(), cond_ot_path())
-    if not supports(name, problem):
+    peer = PEERS.get(name)
+    if not (supports_peer(name, problem, target) if peer else supports(name, problem)):
         return None
     adaptive = name.endswith(("tsit5", "dopri5"))
     steps, options = steps_and_options(name, int(budget) if not adaptive else 0, target)
@@ -125,10 +134,16 @@ def run_cell(target: Target, name: str, budget: int | float, seed: int, settings
         options["trace"] = settings.trace
     salt = zlib.crc32(f"{target.name}/{name}".encode()) % 2**31  # stable across processes
     key = jax.random.fold_in(jax.random.key(seed), salt)
-    fn = jax.jit(lambda k: run(name, k, problem, settings.n, steps, **options))
-    t0 = time.perf_counter()
-    compiled = fn.lower(key).compile()
-    compile_s = time.perf_counter() - t0
+    if peer is not None and not peer.jittable:  # a PyTorch peer: nothing to compile
+        compiled, compile_s = (lambda k: peer.run(k, problem, target, settings.n, steps)), 0.0
+    else:
+        if peer is not None:
+            fn = jax.jit(lambda k: peer.run(k, problem, target, settings.n, steps))
+        else:
+            fn = jax.jit(lambda k: run(name, k, problem, settings.n, steps, **options))
+        t0 = time.perf_counter()
+        compiled = fn.lower(key).compile()
+        compile_s = time.perf_counter() - t0
     t_warm = time.perf_counter()
     if settings.warmup:
         jax.block_until_ready(compiled(key))
@@ -151,11 +166,13 @@ def run_cell(target: Target, name: str, budget: int | float, seed: int, settings
         "nfe": int(info.nfe),
         "compile_seconds": compile_s,
         "wall_seconds": wall,
-        "kind": SAMPLERS[name].kind,
+        "kind": kind_of(name),
         **score_samples(target, x, ref, jax.random.fold_in(key, 99)),
     }
     if name in ("ula", "mala"):
         cell.update(_chain_stats(info, wall, steps, settings.n))
+    elif kind_of(name) == "chain":
+        cell["acceptance_rate"] = float(info.acceptance_rate)
     cell["scoring_seconds"] = time.perf_counter() - t_score
     cell["sampler_seconds"] = compile_s + warm_s + float(np.sum(walls))
     cell["cell_seconds"] = time.perf_counter() - t_cell

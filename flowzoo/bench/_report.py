@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ..samplers import SAMPLERS
-from ._harness import Settings, budgets_for, finite, noise_floor, run_cell
+from ._harness import Settings, budgets_for, finite, kind_of, noise_floor, run_cell
+from ._peers import PEERS, available
 from ._targets import TARGETS
 
 DEFAULT_NFE = (8, 16, 32, 64, 128, 256, 512, 1024)
@@ -89,7 +90,17 @@ def run_benchmark(
 ) -> dict[str, Any]:
     """Run every missing cell, then write ``results.json``, ``leaderboard.md`` and plots."""
     targets = _check_names("target", targets or list(QUICK_TARGETS if quick else TARGETS), TARGETS)
-    samplers = _check_names("sampler", samplers or sorted(SAMPLERS), SAMPLERS)
+    installed = [p for p in sorted(PEERS) if available(PEERS[p])]
+    samplers = _check_names(
+        "sampler", samplers or sorted(SAMPLERS) + installed, {**SAMPLERS, **PEERS}
+    )
+    missing = [s for s in samplers if s in PEERS and not available(PEERS[s])]
+    if missing:
+        raise ValueError(
+            f"peer row(s) {', '.join(missing)} need(s) "
+            f"{', '.join(sorted({PEERS[s].package for s in missing}))}; install the bench "
+            "extra: pip install -e '.[bench]'"
+        )
     nfe = [int(b) for b in (nfe or (QUICK_NFE if quick else DEFAULT_NFE))]
     if any(b < 1 for b in nfe):
         raise ValueError(f"--nfe budgets must be >= 1, got {nfe}")
@@ -126,7 +137,7 @@ def run_benchmark(
                 "budget": b,
                 "seed": seed,
                 "n": settings.n,
-                "kind": SAMPLERS[s].kind,
+                "kind": kind_of(s),
                 "nfe": None,
                 "num_steps": None,
                 "diverged": True,
