@@ -103,6 +103,20 @@ def _parser() -> argparse.ArgumentParser:
     bs.add_argument("--out", default="bench/samplers", help="output directory")
     bs.add_argument("--quick", action="store_true", help="3 targets, 3 budgets, n=1000")
     bs.add_argument("--seed", type=int, default=0, help=f"0 .. {SEED_MAX}")
+    bs.add_argument(
+        "--runs",
+        type=_names,
+        default=None,
+        help="comma-separated run directories of trained vector models (cfm, score_sde, "
+        "ncsn) to add as learned targets (without --targets: only these)",
+    )
+    bs.add_argument(
+        "--reference",
+        choices=("data", "solve"),
+        default="data",
+        help="learned targets' reference: held-out data, or the model's own ODE solved by "
+        "Tsit5 at rtol=atol=1e-5",
+    )
     bs.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -150,6 +164,8 @@ def _bench(args) -> int:
         seed=args.seed,
         quick=args.quick,
         progress=not args.no_progress,
+        runs=args.runs,
+        reference=args.reference,
     )
     print(f"flowzoo: wrote results.json, leaderboard.md and plots to {args.out}", file=sys.stderr)
     return 0

@@ -10,6 +10,7 @@ from ._harness import noise_floor as noise_floor
 from ._harness import run_cell as run_cell
 from ._harness import score_samples as score_samples
 from ._harness import steps_and_options as steps_and_options
+from ._learned import learned_target as learned_target
 from ._mixture import GaussianMixture as GaussianMixture
 from ._mixture import path_velocity as path_velocity
 from ._mixture import sde_score as sde_score

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..samplers import SAMPLERS
 from ._harness import Settings, budgets_for, finite, kind_of, noise_floor, run_cell
+from ._learned import learned_target
 from ._peers import PEERS, available
 from ._targets import TARGETS
 
@@ -87,9 +88,21 @@ def run_benchmark(
     seed: int = 0,
     quick: bool = False,
     progress: bool = True,
+    runs: list[str] | None = None,
+    reference: str = "data",
 ) -> dict[str, Any]:
-    """Run every missing cell, then write ``results.json``, ``leaderboard.md`` and plots."""
-    targets = _check_names("target", targets or list(QUICK_TARGETS if quick else TARGETS), TARGETS)
+    """Run every missing cell, then write ``results.json``, ``leaderboard.md`` and plots.
+
+    ``runs``: run directories whose trained fields become learned targets
+    (:func:`flowzoo.bench.learned_target` with ``reference``); without ``targets`` only
+    those are benchmarked.
+    """
+    learned = {}
+    for run_dir in runs or []:
+        target = learned_target(run_dir, reference)
+        learned[target.name] = target
+    default = [] if learned else list(QUICK_TARGETS if quick else TARGETS)
+    targets = _check_names("target", targets or default, TARGETS) + list(learned)
     installed = [p for p in sorted(PEERS) if available(PEERS[p])]
     samplers = _check_names(
         "sampler", samplers or sorted(SAMPLERS) + installed, {**SAMPLERS, **PEERS}
@@ -120,7 +133,7 @@ def run_benchmark(
         if f"{t}|{s}|{b}|{seed}|{settings.n}" not in done
     ]
     bar = _bar(len(todo), progress)
-    built = {name: TARGETS[name]() for name in targets}
+    built = {name: learned[name] if name in learned else TARGETS[name]() for name in targets}
     t_start = time.perf_counter()
     added: list[dict] = []
     for t, s, b in todo:

@@ -39,6 +39,9 @@ class Target(NamedTuple):
       diffusion / flow fields), else ``None``.
     * ``step_size``: the Langevin step size MCMC rows use on this target.
     * ``init_scale``: chains start from ``N(0, init_scale^2 I)``.
+    * ``fields``: for learned targets (:func:`flowzoo.bench.learned_target`), the
+      :class:`~flowzoo.samplers.Problem` fields of the trained model (its own SDE and score,
+      or path and velocity); ``problem`` then ignores its arguments.
     """
 
     name: str
@@ -49,10 +52,13 @@ class Target(NamedTuple):
     mixture: gm.GaussianMixture | None
     step_size: float
     init_scale: float
+    fields: dict | None = None
 
     def problem(self, sde: SDE, path: Path) -> Problem:
         """The :class:`flowzoo.samplers.Problem` of this target under ``sde`` and ``path``."""
         fields = {}
+        if self.fields is not None:
+            return Problem(event_shape=(self.dim,), **self.fields)
         if self.mixture is not None:
             fields = dict(
                 sde=sde,
