@@ -63,7 +63,6 @@ def run(data: str = "two_moons", steps: int = 4000, n_pairs: int = 20_000, out: 
     from flowzoo import flow_matching as fm
     from flowzoo import metrics
     from flowzoo.integrate import SolverConfig
-    from flowzoo.paths import cond_ot_path
     from flowzoo.samplers import flow_ode_sample
     from flowzoo.zoo import build_model
     from flowzoo.zoo._flow_matching import network
@@ -87,11 +86,8 @@ def run(data: str = "two_moons", steps: int = 4000, n_pairs: int = 20_000, out: 
         fzdata.array_batches(train, bs),
     )
     t0 = time.perf_counter()
-    pairs = fm.reflow_pairs(
-        lambda t, x: net.apply(params1, t, x), jax.random.key(7), n_pairs, train.shape[1:]
-    )
+    pairs, loss2 = fm.reflow(net.apply, params1, jax.random.key(7), n_pairs, train.shape[1:])
     pair_secs = time.perf_counter() - t0
-    loss2 = fm.cfm_loss(net.apply, cond_ot_path(), source="paired")
     params2, secs2 = _train(config, loss2, params1, fzdata.array_batches(np.asarray(pairs), bs))
 
     def score(params):

@@ -10,6 +10,7 @@ model's own. Time convention: t=0 noise, t=1 data.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -43,6 +44,33 @@ def reflow_pairs(
     solve = jax.jit(lambda y: solve_ode(velocity_fn, y, 0.0, 1.0, **solver.check()._asdict()).y1)
     x1 = jnp.concatenate([solve(x0[i : i + chunk]) for i in range(0, n, chunk)], axis=0)
     return jnp.stack([x0, x1], axis=1)
+
+
+def reflow(
+    apply_fn: Callable[..., Batch],
+    params: Any,
+    key: Key,
+    n: int,
+    event_shape: Sequence[int],
+    *,
+    solver: SolverConfig = SolverConfig("rk4", 32),
+    time_sampling: str = "uniform",
+) -> tuple[Float[Array, "n 2 *event"], Callable]:
+    """One reflow round: the trained field's own pairs and the loss that straightens it.
+
+    ``apply_fn(params, t, x, context=None)`` is the trained velocity (straight-path CFM,
+    t=0 noise, t=1 data). Returns ``(pairs, loss)``: ``n`` pairs from :func:`reflow_pairs`
+    and ``cfm_loss(apply_fn, cond_ot_path(), source="paired")``. Retrain with
+    ``train.fit(loss, optimizer, params, data.array_batches(pairs, batch_size), ...)``,
+    starting from ``params`` (Liu et al. 2023 initialise the 2-rectified flow from the
+    1-rectified one); repeat on the result for a 3-rectified flow.
+    """
+    from ..paths import cond_ot_path
+    from ._loss import cfm_loss
+
+    pairs = reflow_pairs(lambda t, x: apply_fn(params, t, x), key, n, event_shape, solver=solver)
+    loss = cfm_loss(apply_fn, cond_ot_path(), source="paired", time_sampling=time_sampling)
+    return pairs, loss
 
 
 def straightness(

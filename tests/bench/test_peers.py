@@ -62,7 +62,7 @@ def test_meta_flow_matching_rows_use_the_same_field_and_reach_the_same_quality()
     ref = bench.path_velocity(target.mixture, paths.cond_ot_path())
     x = 2.0 * jax.random.normal(jax.random.key(0), (64, 2))
     for t in (0.0, 0.3, 0.9, 0.999):
-        got = field(torch.as_tensor(np.asarray(x)), torch.tensor(t)).numpy()
+        got = field(torch.tensor(np.array(x)), torch.tensor(t)).numpy()
         np.testing.assert_allclose(got, ref(jnp.float32(t), x), rtol=1e-4, atol=1e-5)
     for ours, peer in (
         ("flow_ode_euler", "metafm_euler"),

@@ -96,7 +96,7 @@ REGISTRY = {
         (2,),
     ),
     "conditional_spline_realnvp_bijector": lambda: (
-        realnvp_bijector(3, 3, (8,), transformer="spline"),
+        realnvp_bijector(3, 2, (8,), transformer="spline"),
         (3,),
         (2,),
     ),

@@ -120,6 +120,14 @@ def test_reflow_pairs_straightness_and_paired_loss():
     )
     assert float(loss(shift, jax.random.key(1), pairs)[0]) < 1e-10
     assert float(loss(jnp.zeros(2), jax.random.key(1), pairs)[0]) == pytest.approx(2.5, rel=1e-5)
+    # one reflow round of a constant field: its pairs, and a loss that the same field zeroes
+    pairs, rloss = fm.reflow(
+        lambda p, t, x, c=None: jnp.broadcast_to(p, x.shape), shift, jax.random.key(4), 8, (2,)
+    )
+    np.testing.assert_allclose(
+        pairs[:, 1] - pairs[:, 0], jnp.broadcast_to(shift, (8, 2)), atol=1e-5
+    )
+    assert float(rloss(shift, jax.random.key(5), pairs)[0]) < 1e-10
     # straightness: 0 for a constant field; for v = -x, int_0^1 (e^-t + e^-1 - 1)^2 dt E|x0|^2
     x0 = jax.random.normal(jax.random.key(2), (4000, 2))
     assert float(fm.straightness(lambda t, x: jnp.broadcast_to(shift, x.shape), x0)) < 1e-10
