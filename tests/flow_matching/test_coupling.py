@@ -64,3 +64,31 @@ def test_label_conditional_pairs_within_class(key):
         i0, i1 = jax.jit(coupling)(key, x0, x1, labels)
         noise_labels = jax.random.permutation(label_key, labels)
         np.testing.assert_array_equal(noise_labels[i0], labels[i1])
+
+
+def test_exact_assignment_is_optimal_with_pot_and_with_the_scipy_fallback(monkeypatch):
+    """POT's network simplex and scipy's Jonker-Volgenant give the same (optimal) cost; with
+    POT reported missing the scipy path is used and agrees."""
+    import itertools
+
+    from scipy.optimize import linear_sum_assignment
+
+    from flowzoo.flow_matching import _assignment
+
+    rng = np.random.default_rng(0)
+    for n in (5, 64, 300):
+        cost = rng.random((n, n)) ** 2
+        perm = np.asarray(_assignment.exact_assignment(jnp.asarray(cost)))
+        rows, cols = linear_sum_assignment(cost)
+        assert np.unique(perm).size == n
+        np.testing.assert_allclose(
+            cost[np.arange(n), perm].sum(), cost[rows, cols].sum(), rtol=1e-6
+        )
+        if n == 5:  # brute force over all 120 permutations
+            best = min(cost[np.arange(5), list(p)].sum() for p in itertools.permutations(range(5)))
+            np.testing.assert_allclose(cost[np.arange(5), perm].sum(), best, rtol=1e-6)
+    monkeypatch.setattr(_assignment, "_pot_assignment", lambda c: None)
+    cost = rng.random((40, 40))
+    perm = np.asarray(_assignment.exact_assignment(jnp.asarray(cost)))
+    rows, cols = linear_sum_assignment(cost)
+    np.testing.assert_allclose(cost[np.arange(40), perm].sum(), cost[rows, cols].sum(), rtol=1e-6)
