@@ -11,7 +11,7 @@ one step = sample batch, noise, t, (coupling), forward, backward, Adam(1e-3) upd
   ``nets.mlp`` (t passed as context), the step ``flowzoo.train.apply_update`` under
   ``jax.jit`` (one dispatch per step), and the same in a ``lax.scan`` of 100 steps per call
   (how ``flowzoo.train.fit`` runs; reported per step; independent coupling only). Exact OT: ``exact_ot_coupling``
-  (scipy's ``linear_sum_assignment`` through ``jax.pure_callback``).
+  (POT's network simplex ``ot.emd`` through ``jax.pure_callback``, the same solver torchcfm uses).
 * torchcfm (optional peer): ``ConditionalFlowMatcher(sigma=0)`` /
   ``ExactOptimalTransportConditionalFlowMatcher(sigma=0)`` (POT's ``emd``), ``torch.optim.Adam``,
   ``torch.set_num_threads(--torch-threads)`` (default 1: on the shared, overloaded 2-core
@@ -23,16 +23,20 @@ Measured: compile time of the flowzoo step (trace + lower + XLA compile, see
 
 Run: ``python benchmarks/cfm_train.py [--quick] [--batches 256,1024] [--out PATH]``.
 
-Measured 2026-11-22 (``--quick --batches 256,1024``, jax 0.10.2, torch 2.13.0+cpu, torchcfm
-1.0.7, 2 shared CPU cores at load average 6-12; the batch-1024 exact-OT row was not finished):
+Measured 2026-11-30 (``python benchmarks/cfm_train.py --torch-threads 2``; jax 0.10.2,
+torch 2.14.1, torchcfm 1.0.7, POT 0.9.7; 2 CPU cores, otherwise idle: load average 1.46 at
+the start, from the previous job; both libraries on 2 threads)::
 
     batch  coupling     compile  flowzoo step  flowzoo scan  torchcfm   flowzoo / torchcfm
-    256    independent  11.1 s   47.7k/s       34.8k/s       12.5k/s    3.8x
-    256    exact_ot      9.5 s    6.0k/s        7.3k/s        7.7k/s    0.78x
-    1024   independent   8.4 s   59.0k/s       68.2k/s       26.5k/s    2.2x
+    256    independent  1.27 s   120.1k/s      138.9k/s      92.3k/s    1.30x
+    256    exact_ot     1.33 s    31.9k/s           -        31.5k/s    1.02x
+    1024   independent  1.31 s   184.2k/s      190.4k/s     158.1k/s    1.17x
+    1024   exact_ot     1.41 s     8.1k/s           -         7.9k/s    1.03x
 
-(samples/s). The exact-OT step is host bound: scipy's assignment (12 ms at n=256 here, vs 27 ms
-for POT's ``emd``) plus the ``pure_callback`` round trip.
+(samples/s). Exact OT is host bound in both libraries by the same network simplex (4.3 ms
+at n=256, 96 ms at n=1024 here); with scipy's assignment flowzoo was at 0.75x / 0.39x.
+The 2026-11-22 figures (3.8x / 2.2x) were taken under heavy load with torch on one thread
+and are withdrawn.
 """
 
 from __future__ import annotations
