@@ -191,8 +191,8 @@ def affine_coupling(
         zero-initialised output, so the layer starts as the identity).
       scale: bound on the log-scale: ``"tanh"`` soft-clamps ``log s`` to
         ``(-scale_bound, scale_bound)`` (default :data:`DEFAULT_SCALE_BOUND`); ``"sigmoid"``
-        uses Glow's ``sigmoid(h + 2)`` normalised to 1 at ``h = 0``; ``"exp"`` leaves it
-        unbounded.
+        uses Glow's ``sigmoid(h + 2)`` normalised to 1 at ``h = 0``; ``"softplus"``
+        ``softplus(h + log(e - 1))`` (1 at 0, unbounded above); ``"exp"`` leaves it unbounded.
       additive: shift only (NICE); log-det is zero.
     """
     transformer = affine_transformer(scale, scale_bound, additive=additive)

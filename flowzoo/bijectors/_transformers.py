@@ -37,15 +37,20 @@ config uses it). 3.0 gave a loss spike on one of four seeds of the default moons
 scale-function study of the performance issue may move it."""
 
 
+_SOFTPLUS_ONE = 0.5413248546129181  # log(e - 1): softplus(0 + c) = 1
+
+
 def log_scale(h: Array, kind: str, bound: float) -> Array:
     """The log-scale of an affine transformer from the conditioner output ``h``."""
     if kind == "tanh":  # soft clamp to (-bound, bound); identity at h = 0
         return bound * jnp.tanh(h / bound)
     if kind == "sigmoid":  # Glow's sigmoid(h + 2), normalised to scale 1 at h = 0
         return jax.nn.log_sigmoid(h + 2.0) - jax.nn.log_sigmoid(2.0)
+    if kind == "softplus":  # s = softplus(h + c) / 1 with s(0) = 1: flowjax's Affine scale
+        return jnp.log(jax.nn.softplus(h + _SOFTPLUS_ONE))
     if kind == "exp":  # unbounded; for tests and experts
         return h
-    raise ValueError(f"unknown scale kind {kind!r}; use 'tanh', 'sigmoid' or 'exp'")
+    raise ValueError(f"unknown scale kind {kind!r}; use 'tanh', 'sigmoid', 'softplus' or 'exp'")
 
 
 def affine_transformer(
