@@ -11,6 +11,11 @@ in the error when asked for explicitly).
   an identity mass matrix and no warm-up adaptation, so every row gets the same tuning.
   HMC takes 8 leapfrog steps per transition. NFE counts gradient evaluations of the whole
   batch: under ``vmap`` a NUTS transition costs the largest tree of the batch.
+* ``diffusers_dpm_solver_2m``, ``diffusers_edm_heun`` (diffusers, PyTorch):
+  ``DPMSolverMultistepScheduler`` (DPM-Solver++, order 2) and ``HeunDiscreteScheduler`` on
+  the Karras sigmas, with the DDPM discretisation of flowzoo's VP SDE (1000 linear betas
+  from 1e-4 to 0.02) and the exact noise prediction of the diffused mixture at each of the
+  scheduler's noise levels. NFE = model calls.
 * ``metafm_euler``, ``metafm_midpoint`` (Meta's ``flow_matching`` >= 1.0, PyTorch):
   ``ODESolver.sample`` on the same exact marginal velocity of the straight path, written in
   PyTorch (the port of :func:`flowzoo.bench.path_velocity` for ``cond_ot_path``) so the
@@ -172,6 +177,65 @@ def _metafm(method: str, nfe_per_step: int):
     return run
 
 
+def torch_diffused_score(mixture):
+    """``score(a, s, x)`` of the mixture pushed through ``x -> a x + s z``, in PyTorch (the
+    port of :func:`flowzoo.bench._mixture.diffused_score`)."""
+    import torch
+
+    w = torch.tensor(np.array(mixture.weights), dtype=torch.float32)
+    m = torch.tensor(np.array(mixture.means), dtype=torch.float32)
+    v = torch.tensor(np.array(mixture.variances), dtype=torch.float32)
+    log_w = torch.log(w)
+
+    def score(a: float, s: float, x):
+        means, var = a * m, a * a * v + s * s
+        diff = x[:, None, :] - means[None]
+        log_c = -0.5 * torch.sum(diff * diff / var[None] + torch.log(var)[None], -1)
+        post = torch.softmax(log_c + log_w[None], dim=1)
+        return torch.einsum("nk,nkd->nd", post, -diff / var[None])
+
+    return score
+
+
+# the DDPM discretisation of flowzoo's VP SDE (beta 0.1 -> 20 over t in [0, 1]): 1000 steps
+DDPM = dict(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
+
+
+def _diffusers(scheduler: str, nfe_of, **kwargs):
+    """A diffusers scheduler on the exact noise prediction ``eps = -s * score`` of the
+    diffused mixture at the scheduler's own noise level (``a = sqrt(abar)``, ``s =
+    sqrt(1 - abar)``, ``abar = 1 / (1 + sigma^2)``, ``sigma`` interpolated in log space
+    between the discrete levels exactly as diffusers maps fractional timesteps)."""
+
+    def run(key, problem, target, n, num_steps):
+        import diffusers
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        sched = getattr(diffusers, scheduler)(**DDPM, prediction_type="epsilon", **kwargs)
+        sched.set_timesteps(num_steps)
+        abar = sched.alphas_cumprod.double().numpy()
+        log_sigmas = 0.5 * np.log((1.0 - abar) / abar)
+        score = torch_diffused_score(target.mixture)
+        seed = int(np.asarray(jax.random.randint(key, (), 0, 2**31 - 1)))
+        gen = torch.Generator().manual_seed(seed)
+        x = torch.randn(n, *problem.event_shape, generator=gen) * sched.init_noise_sigma
+        calls = 0
+        with torch.no_grad():
+            for t in sched.timesteps:
+                inp = sched.scale_model_input(x, t)
+                sigma = float(np.exp(np.interp(float(t), np.arange(abar.size), log_sigmas)))
+                a2 = 1.0 / (1.0 + sigma * sigma)
+                s = math.sqrt(1.0 - a2)
+                eps = -s * score(math.sqrt(a2), s, inp)
+                calls += 1
+                x = sched.step(eps, t, x).prev_sample
+        info = SamplerInfo(np.int32(calls), np.float32(np.nan))
+        return jnp.asarray(x.numpy()), info
+
+    return run
+
+
 PEERS: dict[str, Peer] = {
     "blackjax_mala": Peer("blackjax", ("log_prob", "init"), "chain", 1, True, _blackjax_mala),
     "blackjax_hmc": Peer(
@@ -183,14 +247,38 @@ PEERS: dict[str, Peer] = {
     "metafm_midpoint": Peer(
         "flow_matching", ("velocity",), "ode", 2, False, _metafm("midpoint", 2)
     ),
+    "diffusers_dpm_solver_2m": Peer(
+        "diffusers",
+        ("sde", "score_t"),
+        "ode",
+        1,
+        False,
+        _diffusers(
+            "DPMSolverMultistepScheduler",
+            None,
+            algorithm_type="dpmsolver++",
+            solver_order=2,
+            final_sigmas_type="sigma_min",
+        ),
+    ),
+    # Heun on the Karras schedule (EDM, Karras et al. 2022): 2 evaluations per step but
+    # the last, so a budget B gives B // 2 + 1 steps and 2 * steps - 1 evaluations
+    "diffusers_edm_heun": Peer(
+        "diffusers",
+        ("sde", "score_t"),
+        "ode",
+        2,
+        False,
+        _diffusers("HeunDiscreteScheduler", None, use_karras_sigmas=True),
+    ),
 }
 """Peer rows by name (``flowzoo bench samplers --samplers blackjax_nuts,...``)."""
 
 
 def supports_peer(name: str, problem: Problem, target) -> bool:
-    """Whether the peer ``name`` can run on ``problem`` (the fields it needs are set; the Meta
-    rows also need the target to be a mixture, for the PyTorch field)."""
+    """Whether the peer ``name`` can run on ``problem`` (the fields it needs are set; the
+    PyTorch rows also need the target to be a mixture, whose field they port)."""
     peer = PEERS[name]
     if any(getattr(problem, f) is None for f in peer.needs):
         return False
-    return target.mixture is not None if name.startswith("metafm") else True
+    return target.mixture is not None if not peer.jittable else True

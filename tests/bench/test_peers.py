@@ -72,3 +72,30 @@ def test_meta_flow_matching_rows_use_the_same_field_and_reach_the_same_quality()
         b = bench.run_cell(target, peer, 32, 0, SMALL)
         assert a["nfe"] == b["nfe"] == 32
         assert abs(a["energy_distance"] - b["energy_distance"]) < 0.02, (a, b)
+
+
+def test_diffusers_rows_use_the_exact_noise_prediction_and_agree_with_flowzoo():
+    pytest.importorskip("torch")
+    pytest.importorskip("diffusers")
+    import torch
+
+    from flowzoo.bench import _mixture as gm
+
+    target = bench.TARGETS["eight_gaussians"]()
+    score = _peers.torch_diffused_score(target.mixture)
+    x = 2.0 * jax.random.normal(jax.random.key(0), (64, 2))
+    for a, s in ((0.99, 0.1), (0.6, 0.8), (0.01, 1.0)):
+        got = score(a, s, torch.tensor(np.array(x))).numpy()
+        np.testing.assert_allclose(
+            got, gm.diffused_score(target.mixture, a, s, x), rtol=1e-4, atol=1e-5
+        )
+    ours = bench.run_cell(target, "dpm_solver_2m", 32, 0, SMALL)
+    peer = bench.run_cell(target, "diffusers_dpm_solver_2m", 32, 0, SMALL)
+    assert peer["nfe"] == 32
+    floor = bench.noise_floor(target, 0, SMALL)["energy_distance"]
+    assert (
+        peer["energy_distance"] < 3 * floor + 2e-3
+        and abs(ours["energy_distance"]) < 3 * floor + 2e-3
+    )
+    heun = bench.run_cell(target, "diffusers_edm_heun", 32, 0, SMALL)
+    assert heun["nfe"] == 31  # 16 Heun steps, the last one Euler
