@@ -104,6 +104,9 @@ def _parser() -> argparse.ArgumentParser:
     bs.add_argument("--quick", action="store_true", help="3 targets, 3 budgets, n=1000")
     bs.add_argument("--seed", type=int, default=0, help=f"0 .. {SEED_MAX}")
     bs.add_argument(
+        "--n", type=int, default=None, help="samples per cell (default 2000, --quick 500)"
+    )
+    bs.add_argument(
         "--runs",
         type=_names,
         default=None,
@@ -166,6 +169,7 @@ def _bench(args) -> int:
         progress=not args.no_progress,
         runs=args.runs,
         reference=args.reference,
+        n=args.n,
     )
     print(f"flowzoo: wrote results.json, leaderboard.md and plots to {args.out}", file=sys.stderr)
     return 0

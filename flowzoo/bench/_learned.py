@@ -14,8 +14,11 @@ grid of sigmas in training). The reference, in the run's standardised units, is
   of a ``cfm`` run, the probability-flow ODE of a score run down to ``t = 1e-3``), which
   measures each solver's error against the model rather than the model's against the data.
 
-Vector runs only (event shape ``(d,)``); image runs (``fm_digits``, ``sde_digits``) are not
-supported yet.
+Image runs (``fm_digits``, ``sde_digits``: ``cfm`` or ``score_sde`` on quantised images)
+are benchmarked in their model space, flattened to ``D = H W C`` dimensions: the samplers
+run on the network's field there, and the held-out images are dequantized once (a fixed
+uniform draw) and mapped into the same space by the run's own preprocessing. Digits holds
+300 test images, so a data reference needs ``n <= 300`` (``flowzoo bench samplers --n``).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import bijectors
 from .. import data as fzdata
 from ..integrate import SolverConfig
 from ..paths import ve_sde
@@ -37,22 +41,48 @@ from ._targets import Target
 REFERENCES = ("data", "solve")
 
 
-def _fields(run, shape):
+def _flat(fn, shape):
+    """A field of ``(n, *shape)`` arrays as one of flattened ``(n, D)`` rows."""
+    if len(shape) == 1:
+        return fn
+    return lambda t, x: fn(t, x.reshape(x.shape[0], *shape)).reshape(x.shape[0], -1)
+
+
+def _image_model_space(run, shape, test):
+    """The inner (model-space) params of an image run and its held-out images mapped into
+    that space (one fixed uniform dequantization draw), flattened ``(n, D)``."""
+    from ..data import scale_transform
+    from ..zoo._images import preprocessing
+    from ..zoo._run import _model_config
+
+    cfg = _model_config(run.config)["model"]
+    levels = int(cfg["data_levels"])
+    to_model = bijectors.chain(
+        preprocessing(cfg.get("preprocess", "scale"), float(cfg.get("alpha", 0.05))),
+        scale_transform(levels),
+    )
+    x = jnp.asarray(test, jnp.float32)
+    v = x + jax.random.uniform(jax.random.key(0), x.shape, jnp.float32)
+    z, _ = to_model.inverse(run.params["density"]["bijector"], v)
+    return run.params["density"]["base"], z.reshape(z.shape[0], -1)
+
+
+def _fields(run, shape, params):
     from ..paths import get_sde
     from ..zoo._flow_matching import _path_from_config, network
     from ..zoo._score import noise_conditional_score_network, score_network
 
-    cfg, params = run.config["model"], run.params
+    cfg = run.config["model"]
     kind = cfg["name"]
     if kind == "cfm":
         net = network(cfg, shape)
         hi = float(cfg.get("time_range", (0.0, 1.0))[1])
-        velocity = lambda t, x: net.apply(params, t, x)  # noqa: E731
+        velocity = _flat(lambda t, x: net.apply(params, t, x), shape)
         return {"path": _path_from_config(cfg), "velocity": velocity}, hi
     if kind == "score_sde":
         sde = get_sde(cfg["sde"], **cfg.get("sde_kwargs", {}))
         net = score_network(sde, cfg, shape)
-        return {"sde": sde, "score_t": lambda t, x: net.apply(params, t, x)}, None
+        return {"sde": sde, "score_t": _flat(lambda t, x: net.apply(params, t, x), shape)}, None
     if kind == "ncsn":
         lo, hi = float(cfg["sigma_min"]), float(cfg["sigma_max"])
         sde = ve_sde(lo, hi)
@@ -86,21 +116,26 @@ def learned_target(run_dir: str | os.PathLike, reference: str = "data") -> Targe
         raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
     run = load_run(run_dir)
     shape = tuple(json.loads((Path(run_dir) / "run.json").read_text())["event_shape"])
-    if len(shape) != 1:
-        raise ValueError(
-            f"{run_dir}: learned targets need vector runs (event shape (d,)), got {shape}"
-        )
-    fields, t1 = _fields(run, shape)
+    if len(shape) not in (1, 3):
+        raise ValueError(f"{run_dir}: learned targets need (d,) or (H, W, C) events, got {shape}")
     _, test = load_data(run.config)
-    test = jnp.asarray(fzdata.standardize(run.standardizer, np.asarray(test, np.float32)))
+    if len(shape) == 3:
+        params, test = _image_model_space(run, shape, test)
+    else:
+        params = run.params
+        test = jnp.asarray(fzdata.standardize(run.standardizer, np.asarray(test, np.float32)))
+    fields, t1 = _fields(run, shape, params)
     name = f"run:{run.config['name']}" + (":solve" if reference == "solve" else "")
-    dim = shape[0]
+    dim = int(np.prod(shape))
 
     if reference == "data":
 
         def sample(key, n):
             if n > test.shape[0]:
-                raise ValueError(f"{name}: {n} reference points asked, {test.shape[0]} held out")
+                raise ValueError(
+                    f"{name}: {n} reference points asked, {test.shape[0]} held out; use "
+                    f"--n {test.shape[0]} or less, or --reference solve"
+                )
             return test[jax.random.permutation(key, test.shape[0])[:n]]
 
     else:

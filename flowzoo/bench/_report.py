@@ -90,13 +90,16 @@ def run_benchmark(
     progress: bool = True,
     runs: list[str] | None = None,
     reference: str = "data",
+    n: int | None = None,
 ) -> dict[str, Any]:
     """Run every missing cell, then write ``results.json``, ``leaderboard.md`` and plots.
 
     ``runs``: run directories whose trained fields become learned targets
     (:func:`flowzoo.bench.learned_target` with ``reference``); without ``targets`` only
-    those are benchmarked.
+    those are benchmarked. ``n``: samples per cell (default: the settings').
     """
+    if n is not None and n < 2:
+        raise ValueError(f"--n must be at least 2, got {n}")
     learned = {}
     for run_dir in runs or []:
         target = learned_target(run_dir, reference)
@@ -119,6 +122,8 @@ def run_benchmark(
         raise ValueError(f"--nfe budgets must be >= 1, got {nfe}")
     # quick: fewer and smaller cells, one timed run without warm-up (timings indicative only)
     settings = Settings(n=500, repeats=1, warmup=False, rtols=(1e-2,)) if quick else Settings()
+    if n is not None:
+        settings = settings._replace(n=int(n))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.json"

@@ -75,3 +75,34 @@ def test_bench_cli_with_runs_writes_a_leaderboard_for_the_run(fm_run, tmp_path):
     with contextlib.redirect_stderr(err):
         rc = cli.main(["bench", "samplers", "--runs", str(tmp_path / "nope"), "--out", str(out)])
     assert rc != 0 and "does not exist" in err.getvalue()
+
+
+def test_image_run_is_benchmarked_in_its_model_space(tmp_path_factory):
+    """A tiny fm_digits run (20 steps of a one-level UNet): the target lives in the
+    flattened model space ([-1, 1) after dequantization), the held-out reference is the 300
+    test images mapped there, and the sampler rows run on the UNet's field."""
+    work = tmp_path_factory.mktemp("img")
+    argv = ["train", "fm_digits", "--workdir", str(work), "--no-progress"]
+    for kv in (
+        "train.steps=20",
+        "train.checkpoint_every=20",
+        "train.steps_per_call=10",
+        "train.ema_decay=0",
+        "train.warmup_steps=0",
+        "model.channels=[8]",
+        "model.embed_dim=16",
+        "model.log_prob=none",
+        "plot.n_samples=4",
+    ):
+        argv += ["--set", kv]
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        assert cli.main(argv) == 0
+    target = bench.learned_target(work / "fm_digits", "data")
+    assert target.dim == 64
+    ref = np.asarray(target.sample(jax.random.key(0), 300))
+    assert ref.shape == (300, 64) and ref.min() >= -1.0 and ref.max() < 1.0
+    with pytest.raises(ValueError, match="--n 300"):
+        target.sample(jax.random.key(0), 301)
+    small = bench.Settings(n=100, repeats=1, warmup=False)
+    cell = bench.run_cell(target, "flow_ode_euler", 4, 0, small)
+    assert cell["nfe"] == 4 and not cell["diverged"]
