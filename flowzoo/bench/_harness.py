@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
 import zlib
 from typing import Any, NamedTuple
 
@@ -91,17 +92,19 @@ def _distances(x, ref, key):
     )
 
 
-_REFERENCES: dict[tuple[str, int, int], Any] = {}
-_SCORES: dict[str, Any] = {}
+# keyed by the target's own functions (weakly), so two targets with the same name (two
+# runs called fm_moons) never share a cache entry
+_REFERENCES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_SCORES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def reference_samples(target: Target, seed: int, n: int):
     """The ``n`` exact samples every cell of ``target`` is scored against (computed once per
     process: for a learned target with a solve reference this is a Tsit5 solve)."""
-    key = (target.name, seed, n)
-    if key not in _REFERENCES:
-        _REFERENCES[key] = target.sample(jax.random.fold_in(jax.random.key(seed), 1), n)
-    return _REFERENCES[key]
+    cache = _REFERENCES.setdefault(target.sample, {})
+    if (seed, n) not in cache:
+        cache[seed, n] = target.sample(jax.random.fold_in(jax.random.key(seed), 1), n)
+    return cache[seed, n]
 
 
 def score_samples(target: Target, x, ref, key) -> dict[str, Any]:
@@ -122,9 +125,9 @@ def score_samples(target: Target, x, ref, key) -> dict[str, Any]:
     if target.mixture is not None:
         out["mode_coverage"] = _coverage(target.mixture, x)
     if target.score is not None:
-        if target.name not in _SCORES:  # one compile of the target's score per process
-            _SCORES[target.name] = jax.jit(target.score)
-        out["ksd"] = float(metrics.kernel_stein_discrepancy(x[:1000], _SCORES[target.name]))
+        if target.score not in _SCORES:  # one compile of the target's score per process
+            _SCORES[target.score] = jax.jit(target.score)
+        out["ksd"] = float(metrics.kernel_stein_discrepancy(x[:1000], _SCORES[target.score]))
     return out
 
 

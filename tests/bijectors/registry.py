@@ -95,8 +95,8 @@ REGISTRY = {
         (3,),
         (2,),
     ),
-    "conditional_spline_realnvp_bijector": lambda: (
-        realnvp_bijector(3, 2, (8,), transformer="spline"),
+    "conditional_spline_coupling": lambda: (
+        bj.spline_coupling(bj.half_mask(3), _small, num_bins=4, bound=2.0),
         (3,),
         (2,),
     ),
@@ -132,11 +132,6 @@ def _image_entries():
         "checkerboard_coupling_resnet": lambda: (
             bj.checkerboard_coupling((4, 4, 1), 1, conv),
             (4, 4, 1),
-            None,
-        ),
-        "channel_coupling_spline": lambda: (
-            bj.channel_coupling((2, 2, 2), 0, conv, transformer=bj.spline_transformer(4, 2.0)),
-            (2, 2, 2),
             None,
         ),
         "channel_coupling_resnet_context": lambda: (
