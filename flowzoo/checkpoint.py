@@ -43,6 +43,7 @@ import logging
 import os
 import sys
 import time
+import traceback
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -116,12 +117,38 @@ def _drop_async_noise(previous):
 _DROPPING = False
 
 
+class _OrbaxTaskNoise(logging.Filter):
+    """Drops asyncio's "Task exception was never retrieved" reports of orbax's coroutines.
+
+    asyncio logs them when the abandoned task is collected, which can happen long after the
+    failed read was reported and the fallback succeeded (even at exit)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if "never retrieved" not in text:
+            return True
+        if "orbax" in text:
+            return False
+        tb = record.exc_info[2] if record.exc_info else None
+        files = [frame.filename for frame in traceback.extract_tb(tb)] if tb else []
+        return not any("orbax" in name for name in files)
+
+
+_TASK_NOISE = _OrbaxTaskNoise()
+
+
 def _keep_dropping_async_noise() -> None:
     """From now on, drop orbax's abandoned-coroutine reports for good (once per process):
     a failed read leaves coroutines that Python reports whenever it collects them, often
     after the fallback succeeded, as pages of tracebacks of an error already reported."""
     global _DROPPING
-    _DROPPING = True  # _quiet installs the filter for good when it exits
+    if not _DROPPING:
+        # the aborted gather also leaves coroutines that were never started; Python warns
+        # about each when it is collected. flowzoo itself runs no asyncio code.
+        warnings.filterwarnings(
+            "ignore", message=r"coroutine '.*' was never awaited", category=RuntimeWarning
+        )
+    _DROPPING = True  # _quiet installs the other filters for good when it exits
 
 
 @contextlib.contextmanager
@@ -142,6 +169,8 @@ def _quiet() -> Iterator[None]:
     finally:
         if _DROPPING and not getattr(hook, "drops_orbax_noise", False):
             hook = _drop_async_noise(hook)
+        if _DROPPING and _TASK_NOISE not in aio_log.filters:
+            aio_log.addFilter(_TASK_NOISE)
         sys.unraisablehook = hook
         absl_log.setLevel(levels[0])
         aio_log.setLevel(levels[1])
