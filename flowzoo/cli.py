@@ -81,10 +81,23 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help=f"0 .. {SEED_MAX}")
     s.add_argument("--temperature", type=float, default=1.0, help="finite, > 0 (default 1)")
 
-    e = sub.add_parser("eval", help="mean negative log-likelihood of data under a trained run")
+    e = sub.add_parser(
+        "eval",
+        help="mean negative log-likelihood of data under a trained run; image runs: sample "
+        "quality (FD, legibility, class histogram, and the real-image floor)",
+    )
     e.add_argument("run_dir")
-    e.add_argument("--data", required=True, help=".npy/.npz array of shape (n, *event)")
+    e.add_argument(
+        "--data", default=None, help=".npy/.npz array of shape (n, *event) (vector runs: required)"
+    )
     e.add_argument("--key", default=None, help="array name inside a .npz")
+    e.add_argument(
+        "--samples",
+        type=int,
+        default=None,
+        help="image runs: generated images scored for sample quality (default 1000; 0: none)",
+    )
+    e.add_argument("--seed", type=int, default=0, help=f"sampling seed, 0 .. {SEED_MAX}")
 
     sub.add_parser("list", help="list available experiments")
 
@@ -253,24 +266,45 @@ def _sample(args) -> int:
 
 
 def _eval(args) -> int:
+    import jax
+
+    from .data import IMAGE_LEVELS
+    from .train import json_safe
+    from .zoo import QUALITY_SAMPLES, image_classifier, image_quality, load_run
+
+    _check_seed(args.seed)
+    if args.samples is not None and args.samples != 0 and args.samples < 2:
+        raise _UsageError(f"--samples must be 0 or >= 2, got {args.samples}")
+    run = load_run(args.run_dir)
+    dataset = str(run.config["data"]["name"]).lower()
+    images = dataset in IMAGE_LEVELS
+    if args.data is None and not images:
+        raise _UsageError(
+            "--data is required for a vector run (only image runs have the sample-quality report)"
+        )
+    n_quality = (QUALITY_SAMPLES if args.samples is None else args.samples) if images else 0
+    if not images and args.samples:
+        raise _UsageError("--samples applies to image runs only")
+    result = {"step": run.step}
+    if args.data is not None:
+        result.update(_data_nll(run, args.data, args.key))
+    if n_quality:
+        samples = run.sample(jax.random.key(args.seed), n_quality)
+        result["quality"] = image_quality(image_classifier(dataset), samples)
+    print(json.dumps(json_safe(result), allow_nan=False))
+    return 0
+
+
+def _data_nll(run, path: str, key: str | None) -> dict:
+    """Mean NLL of the array at ``path`` under ``run`` (raw and standardised units)."""
     import numpy as np
 
     from .data import check_batch, load_array, standardizer_log_det
-    from .train import json_safe
-    from .zoo import load_run
 
-    run = load_run(args.run_dir)
-    x = load_array(args.data, args.key)
-    event_shape = tuple(run.standardizer.shift.shape)
-    check_batch(x, event_shape, args.data)
+    x = load_array(path, key)
+    check_batch(x, tuple(run.standardizer.shift.shape), path)
     lp = run.log_prob(x)
     nll = float(-np.mean(lp))
-    result = {
-        "n": int(x.shape[0]),
-        "nll": nll,
-        "nll_standardized": nll + float(standardizer_log_det(run.standardizer)),
-        "step": run.step,
-    }
     if not math.isfinite(nll):
         bad = int(np.sum(~np.isfinite(lp)))
         print(
@@ -278,8 +312,11 @@ def _eval(args) -> int:
             "are not finite): written as null",
             file=sys.stderr,
         )
-    print(json.dumps(json_safe(result), allow_nan=False))
-    return 0
+    return {
+        "n": int(x.shape[0]),
+        "nll": nll,
+        "nll_standardized": nll + float(standardizer_log_det(run.standardizer)),
+    }
 
 
 def _write_atomic(path: Path, write) -> None:

@@ -13,7 +13,8 @@ The cache only saves compile time: many tests (and the CLI subprocesses they sta
 the same small models anew, so they lower to identical programs, which XLA then compiles
 once per session instead of once per test. The directory is fresh for each session
 (created by the controlling process; xdist workers and subprocesses inherit it through
-``JAX_COMPILATION_CACHE_DIR``), so no state carries over between runs.
+``JAX_COMPILATION_CACHE_DIR``), so no state carries over between runs. The same holds for
+flowzoo's own cache of sample-quality classifiers (``FLOWZOO_CACHE``).
 """
 
 import os
@@ -38,6 +39,8 @@ def pytest_configure(config):
     if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # the controller (or a plain run)
         os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="flowzoo-xla-cache-")
         os.environ[_OWNER] = str(os.getpid())
+        # the sample-quality classifiers are cached here, not in the user's ~/.cache
+        os.environ["FLOWZOO_CACHE"] = tempfile.mkdtemp(prefix="flowzoo-cache-")
         os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
         os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
     jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
@@ -54,9 +57,35 @@ def pytest_configure(config):
 def pytest_unconfigure(config):
     if os.environ.get(_OWNER) == str(os.getpid()):
         shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+        shutil.rmtree(os.environ.get("FLOWZOO_CACHE", ""), ignore_errors=True)
 
 
 @pytest.fixture
 def key():
     """A fixed PRNG key; tests derive sub-keys from it with ``jax.random.split``/``fold_in``."""
     return jax.random.key(0)
+
+
+@pytest.fixture(scope="session")
+def digits_classifier():
+    """The digits sample-quality classifier, trained once per session into ``FLOWZOO_CACHE``.
+
+    Trained in a subprocess at XLA's default optimisation: under this suite's fast-compile
+    flags its training loop runs about 10x slower. A lock file keeps the xdist workers from
+    training it twice."""
+    import fcntl
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from flowzoo.zoo import image_classifier
+
+    cache = Path(os.environ["FLOWZOO_CACHE"])
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / "train.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        flags = os.environ.get("XLA_FLAGS", "").replace(_FAST_COMPILE, "").strip()
+        code = "from flowzoo.zoo import image_classifier; image_classifier('digits')"
+        env = {**os.environ, "XLA_FLAGS": flags}
+        subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=600)
+    return image_classifier("digits")

@@ -151,6 +151,11 @@ def test_eval_matches_load_run(trained, moons_file):
     run = load_run(trained[3])
     expected = -float(np.mean(run.log_prob(np.load(moons_file))))
     assert result["nll"] == pytest.approx(expected, abs=1e-5)
+    assert "quality" not in result  # sample quality is for image runs
+    rc, _, err = run_cli("eval", trained[3])
+    assert_error(rc, err, 2, "--data is required for a vector run")
+    rc, _, err = run_cli("eval", trained[3], "--data", moons_file, "--samples", 100)
+    assert_error(rc, err, 2, "--samples applies to image runs only")
 
 
 def test_list_includes_default():

@@ -36,6 +36,8 @@ TINY = [
     "model.hidden=8",
     "--set",
     "plot.n_samples=16",
+    "--set",
+    "plot.quality_samples=300",
     "--no-progress",
 ]
 
@@ -48,7 +50,7 @@ def run_cli(*argv) -> tuple[int, str, str]:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
+def run_dir(tmp_path_factory, digits_classifier):
     workdir = tmp_path_factory.mktemp("runs")
     rc, out, err = run_cli("train", "glow_digits", *TINY, "--workdir", workdir)
     assert rc == 0, err
@@ -65,6 +67,11 @@ def test_train_logs_bits_per_dim_and_writes_a_sample_grid(run_dir):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["steps"] == 20
     assert summary["test_bpd"] == pytest.approx(evals[-1]["eval/test_bpd"], rel=1e-5)
+    # sample quality of a 20-step Glow: far from the real-image floor, 300 of each
+    assert summary["n"] == 300 and summary["fd"] > summary["fd_floor"] > 0
+    assert summary["legibility"] < summary["legibility_floor"]
+    assert sum(summary["class_histogram"]) == pytest.approx(1.0, abs=1e-3)
+    assert summary["classifier_accuracy"] >= 0.98
     assert (run_dir / "samples.png").stat().st_size > 1000
     assert not (run_dir / "density.png").exists()
     info = json.loads((run_dir / "run.json").read_text())
@@ -81,12 +88,21 @@ def test_sample_and_eval_on_an_image_run(run_dir, tmp_path):
     assert x.min() >= 0 and x.max() <= 16
     test = data.image_dataset("digits").test
     np.save(tmp_path / "test.npy", test.astype(np.float32))
-    rc, out, err = run_cli("eval", run_dir, "--data", tmp_path / "test.npy")
+    rc, out, err = run_cli("eval", run_dir, "--data", tmp_path / "test.npy", "--samples", 0)
     assert rc == 0, err
     summary = json.loads((run_dir / "summary.json").read_text())
     # same model, different dequantization draws for part of the test set
     assert json.loads(out)["nll"] == pytest.approx(summary["test_nll"], rel=0.02)
+    assert "quality" not in json.loads(out)
     assert load_run(run_dir).step == 20
+    rc, out, err = run_cli("eval", run_dir, "--samples", 300)  # sample quality only
+    assert rc == 0, err
+    quality = json.loads(out)["quality"]
+    assert "nll" not in json.loads(out) and quality["n"] == 300
+    assert quality["fd_floor"] == pytest.approx(summary["fd_floor"])  # same real images
+    assert quality["fd"] > quality["fd_floor"]
+    rc, _, err = run_cli("eval", run_dir, "--samples", 1)
+    assert rc == 2 and "--samples must be 0 or >= 2" in err
 
 
 def test_eval_rejects_images_scaled_to_the_unit_interval(run_dir, tmp_path):

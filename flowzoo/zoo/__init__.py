@@ -17,11 +17,15 @@ from ._config import load_experiment as load_experiment
 from ._config import resolve_experiment as resolve_experiment
 from ._flow_matching import default_model_config as default_cfm_config
 from ._flow_matching import image_model_config as image_cfm_config
+from ._quality import ImageClassifier as ImageClassifier
+from ._quality import image_classifier as image_classifier
+from ._quality import image_quality as image_quality
 from ._registry import MODELS as MODELS
 from ._registry import Model as Model
 from ._registry import build_model as build_model
 from ._registry import from_distribution as from_distribution
 from ._registry import register_model as register_model
+from ._run import QUALITY_SAMPLES as QUALITY_SAMPLES
 from ._run import EvaluationError as EvaluationError
 from ._run import Run as Run
 from ._run import build_optimizer as build_optimizer

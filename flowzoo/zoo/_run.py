@@ -34,6 +34,7 @@ from ..train import (
     json_safe,
 )
 from ._config import ConfigError
+from ._quality import image_classifier, image_quality
 from ._registry import Model, build_model
 from ._schema import validate_config
 
@@ -190,6 +191,7 @@ _RESUMABLE = {
     ("plot", "n_samples"),
     ("plot", "grid"),
     ("plot", "temperature"),
+    ("plot", "quality_samples"),
 }
 
 
@@ -363,12 +365,24 @@ def _final_nll(ev: _Evaluator, state: TrainState, params, workdir: Path) -> floa
     return nll
 
 
+QUALITY_SAMPLES = 1000
+"""Default ``plot.quality_samples``: generated images scored by the image-quality metric."""
+
+
 def _summarise(config, model, params, data: RunData, nll, steps, key) -> tuple[dict, np.ndarray]:
     p = config.get("plot", {})
     s = data.standardizer
+    n_plot = int(p.get("n_samples", 5000))
+    n_quality = int(p.get("quality_samples", QUALITY_SAMPLES)) if data.levels else 0
     samples = _raw_sample(
-        model, params, s, key, int(p.get("n_samples", 5000)), float(p.get("temperature", 1.0))
+        model, params, s, key, max(n_plot, n_quality), float(p.get("temperature", 1.0))
     )
+    quality = (
+        image_quality(image_classifier(config["data"]["name"]), samples[:n_quality])
+        if n_quality >= 2
+        else {}
+    )
+    samples = samples[:n_plot]
     n_cmp = min(len(samples), len(data.test_x), 2000)
     summary = {
         "name": config["name"],
@@ -384,6 +398,7 @@ def _summarise(config, model, params, data: RunData, nll, steps, key) -> tuple[d
     }
     if data.levels is not None and nll is not None:  # discrete-data bits per dimension
         summary["test_bpd"] = float(metrics.bits_per_dim(-nll, data.event_shape))
+    summary.update(quality)  # images: FD, legibility, class histogram and their floors
     return summary, samples
 
 
@@ -431,7 +446,11 @@ def train_and_evaluate(
     ``model.data_levels`` is filled in from the data set, ``test_nll`` is the dequantization
     bound on ``-log P(x)`` in nats per image, every eval also logs ``eval/test_bpd`` (bits
     per dimension) to ``metrics.jsonl``, the summary holds ``test_bpd`` and ``samples.png``
-    is a grid of samples (``plot.temperature``, default 1) beside held-out images.
+    is a grid of samples (``plot.temperature``, default 1) beside held-out images. The
+    summary of an image run also holds the sample-quality figures of
+    :func:`flowzoo.zoo.image_quality` on ``plot.quality_samples`` generated images (default
+    1000; 0 skips them): ``fd``, ``legibility``, ``class_histogram`` and their real-image
+    ``*_floor`` values.
     """
     t_start = time.perf_counter()
     validate_config(config)

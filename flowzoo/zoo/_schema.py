@@ -275,6 +275,7 @@ PLOT: Schema = {
     "n_samples": Int(1),
     "grid": Int(2, 2000),
     "temperature": Positive(),
+    "quality_samples": Int(0),
 }
 
 

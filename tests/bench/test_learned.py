@@ -93,6 +93,7 @@ def test_image_run_is_benchmarked_in_its_model_space(tmp_path_factory):
         "model.embed_dim=16",
         "model.log_prob=none",
         "plot.n_samples=4",
+        "plot.quality_samples=0",
     ):
         argv += ["--set", kv]
     with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
