@@ -67,19 +67,8 @@ def _transformer(cfg: dict[str, Any]) -> bj.Transformer:
     return bj.affine_transformer(scale_bound=cfg.get("scale_bound", bj.DEFAULT_SCALE_BOUND))
 
 
-def _realnvp(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
-    flow = realnvp(
-        event_shape,
-        cfg["num_layers"],
-        tuple(cfg["hidden"]),
-        activation=cfg.get("activation", "relu"),
-        transformer=_transformer(cfg),
-    )
-    return from_distribution(flow)
-
-
-def _maf(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
-    build = iaf if cfg.get("inverse", False) else maf
+def _vector_flow(build, cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
+    """A vector flow builder (``realnvp``, ``maf``, ``iaf``) from the shared config keys."""
     flow = build(
         event_shape,
         cfg["num_layers"],
@@ -88,6 +77,14 @@ def _maf(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
         transformer=_transformer(cfg),
     )
     return from_distribution(flow)
+
+
+def _realnvp(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
+    return _vector_flow(realnvp, cfg, event_shape)
+
+
+def _maf(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
+    return _vector_flow(iaf if cfg.get("inverse", False) else maf, cfg, event_shape)
 
 
 def _check_image(name: str, event_shape: tuple[int, ...], cfg: dict[str, Any]) -> int:

@@ -13,12 +13,23 @@ from flowzoo import bench, cli
 SMALL = bench.Settings(n=500, repeats=1, trace=16, warmup=False)
 
 
+def _train(tmp_path_factory, name: str, *overrides: str):
+    """``flowzoo train NAME --set ...`` in a fresh directory; returns the run directory."""
+    work = tmp_path_factory.mktemp(name)
+    argv = ["train", name, "--workdir", str(work), "--no-progress"]
+    for kv in overrides:
+        argv += ["--set", kv]
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        assert cli.main(argv) == 0
+    return work / name
+
+
 @pytest.fixture(scope="module")
 def fm_run(tmp_path_factory):
     """A small I-CFM run on two moons (300 steps of a 2x64 time MLP, no likelihood)."""
-    work = tmp_path_factory.mktemp("runs")
-    argv = ["train", "fm_moons", "--workdir", str(work), "--no-progress"]
-    for kv in (
+    return _train(
+        tmp_path_factory,
+        "fm_moons",
         "train.steps=300",
         "train.checkpoint_every=300",
         "model.hidden=[64,64]",
@@ -26,11 +37,7 @@ def fm_run(tmp_path_factory):
         "data.n_train=4000",
         "data.n_test=2500",  # the CLI benchmark draws n = 2000 reference points
         "plot.n_samples=200",
-    ):
-        argv += ["--set", kv]
-    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
-        assert cli.main(argv) == 0
-    return work / "fm_moons"
+    )
 
 
 def test_learned_flow_target_runs_the_run_field_against_data_and_a_tight_solve(fm_run):
@@ -81,9 +88,9 @@ def test_image_run_is_benchmarked_in_its_model_space(tmp_path_factory):
     """A tiny fm_digits run (20 steps of a one-level UNet): the target lives in the
     flattened model space ([-1, 1) after dequantization), the held-out reference is the 300
     test images mapped there, and the sampler rows run on the UNet's field."""
-    work = tmp_path_factory.mktemp("img")
-    argv = ["train", "fm_digits", "--workdir", str(work), "--no-progress"]
-    for kv in (
+    run = _train(
+        tmp_path_factory,
+        "fm_digits",
         "train.steps=20",
         "train.checkpoint_every=20",
         "train.steps_per_call=10",
@@ -94,11 +101,8 @@ def test_image_run_is_benchmarked_in_its_model_space(tmp_path_factory):
         "model.log_prob=none",
         "plot.n_samples=4",
         "plot.quality_samples=0",
-    ):
-        argv += ["--set", kv]
-    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
-        assert cli.main(argv) == 0
-    target = bench.learned_target(work / "fm_digits", "data")
+    )
+    target = bench.learned_target(run, "data")
     assert target.dim == 64
     ref = np.asarray(target.sample(jax.random.key(0), 300))
     assert ref.shape == (300, 64) and ref.min() >= -1.0 and ref.max() < 1.0

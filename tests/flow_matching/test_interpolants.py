@@ -39,8 +39,11 @@ def _linear_fit(loss, n=200_000):
     def f(p):
         return loss(apply_fn)(p, key, x1)[0]
 
-    p0 = jnp.zeros(2)
-    return p0 - jnp.linalg.solve(jax.hessian(f)(p0), jax.grad(f)(p0))
+    @jax.jit  # one compiled program: eager Hessians dispatch every op twice over 200k rows
+    def newton(p0):
+        return p0 - jnp.linalg.solve(jax.hessian(f)(p0), jax.grad(f)(p0))
+
+    return newton(jnp.zeros(2))
 
 
 def _moments(path, t):
