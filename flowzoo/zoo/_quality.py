@@ -187,8 +187,9 @@ def image_classifier(name: str) -> ImageClassifier:
 
     Trained on the training split on first use (Adam with cosine decay, random shifts of up to
     1 / 2 pixels, outlier exposure; digits: 1,500 steps, about 17 s, 98.7% held-out accuracy;
-    MNIST subset: 800 steps, about 3 minutes, 98.4%; on 2 CPU cores) and cached (see the module docstring). Raises ``RuntimeError`` if
-    its held-out accuracy is below :data:`MIN_ACCURACY` (the figures would not mean much).
+    MNIST subset: 800 steps, about 3 minutes, 98.4%; on 2 CPU cores) and cached (see the
+    module docstring). Raises ``RuntimeError`` if its held-out accuracy is below
+    :data:`MIN_ACCURACY` (the figures would not mean much).
     """
     key = name.lower()
     if key not in _RECIPE:
