@@ -12,6 +12,10 @@ Every benchmark script in this folder follows the same recipe:
   ``jax.block_until_ready`` and take the median over repeats of the per-step time; see
   :func:`interleaved_steady`. Cases compared with each other are timed in alternating rounds
   so that a busy shared machine slows all of them alike.
+* **memory**: :func:`memory` reads XLA's buffer assignment of a compiled step
+  (``compiled.memory_analysis()``: arguments + outputs + temporaries - aliased bytes, the
+  buffers one call needs); :func:`measure_compile` records it for the last compiled repeat
+  and :func:`step_memory` compiles a step once just for it.
 * **output**: :func:`write_json` stores the measurements next to :func:`env_info`
   (versions, device, CPU count, load average, date); :func:`format_table` prints them.
 
@@ -158,8 +162,10 @@ def measure_compile(
       ``{"lower_s", "compile_s", "total_s", "total_cpu_s"}`` summaries (see
       :func:`summarize`); ``total_s`` (lower + compile, wall clock) is what tables call
       compile time; ``total_cpu_s`` is the process CPU time of the same span (less sensitive
-      to other processes competing for the CPU).
+      to other processes competing for the CPU); ``memory`` is :func:`memory` of the last
+      compiled repeat.
     """
+    compiled = None
     lower, comp, total, cpu = [], [], [], []
     for _ in range(repeats):
         jitted, args = make()
@@ -168,7 +174,7 @@ def measure_compile(
         c0, t0 = time.process_time(), time.perf_counter()
         lowered = jitted.lower(*args)
         t1 = time.perf_counter()
-        lowered.compile()
+        compiled = lowered.compile()
         t2, c2 = time.perf_counter(), time.process_time()
         lower.append(t1 - t0)
         comp.append(t2 - t1)
@@ -179,6 +185,7 @@ def measure_compile(
         "compile_s": summarize(comp),
         "total_s": summarize(total),
         "total_cpu_s": summarize(cpu),
+        "memory": memory(compiled),
     }
 
 
@@ -192,6 +199,53 @@ def measure_first_call(
     t0 = time.perf_counter()
     jax.block_until_ready(fn(*args))
     return time.perf_counter() - t0
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def memory(compiled) -> dict[str, Any]:
+    """XLA's buffer assignment of a compiled function, in bytes.
+
+    ``xla_step_bytes = argument + output + temp - alias`` bytes of
+    ``compiled.memory_analysis()``: the device buffers one call needs (parameters, optimizer
+    state and batch in, results out, activations and other temporaries), not counting what
+    the process holds elsewhere. ``compiled`` is what ``jitted.lower(*args).compile()``
+    returns (``jax.jit`` or ``equinox.filter_jit``); ``{"xla_step_bytes": None}`` when the
+    backend offers no analysis.
+    """
+    compiled = getattr(compiled, "compiled", compiled)  # equinox wraps jax's Compiled
+    try:
+        m = compiled.memory_analysis()
+    except Exception:  # noqa: BLE001 - backends without memory analysis
+        m = None
+    if m is None:
+        return {"xla_step_bytes": None}
+    fields = ("argument", "output", "temp", "alias", "generated_code")
+    out = {f"{f}_bytes": int(getattr(m, f"{f}_size_in_bytes", 0)) for f in fields}
+    out["xla_step_bytes"] = (
+        out["argument_bytes"] + out["output_bytes"] + out["temp_bytes"] - out["alias_bytes"]
+    )
+    return out
+
+
+def step_memory(jitted, *args) -> dict[str, Any]:
+    """:func:`memory` of ``jitted`` compiled for ``args`` (one extra compile, not timed)."""
+    try:
+        return memory(jitted.lower(*args).compile())
+    except Exception as e:  # noqa: BLE001 - a memory figure must never stop a benchmark
+        return {"xla_step_bytes": None, "error": f"{type(e).__name__}: {e}"}
+
+
+def fmt_bytes(b: float | None) -> str | None:
+    """``12.3 MiB`` / ``456 KiB``."""
+    if b is None:
+        return None
+    if b >= 2**30:
+        return f"{b / 2**30:.2f} GiB"
+    if b >= 2**20:
+        return f"{b / 2**20:.1f} MiB"
+    return f"{b / 2**10:.0f} KiB"
 
 
 # --------------------------------------------------------------------------- steady state

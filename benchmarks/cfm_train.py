@@ -19,7 +19,8 @@ one step = sample batch, noise, t, (coupling), forward, backward, Adam(1e-3) upd
   OpenMP threads contending for cores).
 
 Measured: compile time of the flowzoo step (trace + lower + XLA compile, see
-``_common.measure_compile``) and steady-state samples/s (median over interleaved repeats).
+``_common.measure_compile``), XLA's memory analysis of the compiled step (``_common.memory``)
+and steady-state samples/s (median over interleaved repeats).
 
 Run: ``python benchmarks/cfm_train.py [--quick] [--batches 256,1024] [--out PATH]``.
 
@@ -165,7 +166,12 @@ def run(batches, repeats: int, target_block_s: float, torch_threads: int = 1) ->
             timing = common.interleaved_steady(
                 cases, repeats=repeats, target_block_s=target_block_s
             )
-            row = {"batch": batch, "coupling": coupling, "compile_s": compile_["total_s"]["median"]}
+            row = {
+                "batch": batch,
+                "coupling": coupling,
+                "compile_s": compile_["total_s"]["median"],
+                "memory": compile_["memory"],  # XLA buffers of the jitted flowzoo step
+            }
             for name, tm in timing.items():
                 per_step = tm["step_s"]["median"] / (SCAN if name == "flowzoo_scan" else 1)
                 row[f"{name}_step_s"] = per_step
@@ -189,6 +195,7 @@ def main(argv=None) -> None:
     )
     args = p.parse_args(argv)
     batches = [int(b) for b in args.batches.split(",")]
+    env = common.env_info(("torch", "torchcfm", "pot", "scipy"))  # load average before the run
     t0 = time.perf_counter()
     out = run(
         batches,
@@ -204,6 +211,7 @@ def main(argv=None) -> None:
         "flowzoo scan/s",
         "torchcfm/s",
         "speedup",
+        "XLA mem",
     ]
     rows = [
         [
@@ -214,6 +222,7 @@ def main(argv=None) -> None:
             common.fmt_rate(r.get("flowzoo_scan_samples_per_s")),
             common.fmt_rate(r.get("torchcfm_samples_per_s")),
             None if "speedup_vs_torchcfm" not in r else f"{r['speedup_vs_torchcfm']:.2f}x",
+            common.fmt_bytes(r["memory"]["xla_step_bytes"]),
         ]
         for r in out["results"]
     ]
@@ -223,7 +232,9 @@ def main(argv=None) -> None:
         "model": {"mlp": list(HIDDEN), "activation": "silu", "input": "[x, t]", "lr": LR},
         "peer": "torchcfm" if HAVE_TORCHCFM else None,
         "torch_threads": args.torch_threads,
-        "env": common.env_info(("torch", "torchcfm", "pot", "scipy")),
+        "quick": args.quick,
+        "env": env,
+        "load_average_after": common.load_average(),
         "wall_s": time.perf_counter() - t0,
         **out,
     }

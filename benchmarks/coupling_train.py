@@ -1,4 +1,5 @@
-"""Train-step throughput and compile time of an 8-layer affine-coupling flow vs flowjax.
+"""Train-step throughput, compile time and memory of an 8-layer affine-coupling flow vs
+flowjax and a hand-written JAX baseline.
 
 Model (both libraries): 8 affine couplings, each conditioner an MLP with 2 hidden layers of
 width 64 (ReLU), standard normal base, float32; loss = mean negative log-likelihood of a
@@ -11,12 +12,19 @@ no buffer donation on either side.
   leaves chosen as in ``flowjax.train.fit_to_data`` (``eqx.is_inexact_array``, not
   ``NonModel``), step under ``equinox.filter_jit`` mirroring
   ``flowjax.train.train_utils.step``.
+* handwritten: the same flow written directly in ``flax.linen`` under a plain ``jax.jit``
+  (:class:`HandwrittenRealNVP`: the same half masks, layer order, zero-initialised output
+  layers and ``2 tanh(h / 2)`` log-scale as flowzoo's default, the same parameter count;
+  the 8 couplings are a Python loop, as flowzoo unrolls stacks of up to 4 blocks). It is
+  what a user could write without a library: flowzoo's overhead over it should be nil
+  (target flowzoo/handwritten >= 1.0).
 
 Measured per (dim, batch): compile time (trace+lower+XLA compile of a fresh step,
 ``jax.clear_caches()`` first, median of repeats, same method for both), steady-state time per
 step (median of interleaved repeats of N chained steps, ``block_until_ready`` at the end),
-samples/s = batch / step time, and the flowzoo/flowjax throughput ratio against the
-targets. Also the compile time of a 32-layer vs an 8-layer flow at dim 64.
+samples/s = batch / step time, XLA's memory analysis of the compiled step
+(``_common.memory``), and the flowzoo/flowjax and flowzoo/handwritten throughput ratios
+against the targets. Also the compile time of a 32-layer vs an 8-layer flow at dim 64.
 
 Run ``python benchmarks/coupling_train.py [--quick] [--sizes 2x1024,64x256] [--out PATH]``;
 see benchmarks/README.md.
@@ -28,8 +36,10 @@ import argparse
 import sys
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 try:  # run as a script: benchmarks/ is on sys.path
@@ -53,6 +63,8 @@ LR = 1e-3
 DEFAULT_SIZES = ((2, 1024), (64, 256), (784, 128))
 DEFAULT_BATCH = dict(DEFAULT_SIZES)
 TARGETS = {(2, 1024): 1.3, (64, 256): 1.6, (784, 128): 2.0}  # flowzoo / flowjax samples/s
+HANDWRITTEN_TARGET = 1.0  # flowzoo / handwritten samples/s, at every size
+SCALE_BOUND = flowzoo.bijectors.DEFAULT_SCALE_BOUND  # flowzoo's default tanh bound
 DEPTH = {"dim": 64, "batch": 256, "shallow": 8, "deep": 32, "target": 1.5}
 
 
@@ -109,6 +121,66 @@ def flowjax_case(dim: int, batch: int, layers: int = LAYERS):
     return eqx.filter_jit(step), (params, opt.init(params), x)
 
 
+class _HandMLP(nn.Module):
+    """Conditioner: ``Dense(64) relu Dense(64) relu Dense(out)``, output layer zero."""
+
+    out: int
+
+    @nn.compact
+    def __call__(self, x):
+        for width in HIDDEN:
+            x = jax.nn.relu(nn.Dense(width)(x))
+        zeros = nn.initializers.zeros
+        return nn.Dense(self.out, kernel_init=zeros, bias_init=zeros)(x)
+
+
+class HandwrittenRealNVP(nn.Module):
+    """``log p(x)`` of an affine-coupling flow written out by hand (no flowzoo).
+
+    Layer ``i`` keeps the first ``dim // 2`` entries (even ``i``) or the rest (odd ``i``),
+    as flowzoo's ``half_mask``; its conditioner maps the kept entries to ``(shift, raw
+    log-scale)`` of the others, ``log s = b tanh(raw / b)`` with ``b = 2``, and the density
+    direction applies ``x <- (x - shift) exp(-log s)`` from the last layer to the first.
+    """
+
+    dim: int
+    layers: int = LAYERS
+
+    @nn.compact
+    def __call__(self, x):
+        k = self.dim // 2
+        nets = [_HandMLP(2 * (self.dim - k if i % 2 == 0 else k)) for i in range(self.layers)]
+        logdet = jnp.zeros(x.shape[0], x.dtype)
+        for i in reversed(range(self.layers)):
+            keep, tr = (x[:, :k], x[:, k:]) if i % 2 == 0 else (x[:, k:], x[:, :k])
+            h = nets[i](keep)
+            d = tr.shape[1]
+            log_s = SCALE_BOUND * jnp.tanh(h[:, d:] / SCALE_BOUND)
+            tr = (tr - h[:, :d]) * jnp.exp(-log_s)
+            logdet = logdet - jnp.sum(log_s, axis=1)
+            x = jnp.concatenate([keep, tr] if i % 2 == 0 else [tr, keep], axis=1)
+        log_base = -0.5 * jnp.sum(x**2, axis=1) - 0.5 * self.dim * np.log(2 * np.pi)
+        return log_base + logdet
+
+
+def handwritten_case(dim: int, batch: int, layers: int = LAYERS):
+    """``(jitted step, (params, opt_state, x))`` for :class:`HandwrittenRealNVP`."""
+    model = HandwrittenRealNVP(dim, layers)
+    x = data(dim, batch)
+    params = model.init(jax.random.key(1), x)
+    opt = optax.adam(LR)
+
+    def loss(p, x):
+        return -jnp.mean(model.apply(p, x))
+
+    def step(params, opt_state, x):
+        value, grads = jax.value_and_grad(loss)(params, x)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, value
+
+    return jax.jit(step), (params, opt.init(params), x)
+
+
 def n_params(params) -> int:
     return int(sum(leaf.size for leaf in jax.tree.leaves(params)))
 
@@ -126,6 +198,8 @@ def measure_size(dim: int, batch: int, cfg: argparse.Namespace) -> dict[str, Any
     makers = {"flowzoo": flowzoo_case}
     if HAVE_FLOWJAX and not cfg.no_peer:
         makers["flowjax"] = flowjax_case
+    if not cfg.no_handwritten:
+        makers["handwritten"] = handwritten_case
 
     out: dict[str, Any] = {"dim": dim, "batch": batch}
     cases = {}
@@ -136,6 +210,7 @@ def measure_size(dim: int, batch: int, cfg: argparse.Namespace) -> dict[str, Any
         _, _, loss0 = fn(params, opt_state, x)
         cases[name] = (_as_step(fn, x), (params, opt_state, jnp.zeros(())))
         out[name] = {
+            "memory": comp.pop("memory"),
             "compile": comp,
             "first_call_s": first,
             "n_params": n_params(params),
@@ -153,9 +228,9 @@ def measure_size(dim: int, batch: int, cfg: argparse.Namespace) -> dict[str, Any
         rec["samples_per_s"] = batch / t
         rec["first_call_minus_step_s"] = rec["first_call_s"] - t
 
-    for name in ("flowzoo", "flowjax"):
+    for name in LIBRARIES:
         out.setdefault(name, None)
-    fz, fj = out["flowzoo"], out["flowjax"]
+    fz, fj, hw = out["flowzoo"], out["flowjax"], out["handwritten"]
     target = TARGETS.get((dim, batch))
     keys = ("throughput_ratio", "throughput_ratio_best", "cpu_ratio", "compile_ratio")
     if fj is not None:
@@ -177,6 +252,20 @@ def measure_size(dim: int, batch: int, cfg: argparse.Namespace) -> dict[str, Any
     out["target_met"] = (
         None if target is None or fj is None else bool(out["throughput_ratio"] >= target)
     )
+    # the same three numbers against the hand-written baseline (target: no overhead)
+    if hw is not None:
+        out["handwritten_ratio"] = fz["samples_per_s"] / hw["samples_per_s"]
+        out["handwritten_ratio_best"] = hw["step_s"]["min"] / fz["step_s"]["min"]
+        out["handwritten_cpu_ratio"] = hw["cpu_s"]["median"] / fz["cpu_s"]["median"]
+        pairs = [b / a for a, b in zip(fz["step_s"]["values"], hw["step_s"]["values"], strict=True)]
+        out["handwritten_ratio_rounds"] = common.summarize(pairs)
+        out["handwritten_target_met"] = bool(out["handwritten_ratio"] >= HANDWRITTEN_TARGET)
+        out["n_params_match"] = fz["n_params"] == hw["n_params"]
+    else:
+        for k in ("ratio", "ratio_best", "cpu_ratio", "ratio_rounds", "target_met"):
+            out[f"handwritten_{k}"] = None
+        out["n_params_match"] = None
+    out["handwritten_target_ratio"] = HANDWRITTEN_TARGET
     return out
 
 
@@ -213,13 +302,16 @@ def _met(flag) -> str:
     return "-" if flag is None else ("met" if flag else "MISSED")
 
 
+LIBRARIES = ("flowzoo", "flowjax", "handwritten")
+
+
 def report(results: list[dict[str, Any]], depth: dict[str, Any] | None) -> str:
     rows = []
     for r in results:
-        for name in ("flowzoo", "flowjax"):
-            m = r[name]
+        for name in LIBRARIES:
+            m = r.get(name)
             if m is None:
-                rows.append([r["dim"], r["batch"], name, None, None, None, None, None])
+                rows.append([r["dim"], r["batch"], name, *[None] * 7])
                 continue
             rows.append(
                 [
@@ -231,6 +323,8 @@ def report(results: list[dict[str, Any]], depth: dict[str, Any] | None) -> str:
                     common.fmt_seconds(m["step_s"]["median"]),
                     common.fmt_seconds(m["cpu_s"]["median"]),
                     common.fmt_rate(m["samples_per_s"]),
+                    common.fmt_bytes(m["memory"]["xla_step_bytes"]),
+                    m["n_params"],
                 ]
             )
     lines = [
@@ -244,6 +338,8 @@ def report(results: list[dict[str, Any]], depth: dict[str, Any] | None) -> str:
                 "step",
                 "cpu/step",
                 "samples/s",
+                "XLA mem",
+                "params",
             ],
             rows,
         ),
@@ -263,6 +359,8 @@ def report(results: list[dict[str, Any]], depth: dict[str, Any] | None) -> str:
                 None if r["target_ratio"] is None else f">= {r['target_ratio']}x",
                 _met(r["target_met"]),
                 None if r["compile_ratio"] is None else f"{r['compile_ratio']:.2f}",
+                _x(r["handwritten_ratio"]),
+                _met(r["handwritten_target_met"]),
             ]
         )
     lines.append(
@@ -277,6 +375,8 @@ def report(results: list[dict[str, Any]], depth: dict[str, Any] | None) -> str:
                 "target",
                 "",
                 "compile fz/fj",
+                "fz/handwritten",
+                f">= {HANDWRITTEN_TARGET}x",
             ],
             rows,
         )
@@ -348,6 +448,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     ap.add_argument("--no-peer", action="store_true", help="skip flowjax even if installed")
     ap.add_argument("--no-depth", action="store_true", help="skip the 32-vs-8-layer compile")
+    ap.add_argument(
+        "--no-handwritten", action="store_true", help="skip the hand-written JAX baseline"
+    )
     ap.add_argument("--repeats", type=int, default=None, help="steady-state repeats")
     ap.add_argument("--compile-repeats", type=int, default=None)
     ap.add_argument("--block-seconds", type=float, default=None, help="length of a timed block")
@@ -397,6 +500,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for r in results
         if r["target_ratio"] is not None
     ]
+    checks += [
+        {
+            "what": f"flowzoo/handwritten throughput ratio dim {r['dim']}",
+            "value": r["handwritten_ratio"],
+            "target": f">= {HANDWRITTEN_TARGET}",
+            "met": r["handwritten_target_met"],
+        }
+        for r in results
+        if r["handwritten_ratio"] is not None
+    ]
     if depth is not None:
         checks.append(
             {
@@ -423,6 +536,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "under equinox.filter_jit"
             if HAVE_FLOWJAX
             else None,
+            "handwritten": None
+            if cfg.no_handwritten
+            else "HandwrittenRealNVP (flax.linen, same masks, tanh bound "
+            f"{SCALE_BOUND}, zero-initialised outputs) under jax.jit",
+            "memory_method": "xla_step_bytes = argument + output + temp - alias bytes of "
+            "compiled.memory_analysis() of the step",
             "quick": cfg.quick,
             "repeats": cfg.repeats,
             "compile_repeats": cfg.compile_repeats,

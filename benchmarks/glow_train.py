@@ -104,22 +104,6 @@ def measure_compile(shape, levels, depth, hidden, batch, repeats):
     return compiled, concrete, summary
 
 
-def memory(compiled) -> dict[str, Any]:
-    """XLA's buffer assignment of the compiled step (bytes); ``None`` if unavailable."""
-    try:
-        m = compiled.memory_analysis()
-    except Exception:  # noqa: BLE001 - backends without memory analysis
-        m = None
-    if m is None:
-        return {"xla_step_bytes": None}
-    fields = ("argument", "output", "temp", "alias", "generated_code")
-    out = {f"{f}_bytes": int(getattr(m, f"{f}_size_in_bytes", 0)) for f in fields}
-    out["xla_step_bytes"] = (
-        out["argument_bytes"] + out["output_bytes"] + out["temp_bytes"] - out["alias_bytes"]
-    )
-    return out
-
-
 def peak_rss_bytes() -> int:
     """Peak resident set size of this process (Linux reports KiB)."""
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
@@ -150,7 +134,7 @@ def measure_size(shape, cfg) -> dict[str, Any]:
         "batch": cfg.batch,
         "n_params": int(sum(p.size for p in jax.tree.leaves(params))),
         "compile": comp,
-        "memory": memory(compiled),
+        "memory": common.memory(compiled),
         "initial_loss_bpd": float(loss0),
         "final_loss_bpd": final,
         **steady,
@@ -177,7 +161,7 @@ def measure_depth(cfg) -> dict[str, Any]:
 
 
 def _mib(b) -> str | None:
-    return None if b is None else f"{b / 2**20:.0f} MiB"
+    return common.fmt_bytes(b)
 
 
 def report(results, depth) -> str:

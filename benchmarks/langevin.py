@@ -12,7 +12,8 @@ timed call runs ``--steps-per-call`` chain steps for every chain:
 * ``mala_handwritten``, ``mala_flowzoo`` (``run_chain`` of :func:`flowzoo.samplers.mala`),
   ``mala_blackjax`` (``blackjax.mala`` vmapped over chains; optional import).
 
-Compile time (lower + XLA compile of a fresh function) is measured separately. Ratios are
+Compile time (lower + XLA compile of a fresh function) and XLA's memory analysis of the
+compiled call (``_common.memory``) are measured separately. Ratios are
 given for wall-clock and for process CPU time (``cpu:``); on a shared, oversubscribed
 machine the CPU-time ratios are the steadier of the two. Quality:
 KSD (IMQ, exact mixture score) and MMD against exact mixture samples of 2,000 chains after
@@ -42,10 +43,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     env_info,
+    fmt_bytes,
     fmt_rate,
     fmt_seconds,
     format_table,
     interleaved_steady,
+    load_average,
     measure_compile,
     optional_import,
     write_json,
@@ -166,6 +169,7 @@ def main():
         for k, v in make_cases(h, steps, chains, blackjax).items()
         if k not in args.skip.split(",")
     }
+    env = env_info(("diffrax", "blackjax", "equinox"))  # load average before the run
     key = jax.random.key(0)
     x0 = jax.random.uniform(jax.random.fold_in(key, 1), (chains, 2), minval=-3, maxval=3)
 
@@ -210,6 +214,7 @@ def main():
             "cpu_s": steady[name]["cpu_s"],
             "chain_steps_per_s": rate,
             "compile": compile_times[name],
+            "memory": compile_times[name]["memory"],  # XLA buffers of one jitted call
             "quality": quality[name],
         }
         rows.append(
@@ -218,6 +223,7 @@ def main():
                 fmt_seconds(s),
                 fmt_rate(rate),
                 fmt_seconds(compile_times[name]["total_s"]["median"]),
+                fmt_bytes(compile_times[name]["memory"]["xla_step_bytes"]),
                 f"{quality[name]['ksd']:.4f}",
                 f"{quality[name]['mmd']:.4f}",
             ]
@@ -237,7 +243,7 @@ def main():
             ratios[f"{kind}:mala_flowzoo/mala_handwritten"] = t("mala_flowzoo") / t(
                 "mala_handwritten"
             )
-    print(format_table(["case", "call", "chain-steps/s", "compile", "KSD", "MMD"], rows))
+    print(format_table(["case", "call", "chain-steps/s", "compile", "XLA mem", "KSD", "MMD"], rows))
     print(
         f"exact samples: KSD {quality['exact_samples']['ksd']:.4f}, MMD {quality['exact_samples']['mmd']:.4f}"
     )
@@ -251,9 +257,11 @@ def main():
             "step_size": h,
             "quality_steps": args.quality_steps,
             "repeats": repeats,
+            "quick": args.quick,
             "target": "8-component 2-D Gaussian mixture, radius 2, std 0.5",
         },
-        "env": env_info(("diffrax", "blackjax", "equinox")),
+        "env": env,
+        "load_average_after": load_average(),
         "results": results,
         "exact_samples_quality": quality["exact_samples"],
         "ratios": ratios,

@@ -17,7 +17,8 @@ Measured:
    midpoint / Heun (24), RK4 (12), Tsit5 / Dopri5 at fixed steps (8 steps = 49 NFE);
    samples/s = n / (median steady-state seconds per solve; interleaved repeats,
    :func:`_common.interleaved_steady`), and compile time (trace + lower + XLA compile of a
-   fresh solve, :func:`_common.measure_compile`) reported separately.
+   fresh solve, :func:`_common.measure_compile`) and XLA's memory analysis of the compiled
+   solve (:func:`_common.memory`) reported separately.
 2. **accuracy vs NFE**: RMS over samples of ``|x1 - x1_ref|`` where ``x1_ref`` is Dopri5 at
    ``rtol = atol = 1e-7`` from the same noise; fixed-step solvers at NFE budgets
    ``--budgets`` and adaptive Tsit5 / Dopri5 at several tolerances (their own NFE).
@@ -128,6 +129,7 @@ def throughput(field, dim: int, cfg) -> list[dict[str, Any]]:
                 "num_steps": steps,
                 "nfe": int(nfe),
                 "compile_s": compile_s["total_s"]["median"],
+                "memory": compile_s["memory"],  # XLA buffers of the jitted solve
             }
         )
     timing = common.interleaved_steady(
@@ -177,7 +179,7 @@ def print_tables(name: str, thr, acc) -> None:
         print(f"\n== {name}: throughput at matched NFE ==")
         print(
             common.format_table(
-                ["solver", "steps", "NFE", "solve", "samples/s", "compile"],
+                ["solver", "steps", "NFE", "solve", "samples/s", "compile", "XLA mem"],
                 [
                     [
                         r["solver"],
@@ -186,6 +188,7 @@ def print_tables(name: str, thr, acc) -> None:
                         common.fmt_seconds(r["solve_s"]),
                         common.fmt_rate(r["samples_per_s"]),
                         common.fmt_seconds(r["compile_s"]),
+                        common.fmt_bytes(r["memory"]["xla_step_bytes"]),
                     ]
                     for r in thr
                 ],
@@ -235,6 +238,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     cfg.tols = [float(t) for t in cfg.tols.split(",")]
     dims = [int(d) for d in cfg.dims.split(",")]
 
+    env = common.env_info(("diffrax", "equinox"))  # load average before the run
     t_start = time.perf_counter()
     results: dict[str, Any] = {"mlp": {}, "oracle": None}
     for dim in dims:
@@ -254,7 +258,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     payload = {
         "benchmark": "ode_sampling",
         "config": {k: v for k, v in vars(cfg).items() if k != "out"},
-        "env": common.env_info(("diffrax", "equinox")),
+        "env": env,
+        "load_average_after": common.load_average(),
         "results": results,
         "wall_s": time.perf_counter() - t_start,
     }

@@ -16,7 +16,7 @@ eight Gaussians and checkerboard (20,000 train / 5,000 test points each), and sc
 8x8 digits as 64-D vectors (grey levels / 16 plus uniform dequantization noise / 16; the
 fixed 1,497 / 300 split). NLL in nats per example (digits: per image).
 
-Run:  python benchmarks/scale_study.py [--seeds 0,1,2,3,4] [--steps 3000] [--data ...]
+Run:  python benchmarks/scale_study.py [--seeds 0,1,2,3,4] [--steps 3000] [--data ...] [--quick]
 Writes benchmarks/results/scale_study.json and prints the table (mean and worst seed).
 """
 
@@ -96,7 +96,12 @@ def main(argv=None):
     ap.add_argument("--data", default=",".join(DATA))
     ap.add_argument("--kinds", default=",".join(KINDS))
     ap.add_argument("--out", default="benchmarks/results/scale_study.json")
+    ap.add_argument(
+        "--quick", action="store_true", help="smoke run: seed 0, 200 steps, two moons, tanh-1/2"
+    )
     cfg = ap.parse_args(argv)
+    if cfg.quick:
+        cfg.seeds, cfg.steps, cfg.data, cfg.kinds = "0", 200, "two_moons", "tanh-1,tanh-2"
     seeds = [int(s) for s in cfg.seeds.split(",")]
     env = common.env_info()
     results: dict = {}
@@ -125,6 +130,7 @@ def main(argv=None):
                 "batch": BATCH,
                 "steps": cfg.steps,
                 "seeds": seeds,
+                "quick": cfg.quick,
             },
             "results": results,
         },

@@ -14,7 +14,8 @@ library defaults is trained beside them as the baseline.
 Reported per seed: test NLL in nats (the data's differential entropy, about 1.09 nats, is a
 lower bound), the largest training-loss jump between consecutive 100-step means (a spike
 check), and the steady-state step time of the two spline flows, timed in interleaved blocks
-(:func:`_common.interleaved_steady`); the JSON records the load average.
+(:func:`_common.interleaved_steady`) with XLA's memory analysis of each compiled step
+(:func:`_common.memory`); the JSON records the load average.
 
 Run:  python benchmarks/spline_moons.py [--seeds 0,1,2] [--steps 3000] [--quick]
 """
@@ -114,15 +115,20 @@ def train(model, seed: int, steps: int):
 
 
 def step_times(repeats: int) -> dict:
-    cases = {}
+    cases, memory = {}, {}
     x = moons(0)[0][:BATCH]
     models = {"flowzoo_spline": flowzoo_model("spline"), "flowjax_spline": flowjax_model()}
     for name, (init, log_prob) in models.items():
         opt = optax.adam(LR)
         params = init(jax.random.key(0), x)
         step = jax.jit(make_step(log_prob, opt))
-        cases[name] = (lambda c, s=step: s(c, x)[0], (params, opt.init(params)))
-    return common.interleaved_steady(cases, repeats=repeats)
+        carry = (params, opt.init(params))
+        memory[name] = common.step_memory(step, carry, x)
+        cases[name] = (lambda c, s=step: s(c, x)[0], carry)
+    out = common.interleaved_steady(cases, repeats=repeats)
+    for name, mem in memory.items():
+        out[name]["memory"] = mem  # XLA buffers of the jitted train step
+    return out
 
 
 def main(argv=None):
@@ -171,6 +177,7 @@ def main(argv=None):
                 "batch": BATCH,
                 "steps": steps,
                 "seeds": seeds,
+                "quick": cfg.quick,
             },
             "quality": quality,
             "step_time": timing,

@@ -1,0 +1,128 @@
+"""benchmarks/run_all.py --docs-only: tables regenerated between markers from JSON (no timing)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+RUN_ALL = Path(__file__).resolve().parents[1] / "benchmarks" / "run_all.py"
+
+
+@pytest.fixture(scope="module")
+def run_all():
+    spec = importlib.util.spec_from_file_location("bench_run_all", RUN_ALL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _env(load):
+    return {
+        "date": "2026-12-01T10:00:00+00:00",
+        "git_commit": "abc1234",
+        "cpu_count": 2,
+        "cpu_model": "Test CPU",
+        "versions": {"jax": "0.0.1", "flowzoo": "0.1.0"},
+        "load_average": [load, load, load],
+    }
+
+
+def _summary(values):
+    return {
+        "median": values[len(values) // 2],
+        "q1": min(values),
+        "q3": max(values),
+        "min": min(values),
+        "max": max(values),
+        "n": len(values),
+        "values": values,
+    }
+
+
+def test_docs_only_replaces_marked_blocks(run_all, tmp_path):
+    out = tmp_path / "results"
+    out.mkdir()
+    cfm = {
+        "benchmark": "cfm_train",
+        "torch_threads": 2,
+        "env": _env(0.3),
+        "load_average_after": [1.1, 0.5, 0.4],
+        "results": [
+            {
+                "batch": 256,
+                "coupling": "independent",
+                "compile_s": 1.25,
+                "memory": {"xla_step_bytes": 3 * 2**20},
+                "flowzoo_samples_per_s": 123456.0,
+                "torchcfm_samples_per_s": 100000.0,
+                "speedup_vs_torchcfm": 1.23456,
+            },
+        ],
+    }
+    meta = {
+        "benchmark": "ode_meta",
+        "env": _env(2.5),  # taken under load: must carry the warning
+        "load_average_after": [2.6, 2.0, 1.0],
+        "config": {"n": 10000, "torch_threads": 2, "quick": False},
+        "results": [
+            {
+                "method": "euler",
+                "num_steps": 100,
+                "flowzoo_nfe": 100,
+                "meta_nfe": 100,
+                "flowzoo": {"samples_per_s": 5e4},
+                "jax_scan": {"samples_per_s": 5e4},
+                "meta": {"samples_per_s": 2e4},
+                "speedup_vs_meta": _summary([2.4, 2.5, 2.6]),
+                "target": 1.5,
+                "target_met": True,
+                "scan_over_flowzoo": _summary([1.0, 1.0, 1.0]),
+                "max_abs_diff_meta": 3e-6,
+                "compile": {"total_s": _summary([0.5, 0.6, 0.7])},
+                "memory": {"xla_step_bytes": 2**20},
+            },
+        ],
+    }
+    quick = {**meta, "config": {**meta["config"], "quick": True}}
+    (out / "cfm_train.json").write_text(json.dumps(cfm))
+    (out / "ode_meta.json").write_text(json.dumps(meta))
+    (out / "ode_sampling.json").write_text(json.dumps({**quick, "benchmark": "ode_sampling"}))
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text(
+        "# Benchmarks\n\nHand-written prose.\n\n"
+        "<!-- run_all:cfm_train:begin -->\nold cfm table\n<!-- run_all:cfm_train:end -->\n\n"
+        "Prose between.\n\n"
+        "<!-- run_all:ode_meta:begin -->\nNot yet measured.\n<!-- run_all:ode_meta:end -->\n"
+        "<!-- run_all:ode_sampling:begin -->\nkept (quick)\n<!-- run_all:ode_sampling:end -->\n"
+        "<!-- run_all:langevin:begin -->\nkept (no json)\n<!-- run_all:langevin:end -->\n"
+    )
+    res = run_all.main(["--docs-only", "--out", str(out), "--docs-file", str(docs)])
+    text = docs.read_text()
+
+    assert res["docs"]["cfm_train"] == "updated"
+    assert "Hand-written prose." in text and "Prose between." in text
+    assert "old cfm table" not in text and "Not yet measured." not in text
+    cfm_block = text.split("<!-- run_all:cfm_train:begin -->")[1].split("end -->")[0]
+    assert "2026-12-01" in cfm_block and "0.30 at the start" in cfm_block
+    assert "| 256 | independent | 123.5k |" in cfm_block and "1.23x" in cfm_block
+    assert "3.0 MiB" in cfm_block and "Taken under load" not in cfm_block
+    meta_block = text.split("<!-- run_all:ode_meta:begin -->")[1].split("end -->")[0]
+    assert "Taken under load" in meta_block and "2.50 at the start" in meta_block
+    assert "2.50x (2.40-2.60)" in meta_block
+    assert "kept (quick)" in text and "kept (no json)" in text
+    assert text.count("<!-- run_all:") == 8  # every marker kept
+
+    # idempotent: a second pass gives the same file
+    run_all.main(["--docs-only", "--out", str(out), "--docs-file", str(docs)])
+    assert docs.read_text() == text
+
+
+def test_load_flags_discount_the_scripts_own_load(run_all):
+    quiet = {"load_before": 0.4, "load_after": 2.0, "own_load_share": 1.2, "other_cpu_cores": 0.1}
+    assert run_all.load_flags(quiet, 1.5, 0.5) == []
+    busy = {**quiet, "other_cpu_cores": 1.0}
+    assert len(run_all.load_flags(busy, 1.5, 0.5)) == 1
+    assert len(run_all.load_flags({**quiet, "load_before": 1.8}, 1.5, 0.5)) == 1
