@@ -16,6 +16,7 @@ from ._pcd import PCD as PCD
 from ._pcd import PCDState as PCDState
 from ._pcd import persistent_cd as persistent_cd
 from ._step import DATA_AXIS as DATA_AXIS
+from ._step import EmaDecay as EmaDecay
 from ._step import LossFn as LossFn
 from ._step import TrainState as TrainState
 from ._step import apply_update as apply_update
@@ -23,6 +24,7 @@ from ._step import batch_sharding as batch_sharding
 from ._step import cast_floating as cast_floating
 from ._step import check_batch_divides as check_batch_divides
 from ._step import data_mesh as data_mesh
+from ._step import ema_warmup as ema_warmup
 from ._step import init_train_state as init_train_state
 from ._step import make_multi_step as make_multi_step
 from ._step import make_pmap_train_step as make_pmap_train_step

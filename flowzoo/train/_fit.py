@@ -34,6 +34,7 @@ from .. import checkpoint as ckpt
 from .._types import Key, Params
 from ._distributed import is_primary
 from ._step import (
+    EmaDecay,
     LossFn,
     TrainState,
     batch_sharding,
@@ -271,7 +272,7 @@ def fit(
     workdir: str | os.PathLike | None = None,
     checkpoint_every: int | None = None,
     keep_checkpoints: int = 3,
-    ema_decay: float | None = None,
+    ema_decay: EmaDecay = None,
     progress: bool = True,
     metadata: dict[str, Any] | None = None,
     mesh: Mesh | str | None = None,
@@ -303,7 +304,8 @@ def fit(
       checkpoint_every: save every this many steps (and always at the end, on Ctrl-C and on
         SIGTERM). Saves are atomic: a killed save never damages an older checkpoint.
       keep_checkpoints: how many checkpoints to keep.
-      ema_decay: keep an exponential moving average of params with this decay.
+      ema_decay: keep an exponential moving average of params with this decay (a number, or
+        a schedule of the step such as :func:`flowzoo.train.ema_warmup`).
       progress: show a progress bar (loss, samples/s) on stderr (process 0 only).
       metadata: JSON-serialisable dict stored with each checkpoint.
       mesh: ``None`` trains on the default device. A :class:`jax.sharding.Mesh` with a

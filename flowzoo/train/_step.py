@@ -37,6 +37,29 @@ LossFn = Callable[[Params, Key, Any], tuple[Array, dict[str, Array]]]
 DATA_AXIS = "data"
 """Name of the mesh / pmap axis the batch is split along."""
 
+EmaDecay = float | Callable[[Array], Array] | None
+"""A fixed EMA decay, or a schedule ``decay(step)`` of the number of updates made so far."""
+
+
+def ema_warmup(decay: float) -> Callable[[Array], Array]:
+    """The EMA decay schedule ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates.
+
+    A fixed decay ``d`` keeps a weight ``d**n`` on the initial parameters: 4% after 3,200
+    updates at 0.999, 33% after 1,100. With this warm-up (the ``num_updates`` rule of
+    TensorFlow's ``ExponentialMovingAverage``) the first update takes 90% of the new
+    parameters and the decay reaches ``decay`` after ``(10 d - 1) / (1 - d)`` updates
+    (8,990 for 0.999), by which time the initial parameters weigh about 1e-4.
+    """
+    decay = float(decay)
+    if not 0.0 <= decay < 1.0:
+        raise ValueError(f"ema decay must be in [0, 1), got {decay}")
+
+    def schedule(n: Array) -> Array:
+        n = jnp.asarray(n, jnp.float32)
+        return jnp.minimum(decay, (1.0 + n) / (10.0 + n))
+
+    return schedule
+
 
 class TrainState(NamedTuple):
     """Everything a training run carries from step to step (and checkpoints).
@@ -104,7 +127,7 @@ def apply_update(
     state: TrainState,
     key: Key,
     batch: Any,
-    ema_decay: float | None = None,
+    ema_decay: EmaDecay = None,
     *,
     axis_name: str | None = None,
     compute_dtype: Any = None,
@@ -123,7 +146,8 @@ def apply_update(
       state: the current state.
       key: the run's training key (the same every step).
       batch: a pytree of arrays with a leading batch axis (per device under ``pmap``).
-      ema_decay: decay of the parameter EMA (required when ``state.ema_params`` is set).
+      ema_decay: decay of the parameter EMA (required when ``state.ema_params`` is set): a
+        number, or a schedule ``decay(state.step)`` such as :func:`ema_warmup`.
       axis_name: inside ``pmap``/``shard_map``, the axis to average loss, metrics and
         gradients over with ``lax.pmean``; the loss key is further folded with the
         device's axis index so devices draw independent noise.
@@ -159,7 +183,8 @@ def apply_update(
     if ema is not None:
         if ema_decay is None:
             raise ValueError("the state carries EMA params but no ema_decay was given")
-        ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, ema, params)
+        d = ema_decay(state.step) if callable(ema_decay) else ema_decay
+        ema = jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, ema, params)
     grad_norm = _global_norm(grads)
     # an infinite global norm (finite leaves whose squares overflow) or non-finite new params
     # count as a failed step too: optax would scale such an update to zero or NaN
@@ -222,7 +247,7 @@ def make_train_step(
     loss_fn: LossFn,
     optimizer: optax.GradientTransformation,
     *,
-    ema_decay: float | None = None,
+    ema_decay: EmaDecay = None,
     jit: bool = True,
     mesh: Mesh | None = None,
     compute_dtype: Any = None,
@@ -261,7 +286,7 @@ def make_pmap_train_step(
     loss_fn: LossFn,
     optimizer: optax.GradientTransformation,
     *,
-    ema_decay: float | None = None,
+    ema_decay: EmaDecay = None,
     axis_name: str = DATA_AXIS,
     compute_dtype: Any = None,
     devices: Any = None,
@@ -322,7 +347,7 @@ def make_multi_step(
     optimizer: optax.GradientTransformation,
     batch_fn: Callable[[Key, Array], Any],
     *,
-    ema_decay: float | None = None,
+    ema_decay: EmaDecay = None,
     compute_dtype: Any = None,
 ) -> Callable[[TrainState, Key, Key, int], tuple[TrainState, dict[str, Array]]]:
     """``run(state, data_key, train_key, num) -> (state, metrics)``: ``num`` steps in one call.
@@ -358,7 +383,7 @@ def make_sharded_multi_step(
     mesh: Mesh,
     train_key: Key,
     *,
-    ema_decay: float | None = None,
+    ema_decay: EmaDecay = None,
     compute_dtype: Any = None,
 ) -> Callable[[TrainState, Any], tuple[TrainState, dict[str, Array]]]:
     """``run(state, batches) -> (state, metrics)``: a scan over pre-built sharded batches.

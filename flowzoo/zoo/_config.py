@@ -53,6 +53,7 @@ def default_config() -> dict[str, Any]:
             "final_lr_fraction": 0.01,  # cosine decay to lr * this
             "grad_clip": 1.0,
             "ema_decay": 0.0,  # 0 disables EMA
+            "ema_warmup": False,  # True: decay min(ema_decay, (1 + n) / (10 + n)) at update n
             "compute_dtype": "float32",  # "bfloat16": mixed precision (f32 params and loss)
             "data_parallel": False,  # True: split each batch over all devices (a mesh)
             "steps_per_call": 100,

@@ -10,7 +10,8 @@ name in :data:`COUPLINGS`), ``sinkhorn_epsilon`` (relative to the mean cost unle
 sinkhorn``, ``sinkhorn_relative: false``, ``sinkhorn_epsilon: 2 noise_scale^2`` they are
 Schroedinger-bridge CFM; ``time_sampling``, ``time_range``; network
 ``net`` (``"mlp"``, ``"unet"`` or ``"auto"``: the UNet for rank-3 ``(H, W, C)`` events, the
-MLP otherwise), MLP ``hidden``, ``activation``, UNet ``channels``, both ``embed_dim``;
+MLP otherwise), MLP ``hidden``, ``activation``, UNet ``channels`` and ``attention_heads``
+(self-attention at the coarsest level; 0, the default, for none), both ``embed_dim``;
 sampler ``solver`` and ``num_steps`` (0 means adaptive, for ``tsit5``/``dopri5``), ``rtol``,
 ``atol``; likelihood ``log_prob``: the CNF log-likelihood of the learned velocity field
 (:func:`flowzoo.flow_matching.distribution`, base = the path's t=0 marginal), ``"exact"`` (Jacobian trace, ``D`` tangents per field
@@ -104,7 +105,11 @@ def network(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> nets.Network:
     if kind == "unet":
         if len(event_shape) != 3:
             raise ValueError(f"model.net='unet' needs (H, W, C) events, got {event_shape}")
-        return nets.unet(tuple(cfg.get("channels", (32, 64))), int(cfg.get("embed_dim", 64)))
+        return nets.unet(
+            tuple(cfg.get("channels", (32, 64))),
+            int(cfg.get("embed_dim", 64)),
+            int(cfg.get("attention_heads", 0)),
+        )
     if kind == "mlp":
         return nets.time_mlp(
             event_shape,
@@ -218,6 +223,7 @@ register_model(
         "net": Choice("auto", "mlp", "unet"),
         "hidden": Widths(),
         "channels": Widths(),
+        "attention_heads": Int(0),
         "embed_dim": Int(1),
         "activation": activation_spec(),
         "solver": solver_spec(),

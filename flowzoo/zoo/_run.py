@@ -25,8 +25,10 @@ from .. import data as fzdata
 from .. import metrics, plots
 from ..train import (
     Distributed,
+    EmaDecay,
     NonFiniteError,
     TrainState,
+    ema_warmup,
     fit,
     init_train_state,
     initialize_distributed,
@@ -195,7 +197,11 @@ _RESUMABLE = {
 }
 
 
-_ADDED_DEFAULTS = {("train", "compute_dtype"): "float32", ("train", "data_parallel"): False}
+_ADDED_DEFAULTS = {
+    ("train", "compute_dtype"): "float32",
+    ("train", "data_parallel"): False,
+    ("train", "ema_warmup"): False,
+}
 """Keys added after runs were first written: a run.json without them had these values."""
 
 
@@ -327,6 +333,14 @@ def _evaluator(model: Model, data: RunData, ema: bool) -> _Evaluator:
     return _Evaluator(evaluate, test_nll, last)
 
 
+def _ema_decay(t: dict[str, Any]) -> EmaDecay:
+    """``train.ema_decay`` for ``fit``: ``None`` when 0, warmed up when ``train.ema_warmup``."""
+    decay = t.get("ema_decay", 0.0)
+    if decay <= 0:
+        return None
+    return ema_warmup(decay) if t.get("ema_warmup", False) else decay
+
+
 def _fit_run(config, model, params, data: RunData, ev: _Evaluator, key, workdir, mesh, progress):
     t = config["train"]
     return fit(
@@ -342,7 +356,7 @@ def _fit_run(config, model, params, data: RunData, ev: _Evaluator, key, workdir,
         workdir=workdir,
         checkpoint_every=t["checkpoint_every"] or None,
         keep_checkpoints=t["keep_checkpoints"],
-        ema_decay=t["ema_decay"] if t.get("ema_decay", 0.0) > 0 else None,
+        ema_decay=_ema_decay(t),
         progress=progress,
         metadata={"name": config["name"]},
         mesh=mesh,

@@ -260,6 +260,7 @@ TRAIN: Schema = {
     "final_lr_fraction": Float(0.0, 1.0),
     "grad_clip": Float(0.0),
     "ema_decay": Float(0.0, 1.0, hi_open=True),
+    "ema_warmup": BOOL,
     "compute_dtype": Choice("float32", "bfloat16"),
     "data_parallel": BOOL,
     "steps_per_call": Int(1, required=True),
@@ -269,7 +270,8 @@ TRAIN: Schema = {
     "tensorboard": BOOL,
 }
 """``eval_every``/``checkpoint_every``: 0 means only at the end; ``grad_clip`` 0 disables;
-``ema_decay`` 0 disables the EMA."""
+``ema_decay`` 0 disables the EMA; ``ema_warmup`` ramps the decay up as
+:func:`flowzoo.train.ema_warmup` does (no weight left on the initial params)."""
 
 PLOT: Schema = {
     "n_samples": Int(1),

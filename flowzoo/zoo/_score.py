@@ -111,7 +111,7 @@ def score_network(sde, cfg: dict[str, Any], event_shape: tuple[int, ...]):
     """The score network a ``score_sde`` config names, ``apply(params, t, x) -> score``.
 
     ``net``: ``"mlp"`` (:func:`sde_score_network`, ``hidden``), ``"unet"``
-    (:func:`flowzoo.nets.unet` with ``channels``, ``embed_dim``) or ``"auto"`` (UNet for
+    (:func:`flowzoo.nets.unet` with ``channels``, ``embed_dim``, ``attention_heads``) or ``"auto"`` (UNet for
     ``(H, W, C)`` events). Both embed ``t / T`` and divide the output by the marginal
     std(t) (t=0 data, t=T noise), so the network predicts ``-noise``.
     """
@@ -124,7 +124,11 @@ def score_network(sde, cfg: dict[str, Any], event_shape: tuple[int, ...]):
         raise ValueError(f"model.net: unknown network {kind!r}; choose 'mlp', 'unet' or 'auto'")
     if len(event_shape) != 3:
         raise ValueError(f"model.net='unet' needs (H, W, C) events, got {event_shape}")
-    net = unet(tuple(cfg.get("channels", (32, 64))), int(cfg.get("embed_dim", 64)))
+    net = unet(
+        tuple(cfg.get("channels", (32, 64))),
+        int(cfg.get("embed_dim", 64)),
+        int(cfg.get("attention_heads", 0)),
+    )
 
     def init(key, t, x):
         return net.init(key, jnp.asarray(t, jnp.float32) / sde.T, x)
@@ -242,6 +246,7 @@ register_model(
         "net": Choice("auto", "mlp", "unet"),
         "hidden": Widths(),
         "channels": Widths(),
+        "attention_heads": Int(0),
         "embed_dim": Int(1),
         "likelihood_weighting": BOOL,
         "train_eps": Float(0.0, 1.0, lo_open=True, hi_open=True),

@@ -1,6 +1,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from flowzoo import nets
 
@@ -28,3 +29,32 @@ def test_unet_8x8_context_and_time_dependence(key):
     assert a.shape == x.shape
     assert not np.allclose(a, apply(params, 0.7, x, ctx))
     assert not np.allclose(a, apply(params, 0.2, x, jnp.zeros_like(ctx)))
+
+
+def test_self_attention_block_identity_at_init_and_permutation_equivariant(key):
+    """The attention block starts as the identity (zero output projection); once perturbed it
+    mixes positions and, having no positional encoding, commutes with permuting them."""
+    from flowzoo.nets._unet import _SelfAttention
+
+    block = _SelfAttention(heads=2)
+    x = jax.random.normal(key, (2, 3, 3, 8))
+    params = block.init(key, x)
+    np.testing.assert_array_equal(block.apply(params, x), x)
+    params = jax.tree.map(lambda p: p + 0.05 * jax.random.normal(key, p.shape), params)
+    y = block.apply(params, x)
+    assert not np.allclose(y, x, atol=1e-3)
+    perm = jax.random.permutation(jax.random.key(1), 9)
+    xp = x.reshape(2, 9, 8)[:, perm].reshape(x.shape)
+    yp = block.apply(params, xp)
+    np.testing.assert_allclose(yp.reshape(2, 9, 8), y.reshape(2, 9, 8)[:, perm], atol=1e-5)
+
+
+def test_unet_attention_option(key):
+    net = nets.unet((8, 16), embed_dim=16, attention_heads=4)
+    x = jax.ShapeDtypeStruct((2, 28, 28, 1), jnp.float32)
+    params = jax.eval_shape(net.init, key, 0.5, x)
+    assert "_SelfAttention_0" in params["params"]
+    assert jax.eval_shape(net.apply, params, 0.5, x).shape == x.shape
+    for bad in (3, -1):
+        with pytest.raises(ValueError, match="attention_heads"):
+            nets.unet((8, 16), attention_heads=bad)

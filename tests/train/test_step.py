@@ -275,3 +275,26 @@ def test_multi_step_equals_single_steps(key):
     chex.assert_trees_all_close(multi.opt_state, single.opt_state, atol=1e-6, rtol=1e-6)
     np.testing.assert_allclose(np.asarray(metrics["loss"]), single_losses, atol=1e-6, rtol=1e-6)
     assert not np.allclose(single_losses[0], single_losses[-1])  # it actually trained
+
+
+def test_ema_warmup_matches_hand_computation(key):
+    """With :func:`flowzoo.train.ema_warmup` the decay at update ``n`` (0-based) is
+    ``min(d, (1 + n) / (10 + n))``: 0.1, 0.1818, 0.25, ... then ``d``."""
+    lr, decay = 0.1, 0.2
+    opt = optax.sgd(lr)
+    w0 = np.array([1.0, -2.0], np.float32)
+    state = train.init_train_state({"w": jnp.asarray(w0)}, opt, ema=True)
+    step = train.make_train_step(_quadratic, opt, ema_decay=train.ema_warmup(decay))
+    w, ema = w0.astype(np.float64), w0.astype(np.float64)
+    for n in range(4):
+        b = np.array([[0.5 * n, 3.0]], np.float32)
+        state, _ = step(state, key, jnp.asarray(b))
+        w = w - lr * (w - b[0])
+        d = min(decay, (1 + n) / (10 + n))  # 0.1, 0.1818, 0.2, 0.2
+        ema = d * ema + (1 - d) * w
+        np.testing.assert_allclose(np.asarray(state.ema_params["w"]), ema, rtol=1e-6, atol=1e-6)
+    sched = train.ema_warmup(0.999)
+    np.testing.assert_allclose(float(sched(0)), 0.1, rtol=1e-6)
+    assert float(sched(8000)) < 0.999 and float(sched(9000)) == np.float32(0.999)
+    with pytest.raises(ValueError, match="ema decay"):
+        train.ema_warmup(1.0)
