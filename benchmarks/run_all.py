@@ -2,7 +2,7 @@
 
 One command produces every speed figure of ``docs/benchmarks.md``::
 
-    python benchmarks/run_all.py --docs            # the real run (quiet machine, ~1 h)
+    python benchmarks/run_all.py --docs            # the real run (quiet machine; 16 min on 2 cores)
     python benchmarks/run_all.py --quick --out /tmp/bench   # smoke run, docs untouched
     python benchmarks/run_all.py --docs-only       # tables again from the JSON already there
 
