@@ -7,9 +7,10 @@ Data:  scikit-learn digits (``flowzoo.data.image_dataset("digits")``: 8x8x1, 17 
        fixed split 1,497 train / 300 test). Uniform dequantization ``v = x + u`` (fresh ``u``
        every step), ``y = v / 17``, model space ``z = 2 y - 1`` in [-1, 1).
 Model: I-CFM (conditional OT path, sigma_min = 0, independent coupling, uniform t), UNet
-       velocity field (channels 16/32, one residual block per level, 64-d sinusoidal time
-       embedding, 120k parameters); time convention t=0 noise N(0, I), t=1 data.
-       Adam 1e-3 (200 warm-up steps, cosine decay to 1e-5), batch 128, clip 1.0, EMA 0.999.
+       velocity field (channels 16/32, one residual block per level, 4-head self-attention at
+       4x4, 64-d sinusoidal time embedding); time convention t=0 noise N(0, I), t=1 data.
+       Adam 1e-3 (200 warm-up steps, cosine decay to 1e-5), batch 128, 8,000 steps, clip 1.0,
+       EMA 0.999 with warm-up (``train.ema_warmup``).
 Likelihood: the CNF of the EMA velocity field, exact divergence (64 Jacobian-vector products
        per evaluation), RK4 with 8 fixed steps from t=1 to t=0, on all 300 test images with one
        fixed dequantization draw (the key the coupling flows use). ``test_bpd`` is the
@@ -31,12 +32,14 @@ from flowzoo.zoo import default_config
 from flowzoo.zoo import image_cfm_config as image_model_config
 
 RESULT = (
-    "test 1.994 bits/dim (300 test images, exact divergence, RK4 8 steps; SE over images about "
-    "0.012), 4,000 steps; the same run's likelihood with 16 / 32 RK4 steps: 2.020 / 2.025 "
-    "(converged to 0.004, so 8 steps flatter it by 0.03); sample quality on 300 samples: FD "
-    "51.5 (real-image floor 5.04), legibility 0.567 (floor 0.950); 164 s training + 108 s "
-    "likelihood pass, 288 s wall on 2 idle cores (rerun 2026-11-30; the 2026-11-22 run gave "
-    "1.989 in 19.5 min training at load ~13); full-covariance Gaussian: 2.95"
+    "test 1.904 bits/dim (300 test images, exact divergence, RK4 8 steps; SE over images about "
+    "0.012), 8,000 steps; with 16 RK4 steps 1.942 (32 not run for this recipe; the previous "
+    "one moved 0.004 from 16 to 32); sample quality on 300 samples: FD 20.8 (real-image "
+    "floor 5.04), legibility 0.807 (floor 0.950), every class 5-12%; 381 s training + 126 s "
+    "likelihood pass, 528 s wall on 2 idle cores (measured 2026-11-30 as run fm_digits_v2, "
+    "the same config). The previous recipe (4,000 steps, no attention, fixed EMA decay): "
+    "1.994 / 2.020 / 2.025 bits/dim at 8 / 16 / 32 steps, FD 51.5, legibility 0.567; "
+    "full-covariance Gaussian: 2.95"
 )
 
 
@@ -47,6 +50,7 @@ def get_config() -> dict:
     config["model"] = image_model_config()
     config["model"].update(
         channels=[16, 32],
+        attention_heads=4,
         log_prob="exact",
         log_prob_solver="rk4",
         log_prob_steps=8,
@@ -54,12 +58,13 @@ def get_config() -> dict:
         num_steps=32,
     )
     config["train"].update(
-        steps=4000,
+        steps=8000,
         batch_size=128,
         lr=1e-3,
         warmup_steps=200,
         final_lr_fraction=0.01,
         ema_decay=0.999,
+        ema_warmup=True,
         eval_every=0,
         checkpoint_every=1000,
     )
