@@ -76,15 +76,12 @@ def data(dim: int, batch: int) -> jax.Array:
     return jax.random.normal(jax.random.key(0), (batch, dim), jnp.float32)
 
 
-def flowzoo_case(dim: int, batch: int, layers: int = LAYERS):
-    """``(jitted step, (params, opt_state, x))`` for flowzoo's RealNVP."""
-    flow = flowzoo.realnvp(dim, num_layers=layers, hidden=HIDDEN)
-    x = data(dim, batch)
-    params = flow.init(jax.random.key(1), x)
+def _adam_case(log_prob, params, x):
+    """``(jitted step, (params, opt_state, x))``: Adam on the mean NLL of ``log_prob``."""
     opt = optax.adam(LR)
 
     def loss(p, x):
-        return -jnp.mean(flow.log_prob(p, x))
+        return -jnp.mean(log_prob(p, x))
 
     def step(params, opt_state, x):
         value, grads = jax.value_and_grad(loss)(params, x)
@@ -92,6 +89,13 @@ def flowzoo_case(dim: int, batch: int, layers: int = LAYERS):
         return optax.apply_updates(params, updates), opt_state, value
 
     return jax.jit(step), (params, opt.init(params), x)
+
+
+def flowzoo_case(dim: int, batch: int, layers: int = LAYERS):
+    """``(jitted step, (params, opt_state, x))`` for flowzoo's RealNVP."""
+    flow = flowzoo.realnvp(dim, num_layers=layers, hidden=HIDDEN)
+    x = data(dim, batch)
+    return _adam_case(flow.log_prob, flow.init(jax.random.key(1), x), x)
 
 
 def flowjax_case(dim: int, batch: int, layers: int = LAYERS):
@@ -167,18 +171,7 @@ def handwritten_case(dim: int, batch: int, layers: int = LAYERS):
     """``(jitted step, (params, opt_state, x))`` for :class:`HandwrittenRealNVP`."""
     model = HandwrittenRealNVP(dim, layers)
     x = data(dim, batch)
-    params = model.init(jax.random.key(1), x)
-    opt = optax.adam(LR)
-
-    def loss(p, x):
-        return -jnp.mean(model.apply(p, x))
-
-    def step(params, opt_state, x):
-        value, grads = jax.value_and_grad(loss)(params, x)
-        updates, opt_state = opt.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, value
-
-    return jax.jit(step), (params, opt.init(params), x)
+    return _adam_case(model.apply, model.init(jax.random.key(1), x), x)
 
 
 def n_params(params) -> int:
