@@ -6,6 +6,8 @@ Time convention throughout: t=0 is noise ``x0 ~ N(0, I)``, t=1 is data ``x1``; a
 """
 
 from ._assignment import exact_assignment as exact_assignment
+from ._assignment import host_assignment as host_assignment
+from ._assignment import solver_order as solver_order
 from ._coupling import COUPLINGS as COUPLINGS
 from ._coupling import Coupling as Coupling
 from ._coupling import exact_ot_coupling as exact_ot_coupling

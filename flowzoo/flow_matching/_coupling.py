@@ -12,13 +12,14 @@ the noise (Tong et al. 2024, conditional OT-CFM). The independent coupling ignor
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 
 from .._types import Array, Batch, Float, Key, Shaped
-from ._assignment import exact_assignment
+from ._assignment import exact_assignment, solver_order
 from ._sinkhorn import sinkhorn_log_plan
 
 Indices = Shaped[Array, " batch"]
@@ -56,18 +57,23 @@ def independent_coupling() -> Coupling:
     return coupling
 
 
-def exact_ot_coupling() -> Coupling:
+def exact_ot_coupling(solver: str = "auto") -> Coupling:
     """Minibatch OT with the exact assignment (squared Euclidean cost; Pooladian et al. 2023).
 
     Every data point keeps its place (``i1 = arange``) and gets the noise point of the
-    optimal permutation, so the batch is used without replacement.
+    optimal permutation, so the batch is used without replacement. The assignment is solved
+    on the host inside the step (:func:`exact_assignment`; ``solver`` as there, ``"auto"``
+    choosing by the event size); :func:`ot_paired_batches` moves it off the step's critical
+    path.
     """
+    solver_order(solver)
 
     def coupling(key: Key, x0: Batch, x1: Batch, labels: Array | None = None):
         if x0.shape[0] != x1.shape[0]:
             raise ValueError(f"batch sizes differ: {x0.shape[0]} noise vs {x1.shape[0]} data")
         cost = _cost(key, x0, x1, labels, "penalty")
-        perm = exact_assignment(cost.T)  # data j <- noise perm[j]
+        event_size = math.prod(x1.shape[1:])
+        perm = exact_assignment(cost.T, solver, event_size)  # data j <- noise perm[j]
         return perm, jnp.arange(x1.shape[0])
 
     return coupling
