@@ -22,6 +22,8 @@ from ._loss import label_context as label_context
 from ._loss import sample_times as sample_times
 from ._oracle import marginal_velocity as marginal_velocity
 from ._oracle import posterior_mean as posterior_mean
+from ._pipeline import OTBatches as OTBatches
+from ._pipeline import ot_paired_batches as ot_paired_batches
 from ._reflow import reflow as reflow
 from ._reflow import reflow_pairs as reflow_pairs
 from ._reflow import straightness as straightness
