@@ -12,6 +12,10 @@ one step = sample batch, noise, t, (coupling), forward, backward, Adam(1e-3) upd
   ``jax.jit`` (one dispatch per step), and the same in a ``lax.scan`` of 100 steps per call
   (how ``flowzoo.train.fit`` runs; reported per step; independent coupling only). Exact OT: ``exact_ot_coupling``
   (POT's network simplex ``ot.emd`` through ``jax.pure_callback``, the same solver torchcfm uses).
+  ``flowzoo_pipelined`` (exact OT only): the same step on pairs from
+  ``flow_matching.ot_paired_batches(data, batch, workers=--ot-workers)`` with
+  ``cfm_loss(..., source="paired")``, one jitted step per call; its thread pool pairs the
+  next steps' batches (POT, GIL released) while the current step runs.
 * torchcfm (optional peer): ``ConditionalFlowMatcher(sigma=0)`` /
   ``ExactOptimalTransportConditionalFlowMatcher(sigma=0)`` (POT's ``emd``), ``torch.optim.Adam``,
   ``torch.set_num_threads(--torch-threads)`` (default 1: on the shared, overloaded 2-core
@@ -77,6 +81,29 @@ def moons(n: int = 20_000) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- flowzoo
+
+
+def flowzoo_pipelined_case(batch: int, workers: int | None):
+    """Exact OT paired ahead: ``ot_paired_batches`` + ``cfm_loss(source="paired")``, one
+    jitted step per call; the pool pairs the next steps' batches while a step runs.
+    Returns ``(step, state, close)``."""
+    data = moons()
+    net = nets.mlp(2, HIDDEN, "silu")
+
+    def apply(params, t, x, context=None):
+        return net.apply(params, x, jnp.broadcast_to(t, x.shape[:1])[:, None])
+
+    loss = fm.cfm_loss(apply, paths.cond_ot_path(0.0), source="paired")
+    pipe = fm.ot_paired_batches(data, batch, workers=workers)
+    opt = optax.adam(LR)
+    params = net.init(jax.random.key(1), data[:2], data[:2, :1])
+    key, data_key = jax.random.key(2), jax.random.key(3)
+
+    def one(state):
+        pairs = pipe.batch_fn(data_key, state.step)
+        return apply_update(loss, opt, state, key, pairs)[0]
+
+    return jax.jit(one), init_train_state(params, opt), pipe.close
 
 
 def flowzoo_case(batch: int, coupling: str, scan: bool):
@@ -149,23 +176,32 @@ def _with_args(case):
     return step, (state,)
 
 
-def run(batches, repeats: int, target_block_s: float, torch_threads: int = 1) -> dict:
+def run(
+    batches, repeats: int, target_block_s: float, torch_threads: int = 1, ot_workers=None
+) -> dict:
     results = []
     for batch in batches:
         for coupling in COUPLINGS:
-            cases = {}
+            cases, close = {}, None
             step1, state = flowzoo_case(batch, coupling, scan=False)
             cases["flowzoo"] = (step1, state)
             if coupling == "independent":  # a 100-step scan of host-bound OT steps adds nothing
                 cases["flowzoo_scan"] = flowzoo_case(batch, coupling, scan=True)
+            else:
+                step_p, state_p, close = flowzoo_pipelined_case(batch, ot_workers)
+                cases["flowzoo_pipelined"] = (step_p, state_p)
             if HAVE_TORCHCFM:
                 cases["torchcfm"] = torchcfm_case(batch, coupling, torch_threads)
             compile_ = common.measure_compile(
                 lambda b=batch, c=coupling: _with_args(flowzoo_case(b, c, scan=False)), repeats=2
             )
-            timing = common.interleaved_steady(
-                cases, repeats=repeats, target_block_s=target_block_s
-            )
+            try:
+                timing = common.interleaved_steady(
+                    cases, repeats=repeats, target_block_s=target_block_s
+                )
+            finally:
+                if close is not None:
+                    close()
             row = {
                 "batch": batch,
                 "coupling": coupling,
@@ -180,6 +216,12 @@ def run(batches, repeats: int, target_block_s: float, torch_threads: int = 1) ->
                 row["speedup_vs_torchcfm"] = (
                     row["flowzoo_samples_per_s"] / row["torchcfm_samples_per_s"]
                 )
+                for name in ("flowzoo", "flowzoo_pipelined"):  # median of per-round ratios
+                    if name in timing and "torchcfm" in timing:
+                        ratios = np.asarray(timing["torchcfm"]["step_s"]["values"]) / np.asarray(
+                            timing[name]["step_s"]["values"]
+                        )
+                        row[f"{name}_vs_torchcfm_rounds"] = common.summarize(ratios.tolist())
             results.append(row)
             print(row, flush=True)
     return {"results": results}
@@ -190,6 +232,9 @@ def main(argv=None) -> None:
     p.add_argument("--batches", default="256,1024")
     p.add_argument("--quick", action="store_true", help="fewer, shorter repeats")
     p.add_argument("--torch-threads", type=int, default=1, help="torch.set_num_threads")
+    p.add_argument(
+        "--ot-workers", type=int, default=None, help="ot_paired_batches threads (default: CPUs)"
+    )
     p.add_argument(
         "--out", default=os.path.join(os.path.dirname(__file__), "results", "cfm_train.json")
     )
@@ -202,6 +247,7 @@ def main(argv=None) -> None:
         repeats=5 if args.quick else 11,
         target_block_s=0.2 if args.quick else 0.4,
         torch_threads=args.torch_threads,
+        ot_workers=args.ot_workers,
     )
     headers = [
         "batch",
@@ -209,6 +255,7 @@ def main(argv=None) -> None:
         "compile",
         "flowzoo/s",
         "flowzoo scan/s",
+        "paired ahead/s",
         "torchcfm/s",
         "speedup",
         "XLA mem",
@@ -220,6 +267,7 @@ def main(argv=None) -> None:
             common.fmt_seconds(r["compile_s"]),
             common.fmt_rate(r["flowzoo_samples_per_s"]),
             common.fmt_rate(r.get("flowzoo_scan_samples_per_s")),
+            common.fmt_rate(r.get("flowzoo_pipelined_samples_per_s")),
             common.fmt_rate(r.get("torchcfm_samples_per_s")),
             None if "speedup_vs_torchcfm" not in r else f"{r['speedup_vs_torchcfm']:.2f}x",
             common.fmt_bytes(r["memory"]["xla_step_bytes"]),
@@ -232,6 +280,7 @@ def main(argv=None) -> None:
         "model": {"mlp": list(HIDDEN), "activation": "silu", "input": "[x, t]", "lr": LR},
         "peer": "torchcfm" if HAVE_TORCHCFM else None,
         "torch_threads": args.torch_threads,
+        "ot_workers": args.ot_workers or os.cpu_count(),
         "quick": args.quick,
         "env": env,
         "load_average_after": common.load_average(),

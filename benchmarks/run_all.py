@@ -354,13 +354,21 @@ def render_cfm_train(d: dict) -> str:
             _rate(r.get("flowzoo_scan_samples_per_s")),
             _rate(r.get("torchcfm_samples_per_s")),
             _x(r.get("speedup_vs_torchcfm")),
+            _rate(r.get("flowzoo_pipelined_samples_per_s")),
+            _x(
+                r["flowzoo_pipelined_samples_per_s"] / r["torchcfm_samples_per_s"]
+                if r.get("flowzoo_pipelined_samples_per_s") and r.get("torchcfm_samples_per_s")
+                else None
+            ),
             _secs(r.get("compile_s")),
             _mem(r),
         ]
         for r in d["results"]
     ]
     return (
-        f"Samples per second, steady state; torch on {d.get('torch_threads')} thread(s).\n\n"
+        f"Samples per second, steady state; torch on {d.get('torch_threads')} thread(s)"
+        + (f", OT paired ahead on {d['ot_workers']} thread(s)" if d.get("ot_workers") else "")
+        + ".\n\n"
         + md_table(
             [
                 "batch",
@@ -369,6 +377,8 @@ def render_cfm_train(d: dict) -> str:
                 "flowzoo (scanned, as `fit`)",
                 "torchcfm",
                 "flowzoo / torchcfm",
+                "flowzoo, OT paired ahead",
+                "paired ahead / torchcfm",
                 "compile",
                 "memory (flowzoo step)",
             ],
@@ -588,6 +598,7 @@ def render_scale_study(d: dict) -> str:
     rows = []
     for kind in kinds:
         row = [f"`{kind}`"]
+        jumps = []
         for name in data:
             cells = res[name].get(kind, [])
             nll = [c["test_nll"] for c in cells if c.get("test_nll") is not None]
@@ -596,12 +607,28 @@ def render_scale_study(d: dict) -> str:
             if bad:
                 txt += f", {bad} of {len(cells)} non-finite"
             row.append(txt)
+            if name != "digits":
+                jumps += [c["max_loss_jump_100"] for c in cells if c.get("finite")]
+        row.append(f"{max(jumps):.3f}" if jumps else "-")
         rows.append(row)
     c = d.get("config", {})
-    return (
-        f"Test NLL in nats, mean / worst of seeds {c.get('seeds')}, {c.get('steps')} steps.\n\n"
-        + md_table(["scale", *data], rows)
+    out = (
+        f"Test NLL in nats, mean / worst of seeds {c.get('seeds')}, {c.get('steps')} steps; "
+        "the last column is the largest rise between consecutive 100-step means of the "
+        "training loss over the 2-D sets' finite runs (a spike check).\n\n"
+        + md_table(["scale / orientation / init", *data, "largest loss rise"], rows)
     )
+    moons = res.get("two_moons")
+    if moons:
+        seeds = c.get("seeds") or list(range(len(next(iter(moons.values())))))
+        per_seed = []
+        for kind, cells in moons.items():
+            vals = [x["test_nll"] for x in cells]
+            per_seed.append([f"`{kind}`"] + [f"{v:.3f}" if v is not None else "-" for v in vals])
+        out += "\n\nTwo moons, test NLL per seed:\n\n" + md_table(
+            ["scale / orientation / init", *[f"seed {s}" for s in seeds]], per_seed
+        )
+    return out
 
 
 RENDERERS: dict[str, Callable[[dict], str]] = {

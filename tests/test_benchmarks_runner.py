@@ -60,6 +60,16 @@ def test_docs_only_replaces_marked_blocks(run_all, tmp_path):
                 "torchcfm_samples_per_s": 100000.0,
                 "speedup_vs_torchcfm": 1.23456,
             },
+            {
+                "batch": 256,
+                "coupling": "exact_ot",
+                "compile_s": 1.25,
+                "memory": {"xla_step_bytes": 3 * 2**20},
+                "flowzoo_samples_per_s": 30000.0,
+                "flowzoo_pipelined_samples_per_s": 60000.0,
+                "torchcfm_samples_per_s": 40000.0,
+                "speedup_vs_torchcfm": 0.75,
+            },
         ],
     }
     meta = {
@@ -109,6 +119,7 @@ def test_docs_only_replaces_marked_blocks(run_all, tmp_path):
     assert "2026-12-01" in cfm_block and "0.30 at the start" in cfm_block
     assert "| 256 | independent | 123.5k |" in cfm_block and "1.23x" in cfm_block
     assert "3.0 MiB" in cfm_block and "Taken under load" not in cfm_block
+    assert "| 256 | exact_ot | 30.0k | - | 40.0k | 0.75x | 60.0k | 1.50x |" in cfm_block
     meta_block = text.split("<!-- run_all:ode_meta:begin -->")[1].split("end -->")[0]
     assert "Taken under load" in meta_block and "2.50 at the start" in meta_block
     assert "2.50x (2.40-2.60)" in meta_block

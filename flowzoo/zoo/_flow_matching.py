@@ -8,7 +8,11 @@ name in :data:`COUPLINGS`), ``sinkhorn_epsilon`` (relative to the mean cost unle
 ``sinkhorn_relative`` is false), ``sinkhorn_iters`` (default 200); the stochastic-interpolant paths (``brownian_bridge``,
 ``stochastic_interpolant``) take ``noise_scale`` (and ``base``), and with ``coupling:
 sinkhorn``, ``sinkhorn_relative: false``, ``sinkhorn_epsilon: 2 noise_scale^2`` they are
-Schroedinger-bridge CFM; ``time_sampling``, ``time_range``; network
+Schroedinger-bridge CFM; ``ot_pipeline`` (default false; with ``coupling: exact_ot`` on
+continuous data: the pairs are computed ahead of the step on ``ot_workers`` host threads,
+0 meaning one per CPU, by :func:`flowzoo.flow_matching.ot_paired_batches`; the same law,
+other random streams, so opt-in: runs recorded without it keep their batches);
+``time_sampling``, ``time_range``; network
 ``net`` (``"mlp"``, ``"unet"`` or ``"auto"``: the UNet for rank-3 ``(H, W, C)`` events, the
 MLP otherwise), MLP ``hidden``, ``activation``, UNet ``channels`` and ``attention_heads``
 (self-attention at the coarsest level; 0, the default, for none), both ``embed_dim``;
@@ -31,7 +35,7 @@ import inspect
 from typing import Any
 
 from .. import nets
-from ..flow_matching import COUPLINGS, cfm_loss, distribution, get_coupling
+from ..flow_matching import COUPLINGS, cfm_loss, distribution, get_coupling, ot_paired_batches
 from ..integrate import SolverConfig
 from ..paths import PATHS, get_path
 from ._images import with_image_data
@@ -159,12 +163,14 @@ def build_cfm(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
     net = network(cfg, tuple(event_shape))
     path = _path_from_config(cfg)
     lo, hi = cfg.get("time_range", (0.0, 1.0))
+    batches = _ot_batches(cfg)
     loss = cfm_loss(
         net.apply,
         path,
-        coupling=_coupling_from_config(cfg),
+        coupling=None if batches else _coupling_from_config(cfg),
         time_sampling=cfg.get("time_sampling", "uniform"),
         time_range=(float(lo), float(hi)),
+        source="paired" if batches else None,
     )
     kind = cfg.get("log_prob", "exact")
     if kind not in ("exact", "hutchinson", "none"):
@@ -183,9 +189,34 @@ def build_cfm(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
         chunk_size=int(cfg.get("log_prob_chunk", 0)) or None,
     )
     model = Model(
-        lambda key, x: dist.init(key, x), loss, dist.sample, None if kind == "none" else dist
+        lambda key, x: dist.init(key, x),
+        loss,
+        dist.sample,
+        None if kind == "none" else dist,
+        batches,
     )
     return with_image_data(cfg, event_shape, model)
+
+
+def _ot_batches(cfg: dict[str, Any]):
+    """``batches(x, batch_size) -> (batch_fn, close)`` of :func:`ot_paired_batches` when
+    ``ot_pipeline`` is set, else ``None`` (the coupling runs inside the step)."""
+    if not cfg.get("ot_pipeline", False):
+        return None
+    if cfg.get("coupling", "independent") != "exact_ot":
+        raise ValueError("model.ot_pipeline: true needs model.coupling: exact_ot")
+    if cfg.get("data_levels"):
+        raise ValueError(
+            "model.ot_pipeline: image data is dequantized inside the step, after pairing; "
+            "use ot_pipeline: false (the in-step exact_ot coupling) for image data"
+        )
+    workers = int(cfg.get("ot_workers", 0)) or None
+
+    def batches(x, batch_size: int):
+        pipe = ot_paired_batches(x, batch_size, workers=workers)
+        return pipe.batch_fn, pipe.close
+
+    return batches
 
 
 def _path_check(cfg: dict[str, Any]) -> str | None:
@@ -216,6 +247,8 @@ register_model(
         "sinkhorn_epsilon": Positive(),
         "sinkhorn_relative": BOOL,
         "sinkhorn_iters": Int(1),
+        "ot_pipeline": BOOL,
+        "ot_workers": Int(0),
         "noise_scale": Positive(),
         "base": Choice("linear", "trig"),
         "time_sampling": Choice("uniform", "logit_normal"),

@@ -26,12 +26,17 @@ class Model(NamedTuple):
     * ``distribution``: the model's :class:`~flowzoo.distributions.Distribution` when it has
       a tractable density (flows, CNFs, flow matching, the probability-flow ODE of a score
       model), else ``None`` (NCSN, energy models); evaluation uses its ``log_prob``.
+    * ``batches``: ``None`` (a run trains on :func:`flowzoo.data.array_batches` of the
+      training data), or the model's own ``batches(train_data, batch_size) -> (batch_fn,
+      close)``, ``batch_fn(key, step)`` pure in ``(key, step)``, ``close()`` called after
+      training (flow matching's exact-OT pairs computed ahead on host threads).
     """
 
     init: Callable
     loss: Callable
     sample: Callable
     distribution: Distribution | None
+    batches: Callable | None = None
 
 
 def from_distribution(

@@ -343,11 +343,24 @@ def _ema_decay(t: dict[str, Any]) -> EmaDecay:
 
 def _fit_run(config, model, params, data: RunData, ev: _Evaluator, key, workdir, mesh, progress):
     t = config["train"]
+    if model.batches is None:
+        batch_fn, close = fzdata.array_batches(data.train_std, t["batch_size"]), None
+    else:  # the model's own batches (exact-OT pairs prefetched on host threads)
+        batch_fn, close = model.batches(data.train_std, t["batch_size"])
+    try:
+        return _fit(config, model, params, batch_fn, ev, key, workdir, mesh, progress)
+    finally:
+        if close is not None:
+            close()
+
+
+def _fit(config, model, params, batch_fn, ev: _Evaluator, key, workdir, mesh, progress):
+    t = config["train"]
     return fit(
         model.loss,
         build_optimizer(config),
         params,
-        fzdata.array_batches(data.train_std, t["batch_size"]),
+        batch_fn,
         key=key,
         num_steps=t["steps"],
         steps_per_call=t["steps_per_call"],

@@ -30,3 +30,35 @@ def test_experiments_load_and_bad_config():
     config["model"] = {**default_model_config(), "path": "nope"}
     with pytest.raises(ConfigError, match="unknown path"):
         build_model(config, (2,))
+
+
+def test_ot_pipeline_config_trains_on_prefetched_pairs(key, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from flowzoo.flow_matching import _pipeline
+    from flowzoo.zoo import _run
+
+    config = default_config()
+    config["model"] = default_model_config()
+    config["model"].update(hidden=[8], coupling="exact_ot", ot_pipeline=True, ot_workers=1)
+    config["train"].update(batch_size=16)
+    model = build_model(config, (2,))
+    x = np.asarray(jax.random.normal(key, (64, 2)))
+    params = model.init(key, x)
+    # what the run's fit gets: the model's prefetched pairs, and the pool closed afterwards
+    got, closed = {}, []
+    real_close = _pipeline._Prefetcher.close
+    monkeypatch.setattr(_pipeline._Prefetcher, "close", lambda s: closed.append(real_close(s)))
+
+    def fake_fit(loss, optimizer, params, batch_fn, **kwargs):
+        got["pairs"] = jax.jit(batch_fn)(kwargs["key"], 3)
+        return loss(params, key, got["pairs"])
+
+    monkeypatch.setattr(_run, "fit", fake_fit)
+    ev = _run._Evaluator(None, None, {})
+    data = SimpleNamespace(train_std=x)
+    value, _ = _run._fit_run(config, model, params, data, ev, key, tmp_path, None, False)
+    assert got["pairs"].shape == (16, 2, 2) and np.isfinite(float(value)) and closed
+    config["model"]["coupling"] = "sinkhorn"
+    with pytest.raises(ValueError, match="needs model.coupling: exact_ot"):
+        build_model(config, (2,))
