@@ -1,22 +1,34 @@
-"""Which coupling scale function should be the default? A study over data sets and seeds.
+"""Which coupling scale function, orientation and conditioner init should be the default?
 
-Every cell trains ``flowzoo.realnvp(dim, 8, (64, 64), scale=KIND, scale_bound=B)`` (affine
-couplings, alternating half masks, zero-initialised 2x64 ReLU conditioners) with plain
-Adam(1e-3), batch 256, for ``--steps`` steps (default 3,000; the same minibatch indices for
-every scale function), then reports the test NLL and the largest jump between consecutive
-100-step means of the training loss (a loss-spike check).
+Every cell trains ``flowzoo.realnvp(dim, 8, (64, 64), transformer=affine_transformer(scale,
+bound, orientation=...), conditioner=mlp_conditioner((64, 64), "relu", init=...))``
+(alternating half masks, zero output layer) with plain Adam(1e-3), batch 256, for
+``--steps`` steps (default 3,000; the same minibatch indices for every configuration), then
+reports the test NLL and the largest jump between consecutive 100-step means of the
+training loss (a loss-spike check). A reference row trains flowjax's ``coupling_flow`` (8
+layers, ``nn_width=64, nn_depth=2``, its default softplus affine) on the same data and
+minibatches, when flowjax is installed.
 
-Scale functions (the log-scale ``log s`` from the conditioner output ``h``):
-``tanh-B``: ``B tanh(h / B)`` for B in 1, 2, 3 (the library default is 2); ``sigmoid``:
-Glow's ``sigmoid(h + 2)`` normalised to 1 at 0; ``softplus``: ``log softplus(h + log(e - 1))``
-(flowjax's affine scale, unbounded above); ``exp``: unbounded ``log s = h``.
+Configurations are ``SCALE/ORIENTATION/INIT``:
+
+* scale (the log-scale ``log s`` from the conditioner output ``h``): ``tanh-B``: ``B tanh(h /
+  B)`` for B in 1, 2, 3; ``sigmoid``: Glow's ``sigmoid(h + 2)`` normalised to 1 at 0;
+  ``softplus``: ``log softplus(h + log(e - 1))`` (flowjax's affine scale); ``exp``:
+  unbounded ``log s = h``.
+* orientation: ``density`` (the density direction computes ``x * s + t``: RealNVP, Glow,
+  flowjax) or ``sampling`` (sampling computes ``z * s + t``, the density direction divides
+  by ``s``: flowzoo's affine couplings until 2026-11-30).
+* init of the conditioner's hidden layers: ``uniform`` (weights and biases uniform on
+  ``+-1/sqrt(fan_in)``, PyTorch's and equinox's default) or ``lecun`` (flax's default:
+  truncated-normal weights, zero biases).
 
 Data (standardised with the training split's statistics): two moons (noise 0.05), FFJORD's
 eight Gaussians and checkerboard (20,000 train / 5,000 test points each), and scikit-learn's
 8x8 digits as 64-D vectors (grey levels / 16 plus uniform dequantization noise / 16; the
 fixed 1,497 / 300 split). NLL in nats per example (digits: per image).
 
-Run:  python benchmarks/scale_study.py [--seeds 0,1,2,3,4] [--steps 3000] [--data ...] [--quick]
+Run:  python benchmarks/scale_study.py [--seeds 0,1,2,3,4] [--steps 3000] [--data ...]
+      [--configs ...] [--quick]
 Writes benchmarks/results/scale_study.json and prints the table (mean and worst seed).
 """
 
@@ -32,9 +44,16 @@ import numpy as np
 import optax
 
 import flowzoo
+from flowzoo import bijectors as bj
 from flowzoo import data as fzdata
 
-KINDS = {
+eqx = common.optional_import("equinox")
+paramax = common.optional_import("paramax")
+fj_flows = common.optional_import("flowjax.flows")
+fj_dists = common.optional_import("flowjax.distributions")
+HAVE_FLOWJAX = None not in (eqx, paramax, fj_flows, fj_dists)
+
+SCALES = {
     "tanh-1": ("tanh", 1.0),
     "tanh-2": ("tanh", 2.0),
     "tanh-3": ("tanh", 3.0),
@@ -42,6 +61,19 @@ KINDS = {
     "softplus": ("softplus", 2.0),
     "exp": ("exp", 2.0),
 }
+CONFIGS = (
+    "tanh-2/sampling/lecun",  # the default until 2026-11-30
+    "tanh-1/sampling/lecun",
+    "tanh-2/sampling/uniform",
+    "tanh-2/density/lecun",
+    "tanh-1/density/uniform",
+    "tanh-2/density/uniform",
+    "tanh-3/density/uniform",
+    "sigmoid/density/uniform",
+    "softplus/density/uniform",
+    "exp/density/uniform",
+)
+FLOWJAX = "flowjax"
 DATA = ("two_moons", "eight_gaussians", "checkerboard", "digits")
 LAYERS, HIDDEN, LR, BATCH = 8, (64, 64), 1e-3, 256
 
@@ -60,17 +92,56 @@ def dataset(name: str, seed: int):
     return jnp.asarray((tr - mu) / sd), jnp.asarray((te - mu) / sd)
 
 
-def train(name: str, kind: str, seed: int, steps: int) -> dict:
+def build(dim: int, config: str):
+    """The flowzoo flow of one ``SCALE/ORIENTATION/INIT`` configuration."""
+    scale_name, orientation, init = config.split("/")
+    scale, bound = SCALES[scale_name]
+    return flowzoo.realnvp(
+        dim,
+        LAYERS,
+        HIDDEN,
+        transformer=bj.affine_transformer(scale, bound, orientation=orientation),
+        conditioner=bj.mlp_conditioner(HIDDEN, "relu", init=init),
+    )
+
+
+def flowjax_loss(dim: int, seed: int):
+    """``(loss(params, x), params)`` of flowjax's coupling_flow with the same architecture."""
+    flow = fj_flows.coupling_flow(
+        jax.random.key(seed),
+        base_dist=fj_dists.StandardNormal((dim,)),
+        flow_layers=LAYERS,
+        nn_width=HIDDEN[0],
+        nn_depth=len(HIDDEN),
+    )
+    non_trainable = getattr(paramax, "NonTrainable", None) or paramax.NonModel
+    params, static = eqx.partition(
+        flow, eqx.is_inexact_array, is_leaf=lambda leaf: isinstance(leaf, non_trainable)
+    )
+
+    def loss(p, x):
+        return -jnp.mean(paramax.unwrap(eqx.combine(p, static)).log_prob(x))
+
+    return loss, params
+
+
+def train(name: str, config: str, seed: int, steps: int) -> dict:
     train_x, test_x = dataset(name, seed)
-    scale, bound = KINDS[kind]
-    flow = flowzoo.realnvp(train_x.shape[1], LAYERS, HIDDEN, scale=scale, scale_bound=bound)
-    params = flow.init(jax.random.key(seed), train_x[:BATCH])
+    if config == FLOWJAX:
+        loss, params = flowjax_loss(train_x.shape[1], seed)
+    else:
+        flow = build(train_x.shape[1], config)
+        params = flow.init(jax.random.key(seed), train_x[:BATCH])
+
+        def loss(p, x):
+            return -jnp.mean(flow.log_prob(p, x))
+
     opt = optax.adam(LR)
     idx = jax.random.randint(jax.random.key(10_000 + seed), (steps, BATCH), 0, len(train_x))
 
     def step(carry, i):
         p, s = carry
-        value, grads = jax.value_and_grad(lambda q: -jnp.mean(flow.log_prob(q, train_x[i])))(p)
+        value, grads = jax.value_and_grad(loss)(p, train_x[i])
         updates, s = opt.update(grads, s, p)
         return (optax.apply_updates(p, updates), s), value
 
@@ -79,7 +150,7 @@ def train(name: str, kind: str, seed: int, steps: int) -> dict:
         params, opt.init(params)
     )
     losses = np.asarray(losses)
-    nll = float(-jnp.mean(jax.jit(flow.log_prob)(params, test_x)))
+    nll = float(jax.jit(loss)(params, test_x))
     means = losses[: steps // 100 * 100].reshape(-1, 100).mean(1)
     return {
         "test_nll": nll if np.isfinite(nll) else None,
@@ -94,25 +165,30 @@ def main(argv=None):
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--data", default=",".join(DATA))
-    ap.add_argument("--kinds", default=",".join(KINDS))
+    ap.add_argument(
+        "--configs",
+        default=",".join(CONFIGS + ((FLOWJAX,) if HAVE_FLOWJAX else ())),
+        help="SCALE/ORIENTATION/INIT entries, and 'flowjax' for the peer",
+    )
     ap.add_argument("--out", default="benchmarks/results/scale_study.json")
     ap.add_argument(
-        "--quick", action="store_true", help="smoke run: seed 0, 200 steps, two moons, tanh-1/2"
+        "--quick", action="store_true", help="smoke run: seed 0, 200 steps, two moons, 2 configs"
     )
     cfg = ap.parse_args(argv)
     if cfg.quick:
-        cfg.seeds, cfg.steps, cfg.data, cfg.kinds = "0", 200, "two_moons", "tanh-1,tanh-2"
+        cfg.seeds, cfg.steps, cfg.data = "0", 200, "two_moons"
+        cfg.configs = "tanh-2/sampling/lecun,tanh-2/density/uniform"
     seeds = [int(s) for s in cfg.seeds.split(",")]
-    env = common.env_info()
+    env = common.env_info(packages=("flowjax",) if HAVE_FLOWJAX else ())
     results: dict = {}
     for name in cfg.data.split(","):
-        for kind in cfg.kinds.split(","):
+        for kind in cfg.configs.split(","):
             cells = [train(name, kind, seed, cfg.steps) for seed in seeds]
             results.setdefault(name, {})[kind] = cells
             nll = [c["test_nll"] for c in cells]
             ok = [v for v in nll if v is not None]
             print(
-                f"{name:16s} {kind:9s} mean {np.mean(ok) if ok else float('nan'):.3f} "
+                f"{name:16s} {kind:25s} mean {np.mean(ok) if ok else float('nan'):.3f} "
                 f"worst {max(ok) if ok else float('nan'):.3f} diverged {len(nll) - len(ok)} "
                 f"max jump {max(c['max_loss_jump_100'] or 0 for c in cells):.3f}",
                 flush=True,

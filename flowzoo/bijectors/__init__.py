@@ -43,6 +43,7 @@ from ._squeeze import space_to_depth as space_to_depth
 from ._squeeze import squeeze as squeeze
 from ._squeeze import unsqueeze as unsqueeze
 from ._transformers import DEFAULT_SCALE_BOUND as DEFAULT_SCALE_BOUND
+from ._transformers import ORIENTATIONS as ORIENTATIONS
 from ._transformers import Transformer as Transformer
 from ._transformers import affine_transformer as affine_transformer
 from ._transformers import spline_transformer as spline_transformer

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._types import Array, Batch, Context, Key, Params, widths_arg
-from ..nets import Network, mlp
+from ..nets import INITS, Network, mlp
 from ._base import Bijector, sum_except_batch
 from ._transformers import (
     DEFAULT_SCALE_BOUND,
@@ -37,11 +37,23 @@ holds the shifts followed by the log-scales of the transformed entries."""
 
 
 def mlp_conditioner(
-    hidden: tuple[int, ...] = (64, 64), activation: str = "relu"
+    hidden: tuple[int, ...] = (64, 64), activation: str = "relu", init: str = "uniform"
 ) -> ConditionerFactory:
-    """Conditioner factory: an MLP (flattened input and output), zero-initialised output layer."""
+    """Conditioner factory: an MLP (flattened input and output), zero-initialised output layer.
+
+    ``init`` initialises the hidden layers (:func:`flowzoo.nets.mlp`): ``"uniform"``
+    (default; weights and biases uniform on ``+-1 / sqrt(fan_in)``, as PyTorch and equinox
+    do) or ``"lecun"`` (flax's default, zero biases). With zero biases every first-layer
+    ReLU kink of a 2-D flow's one-input conditioner sits at the origin; on two moons the
+    uniform init lowered the mean test NLL of the default flow from 1.207 to 1.180 nats
+    (``benchmarks/scale_study.py``, 5 seeds, 3,000 steps).
+    """
     hidden = widths_arg(hidden, "hidden", "mlp_conditioner")
-    return lambda out_shape: mlp(int(np.prod(out_shape)), hidden, activation, zero_init_last=True)
+    if init not in INITS:
+        raise ValueError(f"mlp_conditioner: init must be one of {INITS}, got {init!r}")
+    return lambda out_shape: mlp(
+        int(np.prod(out_shape)), hidden, activation, zero_init_last=True, init=init
+    )
 
 
 class _Layout(NamedTuple):
@@ -179,8 +191,11 @@ def affine_coupling(
     scale: str = "tanh",
     scale_bound: float = DEFAULT_SCALE_BOUND,
     additive: bool = False,
+    orientation: str = "density",
 ) -> Bijector:
-    """Affine coupling ``y = m*x + (1-m)*(x * exp(s(m*x)) + t(m*x))``.
+    """Affine coupling: the entries where ``m`` is False are mapped by ``u * exp(s) + t`` with
+    ``(t, s)`` a function of the kept entries ``m * u``, in the density direction (data to
+    latent, ``inverse``) by default: see ``orientation``.
 
     :func:`coupling` with :func:`affine_transformer`: the conditioner's output holds the
     shifts followed by the raw log-scales of the transformed entries along its last axis.
@@ -194,8 +209,12 @@ def affine_coupling(
         uses Glow's ``sigmoid(h + 2)`` normalised to 1 at ``h = 0``; ``"softplus"``
         ``softplus(h + log(e - 1))`` (1 at 0, unbounded above); ``"exp"`` leaves it unbounded.
       additive: shift only (NICE); log-det is zero.
+      orientation: ``"density"`` (default; RealNVP's and Glow's: the density direction
+        multiplies by the scale) or ``"sampling"`` (sampling multiplies, the density
+        direction computes ``(u - t) / exp(s)``, as a Gaussian's standardisation does); see
+        :func:`affine_transformer`.
     """
-    transformer = affine_transformer(scale, scale_bound, additive=additive)
+    transformer = affine_transformer(scale, scale_bound, additive=additive, orientation=orientation)
     return coupling(_check_mask(mask, "affine_coupling"), transformer, conditioner)
 
 

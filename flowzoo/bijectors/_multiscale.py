@@ -8,7 +8,8 @@ the flow (Kingma & Dhariwal 2018, "split prior").
 Design: the Gaussian is expressed as a change of variables instead of a second base
 distribution. ``log N(z_out; mu(h), sigma(h)) = log N(eps; 0, I) - sum(log sigma(h))`` with
 ``eps = (z_out - mu(h)) / sigma(h)``, which is exactly the inverse of an affine coupling of
-``z_out`` conditioned on ``h`` followed by a standard normal. So :func:`factor_out` is an
+``z_out`` conditioned on ``h`` (in the ``"sampling"`` orientation, whose density direction
+divides by the scale) followed by a standard normal. So :func:`factor_out` is an
 ordinary shape-preserving :class:`Bijector` on the full tensor, a multi-scale flow is one
 bijector, and ``transformed(standard_normal(image_shape), flow)`` keeps the ``Distribution``
 protocol with exact log-densities, temperature sampling (the temperature scales ``eps`` at
@@ -69,8 +70,12 @@ def factor_out(
     k = shape[-1] // 2
     coupling = None
     if prior is not None:  # keeps the first k channels (half_mask parity 0), transforms the rest
-        coupling = affine_coupling(
-            channel_mask(shape, 0), prior, scale=scale, scale_bound=scale_bound
+        coupling = affine_coupling(  # density direction: eps = (z_out - mu) / sigma
+            channel_mask(shape, 0),
+            prior,
+            scale=scale,
+            scale_bound=scale_bound,
+            orientation="sampling",
         )
 
     def _check(x: Array) -> None:

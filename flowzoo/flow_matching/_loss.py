@@ -27,17 +27,28 @@ def sample_times(
     time_range: tuple[float, float] = (0.0, 1.0),
     loc: float = 0.0,
     scale: float = 1.0,
+    uniform_fraction: float = 0.0,
 ) -> Float[Array, " n"]:
     """Training times in ``time_range``: ``"uniform"`` or ``"logit_normal"``.
 
     Logit-normal (Esser et al. 2024): ``t = sigmoid(loc + scale * N(0, 1))``, which puts more
-    weight on intermediate times; it is mapped affinely into ``time_range``.
+    weight on intermediate times; it is mapped affinely into ``time_range``. With
+    ``uniform_fraction = f > 0`` each time is instead drawn from the mixture ``f U(0, 1) +
+    (1 - f) logit-normal``: the logit-normal's density vanishes at both ends, so alone it
+    leaves the times near the data end (t near 1, which sets the likelihood and the fine
+    detail of samples) almost untrained.
     """
     lo, hi = time_range
+    if not 0.0 <= uniform_fraction <= 1.0:
+        raise ValueError(f"uniform_fraction must be in [0, 1], got {uniform_fraction}")
     if time_sampling == "uniform":
         u = jax.random.uniform(key, (n,))
     elif time_sampling == "logit_normal":
-        u = jax.nn.sigmoid(loc + scale * jax.random.normal(key, (n,)))
+        k_ln, k_u, k_pick = jax.random.split(key, 3)
+        u = jax.nn.sigmoid(loc + scale * jax.random.normal(k_ln, (n,)))
+        if uniform_fraction > 0.0:
+            pick = jax.random.uniform(k_pick, (n,)) < uniform_fraction
+            u = jnp.where(pick, jax.random.uniform(k_u, (n,)), u)
     else:
         raise ValueError(
             f"time_sampling must be 'uniform' or 'logit_normal', got {time_sampling!r}"
@@ -61,6 +72,7 @@ def cfm_loss(
     time_range: tuple[float, float] = (0.0, 1.0),
     logit_normal_loc: float = 0.0,
     logit_normal_scale: float = 1.0,
+    time_uniform_fraction: float = 0.0,
     num_classes: int | None = None,
     label_dropout: float = 0.1,
     source: Callable[[Key, int], Batch] | str | None = None,
@@ -80,6 +92,9 @@ def cfm_loss(
       coupling: ``coupling(key, x0, x1, labels=None) -> (i0, i1)``; see ``_coupling``.
       time_sampling: ``"uniform"`` or ``"logit_normal"`` (see :func:`sample_times`).
       time_range: sample ``t`` in this interval (e.g. ``(0, 1 - 1e-3)`` for the VP path).
+      logit_normal_loc, logit_normal_scale: the logit-normal's location and scale.
+      time_uniform_fraction: with ``"logit_normal"``, the weight of a uniform component
+        mixed into the time law (:func:`sample_times`).
       num_classes: if set, batches are ``(x1, labels)`` with integer labels; the network gets
         the one-hot label as ``context``, zeroed with probability ``label_dropout`` (the
         unconditional model of classifier-free guidance), and OT couplings pair within classes.
@@ -133,7 +148,13 @@ def cfm_loss(
             i0, i1 = coupling(k_pair, x0, x1, labels)
             x0, x1 = x0[i0], x1[i1]
         t = sample_times(
-            k_time, x1.shape[0], time_sampling, time_range, logit_normal_loc, logit_normal_scale
+            k_time,
+            x1.shape[0],
+            time_sampling,
+            time_range,
+            logit_normal_loc,
+            logit_normal_scale,
+            time_uniform_fraction,
         ).astype(x1.dtype)
         xt = path.sample_xt(x0, x1, t)
         goal = path.velocity(x0, x1, t)

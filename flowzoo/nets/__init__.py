@@ -4,6 +4,7 @@ from ._classifier import cnn_classifier as cnn_classifier
 from ._made import made as made
 from ._made import made_masks as made_masks
 from ._mlp import ACTIVATIONS as ACTIVATIONS
+from ._mlp import INITS as INITS
 from ._mlp import Network as Network
 from ._mlp import activation as activation
 from ._mlp import mlp as mlp

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -47,18 +47,44 @@ def activation(name: str | Callable[[Array], Array]) -> Callable[[Array], Array]
         ) from None
 
 
+INITS = ("lecun", "uniform")
+"""Names :func:`mlp` accepts for ``init``."""
+
+
+def _fan_in_uniform(fan_in: int) -> Callable[..., Array]:
+    bound = 1.0 / float(fan_in) ** 0.5
+
+    def init(key: Key, shape: Sequence[int], dtype: Any = jnp.float32) -> Array:
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def _dense(width: int, fan_in: int, init: str) -> nn.Dense:
+    if init == "uniform":
+        return nn.Dense(
+            width, kernel_init=_fan_in_uniform(fan_in), bias_init=_fan_in_uniform(fan_in)
+        )
+    return nn.Dense(width)
+
+
 class _MLP(nn.Module):
     hidden: Sequence[int]
     out_dim: int
     act: Callable[[Array], Array]
     zero_init_last: bool
+    init_kind: str = "lecun"
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
         for width in self.hidden:
-            x = self.act(nn.Dense(width)(x))
-        last_init = nn.initializers.zeros if self.zero_init_last else nn.linear.default_kernel_init
-        return nn.Dense(self.out_dim, kernel_init=last_init, bias_init=nn.initializers.zeros)(x)
+            x = self.act(_dense(width, x.shape[-1], self.init_kind)(x))
+        if self.zero_init_last:
+            zeros = nn.initializers.zeros
+            return nn.Dense(self.out_dim, kernel_init=zeros, bias_init=zeros)(x)
+        if self.init_kind == "uniform":
+            return _dense(self.out_dim, x.shape[-1], self.init_kind)(x)
+        return nn.Dense(self.out_dim, bias_init=nn.initializers.zeros)(x)
 
 
 def _flat_input(x: Array, context: Array | None) -> Array:
@@ -92,6 +118,7 @@ def mlp(
     hidden: Sequence[int] = (64, 64),
     activation_fn: str | Callable[[Array], Array] = "relu",
     zero_init_last: bool = False,
+    init: str = "lecun",
 ) -> Network:
     """A fully connected network mapping ``(batch, *in)`` (flattened) to ``(batch, out_dim)``.
 
@@ -101,9 +128,21 @@ def mlp(
       activation_fn: activation between layers (name or callable).
       zero_init_last: initialise the output layer to zero, so the network starts as the
         constant 0 (used by coupling conditioners so every coupling starts as the identity).
+      init: initialisation of the other layers: ``"lecun"`` (flax's default: truncated
+        normal weights of variance ``1 / fan_in``, zero biases) or ``"uniform"`` (PyTorch's
+        ``nn.Linear`` default: weights and biases uniform on ``+-1 / sqrt(fan_in)``). With
+        zero biases every first-layer ReLU kink passes through the origin; random biases
+        spread them, which matters for the low-dimensional inputs of 2-D coupling flows
+        (``benchmarks/scale_study.py``).
     """
+    if init not in INITS:
+        raise ValueError(f"mlp: init must be one of {INITS}, got {init!r}")
     module = _MLP(
-        widths_arg(hidden, "hidden", "mlp"), int(out_dim), activation(activation_fn), zero_init_last
+        widths_arg(hidden, "hidden", "mlp"),
+        int(out_dim),
+        activation(activation_fn),
+        zero_init_last,
+        init,
     )
 
     def init(key: Key, x: Array, context: Array | None = None) -> Params:

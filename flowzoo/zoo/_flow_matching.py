@@ -12,7 +12,9 @@ Schroedinger-bridge CFM; ``ot_pipeline`` (default false; with ``coupling: exact_
 continuous data: the pairs are computed ahead of the step on ``ot_workers`` host threads,
 0 meaning one per CPU, by :func:`flowzoo.flow_matching.ot_paired_batches`; the same law,
 other random streams, so opt-in: runs recorded without it keep their batches);
-``time_sampling``, ``time_range``; network
+``time_sampling`` (``"uniform"`` or ``"logit_normal"``), ``time_uniform_fraction`` (with
+logit-normal times, the weight of a uniform component mixed in; default 0), ``time_range``;
+network
 ``net`` (``"mlp"``, ``"unet"`` or ``"auto"``: the UNet for rank-3 ``(H, W, C)`` events, the
 MLP otherwise), MLP ``hidden``, ``activation``, UNet ``channels`` and ``attention_heads``
 (self-attention at the coarsest level; 0, the default, for none), both ``embed_dim``;
@@ -170,6 +172,7 @@ def build_cfm(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
         coupling=None if batches else _coupling_from_config(cfg),
         time_sampling=cfg.get("time_sampling", "uniform"),
         time_range=(float(lo), float(hi)),
+        time_uniform_fraction=float(cfg.get("time_uniform_fraction", 0.0)),
         source="paired" if batches else None,
     )
     kind = cfg.get("log_prob", "exact")
@@ -252,6 +255,7 @@ register_model(
         "noise_scale": Positive(),
         "base": Choice("linear", "trig"),
         "time_sampling": Choice("uniform", "logit_normal"),
+        "time_uniform_fraction": Spec("float", 0.0, 1.0),
         "time_range": Spec("floats", 0.0, 1.0, length=(2, 2)),
         "net": Choice("auto", "mlp", "unet"),
         "hidden": Widths(),

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import stats
 
 from flowzoo import flow_matching as fm
 from flowzoo import paths
@@ -84,6 +85,18 @@ def test_time_sampling(key):
     np.testing.assert_allclose(u.mean(), 0.5, atol=0.01)
     with pytest.raises(ValueError, match="time_sampling"):
         fm.sample_times(key, 3, "beta")
+
+
+def test_time_sampling_uniform_mixture_matches_its_cdf(key):
+    """P(t > c) of f U(0,1) + (1-f) logit-normal(0,1) is f (1-c) + (1-f) Phi(-logit(c))."""
+    f, n = 0.5, 200_000
+    t = np.asarray(fm.sample_times(key, n, "logit_normal", uniform_fraction=f))
+    for c in (0.02, 0.5, 0.95, 0.99):
+        want = f * (1 - c) + (1 - f) * stats.norm.sf(np.log(c / (1 - c)))
+        se = np.sqrt(want * (1 - want) / n)
+        assert abs((t > c).mean() - want) < 5 * se, (c, (t > c).mean(), want)
+    with pytest.raises(ValueError, match="uniform_fraction"):
+        fm.sample_times(key, 3, "logit_normal", uniform_fraction=1.5)
 
 
 def test_conditional_loss_label_dropout_and_guidance(key):
