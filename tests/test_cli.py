@@ -191,6 +191,22 @@ def test_rerun_with_different_model_refuses(run_copy):
     assert snapshot(run_copy) == before  # checkpoints, run.json, metrics untouched
 
 
+def test_run_of_the_old_coupling_orientation_is_refused(run_copy):
+    """A run.json without params_format (written before the affine couplings changed
+    orientation) is neither resumed nor loaded: its params would mean another model."""
+    info_path = run_copy / "run.json"
+    info = json.loads(info_path.read_text())
+    assert info["params_format"] == 2
+    del info["params_format"]
+    info_path.write_text(json.dumps(info))
+    before = snapshot(run_copy)
+    rc, _, err = run_cli("train", *TINY, "--set", "train.steps=60", "--workdir", run_copy.parent)
+    assert_error(rc, err, 2, "older than 2026-11-30", "Retrain")
+    rc, _, err = run_cli("eval", run_copy)
+    assert_error(rc, err, 2, "older than 2026-11-30")
+    assert snapshot(run_copy) == before
+
+
 def test_rerun_with_fewer_steps_refuses(run_copy):
     before = snapshot(run_copy)
     rc, _, err = run_cli("train", *TINY, "--set", "train.steps=40", "--workdir", run_copy.parent)

@@ -36,8 +36,9 @@ def masked_autoregressive(
 
     Args:
       dim: event size (at least 2).
-      transformer: the elementwise map (default :func:`affine_transformer`, tanh-bounded
-        log-scale); :func:`spline_transformer` gives a neural autoregressive spline flow.
+      transformer: the elementwise map (default :func:`affine_transformer` in the
+        ``"sampling"`` orientation of the MAF paper, ``u = (x - mu) exp(-alpha)``,
+        tanh-bounded log-scale); :func:`spline_transformer` gives a neural autoregressive spline flow.
       hidden: MADE hidden widths (each at least ``dim - 1`` so every degree is present).
       activation: MADE activation.
 
@@ -48,7 +49,7 @@ def masked_autoregressive(
       layer starts as the identity (zero-initialised MADE output).
     """
     dim = count_arg(dim, "dim", "masked_autoregressive", minimum=2)
-    transformer = transformer or affine_transformer()
+    transformer = transformer or affine_transformer(orientation="sampling")
     k = transformer.num_params
     if any(int(w) < dim - 1 for w in hidden):
         raise ValueError(

@@ -5,7 +5,10 @@ Run: flowzoo train checkerboard_realnvp
 
 from flowzoo.zoo import default_config
 
-RESULT = "not yet measured"
+RESULT = (
+    "test NLL 1.986 nats (standardised), energy distance 0.0009, 4000 steps, 28.5 s training "
+    "on 2 idle cores (measured 2026-11-30 with the couplings' new defaults; 1.952 before)"
+)
 
 
 def get_config():

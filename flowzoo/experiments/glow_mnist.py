@@ -8,9 +8,9 @@ Data:  ``flowzoo.data.image_dataset("mnist")``: 4,000 train / 1,000 held-out ima
        (learns faster than Glow's shift in short runs; see glow_digits.py).
 Model: Glow, 2 levels (28x28x1 -> 14x14x4 -> split -> 7x7x8) x 4 steps (ActNorm, LU 1x1
        convolution, affine coupling with a 32-channel ResNet conditioner, log-scale bounded
-       by ``2 tanh(h / 2)``), conditional split prior. With Glow's default ``sigmoid(h + 2)``
-       scale the inverse (normalizing) pass multiplies by ``1 / sigmoid`` without bound: that
-       run spiked to 24.9 bits/dim at step 100 (gradient norm 6e4) and, at step 450, one of
+       by ``tanh(h)``, the library default), conditional split prior. Before 2026-11-30 the
+       couplings divided by the scale in the normalizing direction, so Glow's ``sigmoid(h +
+       2)`` scale multiplied by ``1 / sigmoid`` without bound there: that run spiked to 24.9 bits/dim at step 100 (gradient norm 6e4) and, at step 450, one of
        the 1,000 test images (index 917) had a NaN log-density (the other 999: 3.105 bits/dim).
        Adam 1e-3, 50 warm-up steps, cosine decay to 1%, clip 1.0, batch 32.
 Metric: test bits/dim of the discrete images (``eval/test_bpd``, ``test_bpd``).
@@ -24,11 +24,12 @@ models) are RealNVP 1.06, Glow 1.05, FFJORD 0.99 bits/dim.
 """
 
 RESULT = (
-    "test 2.190 bits/dim, 1200 steps (batch 32: 9.6 epochs of the 4,000 images), 512 s "
-    "training / 550 s wall on a 2-core CPU shared with other jobs, measured 2026-11-22 (run as "
-    "the 450-step config with --set train.steps=1200 --set train.eval_every=300 --set "
-    "train.checkpoint_every=300, i.e. this config); evals: 2.845 (300), 2.539 (600), "
-    "2.255 (900), 2.190 (1200). A 450-step schedule gave 2.700."
+    "test 2.120 bits/dim on all 1,000 test images, 1200 steps (batch 32: 9.6 epochs of the "
+    "4,000 images); sample quality on 1,000 samples: FD 426 (real-image floor 6.15), "
+    "legibility 0.015 (floor 0.944); 238 s training / 257 s wall on 2 idle cores (rerun "
+    "2026-11-30 with the new coupling defaults, density orientation and bound 1; with bound "
+    "2 in the sampling orientation: 2.198, FD 484, legibility 0.011); evals: 2.777 (300), "
+    "2.347 (600), 2.169 (900), 2.120 (1200)"
 )
 
 
@@ -47,7 +48,6 @@ def get_config():
             "dequantization": "uniform",
             "dequant_layers": 4,
             "dequant_hidden": [128],
-            "options": {"scale": "tanh", "scale_bound": 2.0},
         },
         "train": {
             "steps": 1200,

@@ -14,11 +14,11 @@ Metric: test bits/dim of the discrete images (``eval/test_bpd`` in metrics.jsonl
 """
 
 RESULT = (
-    "test 2.045 bits/dim (Gaussian baseline 2.95), 600 steps; sample quality on 300 samples: "
-    "FD 86.5 (real-image floor 5.04), legibility 0.290 (floor 0.950), 29% of the samples "
-    "called 8; 69 s training / 76 s wall on 2 idle cores (rerun 2026-11-30; the 2026-11-22 "
-    "run gave the same 2.045 in 1193 s training at load average 10-15); evals: 2.179 (200), "
-    "2.077 (400), 2.045 (600)"
+    "test 2.042 bits/dim (Gaussian baseline 2.95), 600 steps; sample quality on 300 samples: "
+    "FD 74.6 (real-image floor 5.04), legibility 0.357 (floor 0.950), 25% of the samples "
+    "called 8; 91 s training / 102 s wall on 2 idle cores (rerun 2026-11-30 with the "
+    "couplings' new defaults: density orientation, scale bound 1; before: 2.045, FD 86.5, "
+    "legibility 0.290); evals: 2.197 (200), 2.082 (400), 2.042 (600)"
 )
 
 

@@ -4,6 +4,7 @@ Every builder returns a :class:`~flowzoo.distributions.Distribution`.
 """
 
 from ..distributions import Distribution as Distribution
+from ._autoregressive import AFFINE_ORIENTATION as AFFINE_ORIENTATION
 from ._autoregressive import autoregressive_bijector as autoregressive_bijector
 from ._autoregressive import iaf as iaf
 from ._autoregressive import maf as maf

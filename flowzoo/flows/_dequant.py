@@ -24,7 +24,7 @@ def variational_dequantizer(
     hidden: Sequence[int] = (128,),
     *,
     activation: str = "relu",
-    scale_bound: float = 2.0,
+    scale_bound: float = bj.DEFAULT_SCALE_BOUND,
 ) -> Distribution:
     """A conditional density ``q(u | x)`` on ``(0, 1)^event_shape`` for dequantization.
 

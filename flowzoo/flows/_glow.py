@@ -47,7 +47,7 @@ def glow_bijector(
     num_blocks: int = 1,
     lu: bool = True,
     split_prior: bool = True,
-    scale: str = "sigmoid",
+    scale: str = "tanh",
     scale_bound: float = bj.DEFAULT_SCALE_BOUND,
     additive: bool = False,
     conditioner: bj.ConditionerFactory | None = None,
@@ -108,9 +108,10 @@ def glow(
       lu: LU-decomposed 1x1 convolutions (log-det from the diagonal) instead of plain ones.
       split_prior: model the factored-out channels by ``N(mu(h), sigma(h))`` given the kept
         half ``h`` (learned, zero-initialised ``conv3x3 -> conv3x3`` net); ``False``: ``N(0, I)``.
-      scale, scale_bound: coupling scale bound (default ``"sigmoid"``: Glow's
-        ``sigmoid(h + 2)``, normalised to 1 at initialisation); see
-        :func:`flowzoo.bijectors.affine_coupling`.
+      scale, scale_bound: how the couplings bound their log-scales (default ``"tanh"`` with
+        :data:`flowzoo.bijectors.DEFAULT_SCALE_BOUND`, the library's one default, chosen by
+        ``benchmarks/scale_study.py``; ``"sigmoid"`` is Glow's ``sigmoid(h + 2)``,
+        normalised to 1 at initialisation); see :func:`flowzoo.bijectors.affine_coupling`.
       additive: additive couplings (the paper's ablation) instead of affine.
       conditioner, prior_conditioner: override the conditioner factories.
       base: base distribution over ``image_shape`` (default: standard normal).

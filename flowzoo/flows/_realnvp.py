@@ -26,13 +26,14 @@ def resolve_transformer(
     scale: str = "tanh",
     scale_bound: float = bj.DEFAULT_SCALE_BOUND,
     additive: bool = False,
+    orientation: str = "density",
 ) -> bj.Transformer:
     """A transformer from its name (``"affine"`` with the given scale options, ``"spline"``
     with 8 bins on ``[-4, 4]``) or a :class:`~flowzoo.bijectors.Transformer` as is."""
     if isinstance(kind, bj.Transformer):
         return kind
     if kind == "affine":
-        return bj.affine_transformer(scale, scale_bound, additive=additive)
+        return bj.affine_transformer(scale, scale_bound, additive=additive, orientation=orientation)
     if kind == "spline":
         return bj.spline_transformer()
     raise ValueError(

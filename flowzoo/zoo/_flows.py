@@ -36,6 +36,7 @@ from typing import Any
 from .. import bijectors as bj
 from ..distributions import Distribution
 from ..flows import (
+    AFFINE_ORIENTATION,
     dequantized,
     glow,
     glow_bijector,
@@ -61,20 +62,23 @@ from ._schema import (
 )
 
 
-def _transformer(cfg: dict[str, Any]) -> bj.Transformer:
+def _transformer(cfg: dict[str, Any], orientation: str) -> bj.Transformer:
     if cfg.get("transformer", "affine") == "spline":
         return bj.spline_transformer(int(cfg.get("num_bins", 8)), float(cfg.get("spline_bound", 4)))
-    return bj.affine_transformer(scale_bound=cfg.get("scale_bound", bj.DEFAULT_SCALE_BOUND))
+    bound = cfg.get("scale_bound", bj.DEFAULT_SCALE_BOUND)
+    return bj.affine_transformer(scale_bound=bound, orientation=orientation)
 
 
-def _vector_flow(build, cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
+def _vector_flow(
+    build, cfg: dict[str, Any], event_shape: tuple[int, ...], orientation: str = "density"
+) -> Model:
     """A vector flow builder (``realnvp``, ``maf``, ``iaf``) from the shared config keys."""
     flow = build(
         event_shape,
         cfg["num_layers"],
         tuple(cfg["hidden"]),
         activation=cfg.get("activation", "relu"),
-        transformer=_transformer(cfg),
+        transformer=_transformer(cfg, orientation),
     )
     return from_distribution(flow)
 
@@ -84,7 +88,8 @@ def _realnvp(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
 
 
 def _maf(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
-    return _vector_flow(iaf if cfg.get("inverse", False) else maf, cfg, event_shape)
+    build = iaf if cfg.get("inverse", False) else maf
+    return _vector_flow(build, cfg, event_shape, AFFINE_ORIENTATION)
 
 
 def _check_image(name: str, event_shape: tuple[int, ...], cfg: dict[str, Any]) -> int:

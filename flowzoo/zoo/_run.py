@@ -179,7 +179,30 @@ def _run_info(config, s, event_shape) -> dict[str, Any]:
             "scale": np.asarray(s.scale).tolist(),
         },
         "flowzoo_version": flowzoo.__version__,
+        "params_format": PARAMS_FORMAT,
     }
+
+
+PARAMS_FORMAT = 2
+"""What a run's parameters mean, recorded in ``run.json``. 2 (2026-11-30): affine couplings
+multiply by the scale in the density direction (``bijectors.affine_transformer``'s
+``"density"`` orientation). A ``run.json`` without the key is format 1."""
+
+_COUPLING_MODELS = ("realnvp", "maf", "glow", "realnvp_image", "image_coupling")
+"""Models built from affine transformers, whose checkpoints format 1 reads differently."""
+
+
+def _check_params_format(info: dict[str, Any], config: dict[str, Any], where: Path) -> None:
+    """Refuse a format-1 coupling-flow run: its parameters would be silently reinterpreted."""
+    model = config.get("model", {}).get("name") if isinstance(config, dict) else None
+    if model in _COUPLING_MODELS and int(info.get("params_format", 1)) < PARAMS_FORMAT:
+        raise ConfigError(
+            f"{where} holds a {model} run written by a flowzoo older than 2026-11-30, whose "
+            "affine couplings divided by the scale in the density direction; this version "
+            "multiplies, so its checkpoints would describe another model. Retrain it (pass "
+            "--name NEW_NAME, or delete the directory), or read it with the flowzoo version "
+            "that wrote it"
+        )
 
 
 _RESUMABLE = {
@@ -264,10 +287,12 @@ def _check_resume(config: dict[str, Any], workdir: Path) -> None:
     if not info_path.exists():
         return
     try:
-        old = json.loads(info_path.read_text())["config"]
+        info = json.loads(info_path.read_text())
+        old = info["config"]
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise ConfigError(f"{info_path} is unreadable ({err}); move the directory away") from err
     _check_same_run(old, config, workdir)
+    _check_params_format(info, old, workdir)
     done = ckpt.latest_step(workdir / "checkpoints")
     if done is not None and done > config["train"]["steps"]:
         raise ConfigError(
@@ -563,6 +588,7 @@ def load_run(run_dir: str | os.PathLike, step: int | None = None) -> Run:
         )
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise ConfigError(f"{info_path} is corrupt ({type(err).__name__}: {err})") from err
+    _check_params_format(info, config, run_dir)
     try:
         validate_config(config)
     except ConfigError as err:
