@@ -13,8 +13,9 @@ no buffer donation on either side.
   ``NonModel``), step under ``equinox.filter_jit`` mirroring
   ``flowjax.train.train_utils.step``.
 * handwritten: the same flow written directly in ``flax.linen`` under a plain ``jax.jit``
-  (:class:`HandwrittenRealNVP`: the same half masks, layer order, zero-initialised output
-  layers and ``2 tanh(h / 2)`` log-scale as flowzoo's default, the same parameter count;
+  (:class:`HandwrittenRealNVP`: the same half masks, layer order, initialisation, tanh
+  log-scale bound and orientation as flowzoo's defaults, the same parameter count and the
+  same log-density to float32 round-off with copied parameters;
   the 8 couplings are a Python loop, as flowzoo unrolls stacks of up to 4 blocks). It is
   what a user could write without a library: flowzoo's overhead over it should be nil
   (target flowzoo/handwritten >= 1.0).
@@ -133,7 +134,12 @@ class _HandMLP(nn.Module):
     @nn.compact
     def __call__(self, x):
         for width in HIDDEN:
-            x = jax.nn.relu(nn.Dense(width)(x))
+            bound = 1.0 / np.sqrt(x.shape[-1])  # PyTorch's nn.Linear init, as flowzoo's
+
+            def uniform(key, shape, dtype=jnp.float32, bound=bound):
+                return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+            x = jax.nn.relu(nn.Dense(width, kernel_init=uniform, bias_init=uniform)(x))
         zeros = nn.initializers.zeros
         return nn.Dense(self.out, kernel_init=zeros, bias_init=zeros)(x)
 
@@ -143,8 +149,10 @@ class HandwrittenRealNVP(nn.Module):
 
     Layer ``i`` keeps the first ``dim // 2`` entries (even ``i``) or the rest (odd ``i``),
     as flowzoo's ``half_mask``; its conditioner maps the kept entries to ``(shift, raw
-    log-scale)`` of the others, ``log s = b tanh(raw / b)`` with ``b = 2``, and the density
-    direction applies ``x <- (x - shift) exp(-log s)`` from the last layer to the first.
+    log-scale)`` of the others, ``log s = b tanh(raw / b)`` with flowzoo's default ``b``, and
+    the density direction applies ``x <- x exp(log s) + shift`` (flowzoo's default "density"
+    orientation) from the last layer to the first. Hidden layers use PyTorch's uniform
+    fan-in init like flowzoo's conditioners, output layers are zero.
     """
 
     dim: int
@@ -160,8 +168,8 @@ class HandwrittenRealNVP(nn.Module):
             h = nets[i](keep)
             d = tr.shape[1]
             log_s = SCALE_BOUND * jnp.tanh(h[:, d:] / SCALE_BOUND)
-            tr = (tr - h[:, :d]) * jnp.exp(-log_s)
-            logdet = logdet - jnp.sum(log_s, axis=1)
+            tr = tr * jnp.exp(log_s) + h[:, :d]
+            logdet = logdet + jnp.sum(log_s, axis=1)
             x = jnp.concatenate([keep, tr] if i % 2 == 0 else [tr, keep], axis=1)
         log_base = -0.5 * jnp.sum(x**2, axis=1) - 0.5 * self.dim * np.log(2 * np.pi)
         return log_base + logdet
