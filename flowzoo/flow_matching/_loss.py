@@ -44,7 +44,8 @@ def sample_times(
     if time_sampling == "uniform":
         u = jax.random.uniform(key, (n,))
     elif time_sampling == "logit_normal":
-        k_ln, k_u, k_pick = jax.random.split(key, 3)
+        # without a uniform component, the draws are those of earlier versions (exact resume)
+        k_ln, k_u, k_pick = jax.random.split(key, 3) if uniform_fraction > 0.0 else (key,) * 3
         u = jax.nn.sigmoid(loc + scale * jax.random.normal(k_ln, (n,)))
         if uniform_fraction > 0.0:
             pick = jax.random.uniform(k_pick, (n,)) < uniform_fraction
