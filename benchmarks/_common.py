@@ -50,6 +50,26 @@ def optional_import(name: str):
         return None
 
 
+def flowjax_trainable(flow) -> tuple[Any, Callable[[Any, Any], Any]]:
+    """``(params, log_prob(params, x))`` of a flowjax distribution, split as ``flowjax.train`` does.
+
+    ``params`` are the inexact-array leaves outside paramax's non-trainable wrappers (paramax
+    renamed ``NonModel`` to ``NonTrainable``; whichever exists is used); ``log_prob``
+    recombines them with the static rest and unwraps the paramax wrappers before evaluating.
+    """
+    eqx = importlib.import_module("equinox")
+    paramax = importlib.import_module("paramax")
+    frozen = getattr(paramax, "NonTrainable", None) or getattr(paramax, "NonModel", ())
+    params, static = eqx.partition(
+        flow, eqx.is_inexact_array, is_leaf=lambda leaf: isinstance(leaf, frozen)
+    )
+
+    def log_prob(params, x):
+        return paramax.unwrap(eqx.combine(params, static)).log_prob(x)
+
+    return params, log_prob
+
+
 def package_version(name: str) -> str | None:
     """Installed version of distribution ``name``, or ``None``."""
     from importlib.metadata import PackageNotFoundError, version

@@ -54,8 +54,6 @@ eqx = common.optional_import("equinox")
 paramax = common.optional_import("paramax")
 fj_flows = common.optional_import("flowjax.flows")
 fj_dists = common.optional_import("flowjax.distributions")
-# paramax renamed NonModel to NonTrainable; flowjax.train partitions on whichever exists
-_NON_TRAINABLE = getattr(paramax, "NonTrainable", None) or getattr(paramax, "NonModel", ())
 HAVE_FLOWJAX = None not in (eqx, paramax, fj_flows, fj_dists)
 
 HIDDEN = (64, 64)
@@ -108,15 +106,12 @@ def flowjax_case(dim: int, batch: int, layers: int = LAYERS):
         nn_width=HIDDEN[0],
         nn_depth=len(HIDDEN),
     )
-    params, static = eqx.partition(
-        flow, eqx.is_inexact_array, is_leaf=lambda leaf: isinstance(leaf, _NON_TRAINABLE)
-    )
+    params, log_prob = common.flowjax_trainable(flow)
     x = data(dim, batch)
     opt = optax.adam(LR)
 
     def loss(params, x):
-        dist = paramax.unwrap(eqx.combine(params, static))
-        return -dist.log_prob(x).mean()
+        return -log_prob(params, x).mean()
 
     def step(params, opt_state, x):
         value, grads = eqx.filter_value_and_grad(loss)(params, x)

@@ -114,13 +114,10 @@ def flowjax_loss(dim: int, seed: int):
         nn_width=HIDDEN[0],
         nn_depth=len(HIDDEN),
     )
-    non_trainable = getattr(paramax, "NonTrainable", None) or paramax.NonModel
-    params, static = eqx.partition(
-        flow, eqx.is_inexact_array, is_leaf=lambda leaf: isinstance(leaf, non_trainable)
-    )
+    params, log_prob = common.flowjax_trainable(flow)
 
     def loss(p, x):
-        return -jnp.mean(paramax.unwrap(eqx.combine(p, static)).log_prob(x))
+        return -jnp.mean(log_prob(p, x))
 
     return loss, params
 

@@ -38,8 +38,6 @@ eqx = common.optional_import("equinox")
 paramax = common.optional_import("paramax")
 fj_flows = common.optional_import("flowjax.flows")
 fj_dists = common.optional_import("flowjax.distributions")
-# paramax renamed NonModel to NonTrainable; flowjax.train partitions on whichever exists
-_NON_TRAINABLE = getattr(paramax, "NonTrainable", None) or getattr(paramax, "NonModel", ())
 fj_bij = common.optional_import("flowjax.bijections")
 
 LAYERS, HIDDEN, BINS, BOUND, LR, BATCH = 8, (64, 64), 8, 4.0, 1e-3, 256
@@ -67,14 +65,11 @@ def flowjax_model():
             nn_width=HIDDEN[0],
             nn_depth=len(HIDDEN),
         )
-        params, static = eqx.partition(
-            flow, eqx.is_inexact_array, is_leaf=lambda leaf: isinstance(leaf, _NON_TRAINABLE)
-        )
-        init.static = static
+        params, init.log_prob = common.flowjax_trainable(flow)
         return params
 
     def log_prob(params, x):
-        return paramax.unwrap(eqx.combine(params, init.static)).log_prob(x)
+        return init.log_prob(params, x)
 
     return init, log_prob
 
