@@ -13,8 +13,9 @@ libraries:
 * ``euler``, 100 steps, and ``midpoint``, 50 steps: 100 evaluations of the field each.
 * flowzoo: :func:`flowzoo.integrate.solve_ode` (``solver=..., num_steps=...``) under
   ``jax.jit``, the call that ``flow_matching.distribution(...).sample`` makes after drawing
-  its base samples. It is a ``diffrax.diffeqsolve`` with ``ConstantStepSize`` (a bounded
-  while loop of diffrax steps), not a ``lax.scan`` over a precomputed grid.
+  its base samples. A fixed-step Euler or midpoint solve is one ``lax.scan`` over the
+  precomputed grid (before 2026-12-01 it was a ``diffrax.diffeqsolve`` with
+  ``ConstantStepSize``, a bounded while loop of diffrax steps).
 * jax_scan: the same two solvers written as a ``lax.scan`` over
   ``jnp.linspace(0, 1, steps + 1)``, a hand-written reference for flowzoo's loop overhead.
 * meta: ``flow_matching.solver.ODESolver(velocity_model=...).sample(x_init,
