@@ -14,7 +14,7 @@ libraries:
 * flowzoo: :func:`flowzoo.integrate.solve_ode` (``solver=..., num_steps=...``) under
   ``jax.jit``, the call that ``flow_matching.distribution(...).sample`` makes after drawing
   its base samples. A fixed-step Euler or midpoint solve is one ``lax.scan`` over the
-  precomputed grid (until the second session of 2026-11-30 it was a ``diffrax.diffeqsolve`` with
+  precomputed grid (before commit d4de45e it was a ``diffrax.diffeqsolve`` with
   ``ConstantStepSize``, a bounded while loop of diffrax steps).
 * jax_scan: the same two solvers written as a ``lax.scan`` over
   ``jnp.linspace(0, 1, steps + 1)``, a hand-written reference for flowzoo's loop overhead.
