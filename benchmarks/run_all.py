@@ -72,6 +72,7 @@ SCRIPTS: dict[str, Script] = {
     "glow_train": Script("glow_train.py", False, False),
     "langevin": Script("langevin.py", False, False),
     "spline_moons": Script("spline_moons.py", False, False),
+    "cnf_memory": Script("cnf_memory.py", False, False),
     "scaling": Script("scaling.py", False, True),
     "scale_study": Script("scale_study.py", False, True),
 }
@@ -570,6 +571,46 @@ def render_spline_moons(d: dict) -> str:
     )
 
 
+def render_cnf_memory(d: dict) -> str:
+    rows = []
+    for r in d["results"]:
+        by = r["by_steps"]
+        rows.append(
+            [
+                r["dim"],
+                r["batch"],
+                f"`{r['adjoint']}`",
+                common.fmt_bytes(_get(by, "8", "train", "xla_step_bytes")),
+                common.fmt_bytes(_get(by, "64", "train", "xla_step_bytes")),
+                _x(r.get("ratio_64_over_8"), 3),
+                f"<= {r.get('target')}x",
+                _met(r.get("target_met")),
+                common.fmt_bytes(_get(by, "8", "forward", "xla_step_bytes")),
+                common.fmt_bytes(r.get("state_bytes")),
+            ]
+        )
+    return (
+        "XLA buffers of one compiled CNF training step (`value_and_grad` of the mean NLL, "
+        "exact divergence, RK4 at 8 and 64 fixed steps); `forward` is the log-density alone "
+        "at 8 steps, `state` one ODE state (sample and log-density).\n\n"
+        + md_table(
+            [
+                "dim",
+                "batch",
+                "adjoint",
+                "8 steps",
+                "64 steps",
+                "64 / 8",
+                "target",
+                "met",
+                "forward",
+                "state",
+            ],
+            rows,
+        )
+    )
+
+
 def render_scaling(d: dict) -> str:
     res = d["results"]
     base = _get(res[0], "mesh", "step_s") if res and res[0]["devices"] == 1 else None
@@ -639,6 +680,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "glow_train": render_glow_train,
     "langevin": render_langevin,
     "spline_moons": render_spline_moons,
+    "cnf_memory": render_cnf_memory,
     "scaling": render_scaling,
     "scale_study": render_scale_study,
 }
