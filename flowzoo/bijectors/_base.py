@@ -108,8 +108,13 @@ def stack(bijector: Bijector, num: int, *, max_unroll: int = 4) -> Bijector:
         raise ValueError(f"stack() needs num >= 1, got {num}")
     unrolled = num <= max_unroll
 
-    def layer(params: Params, i: int) -> Params:
-        return jax.tree.map(lambda a: a[i], params)
+    def layers(params: Params) -> list[Params]:
+        # one split per leaf rather than a static slice per layer: the gradient of a split
+        # is one concatenate, the gradient of ``num`` slices ``num`` pads and their sum
+        # (a bigger program: the dim-2 RealNVP train step compiled 20-30% slower)
+        leaves, treedef = jax.tree.flatten(params)
+        parts = [jnp.split(a, num) for a in leaves]
+        return [treedef.unflatten([p[i][0] for p in parts]) for i in range(num)]
 
     def init(key: Key, x: Batch, context: Context = None) -> Params:
         def body(x, k):
@@ -128,8 +133,8 @@ def stack(bijector: Bijector, num: int, *, max_unroll: int = 4) -> Bijector:
 
         carry = (z, jnp.zeros(z.shape[0], z.dtype))
         if unrolled:
-            for i in range(num):
-                carry, _ = body(carry, layer(params, i))
+            for p in layers(params):
+                carry, _ = body(carry, p)
             return carry
         carry, _ = jax.lax.scan(body, carry, params)
         return carry
@@ -142,8 +147,8 @@ def stack(bijector: Bijector, num: int, *, max_unroll: int = 4) -> Bijector:
 
         carry = (x, jnp.zeros(x.shape[0], x.dtype))
         if unrolled:
-            for i in reversed(range(num)):
-                carry, _ = body(carry, layer(params, i))
+            for p in reversed(layers(params)):
+                carry, _ = body(carry, p)
             return carry
         carry, _ = jax.lax.scan(body, carry, params, reverse=True)
         return carry
