@@ -111,7 +111,8 @@ def stack(bijector: Bijector, num: int, *, max_unroll: int = 4) -> Bijector:
     def layers(params: Params) -> list[Params]:
         # one split per leaf rather than a static slice per layer: the gradient of a split
         # is one concatenate, the gradient of ``num`` slices ``num`` pads and their sum
-        # (a bigger program: the dim-2 RealNVP train step compiled 20-30% slower)
+        # (benchmarks/coupling_train.py, dim 2: compile 1.54x -> 1.43x flowjax's, step
+        # 1.03x -> 1.15x hand-written JAX)
         leaves, treedef = jax.tree.flatten(params)
         parts = [jnp.split(a, num) for a in leaves]
         return [treedef.unflatten([p[i][0] for p in parts]) for i in range(num)]

@@ -314,8 +314,9 @@ def solve_ode(
         ``lax.scan`` over the precomputed grid for every adjoint but ``"backsolve"``: no
         per-step overhead beyond the field evaluations, forward and reverse mode both exact
         for the discretised solve; reverse mode stores the ``num_steps`` states and
-        rematerialises one step at a time (memory ``num_steps * size(y0)`` plus one step's
-        intermediates, where diffrax's recursive checkpointing keeps fewer states).
+        rematerialises one step, and within it one stage, at a time (memory
+        ``num_steps * size(y0)`` plus one field evaluation's intermediates, where diffrax's
+        recursive checkpointing keeps fewer states).
       save_ts: optional times (1-D, ordered from ``t0`` towards ``t1``) at which to also
         return the state (dense interpolation between steps).
       throw: raise at run time if the solve fails (e.g. ``max_steps`` reached).
