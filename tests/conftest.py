@@ -11,9 +11,7 @@ optimisation.
 
 The cache only saves compile time: many tests (and the CLI subprocesses they start) build
 the same small models anew, so they lower to identical programs, which XLA then compiles
-once per session instead of once per test. Every compile is cached, however short (a
-threshold of 0.2 s left the many small eager-op and test programs out; caching them too
-took 6-10% off a two-directory subset). The directory is fresh for each session
+once per session instead of once per test. The directory is fresh for each session
 (created by the controlling process; xdist workers and subprocesses inherit it through
 ``JAX_COMPILATION_CACHE_DIR``), so no state carries over between runs. The same holds for
 flowzoo's own cache of sample-quality classifiers (``FLOWZOO_CACHE``).
@@ -43,7 +41,7 @@ def pytest_configure(config):
         os.environ[_OWNER] = str(os.getpid())
         # the sample-quality classifiers are cached here, not in the user's ~/.cache
         os.environ["FLOWZOO_CACHE"] = tempfile.mkdtemp(prefix="flowzoo-cache-")
-        os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+        os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
         os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
     jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
     jax.config.update(
