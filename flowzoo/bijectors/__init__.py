@@ -1,6 +1,7 @@
 """Bijectors: invertible maps with log-determinants, as ``Bijector(init, forward, inverse)``."""
 
 from ._actnorm import actnorm as actnorm
+from ._autoregressive import AFFINE_ORIENTATION as AFFINE_ORIENTATION
 from ._autoregressive import inverse_autoregressive as inverse_autoregressive
 from ._autoregressive import masked_autoregressive as masked_autoregressive
 from ._base import Bijector as Bijector

@@ -25,6 +25,13 @@ from ..nets import made
 from ._base import Bijector, invert, sum_except_batch
 from ._transformers import Transformer, affine_transformer
 
+AFFINE_ORIENTATION = "sampling"
+"""The affine orientation of MAF and IAF (see :func:`affine_transformer`): the paper's, whose
+density direction divides by the scale. Unlike the couplings (which use ``"density"``), MAF
+trained better this way on two moons (``flowzoo train moons_maf``, seed 0, 2026-11-30: test
+NLL 1.183 nats against 1.287 in the density orientation; 1.158 and 1.270 with
+``scale_bound`` 2)."""
+
 
 def masked_autoregressive(
     dim: int,
@@ -49,7 +56,7 @@ def masked_autoregressive(
       layer starts as the identity (zero-initialised MADE output).
     """
     dim = count_arg(dim, "dim", "masked_autoregressive", minimum=2)
-    transformer = transformer or affine_transformer(orientation="sampling")
+    transformer = transformer or affine_transformer(orientation=AFFINE_ORIENTATION)
     k = transformer.num_params
     if any(int(w) < dim - 1 for w in hidden):
         raise ValueError(
