@@ -257,6 +257,73 @@ def step_memory(jitted, *args) -> dict[str, Any]:
         return {"xla_step_bytes": None, "error": f"{type(e).__name__}: {e}"}
 
 
+def compiled_flops(compiled) -> float | None:
+    """Floating-point operations of one call of a compiled function, by XLA's cost analysis.
+
+    A multiply-add counts as 2; ``None`` when the backend offers no analysis. XLA counts the
+    operations of the optimised program (dots, elementwise and reductions alike), so for an
+    MLP step the figure is dominated by, and close to, ``2 * m * k * n`` summed over its dots.
+    """
+    compiled = getattr(compiled, "compiled", compiled)
+    try:
+        cost = compiled.cost_analysis()
+    except Exception:  # noqa: BLE001 - backends without cost analysis
+        return None
+    if isinstance(cost, (list, tuple)):  # older jax: one dict per computation
+        cost = cost[0] if cost else None
+    flops = None if not cost else cost.get("flops")
+    return None if flops is None or flops <= 0 else float(flops)
+
+
+def matmul_rate(
+    m: int, k: int, repeats: int = 7, target_block_s: float = 0.3, torch_threads: int | None = None
+) -> dict[str, Any]:
+    """Measured float32 matmul throughput, FLOP/s, of ``(m, k) @ (k, k)`` on this machine.
+
+    XLA: 32 chained products ``x <- x @ q`` in one jitted ``lax.scan`` (``q`` orthogonal, so
+    values neither grow nor vanish; one dispatch per 32 products). With ``torch_threads``
+    set and torch importable, the same chain in torch (``torch.mm``, that many threads) too.
+    The median over ``repeats`` timed blocks is reported: this is the reference against which
+    a step's FLOP/s is a fraction of "matmul peak" (the machine's rate at that shape, not a
+    datasheet number).
+
+    Returns:
+      ``{"shape": [m, k, k], "xla_flops_per_s": float, "torch_flops_per_s": float | None}``.
+    """
+    import jax.numpy as jnp
+
+    chain = 32
+    q, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((k, k)))
+    x0 = np.random.default_rng(1).standard_normal((m, k)).astype(np.float32)
+    qj = jnp.asarray(q, jnp.float32)
+
+    @jax.jit
+    def step(x):
+        return jax.lax.scan(lambda c, _: (c @ qj, None), x, None, length=chain)[0]
+
+    flops = 2.0 * m * k * k * chain
+    timing = interleaved_steady({"xla": (step, jnp.asarray(x0))}, repeats, target_block_s)
+    out: dict[str, Any] = {
+        "shape": [m, k, k],
+        "xla_flops_per_s": flops / timing["xla"]["step_s"]["median"],
+        "torch_flops_per_s": None,
+    }
+    torch = optional_import("torch") if torch_threads else None
+    if torch is not None:
+        torch.set_num_threads(torch_threads)
+        qt, xt = torch.from_numpy(q.astype(np.float32)), torch.from_numpy(x0)
+
+        def tstep(x):
+            with torch.no_grad():
+                for _ in range(chain):
+                    x = torch.mm(x, qt)
+            return x
+
+        tt = interleaved_steady({"torch": (tstep, xt)}, repeats, target_block_s)
+        out["torch_flops_per_s"] = flops / tt["torch"]["step_s"]["median"]
+    return out
+
+
 def fmt_bytes(b: float | None) -> str | None:
     """``12.3 MiB`` / ``456 KiB``."""
     if b is None:

@@ -24,7 +24,12 @@ one step = sample batch, noise, t, (coupling), forward, backward, Adam(1e-3) upd
 
 Measured: compile time of the flowzoo step (trace + lower + XLA compile, see
 ``_common.measure_compile``), XLA's memory analysis of the compiled step (``_common.memory``)
-and steady-state samples/s (median over interleaved repeats).
+and steady-state samples/s (median over interleaved repeats). For the independent coupling,
+also the step's FLOP/s as a fraction of the machine's matmul rate: XLA's operation count of
+one compiled step (``_common.compiled_flops``) over the step time, divided by the measured
+float32 rate of chained ``(batch, 256) @ (256, 256)`` products, the step's own GEMM shape
+(``_common.matmul_rate``, XLA and torch on the same threads). torchcfm's fraction uses the
+same operation count (its step does the same arithmetic).
 
 Run: ``python benchmarks/cfm_train.py [--quick] [--batches 256,1024] [--out PATH]``.
 
@@ -207,6 +212,8 @@ def run(
                 "coupling": coupling,
                 "compile_s": compile_["total_s"]["median"],
                 "memory": compile_["memory"],  # XLA buffers of the jitted flowzoo step
+                # XLA's count for one step (forward, backward, Adam; sampling and coupling)
+                "step_flops": common.compiled_flops(step1.lower(state).compile()),
             }
             for name, tm in timing.items():
                 per_step = tm["step_s"]["median"] / (SCAN if name == "flowzoo_scan" else 1)
@@ -222,6 +229,16 @@ def run(
                             timing[name]["step_s"]["values"]
                         )
                         row[f"{name}_vs_torchcfm_rounds"] = common.summarize(ratios.tolist())
+            if row["step_flops"] and coupling == "independent":
+                # the step's FLOP/s as a fraction of this machine's matmul rate at the step's
+                # own GEMM shape (batch x 256 x 256), both libraries on the same threads
+                peak = common.matmul_rate(batch, HIDDEN[1], torch_threads=torch_threads)
+                row["matmul_rate"] = peak
+                for name in ("flowzoo", "flowzoo_scan", "torchcfm"):
+                    if f"{name}_step_s" in row:
+                        rate = row["step_flops"] / row[f"{name}_step_s"]
+                        row[f"{name}_flops_per_s"] = rate
+                        row[f"{name}_fraction_of_xla_matmul"] = rate / peak["xla_flops_per_s"]
             results.append(row)
             print(row, flush=True)
     return {"results": results}
@@ -258,6 +275,7 @@ def main(argv=None) -> None:
         "paired ahead/s",
         "torchcfm/s",
         "speedup",
+        "scan / matmul peak",
         "XLA mem",
     ]
     rows = [
@@ -270,6 +288,9 @@ def main(argv=None) -> None:
             common.fmt_rate(r.get("flowzoo_pipelined_samples_per_s")),
             common.fmt_rate(r.get("torchcfm_samples_per_s")),
             None if "speedup_vs_torchcfm" not in r else f"{r['speedup_vs_torchcfm']:.2f}x",
+            None
+            if "flowzoo_scan_fraction_of_xla_matmul" not in r
+            else f"{r['flowzoo_scan_fraction_of_xla_matmul']:.0%}",
             common.fmt_bytes(r["memory"]["xla_step_bytes"]),
         ]
         for r in out["results"]

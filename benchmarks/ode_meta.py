@@ -25,6 +25,12 @@ libraries:
   ``torch.set_num_threads(--torch-threads)`` (default: the CPU count, as JAX uses) under
   ``torch.no_grad`` (``ODESolver`` disables gradients itself).
 
+Each library's speed is also given as a fraction of its own float32 matmul rate at the
+field's GEMM shape (``_common.matmul_rate``: chained ``(n, 256) @ (256, 256)`` products, XLA and
+torch on the same threads), with the solve's FLOPs taken as XLA's operation count of one field
+evaluation times the NFE. Both near 1 means the ratio between the libraries is set by their
+GEMM kernels, not by solver overhead.
+
 Measured: compile time and XLA memory of the flowzoo sampler (``_common.measure_compile``);
 steady-state seconds per solve of the three cases timed in interleaved rounds
 (``_common.interleaved_steady``); the speed-up ``meta / flowzoo`` as the median of per-round
@@ -197,6 +203,20 @@ def measure_method(method: str, steps: int, cfg, net, params, velocity) -> dict[
     )
     for name, tm in timing.items():
         row[name] = {**tm, "samples_per_s": cfg.n / tm["step_s"]["median"]}
+    # FLOP/s against this machine's matmul rate at the field's GEMM shape (n x 256 x 256):
+    # XLA's operation count of one field evaluation times the NFE, over the solve time
+    field_flops = common.compiled_flops(jax.jit(field).lower(0.0, x0).compile())
+    if field_flops and cfg.peak is not None:
+        row["field_flops"] = field_flops
+        for name, nfe_key, rate_key in (
+            ("flowzoo", "flowzoo_nfe", "xla_flops_per_s"),
+            ("jax_scan", "flowzoo_nfe", "xla_flops_per_s"),
+            ("meta", "meta_nfe", "torch_flops_per_s"),
+        ):
+            peak = cfg.peak.get(rate_key)
+            if name in timing and row.get(nfe_key) and peak:
+                rate = field_flops * row[nfe_key] / timing[name]["step_s"]["median"]
+                row[f"{name}_fraction_of_own_matmul"] = rate / peak
     fz_s = timing["flowzoo"]["step_s"]["values"]
 
     def rounds(other: str) -> dict[str, Any]:
@@ -286,6 +306,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if use_meta:
         torch.set_num_threads(cfg.torch_threads)
         velocity = meta_wrapper(torch_field(params))
+    # the machine's float32 GEMM rate at the field's shape, XLA and (with Meta) torch
+    cfg.peak = (
+        None
+        if cfg.quick
+        else common.matmul_rate(
+            cfg.n, HIDDEN[1], torch_threads=cfg.torch_threads if use_meta else None
+        )
+    )
     rows = []
     for method in cfg.methods.split(","):
         print(f"measuring {method} ({METHODS[method]} steps, n={cfg.n}) ...", flush=True)
@@ -313,6 +341,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "ratio_method": "median over interleaved rounds of (meta seconds per solve / "
             "flowzoo seconds per solve) in the same round",
         },
+        "matmul_rate": cfg.peak,
         "results": rows,
         "checks": [
             {

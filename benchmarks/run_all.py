@@ -222,6 +222,10 @@ def _met(flag) -> str | None:
     return None if flag is None else ("yes" if flag else "**no**")
 
 
+def _pct(v: float | None) -> str | None:
+    return None if v is None else f"{v:.0%}"
+
+
 def _mem(d: dict | None) -> str | None:
     return common.fmt_bytes(_get(d, "memory", "xla_step_bytes"))
 
@@ -363,8 +367,20 @@ def render_cfm_train(d: dict) -> str:
             ),
             _secs(r.get("compile_s")),
             _mem(r),
+            _pct(r.get("flowzoo_scan_fraction_of_xla_matmul")),
+            _pct(r.get("torchcfm_fraction_of_xla_matmul")),
         ]
         for r in d["results"]
+    ]
+    peaks = [
+        f"batch {r['batch']}: XLA {r['matmul_rate']['xla_flops_per_s'] / 1e9:.0f} GFLOP/s"
+        + (
+            f", torch {r['matmul_rate']['torch_flops_per_s'] / 1e9:.0f} GFLOP/s"
+            if r["matmul_rate"].get("torch_flops_per_s")
+            else ""
+        )
+        for r in d["results"]
+        if r.get("matmul_rate")
     ]
     return (
         f"Samples per second, steady state; torch on {d.get('torch_threads')} thread(s)"
@@ -382,8 +398,17 @@ def render_cfm_train(d: dict) -> str:
                 "paired ahead / torchcfm",
                 "compile",
                 "memory (flowzoo step)",
+                "flowzoo scanned, of matmul peak",
+                "torchcfm, of matmul peak",
             ],
             rows,
+        )
+        + (
+            "\n\nMatmul peak: the step's FLOP/s (XLA's operation count of one step over its "
+            "time) as a fraction of the measured float32 rate of chained `(batch, 256) @ "
+            "(256, 256)` products on the same threads (" + "; ".join(peaks) + ")."
+            if peaks
+            else ""
         )
     )
 
@@ -429,9 +454,26 @@ def render_ode_meta(d: dict) -> str:
                 None if r.get("max_abs_diff_meta") is None else f"{r['max_abs_diff_meta']:.1e}",
                 _secs(_get(r, "compile", "total_s", "median")),
                 _mem(r),
+                _pct(r.get("flowzoo_fraction_of_own_matmul")),
+                _pct(r.get("meta_fraction_of_own_matmul")),
             ]
         )
     c = d.get("config", {})
+    peak = d.get("matmul_rate") or {}
+    peak_note = (
+        ""
+        if not peak.get("xla_flops_per_s")
+        else "\n\nOf matmul peak: each library's FLOP/s in the solve (XLA's operation count "
+        "of one field evaluation times the NFE, over the solve time) as a fraction of its own "
+        f"measured float32 rate of chained `({peak['shape'][0]}, 256) @ (256, 256)` products: "
+        f"XLA {peak['xla_flops_per_s'] / 1e9:.0f} GFLOP/s"
+        + (
+            f", torch {peak['torch_flops_per_s'] / 1e9:.0f} GFLOP/s"
+            if peak.get("torch_flops_per_s")
+            else ""
+        )
+        + "."
+    )
     return (
         f"{c.get('n')} samples in 2-D per solve; torch on {c.get('torch_threads')} thread(s). "
         "Samples per second; `flowzoo vs Meta` is the median (IQR) over rounds of Meta's "
@@ -452,9 +494,12 @@ def render_ode_meta(d: dict) -> str:
                 "max abs diff",
                 "compile",
                 "memory",
+                "flowzoo, of XLA matmul peak",
+                "Meta, of torch matmul peak",
             ],
             rows,
         )
+        + peak_note
     )
 
 

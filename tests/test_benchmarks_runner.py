@@ -59,6 +59,13 @@ def test_docs_only_replaces_marked_blocks(run_all, tmp_path):
                 "flowzoo_samples_per_s": 123456.0,
                 "torchcfm_samples_per_s": 100000.0,
                 "speedup_vs_torchcfm": 1.23456,
+                "flowzoo_scan_fraction_of_xla_matmul": 0.514,
+                "torchcfm_fraction_of_xla_matmul": 0.42,
+                "matmul_rate": {
+                    "shape": [256, 256, 256],
+                    "xla_flops_per_s": 98.6e9,
+                    "torch_flops_per_s": 120.2e9,
+                },
             },
             {
                 "batch": 256,
@@ -120,6 +127,8 @@ def test_docs_only_replaces_marked_blocks(run_all, tmp_path):
     assert "| 256 | independent | 123.5k |" in cfm_block and "1.23x" in cfm_block
     assert "3.0 MiB" in cfm_block and "Taken under load" not in cfm_block
     assert "| 256 | exact_ot | 30.0k | - | 40.0k | 0.75x | 60.0k | 1.50x |" in cfm_block
+    assert "| 3.0 MiB | 51% | 42% |" in cfm_block  # fractions of the measured matmul rate
+    assert "batch 256: XLA 99 GFLOP/s, torch 120 GFLOP/s" in cfm_block
     meta_block = text.split("<!-- run_all:ode_meta:begin -->")[1].split("end -->")[0]
     assert "Taken under load" in meta_block and "2.50 at the start" in meta_block
     assert "2.50x (2.40-2.60)" in meta_block
@@ -137,3 +146,17 @@ def test_load_flags_discount_the_scripts_own_load(run_all):
     busy = {**quiet, "other_cpu_cores": 1.0}
     assert len(run_all.load_flags(busy, 1.5, 0.5)) == 1
     assert len(run_all.load_flags({**quiet, "load_before": 1.8}, 1.5, 0.5)) == 1
+
+
+def test_compiled_flops_counts_a_matmul_as_2mkn():
+    """The operation count behind the "fraction of matmul peak" figures: XLA's cost analysis
+    of one ``(m, k) @ (k, n)`` product is ``2 m k n``, independent of the values."""
+    import jax
+    import jax.numpy as jnp
+
+    spec = importlib.util.spec_from_file_location("bench_common", RUN_ALL.parent / "_common.py")
+    common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(common)
+    m, k, n = 48, 40, 24
+    compiled = jax.jit(jnp.matmul).lower(jnp.ones((m, k)), jnp.ones((k, n))).compile()
+    assert common.compiled_flops(compiled) == pytest.approx(2 * m * k * n, rel=1e-6)

@@ -27,6 +27,7 @@ def params():
         )
 
 
+@jax.jit(static_argnames="inverse")  # compiled once per shape: eager ops compile one by one
 def _f(x, p, inverse=False):
     n = x.shape[0]
     w, h, d = (jnp.broadcast_to(a, (n, a.shape[0])) for a in p)
@@ -40,7 +41,7 @@ def test_interpolates_knots_with_the_given_derivatives(params):
         y, log_d = _f(xk[1:-1], params)  # interior knots (the ends are the tail boundary)
         np.testing.assert_allclose(y, yk[1:-1], atol=1e-12)
         np.testing.assert_allclose(jnp.exp(log_d), _derivatives(params[2])[1:-1], rtol=1e-10)
-        dydx = jax.vmap(jax.grad(lambda v: _f(v[None], params)[0][0]))(xk[1:-1])
+        dydx = jax.jit(jax.vmap(jax.grad(lambda v: _f(v[None], params)[0][0])))(xk[1:-1])
         np.testing.assert_allclose(dydx, _derivatives(params[2])[1:-1], rtol=1e-8)
 
 
@@ -93,18 +94,24 @@ def test_image_couplings_and_realnvp_take_the_spline_transformer():
     conv = bj.resnet_conditioner(hidden=4, num_blocks=0)
     for make in (bj.channel_coupling, bj.checkerboard_coupling):
         layer = make((2, 2, 2), 0, conv, transformer=tr)
-        p = layer.init(jax.random.key(1), x)
-        p = jax.tree.map(lambda a: a + 0.3 * jnp.ones_like(a), p)
-        y, ld = layer.forward(p, x)
-        np.testing.assert_allclose(layer.inverse(p, y)[0], x, atol=1e-5)
+
+        @jax.jit  # one compiled program: eager dispatch compiles every small op on its own
+        def round_trip(x, layer=layer):
+            p = layer.init(jax.random.key(1), x)
+            p = jax.tree.map(lambda a: a + 0.3 * jnp.ones_like(a), p)
+            y, ld = layer.forward(p, x)
+            return y, ld, layer.inverse(p, y)[0]
+
+        y, ld, x_back = round_trip(x)
+        np.testing.assert_allclose(x_back, x, atol=1e-5)
         assert float(jnp.max(jnp.abs(y - x))) > 1e-3 and ld.shape == (3,)
-    flow = realnvp_bijector(3, 2, (8,), transformer="spline")
-    p = flow.init(jax.random.key(2), x.reshape(3, -1)[:, :3])
-    assert sum(a.size for a in jax.tree.leaves(p)) > sum(
-        a.size
-        for a in jax.tree.leaves(
-            realnvp_bijector(3, 2, (8,)).init(jax.random.key(2), x.reshape(3, -1)[:, :3])
-        )
+
+    def n_params(flow):  # shapes only: nothing is computed
+        shapes = jax.eval_shape(flow.init, jax.random.key(2), x.reshape(3, -1)[:, :3])
+        return sum(a.size for a in jax.tree.leaves(shapes))
+
+    assert n_params(realnvp_bijector(3, 2, (8,), transformer="spline")) > n_params(
+        realnvp_bijector(3, 2, (8,))
     )
     with pytest.raises(ValueError, match="unknown transformer"):
         realnvp_bijector(3, 2, (8,), transformer="cubic")
