@@ -186,14 +186,17 @@ def apply_update(
         d = ema_decay(state.step) if callable(ema_decay) else ema_decay
         ema = jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, ema, params)
     grad_norm = _global_norm(grads)
-    # an infinite global norm (finite leaves whose squares overflow) or non-finite new params
-    # count as a failed step too: optax would scale such an update to zero or NaN
+    # One scalar per tree: a NaN or inf in any leaf makes the tree's global norm NaN or inf,
+    # and so does a finite tree whose squares overflow (an update optax would scale to zero
+    # or NaN; parameters beyond ~1e19 in float32). A per-leaf isfinite test of gradients and
+    # new parameters, as before, made XLA compile this step 2.5-4x longer on CPU (UNet
+    # 16/32 CFM step with EMA: 23.0 -> 5.1 s at the test suite's optimisation level 0, 36.6
+    # -> 9.4 s at XLA's default), for no extra safety.
     finite = (
         data_finite
         & jnp.isfinite(loss)
-        & _all_finite(grads)
         & jnp.isfinite(grad_norm)
-        & _all_finite(params)
+        & jnp.isfinite(_global_norm(params))
     )
     new = TrainState(state.step + 1, params, opt_state, ema)
     new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, state)

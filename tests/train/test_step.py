@@ -209,6 +209,24 @@ def test_apply_update_skips_non_finite(key, where):
     _assert_trees_equal(new, good)
 
 
+def test_apply_update_skips_an_update_that_overflows_the_params(key):
+    """Finite loss and gradients, but SGD with a huge rate pushes one leaf to -inf: the step
+    is refused like a NaN one (the check reads the new parameters' global norm)."""
+
+    def loss_fn(p, k, batch):
+        return jnp.sum(p["w"] * batch) + jnp.sum(p["b"] ** 2), {}
+
+    opt = optax.sgd(1e38)
+    state = train.init_train_state({"w": jnp.ones(3), "b": jnp.zeros(2)}, opt)
+    new, m = train.apply_update(loss_fn, opt, state, key, jnp.asarray([10.0, 0.0, 0.0]))
+    assert np.isfinite(float(m["loss"])) and np.isfinite(float(m["grad_norm"]))
+    assert float(m["finite"]) == 0.0
+    _assert_trees_equal(new, state)
+    # the same step with a finite result is taken
+    new, m = train.apply_update(loss_fn, opt, state, key, jnp.asarray([1e-38, 0.0, 0.0]))
+    assert float(m["finite"]) == 1.0 and int(new.step) == 1
+
+
 def test_ema_without_decay_is_an_error(key):
     opt = optax.sgd(0.1)
     state = train.init_train_state({"w": jnp.zeros(2)}, opt, ema=True)
