@@ -66,14 +66,16 @@ def test_linear_field_log_prob_matches_closed_form(key):
     model = linear_cnf()
     params = model.init(key, jnp.zeros((2, 3)))
     x = jax.random.normal(key, (6, 3))
-    logp = model.log_prob(params, x)
-    stats = ode_log_prob(
-        lambda t, y: y @ (params * A).T,
-        x,
-        t_data=1.0,
-        t_base=0.0,
-        base_log_prob=standard_normal_log_prob,
-    )
+    logp = jax.jit(model.log_prob)(params, x)  # compiled whole (eager compiles op by op)
+    stats = jax.jit(
+        lambda x: ode_log_prob(
+            lambda t, y: y @ (params * A).T,
+            x,
+            t_data=1.0,
+            t_base=0.0,
+            base_log_prob=standard_normal_log_prob,
+        )
+    )(x)
     np.testing.assert_allclose(stats.log_prob, logp, atol=1e-6)  # the CNF calls this function
     m = np.asarray(expm(A), np.float64)
     np.testing.assert_allclose(
@@ -91,7 +93,7 @@ def test_hutchinson_log_prob_unbiased_on_linear_field(key, probe):
     # l = int_0^1 v^T A v dt = v^T A v per probe; E = tr(A). Monte-Carlo tolerance: 4 SE.
     model = linear_cnf(divergence="hutchinson", probe=probe, log_prob_solver=SolverConfig("rk4", 4))
     x = jax.random.normal(key, (2, 3))
-    exact = model.log_prob(1.0, x)
+    exact = jax.jit(model.log_prob)(1.0, x)
     keys = jax.random.split(jax.random.fold_in(key, 1), 512)
     est = jax.jit(jax.vmap(lambda k: model.log_prob_estimate(1.0, k, x)))(keys)
     se = np.std(est, axis=0) / np.sqrt(len(keys))
@@ -104,14 +106,15 @@ def test_hutchinson_divergence_unbiased_for_mlp_field(key, probe):
     init, apply = smooth_field(3)
     params = init(key, 0.0, None)
     x = jax.random.normal(jax.random.fold_in(key, 1), (4, 3))
-    f = lambda u: apply(params, 0.3, u)
-    out, exact = divergence_exact(f, x)
+    f = jax.jit(lambda u: apply(params, 0.3, u))
+    out, exact = jax.jit(lambda x: divergence_exact(f, x))(x)
     np.testing.assert_allclose(out, f(x), atol=1e-6)
-    jac = jax.vmap(jax.jacfwd(lambda v: f(v[None])[0]))(x)
+    jac = jax.jit(jax.vmap(jax.jacfwd(lambda v: f(v[None])[0])))(x)
     np.testing.assert_allclose(exact, jnp.trace(jac, axis1=1, axis2=2), atol=1e-5)
     n = 4000
     probes = sample_probes(jax.random.fold_in(key, 2), n, x.shape, x.dtype, probe)
-    out_h, est = divergence_hutchinson(f, x, probes)  # est: (n, batch), one row per probe
+    # est: (n, batch), one row per probe
+    out_h, est = jax.jit(lambda x, probes: divergence_hutchinson(f, x, probes))(x, probes)
     np.testing.assert_allclose(out_h, f(x), atol=1e-6)
     se = np.std(est, axis=0) / np.sqrt(n)
     np.testing.assert_array_less(np.abs(np.mean(est, axis=0) - exact), 4 * se + 1e-5)
@@ -141,12 +144,14 @@ def model_field(params, t, x):
 
 def test_sample_and_log_prob_agrees_with_log_prob(small_2d_cnf, key):
     model, params = small_2d_cnf
-    x, logp = model.sample_and_log_prob(params, key, 64)
+    # each call compiled whole (eager dispatch compiles every small op on its own)
+    sample = jax.jit(model.sample, static_argnums=2)
+    x, logp = jax.jit(model.sample_and_log_prob, static_argnums=2)(params, key, 64)
     # different adaptive step sequences (the augmented state changes the error control)
-    np.testing.assert_allclose(x, model.sample(params, key, 64), atol=1e-3)
-    np.testing.assert_allclose(logp, model.log_prob(params, x), atol=2e-3)
-    out = flow_ode_sample(lambda t, y: model_field(params, t, y), key, (8, 2))
-    np.testing.assert_allclose(out.samples, model.sample(params, key, 8), atol=1e-5)
+    np.testing.assert_allclose(x, sample(params, key, 64), atol=1e-3)
+    np.testing.assert_allclose(logp, jax.jit(model.log_prob)(params, x), atol=2e-3)
+    out = jax.jit(lambda k: flow_ode_sample(lambda t, y: model_field(params, t, y), k, (8, 2)))(key)
+    np.testing.assert_allclose(out.samples, sample(params, key, 8), atol=1e-5)
     assert out.samples.shape == (8, 2) and int(out.nfe) >= 3 + 6
 
 

@@ -27,12 +27,16 @@ def closed_form(x):
 def test_exact_matches_closed_form_and_chunking(key):
     x = jax.random.normal(key, (7, 3))
     kw = dict(t_data=1.0, t_base=0.0, base_log_prob=standard_normal_log_prob)
-    out = ode_log_prob(field, x, **kw)
+
+    def solve(**more):  # compiled whole: eager dispatch compiles every small op on its own
+        return jax.jit(lambda x: ode_log_prob(field, x, **kw, **more))(x)
+
+    out = solve()
     np.testing.assert_allclose(out.log_prob, closed_form(x), atol=1e-4)
     assert out.per_probe.shape == (1, 7) and float(jnp.max(out.stderr)) == 0.0
-    chunked = ode_log_prob(field, x, chunk_size=3, **kw)  # 7 = 3 + 3 + 1 (padded)
+    chunked = solve(chunk_size=3)  # 7 = 3 + 3 + 1 (padded)
     np.testing.assert_allclose(chunked.log_prob, out.log_prob, atol=1e-5)
-    fixed = ode_log_prob(field, x, solver="rk4", num_steps=16, **kw)
+    fixed = solve(solver="rk4", num_steps=16)
     np.testing.assert_allclose(fixed.log_prob, closed_form(x), atol=1e-4)
 
 
