@@ -135,10 +135,12 @@ def apply_update(
     """One optimizer update (not jitted; the building block of the compiled steps).
 
     The loss key is ``fold_in(key, state.step)``, so a run's randomness depends only on
-    ``key`` and the step number. If the batch holds a NaN/inf, or the loss or a gradient
-    is not finite, the update is skipped (the returned state equals ``state``, step
-    counter included) and ``metrics["finite"]`` is 0 (``metrics["data_finite"]`` is 0 when
-    the batch was the culprit), so the caller can stop with the last good state intact.
+    ``key`` and the step number. If the batch holds a NaN/inf, or the loss, a gradient or
+    a new parameter is not finite (tested through the global norms of the gradients and of
+    the new parameters, so float32 parameters beyond ~1e19 count as overflowed too), the
+    update is skipped (the returned state equals ``state``, step counter included) and
+    ``metrics["finite"]`` is 0 (``metrics["data_finite"]`` is 0 when the batch was the
+    culprit), so the caller can stop with the last good state intact.
 
     Args:
       loss_fn: ``loss(params, key, batch) -> (scalar, metrics)``.
