@@ -27,6 +27,10 @@ class _Conv(nn.Module):
     slices concatenated on the channel axis, then one matmul) runs at the same speed in both
     (measured on this project's 2-core CPU: 3x3 conv, 32 channels, 128x8x8, forward +
     backward: lax.conv 5.9 ms top-level / 419 ms in scan; im2col 9.5 / 10.4 ms).
+    ``impl="xla"`` uses ``lax.conv_general_dilated`` instead (the same parameters and the
+    same ``SAME`` padding), the faster choice for a step compiled without a loop around it:
+    the 28x28 UNet 16/32/64 CFM step at batch 32 took 143 ms with it at top level against
+    172 ms for im2col inside ``fit``'s scan (and 2.4 s for ``lax.conv`` inside a scan).
     Initialisation as ``flax.linen.Conv`` (LeCun-normal kernel, zero bias).
     """
 
@@ -34,6 +38,7 @@ class _Conv(nn.Module):
     kernel_size: tuple[int, int] = (3, 3)
     strides: tuple[int, int] = (1, 1)
     kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+    impl: str = "im2col"
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
@@ -42,6 +47,15 @@ class _Conv(nn.Module):
         n, h, w, c = x.shape
         kernel = self.param("kernel", self.kernel_init, (kh, kw, c, self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        if self.impl == "xla":
+            out = jax.lax.conv_general_dilated(
+                x,
+                kernel.astype(x.dtype),
+                self.strides,
+                "SAME",
+                dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            )
+            return out + bias.astype(x.dtype)[None, None, None, :]
         oh, ow = -(-h // sh), -(-w // sw)
         ph, pw = max((oh - 1) * sh + kh - h, 0), max((ow - 1) * sw + kw - w, 0)
         xp = jnp.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
@@ -64,13 +78,14 @@ def _norm(ch: int) -> nn.GroupNorm:
 
 class _ResBlock(nn.Module):
     ch: int
+    conv: str = "im2col"
 
     @nn.compact
     def __call__(self, x: Array, emb: Array) -> Array:
-        h = _Conv(self.ch, (3, 3))(nn.silu(_norm(x.shape[-1])(x)))
+        h = _Conv(self.ch, (3, 3), impl=self.conv)(nn.silu(_norm(x.shape[-1])(x)))
         h = h + nn.Dense(self.ch)(emb)[:, None, None, :]
-        h = _Conv(self.ch, (3, 3))(nn.silu(_norm(self.ch)(h)))
-        skip = x if x.shape[-1] == self.ch else _Conv(self.ch, (1, 1))(x)
+        h = _Conv(self.ch, (3, 3), impl=self.conv)(nn.silu(_norm(self.ch)(h)))
+        skip = x if x.shape[-1] == self.ch else _Conv(self.ch, (1, 1), impl=self.conv)(x)
         return skip + h
 
 
@@ -94,6 +109,7 @@ class _UNet(nn.Module):
     channels: Sequence[int]
     embed_dim: int
     attention_heads: int = 0
+    conv: str = "im2col"
 
     @nn.compact
     def __call__(self, t: Array, x: Array, context: Array | None) -> Array:
@@ -102,29 +118,32 @@ class _UNet(nn.Module):
         if context is not None:
             emb = emb + nn.Dense(self.embed_dim)(context.reshape(context.shape[0], -1))
         emb = nn.silu(emb)
-        h = _Conv(self.channels[0], (3, 3))(x)
+        h = _Conv(self.channels[0], (3, 3), impl=self.conv)(x)
         skips = []
         for i, ch in enumerate(self.channels):  # down: one block per level, then stride 2
-            h = _ResBlock(ch)(h, emb)
+            h = _ResBlock(ch, self.conv)(h, emb)
             skips.append(h)
             if i < len(self.channels) - 1:
-                h = _Conv(ch, (3, 3), strides=(2, 2))(h)
-        h = _ResBlock(self.channels[-1])(h, emb)
+                h = _Conv(ch, (3, 3), strides=(2, 2), impl=self.conv)(h)
+        h = _ResBlock(self.channels[-1], self.conv)(h, emb)
         if self.attention_heads:
             h = _SelfAttention(self.attention_heads)(h)
-        h = _ResBlock(self.channels[-1])(h, emb)
+        h = _ResBlock(self.channels[-1], self.conv)(h, emb)
         for i in reversed(range(len(self.channels))):  # up: concat skip, block, upsample
-            h = _ResBlock(self.channels[i])(jnp.concatenate([h, skips[i]], axis=-1), emb)
+            h = _ResBlock(self.channels[i], self.conv)(jnp.concatenate([h, skips[i]], axis=-1), emb)
             if i > 0:
                 hw = skips[i - 1].shape[1:3]
                 h = jax.image.resize(h, (h.shape[0], *hw, h.shape[-1]), "nearest")
-                h = _Conv(self.channels[i - 1], (3, 3))(h)
+                h = _Conv(self.channels[i - 1], (3, 3), impl=self.conv)(h)
         h = nn.silu(_norm(h.shape[-1])(h))
-        return _Conv(x.shape[-1], (3, 3), kernel_init=nn.initializers.zeros)(h)
+        return _Conv(x.shape[-1], (3, 3), kernel_init=nn.initializers.zeros, impl=self.conv)(h)
 
 
 def unet(
-    channels: Sequence[int] = (32, 64), embed_dim: int = 64, attention_heads: int = 0
+    channels: Sequence[int] = (32, 64),
+    embed_dim: int = 64,
+    attention_heads: int = 0,
+    conv: str = "im2col",
 ) -> Network:
     """A UNet ``(t, x[, context]) -> (batch, H, W, C)`` for NHWC images.
 
@@ -138,15 +157,23 @@ def unet(
     residual blocks, as in the DDPM UNet (Ho et al. 2020); it gives every position the whole
     image at little cost.
 
+    ``conv`` picks how convolutions are computed, with the same parameters either way:
+    ``"im2col"`` (patches @ kernel; fast inside a ``lax.scan``, such as ``fit``'s loop of
+    several steps per call) or ``"xla"`` (``lax.conv_general_dilated``; faster when the step
+    is compiled without a loop, ``steps_per_call=1``, and an order of magnitude slower
+    inside one on XLA:CPU).
+
     ``init(key, t, x, context=None)`` takes example inputs.
     """
+    if conv not in ("im2col", "xla"):
+        raise ValueError(f"conv must be 'im2col' or 'xla', got {conv!r}")
     channels = tuple(int(c) for c in channels)
     if attention_heads < 0 or (attention_heads and channels[-1] % attention_heads):
         raise ValueError(
             f"attention_heads={attention_heads} must be 0 or a divisor of the coarsest level's "
             f"{channels[-1]} channels"
         )
-    module = _UNet(channels, int(embed_dim), int(attention_heads))
+    module = _UNet(channels, int(embed_dim), int(attention_heads), conv)
 
     @jax.jit  # compiled: eager flax init of a UNet takes twice as long (10 s vs 5 s, 4x4)
     def init(key: Key, t: Array, x: Array, context: Array | None = None) -> Params:

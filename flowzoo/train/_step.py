@@ -360,7 +360,9 @@ def make_multi_step(
     Batches come from ``batch_fn(data_key, step)`` inside the compiled ``lax.scan``, so
     there is one dispatch (and no host-to-device copy) per ``num`` steps. Metrics are
     stacked along a leading axis of length ``num``. ``num`` is static: each distinct value
-    compiles once.
+    compiles once. ``num == 1`` compiles the step without a loop around it: XLA:CPU runs
+    ``lax.conv`` inside a loop body, even one of length 1, an order of magnitude slower
+    than at top level (see :func:`flowzoo.nets.unet`'s ``conv``).
     """
     check_compute_dtype(compute_dtype)
 
@@ -377,6 +379,9 @@ def make_multi_step(
                 compute_dtype=compute_dtype,
             )
 
+        if num == 1:
+            state, metrics = body(state, None)
+            return state, jax.tree.map(lambda v: v[None], metrics)
         return jax.lax.scan(body, state, None, length=num)
 
     return jax.jit(run, static_argnums=3)

@@ -17,7 +17,9 @@ logit-normal times, the weight of a uniform component mixed in; default 0), ``ti
 network
 ``net`` (``"mlp"``, ``"unet"`` or ``"auto"``: the UNet for rank-3 ``(H, W, C)`` events, the
 MLP otherwise), MLP ``hidden``, ``activation``, UNet ``channels`` and ``attention_heads``
-(self-attention at the coarsest level; 0, the default, for none), both ``embed_dim``;
+(self-attention at the coarsest level; 0, the default, for none) and ``conv``
+(``"im2col"``, the default, or ``"xla"`` with ``train.steps_per_call=1``: see
+:func:`flowzoo.nets.unet`), both ``embed_dim``;
 sampler ``solver`` and ``num_steps`` (0 means adaptive, for ``tsit5``/``dopri5``), ``rtol``,
 ``atol``; likelihood ``log_prob``: the CNF log-likelihood of the learned velocity field
 (:func:`flowzoo.flow_matching.distribution`, base = the path's t=0 marginal), ``"exact"`` (Jacobian trace, ``D`` tangents per field
@@ -115,6 +117,7 @@ def network(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> nets.Network:
             tuple(cfg.get("channels", (32, 64))),
             int(cfg.get("embed_dim", 64)),
             int(cfg.get("attention_heads", 0)),
+            conv=cfg.get("conv", "im2col"),
         )
     if kind == "mlp":
         return nets.time_mlp(
@@ -261,6 +264,7 @@ register_model(
         "hidden": Widths(),
         "channels": Widths(),
         "attention_heads": Int(0),
+        "conv": Choice("im2col", "xla"),
         "embed_dim": Int(1),
         "activation": activation_spec(),
         "solver": solver_spec(),

@@ -111,7 +111,7 @@ def score_network(sde, cfg: dict[str, Any], event_shape: tuple[int, ...]):
     """The score network a ``score_sde`` config names, ``apply(params, t, x) -> score``.
 
     ``net``: ``"mlp"`` (:func:`sde_score_network`, ``hidden``), ``"unet"``
-    (:func:`flowzoo.nets.unet` with ``channels``, ``embed_dim``, ``attention_heads``) or ``"auto"`` (UNet for
+    (:func:`flowzoo.nets.unet` with ``channels``, ``embed_dim``, ``attention_heads``, ``conv``) or ``"auto"`` (UNet for
     ``(H, W, C)`` events). Both embed ``t / T`` and divide the output by the marginal
     std(t) (t=0 data, t=T noise), so the network predicts ``-noise``.
     """
@@ -128,6 +128,7 @@ def score_network(sde, cfg: dict[str, Any], event_shape: tuple[int, ...]):
         tuple(cfg.get("channels", (32, 64))),
         int(cfg.get("embed_dim", 64)),
         int(cfg.get("attention_heads", 0)),
+        conv=cfg.get("conv", "im2col"),
     )
 
     def init(key, t, x):
@@ -247,6 +248,7 @@ register_model(
         "hidden": Widths(),
         "channels": Widths(),
         "attention_heads": Int(0),
+        "conv": Choice("im2col", "xla"),
         "embed_dim": Int(1),
         "likelihood_weighting": BOOL,
         "train_eps": Float(0.0, 1.0, lo_open=True, hi_open=True),

@@ -58,3 +58,25 @@ def test_unet_attention_option(key):
     for bad in (3, -1):
         with pytest.raises(ValueError, match="attention_heads"):
             nets.unet((8, 16), attention_heads=bad)
+
+
+def test_xla_conv_computes_the_same_unet(key):
+    """``conv="xla"`` (lax.conv) and the default im2col give the same network: the same
+    parameter tree, and outputs equal to float32 rounding on 28x28 (odd sizes through the
+    stride-2 convolutions: 28 -> 14 -> 7) with perturbed, non-zero parameters."""
+    a, b = nets.unet((8, 16, 16), 32), nets.unet((8, 16, 16), 32, conv="xla")
+    x = jax.random.normal(key, (2, 28, 28, 1))
+    t = jnp.array([0.2, 0.7])
+    params = a.init(jax.random.key(1), t, x)
+    assert jax.tree.structure(params) == jax.tree.structure(b.init(jax.random.key(1), t, x))
+    leaves, tree = jax.tree.flatten(params)
+    ks = jax.random.split(jax.random.key(2), len(leaves))
+    params = jax.tree.unflatten(
+        tree, [p + 0.1 * jax.random.normal(k, p.shape) for p, k in zip(leaves, ks, strict=True)]
+    )
+    out_a = jax.jit(a.apply)(params, t, x)
+    out_b = jax.jit(b.apply)(params, t, x)
+    assert float(jnp.std(out_a)) > 0.1  # not the zero field
+    np.testing.assert_allclose(out_b, out_a, atol=2e-4, rtol=2e-4)
+    with pytest.raises(ValueError, match="conv must be"):
+        nets.unet((8, 16), conv="fft")

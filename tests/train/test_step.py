@@ -294,6 +294,13 @@ def test_multi_step_equals_single_steps(key):
     np.testing.assert_allclose(np.asarray(metrics["loss"]), single_losses, atol=1e-6, rtol=1e-6)
     assert not np.allclose(single_losses[0], single_losses[-1])  # it actually trained
 
+    # num=1 compiles the step without a loop around it; it is the same step
+    one, m1 = run(state0, data_key, train_key, 1)
+    first, m_first = step(state0, train_key, batches(data_key, state0.step))
+    chex.assert_trees_all_close(one, first, atol=1e-6, rtol=1e-6)
+    assert m1["loss"].shape == (1,)
+    np.testing.assert_allclose(float(m1["loss"][0]), float(m_first["loss"]), atol=1e-6)
+
 
 def test_ema_warmup_matches_hand_computation(key):
     """With :func:`flowzoo.train.ema_warmup` the decay at update ``n`` (0-based) is
