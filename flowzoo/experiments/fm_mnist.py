@@ -10,10 +10,13 @@ Model: I-CFM (conditional OT path, sigma_min = 0, independent coupling; t drawn 
        U(0, 1) and half from the logit-normal, ``time_uniform_fraction`` 0.5), UNet
        velocity field (channels 16/32/64: 28 -> 14 -> 7 -> 14 -> 28, 4-head self-attention
        at 7x7, 64-d sinusoidal time embedding, 465k parameters); t=0 noise N(0, I), t=1
-       data. Adam 2e-3 (300 warm-up steps, cosine decay to 2e-5), batch 32, 9,200 steps,
-       clip 1.0, EMA 0.999 with warm-up (``train.ema_warmup``). Sized for the issue's
-       30-minute training budget on 2 idle CPU cores at 0.17 s per step (the previous
-       session's speed; this session's idle machine ran 0.18-0.21 s per step).
+       data. Convolutions by ``lax.conv`` (``model.conv = "xla"``) with one step per
+       compiled call (``train.steps_per_call = 1``): XLA:CPU runs ``lax.conv`` in a loop
+       body 14x slower, and at top level 1.2x faster than the default im2col form inside
+       ``fit``'s scan (234 vs 187 samples/s in 200-step runs). Adam 2e-3 (300 warm-up
+       steps, cosine decay to 2e-5), batch 32, 11,500 steps, clip 1.0, EMA 0.999 with
+       warm-up (``train.ema_warmup``). Sized for the issue's 30-minute training budget on 2
+       idle CPU cores at about 0.15 s per step.
 Likelihood: the CNF of the EMA velocity field with Hutchinson's divergence estimator
        (784 dims make the exact trace 784 tangents per evaluation): 2 Rademacher probes per
        image, fixed along the solve (one solve carries both running traces), RK4 with 8 fixed
@@ -45,8 +48,11 @@ legibility on 1,000 samples unless noted; real-image floor FD 6.15, legibility 0
    legibility 0.0.
  - batch 32, 9,200 steps, uniform t (2026-11-30, commit 7164f2a): 1.093 bits/dim, FD 11.5,
    legibility 0.759, 25.8 min of training (1,546 s).
- - the same with half of the times logit-normal (this recipe): see RESULT. The uniform half
-   keeps the data end trained, which logit-normal times alone did not.
+ - the same with half of the times logit-normal (commit 26330da): 0.803 bits/dim, FD 9.8,
+   legibility 0.775, 33.5 min of training on a slower day. The uniform half keeps the data
+   end trained, which logit-normal times alone did not.
+ - the same with ``lax.conv`` and one step per call, 11,500 steps (this recipe): see
+   RESULT. 25% more steps in about the same time; legibility 0.775 to 0.797.
 The sampler is not the limit: the 3,200-step model scored the same with 64 midpoint steps as
 with 32 (legibility 0.632 vs 0.634, 500 samples).
 """
@@ -55,13 +61,13 @@ from flowzoo.zoo import default_config
 from flowzoo.zoo import image_cfm_config as image_model_config
 
 RESULT = (
-    "test 0.803 bits/dim on the first 200 test images (Hutchinson, 2 Rademacher probes, RK4 8 "
-    "steps; solver convergence not checked); sample quality on 1,000 samples: FD 9.8 "
-    "(real-image floor 6.15: 1.60x), legibility 0.775 (floor 0.944), every class 8-11% of "
-    "the samples; 9,200 steps at batch 32, training 33.5 min (2,013 s), run wall 37.1 min, on "
-    "2 idle cores running 150-176 samples/s (190 in the previous session). Issue-14 targets: "
-    "FD <= 3x the floor met; legibility >= 0.8 not met; the 30-minute budget not met on this "
-    "run's machine speed (measured 2026-11-30)"
+    "test 0.875 bits/dim on the first 200 test images (Hutchinson, 2 Rademacher probes, RK4 8 "
+    "steps; solver convergence not checked); sample quality on 1,000 samples: FD 10.3 "
+    "(real-image floor 6.15: 1.68x), legibility 0.797 (floor 0.944; standard error about "
+    "0.013), every class 7-12% of the samples; 11,500 steps at batch 32, training 31.2 min "
+    "(1,873 s), run wall 33.7 min, on 2 idle cores running about 200 samples/s. Issue-14 "
+    "targets: FD <= 3x the floor met; legibility >= 0.8 not met (0.797); the 30-minute budget "
+    "not met (31.2 min) (measured 2026-11-30)"
 )
 
 
