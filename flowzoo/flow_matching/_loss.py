@@ -78,6 +78,7 @@ def cfm_loss(
     label_dropout: float = 0.1,
     source: Callable[[Key, int], Batch] | str | None = None,
     target: str = "velocity",
+    network_rng: bool = False,
 ) -> LossFn:
     """Conditional flow matching: ``E |v_theta(t, x_t) - u_t(x0, x1)|^2`` (Lipman et al. 2023).
 
@@ -109,6 +110,9 @@ def cfm_loss(
         interpolant path: its minimiser is the interpolant's drift ``b``) or ``"noise"``
         (regress onto ``z``: the interpolant's denoiser ``eta_z(t, x) = E[z | x_t = x]``,
         whose score is ``-eta_z / gamma_t``; needs ``path.noise``).
+      network_rng: call ``apply_fn(params, t, x, context, rng=key)`` with a fresh key per
+        call, for a network with stochastic layers in training (the dropout of
+        :func:`flowzoo.nets.unet`). ``False`` leaves every other draw of the loss unchanged.
 
     Returns:
       ``loss(params, key, batch) -> (scalar, {"target_sq": mean |u|^2})``; ``batch`` is ``x1``
@@ -168,7 +172,10 @@ def cfm_loss(
         if labels is not None:
             keep = jax.random.bernoulli(k_drop, 1.0 - label_dropout, (x1.shape[0],))
             context = label_context(labels[i1], num_classes, keep)
-        pred = apply_fn(params, t, xt, context)
+        if network_rng:  # folded in, so that the loss's other draws stay those without it
+            pred = apply_fn(params, t, xt, context, rng=jax.random.fold_in(key, 1))
+        else:
+            pred = apply_fn(params, t, xt, context)
         value = jnp.mean((pred - goal) ** 2)
         return value, {"target_sq": jnp.mean(goal**2)}
 

@@ -17,9 +17,10 @@ logit-normal times, the weight of a uniform component mixed in; default 0), ``ti
 network
 ``net`` (``"mlp"``, ``"unet"`` or ``"auto"``: the UNet for rank-3 ``(H, W, C)`` events, the
 MLP otherwise), MLP ``hidden``, ``activation``, UNet ``channels`` and ``attention_heads``
-(self-attention at the coarsest level; 0, the default, for none) and ``conv``
+(self-attention at the coarsest level; 0, the default, for none), ``conv``
 (``"im2col"``, the default, or ``"xla"`` with ``train.steps_per_call=1``: see
-:func:`flowzoo.nets.unet`), both ``embed_dim``;
+:func:`flowzoo.nets.unet`) and ``dropout`` (in every residual block during training;
+default 0), both ``embed_dim``;
 sampler ``solver`` and ``num_steps`` (0 means adaptive, for ``tsit5``/``dopri5``), ``rtol``,
 ``atol``; likelihood ``log_prob``: the CNF log-likelihood of the learned velocity field
 (:func:`flowzoo.flow_matching.distribution`, base = the path's t=0 marginal), ``"exact"`` (Jacobian trace, ``D`` tangents per field
@@ -118,6 +119,7 @@ def network(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> nets.Network:
             int(cfg.get("embed_dim", 64)),
             int(cfg.get("attention_heads", 0)),
             conv=cfg.get("conv", "im2col"),
+            dropout=float(cfg.get("dropout", 0.0)),
         )
     if kind == "mlp":
         return nets.time_mlp(
@@ -177,6 +179,7 @@ def build_cfm(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
         time_range=(float(lo), float(hi)),
         time_uniform_fraction=float(cfg.get("time_uniform_fraction", 0.0)),
         source="paired" if batches else None,
+        network_rng=float(cfg.get("dropout", 0.0)) > 0.0,
     )
     kind = cfg.get("log_prob", "exact")
     if kind not in ("exact", "hutchinson", "none"):
@@ -265,6 +268,7 @@ register_model(
         "channels": Widths(),
         "attention_heads": Int(0),
         "conv": Choice("im2col", "xla"),
+        "dropout": Float(0.0, 1.0, hi_open=True),
         "embed_dim": Int(1),
         "activation": activation_spec(),
         "solver": solver_spec(),

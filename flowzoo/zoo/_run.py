@@ -42,7 +42,11 @@ from ._schema import validate_config
 
 
 def build_optimizer(config: dict[str, Any]) -> optax.GradientTransformation:
-    """Adam with linear warm-up, cosine decay and optional global-norm clipping."""
+    """Adam with linear warm-up, cosine decay and optional global-norm clipping.
+
+    ``train.weight_decay > 0`` gives AdamW (Loshchilov & Hutter 2019): each step also takes
+    ``lr_t * weight_decay * p`` off every parameter, decoupled from the gradient's moments.
+    """
     t = config["train"]
     steps = max(int(t["steps"]), 1)
     warmup = min(int(t.get("warmup_steps", 0)), steps - 1) if steps > 1 else 0
@@ -54,7 +58,9 @@ def build_optimizer(config: dict[str, Any]) -> optax.GradientTransformation:
         t["lr"] * t.get("final_lr_fraction", 1.0),
     )
     parts = [optax.clip_by_global_norm(t["grad_clip"])] if t.get("grad_clip", 0) > 0 else []
-    return optax.chain(*parts, optax.adam(schedule))
+    decay = float(t.get("weight_decay", 0.0))
+    adam = optax.adamw(schedule, weight_decay=decay) if decay > 0 else optax.adam(schedule)
+    return optax.chain(*parts, adam)
 
 
 def load_data(config: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:

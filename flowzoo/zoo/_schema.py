@@ -259,6 +259,7 @@ TRAIN: Schema = {
     "warmup_steps": Int(0),
     "final_lr_fraction": Float(0.0, 1.0),
     "grad_clip": Float(0.0),
+    "weight_decay": Float(0.0),
     "ema_decay": Float(0.0, 1.0, hi_open=True),
     "ema_warmup": BOOL,
     "compute_dtype": Choice("float32", "bfloat16"),
@@ -270,6 +271,7 @@ TRAIN: Schema = {
     "tensorboard": BOOL,
 }
 """``eval_every``/``checkpoint_every``: 0 means only at the end; ``grad_clip`` 0 disables;
+``weight_decay`` > 0 makes the optimiser AdamW (decoupled decay, scaled by the schedule);
 ``ema_decay`` 0 disables the EMA; ``ema_warmup`` ramps the decay up as
 :func:`flowzoo.train.ema_warmup` does (no weight left on the initial params)."""
 

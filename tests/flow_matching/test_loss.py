@@ -129,3 +129,24 @@ def test_conditional_loss_label_dropout_and_guidance(key):
         field, jnp.float32(1.0), 0.5, x, jax.nn.one_hot(jnp.zeros(4, jnp.int32), 3), 1.0
     )
     np.testing.assert_allclose(v1, 1.0)
+
+
+def test_network_rng_passes_a_fresh_key_and_leaves_the_other_draws(key):
+    """``network_rng=True`` calls the network with ``rng=`` (a key that changes with the loss
+    key); the loss's own draws (noise, times) are those of ``network_rng=False``, so a network
+    that ignores the key gives the same loss either way."""
+    path = paths.cond_ot_path(0.0)
+    params = jax.random.normal(key, (4, 2))
+    seen = []
+
+    def keyed_field(params, t, x, context=None, *, rng):
+        seen.append(rng)
+        return linear_field(params, t, x, context)
+
+    data = jax.random.normal(jax.random.key(1), (16, 2))
+    plain = fm.cfm_loss(linear_field, path)(params, key, data)[0]
+    keyed = fm.cfm_loss(keyed_field, path, network_rng=True)
+    assert float(keyed(params, key, data)[0]) == float(plain)
+    keyed(params, jax.random.key(7), data)
+    k0, k1 = (jax.random.key_data(k) for k in seen)
+    assert not np.array_equal(k0, k1)

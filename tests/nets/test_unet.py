@@ -80,3 +80,40 @@ def test_xla_conv_computes_the_same_unet(key):
     np.testing.assert_allclose(out_b, out_a, atol=2e-4, rtol=2e-4)
     with pytest.raises(ValueError, match="conv must be"):
         nets.unet((8, 16), conv="fft")
+
+
+def test_unet_dropout_acts_only_with_a_key_and_is_unbiased(key):
+    """Dropout leaves the parameters and the keyless (sampling) network unchanged; with a key
+    it is random, reproducible per key, and, being applied just before a linear convolution
+    with inverted scaling, it is unbiased there: the mean of a residual block's output over
+    many keys equals the deterministic output (Monte Carlo, 4 standard errors)."""
+    from flowzoo.nets._unet import _ResBlock
+
+    plain, dropped = nets.unet((8, 16), 16), nets.unet((8, 16), 16, dropout=0.3)
+    x = jax.random.normal(key, (2, 8, 8, 1))
+    t = jnp.array([0.2, 0.7])
+    params = plain.init(jax.random.key(1), t, x)
+    same = dropped.init(jax.random.key(1), t, x)
+    for p, q in zip(jax.tree.leaves(params), jax.tree.leaves(same), strict=True):
+        np.testing.assert_array_equal(p, q)
+    params = jax.tree.map(lambda p: p + 0.1, params)  # a non-zero output layer
+    apply = jax.jit(dropped.apply)
+    np.testing.assert_array_equal(apply(params, t, x), jax.jit(plain.apply)(params, t, x))
+    k1, k2 = jax.random.split(jax.random.key(3))
+    a = jax.jit(lambda p, k: dropped.apply(p, t, x, rng=k))
+    np.testing.assert_array_equal(a(params, k1), a(params, k1))
+    assert not np.allclose(a(params, k1), a(params, k2))
+    assert not np.allclose(a(params, k1), apply(params, t, x))
+
+    block = _ResBlock(8, dropout=0.3)
+    h = jax.random.normal(key, (1, 4, 4, 4))
+    emb = jax.random.normal(jax.random.key(4), (1, 16))
+    bp = block.init(key, h, emb)
+    det = block.apply(bp, h, emb)
+    keys = jax.random.split(jax.random.key(5), 4000)
+    draws = jax.jit(jax.vmap(lambda k: block.apply(bp, h, emb, True, rngs={"dropout": k})))(keys)
+    se = jnp.std(draws, axis=0) / np.sqrt(len(keys))
+    assert float(jnp.max(jnp.std(draws, axis=0))) > 0.05  # the draws do vary
+    assert bool(jnp.all(jnp.abs(jnp.mean(draws, axis=0) - det) <= 4 * se + 1e-6))
+    with pytest.raises(ValueError, match="dropout"):
+        nets.unet((8, 16), dropout=1.0)

@@ -402,3 +402,24 @@ def test_keyboard_interrupt_during_training_saves_checkpoint(
     target = train.init_train_state(tiny[1], _opt())
     restored, _ = ckpt.restore(tmp_path / "checkpoints", target)
     _assert_trees_equal(restored, _reference_checkpoint(tiny, reference, 20))
+
+
+def test_build_optimizer_weight_decay_is_adamw():
+    """``train.weight_decay`` makes the optimiser AdamW. Closed form of the first update at a
+    constant learning rate ``lr``: Adam's bias-corrected step is ``sign(g)`` (``m = g``,
+    ``v = g^2``, up to ``eps``), and the decoupled decay adds ``wd * p``:
+    ``delta = -lr (g / (|g| + eps) + wd p)``; with a zero gradient only the decay acts."""
+    config = zoo.default_config()
+    config["train"].update(
+        steps=10, warmup_steps=0, final_lr_fraction=1.0, grad_clip=0.0, lr=0.01, weight_decay=0.5
+    )
+    zoo.validate_config(config)
+    opt = zoo.build_optimizer(config)
+    p = jnp.array([1.0, -2.0, 3.0])
+    g = jnp.array([0.3, 0.0, -4.0])
+    updates, _ = opt.update(g, opt.init(p), p)
+    expected = -0.01 * (g / (jnp.abs(g) + 1e-8) + 0.5 * p)
+    np.testing.assert_allclose(updates, expected, rtol=1e-6, atol=1e-7)  # float32 rounding
+    config["train"]["weight_decay"] = -1.0
+    with pytest.raises(zoo.ConfigError, match="weight_decay"):
+        zoo.validate_config(config)
