@@ -166,7 +166,10 @@ def summarize(values: Sequence[float]) -> dict[str, Any]:
 
 
 def measure_compile(
-    make: Callable[[], tuple[Any, tuple]], repeats: int = 3, clear_caches: bool = True
+    make: Callable[[], tuple[Any, tuple]],
+    repeats: int = 3,
+    clear_caches: bool = True,
+    keep_compiled: bool = False,
 ) -> dict[str, Any]:
     """Time tracing+lowering and XLA compilation of a freshly built jitted function.
 
@@ -183,7 +186,8 @@ def measure_compile(
       :func:`summarize`); ``total_s`` (lower + compile, wall clock) is what tables call
       compile time; ``total_cpu_s`` is the process CPU time of the same span (less sensitive
       to other processes competing for the CPU); ``memory`` is :func:`memory` of the last
-      compiled repeat.
+      compiled repeat; with ``keep_compiled``, ``compiled`` is that compiled object itself
+      (for :func:`compiled_flops` without compiling once more; not JSON).
     """
     compiled = None
     lower, comp, total, cpu = [], [], [], []
@@ -200,13 +204,14 @@ def measure_compile(
         comp.append(t2 - t1)
         total.append(t2 - t0)
         cpu.append(c2 - c0)
-    return {
+    out = {
         "lower_s": summarize(lower),
         "compile_s": summarize(comp),
         "total_s": summarize(total),
         "total_cpu_s": summarize(cpu),
         "memory": memory(compiled),
     }
+    return {**out, "compiled": compiled} if keep_compiled else out
 
 
 def measure_first_call(

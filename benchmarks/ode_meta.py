@@ -164,7 +164,9 @@ def meta_sampler(velocity, method: str, steps: int):
 # --------------------------------------------------------------------------- measurement
 
 
-def measure_method(method: str, steps: int, cfg, net, params, velocity) -> dict[str, Any]:
+def measure_method(
+    method: str, steps: int, cfg, net, params, velocity, peak: dict | None
+) -> dict[str, Any]:
     field = jax_field(net, params)
     x0_np = np.asarray(jax.random.normal(jax.random.key(1), (cfg.n, DIM), jnp.float32))
     x0 = jnp.asarray(x0_np)
@@ -206,17 +208,17 @@ def measure_method(method: str, steps: int, cfg, net, params, velocity) -> dict[
     # FLOP/s against this machine's matmul rate at the field's GEMM shape (n x 256 x 256):
     # XLA's operation count of one field evaluation times the NFE, over the solve time
     field_flops = common.compiled_flops(jax.jit(field).lower(0.0, x0).compile())
-    if field_flops and cfg.peak is not None:
+    if field_flops and peak is not None:
         row["field_flops"] = field_flops
         for name, nfe_key, rate_key in (
             ("flowzoo", "flowzoo_nfe", "xla_flops_per_s"),
             ("jax_scan", "flowzoo_nfe", "xla_flops_per_s"),
             ("meta", "meta_nfe", "torch_flops_per_s"),
         ):
-            peak = cfg.peak.get(rate_key)
-            if name in timing and row.get(nfe_key) and peak:
+            own = peak.get(rate_key)
+            if name in timing and row.get(nfe_key) and own:
                 rate = field_flops * row[nfe_key] / timing[name]["step_s"]["median"]
-                row[f"{name}_fraction_of_own_matmul"] = rate / peak
+                row[f"{name}_fraction_of_own_matmul"] = rate / own
     fz_s = timing["flowzoo"]["step_s"]["values"]
 
     def rounds(other: str) -> dict[str, Any]:
@@ -307,7 +309,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         torch.set_num_threads(cfg.torch_threads)
         velocity = meta_wrapper(torch_field(params))
     # the machine's float32 GEMM rate at the field's shape, XLA and (with Meta) torch
-    cfg.peak = (
+    peak = (
         None
         if cfg.quick
         else common.matmul_rate(
@@ -317,7 +319,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows = []
     for method in cfg.methods.split(","):
         print(f"measuring {method} ({METHODS[method]} steps, n={cfg.n}) ...", flush=True)
-        rows.append(measure_method(method, METHODS[method], cfg, net, params, velocity))
+        rows.append(measure_method(method, METHODS[method], cfg, net, params, velocity, peak))
     table = report(rows)
     load_after = common.load_average()
     print()
@@ -341,7 +343,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "ratio_method": "median over interleaved rounds of (meta seconds per solve / "
             "flowzoo seconds per solve) in the same round",
         },
-        "matmul_rate": cfg.peak,
+        "matmul_rate": peak,
         "results": rows,
         "checks": [
             {
