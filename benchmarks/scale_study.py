@@ -9,7 +9,8 @@ training loss (a loss-spike check). A reference row trains flowjax's ``coupling_
 layers, ``nn_width=64, nn_depth=2``, its default softplus affine) on the same data and
 minibatches, when flowjax is installed.
 
-Configurations are ``SCALE/ORIENTATION/INIT``:
+Configurations are ``SCALE/ORIENTATION/INIT`` with an optional ``/ACTIVATION`` of the
+conditioner's hidden layers (``relu``, flowjax's and flowzoo's default, unless named):
 
 * scale (the log-scale ``log s`` from the conditioner output ``h``): ``tanh-B``: ``B tanh(h /
   B)`` for B in 1, 2, 3; ``sigmoid``: Glow's ``sigmoid(h + 2)`` normalised to 1 at 0;
@@ -93,15 +94,16 @@ def dataset(name: str, seed: int):
 
 
 def build(dim: int, config: str):
-    """The flowzoo flow of one ``SCALE/ORIENTATION/INIT`` configuration."""
-    scale_name, orientation, init = config.split("/")
+    """The flowzoo flow of one ``SCALE/ORIENTATION/INIT[/ACTIVATION]`` configuration (the
+    conditioner's activation: ``relu`` unless named)."""
+    scale_name, orientation, init, *act = config.split("/")
     scale, bound = SCALES[scale_name]
     return flowzoo.realnvp(
         dim,
         LAYERS,
         HIDDEN,
         transformer=bj.affine_transformer(scale, bound, orientation=orientation),
-        conditioner=bj.mlp_conditioner(HIDDEN, "relu", init=init),
+        conditioner=bj.mlp_conditioner(HIDDEN, act[0] if act else "relu", init=init),
     )
 
 
