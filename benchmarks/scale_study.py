@@ -169,6 +169,9 @@ def main(argv=None):
         default=",".join(CONFIGS + ((FLOWJAX,) if HAVE_FLOWJAX else ())),
         help="SCALE/ORIENTATION/INIT entries, and 'flowjax' for the peer",
     )
+    ap.add_argument(
+        "--with-flowjax", action="store_true", help="add the flowjax row (when installed)"
+    )
     ap.add_argument("--out", default="benchmarks/results/scale_study.json")
     ap.add_argument(
         "--quick", action="store_true", help="smoke run: seed 0, 200 steps, two moons, 2 configs"
@@ -177,6 +180,8 @@ def main(argv=None):
     if cfg.quick:
         cfg.seeds, cfg.steps, cfg.data = "0", 200, "two_moons"
         cfg.configs = "tanh-2/sampling/lecun,tanh-2/density/uniform"
+    if cfg.with_flowjax and HAVE_FLOWJAX and FLOWJAX not in cfg.configs.split(","):
+        cfg.configs += "," + FLOWJAX
     seeds = [int(s) for s in cfg.seeds.split(",")]
     env = common.env_info(packages=("flowjax",) if HAVE_FLOWJAX else ())
     results: dict = {}

@@ -160,3 +160,27 @@ def test_compiled_flops_counts_a_matmul_as_2mkn():
     m, k, n = 48, 40, 24
     compiled = jax.jit(jnp.matmul).lower(jnp.ones((m, k)), jnp.ones((k, n))).compile()
     assert common.compiled_flops(compiled) == pytest.approx(2 * m * k * n, rel=1e-6)
+
+
+def test_moons_seeds_compares_with_flowjax_seed_by_seed(run_all):
+    """The seed-by-seed table: mean difference and its standard error (by hand: differences
+    +0.02, -0.01, 0.0, -0.03 have mean -0.005 and sample std 0.0208, SE 0.0104), the seeds
+    ahead or level, the worst seed; and the quality-only caption instead of the load warning."""
+    fz = [1.20, 1.15, 1.17, 1.14]
+    fj = [1.18, 1.16, 1.17, 1.17]
+    cell = lambda v: {"test_nll": v, "max_loss_jump_100": 0.01, "finite": True}  # noqa: E731
+    d = {
+        "env": _env(2.5),
+        "config": {"seeds": [0, 1, 2, 3], "steps": 3000},
+        "results": {
+            "two_moons": {
+                "tanh-1/density/uniform": [cell(v) for v in fz],
+                "flowjax": [cell(v) for v in fj],
+            }
+        },
+    }
+    text = run_all.render_moons_seeds(d)
+    assert "| two_moons | `tanh-1/density/uniform` | -0.0050 ± 0.0104 | 3 of 4 | +0.020 |" in text
+    cap = run_all.caption("moons_seeds", d, None, 1.5)
+    assert "Quality figures only" in cap and "Taken under load" not in cap
+    assert "Taken under load" in run_all.caption("coupling_train", d, None, 1.5)
