@@ -568,7 +568,16 @@ def _train_loop(run, state: TrainState, schedule: _Schedule, book: _Bookkeeper, 
                 if schedule.eval_every and step % schedule.eval_every == 0 and step < num_steps:
                     book.evaluate(state)
             book.save(state)
-            book.evaluate(state)
+            # a stop asked for during the last chunk: the trained state is saved, and the
+            # final evaluation (an image model's likelihood pass can take many minutes) is
+            # left to the resumed run, which goes straight to it
+            signum = _agreed_stop(stop, book.multi)
+            if signum is not None:
+                raise TrainingInterrupted(signum, step)
+        # outside the signal routing: a SIGTERM during the final evaluation acts at once
+        # (the previous handler, by default ending the process) instead of being held for a
+        # chunk boundary that never comes
+        book.evaluate(state)
     except KeyboardInterrupt:
         if not book.multi:  # multi-process: only agreed stops save (a lone save would hang)
             book.save(state)

@@ -154,6 +154,50 @@ def test_sigterm_saves_and_resumes(problem, reference, tmp_path):
     _equal(resumed.state, reference.state)
 
 
+def test_sigterm_in_the_last_chunk_saves_and_skips_the_final_evaluation(problem, tmp_path):
+    """SIGTERM during the eval at step 8 of 12: the last chunk still runs (to step 12), is
+    checkpointed, and fit stops with TrainingInterrupted at step 12 instead of starting the
+    final evaluation; the resumed run goes straight to that evaluation."""
+    evaluated = []
+
+    def eval_fn(state):
+        evaluated.append(int(state.step))
+        if int(state.step) == 8 and len(evaluated) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return {}
+
+    with pytest.raises(train.TrainingInterrupted) as info:
+        _fit(problem, workdir=tmp_path, eval_fn=eval_fn, eval_every=4)
+    assert info.value.step == 12 and evaluated == [4, 8]
+    assert ckpt.all_steps(tmp_path / "checkpoints") == [12]
+    _fit(problem, workdir=tmp_path, eval_fn=eval_fn, eval_every=4)
+    assert evaluated == [4, 8, 12]
+
+
+def test_sigterm_during_the_final_evaluation_is_not_held(problem, tmp_path):
+    """The final evaluation runs with the caller's SIGTERM handler back in place (here one
+    that raises), so a SIGTERM there acts at once; the trained state is saved before it."""
+
+    class Stop(Exception):
+        pass
+
+    def handler(signum, frame):
+        raise Stop
+
+    def eval_fn(state):
+        if int(state.step) == 12:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return {}
+
+    before = signal.signal(signal.SIGTERM, handler)
+    try:
+        with pytest.raises(Stop):
+            _fit(problem, workdir=tmp_path, eval_fn=eval_fn, eval_every=4)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert ckpt.all_steps(tmp_path / "checkpoints") == [12]
+
+
 # --------------------------------------------------------------------------- corrupt
 
 
