@@ -189,10 +189,14 @@ def _run_info(config, s, event_shape) -> dict[str, Any]:
     }
 
 
-PARAMS_FORMAT = 2
+PARAMS_FORMAT = 3
 """What a run's parameters mean, recorded in ``run.json``. 2 (2026-11-30): affine couplings
 multiply by the scale in the density direction (``bijectors.affine_transformer``'s
-``"density"`` orientation). A ``run.json`` without the key is format 1."""
+``"density"`` orientation). 3 (2026-11-30, later): stacks of at most four blocks
+(``bijectors.stack``; e.g. an 8-layer RealNVP) hold a tuple of per-layer params instead of
+stacked arrays; a format-2 checkpoint of such a model no longer fits its structure, and
+restoring it fails with the checkpoint's "does not fit the target" error instead of
+loading wrong numbers. A ``run.json`` without the key is format 1."""
 
 _COUPLING_MODELS = ("realnvp", "maf", "glow", "realnvp_image", "image_coupling")
 """Models built from affine transformers, whose checkpoints format 1 reads differently."""
@@ -201,7 +205,7 @@ _COUPLING_MODELS = ("realnvp", "maf", "glow", "realnvp_image", "image_coupling")
 def _check_params_format(info: dict[str, Any], config: dict[str, Any], where: Path) -> None:
     """Refuse a format-1 coupling-flow run: its parameters would be silently reinterpreted."""
     model = config.get("model", {}).get("name") if isinstance(config, dict) else None
-    if model in _COUPLING_MODELS and int(info.get("params_format", 1)) < PARAMS_FORMAT:
+    if model in _COUPLING_MODELS and int(info.get("params_format", 1)) < 2:
         raise ConfigError(
             f"{where} holds a {model} run written by a flowzoo older than 2026-11-30, whose "
             "affine couplings divided by the scale in the density direction; this version "
