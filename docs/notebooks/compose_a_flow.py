@@ -66,7 +66,10 @@ block = bj.chain(
     bj.affine_coupling(mask, conditioner),  # applied first in the generative direction
     bj.affine_coupling(flipped, conditioner),
 )
-bijector = bj.stack(block, 3)  # 3 blocks = 6 couplings, applied with one lax.scan
+# 3 blocks = 6 couplings, applied with one lax.scan over stacked parameters. By default a
+# stack of at most 4 blocks is a Python loop over a tuple of per-block parameters instead
+# (faster for short stacks); max_unroll=0 asks for the scan at any depth.
+bijector = bj.stack(block, 3, max_unroll=0)
 
 # %% [markdown]
 # `conditioner` is a *factory*: each coupling calls it with the output shape it needs (here
