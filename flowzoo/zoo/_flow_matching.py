@@ -111,6 +111,8 @@ def network(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> nets.Network:
     kind = cfg.get("net", "auto")
     if kind == "auto":
         kind = "unet" if len(event_shape) == 3 else "mlp"
+    if kind != "unet" and float(cfg.get("dropout", 0.0)) > 0.0:
+        raise ValueError(f"model.dropout applies to the UNet only; model.net is {kind!r}")
     if kind == "unet":
         if len(event_shape) != 3:
             raise ValueError(f"model.net='unet' needs (H, W, C) events, got {event_shape}")
