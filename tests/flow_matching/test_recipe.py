@@ -67,7 +67,8 @@ def test_ot_pipeline_config_trains_on_prefetched_pairs(key, tmp_path, monkeypatc
 def test_dropout_on_a_non_unet_field_is_refused():
     """``model.dropout`` is the UNet's; on the MLP field it is an error naming the key, not a
     crash inside the loss (whose network would be called with a key it does not take)."""
-    cfg = default_model_config()
-    cfg.update(net="mlp", dropout=0.1)
-    with pytest.raises(ValueError, match="model.dropout applies to the UNet only"):
-        build_model(cfg, (2,))
+    config = default_config()
+    config["model"] = default_model_config()
+    config["model"].update(net="mlp", dropout=0.1)
+    with pytest.raises(ConfigError, match="model.dropout applies to the UNet only"):
+        build_model(config, (2,))
