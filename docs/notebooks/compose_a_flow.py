@@ -67,8 +67,9 @@ block = bj.chain(
     bj.affine_coupling(flipped, conditioner),
 )
 # 3 blocks = 6 couplings, applied with one lax.scan over stacked parameters. By default a
-# stack of at most 4 blocks is a Python loop over a tuple of per-block parameters instead
-# (faster for short stacks); max_unroll=0 asks for the scan at any depth.
+# stack of at most 4 blocks is a Python loop instead (faster for short stacks), over the
+# same stacked parameters or, above 2^18 parameters, a tuple of per-block ones;
+# max_unroll=0 asks for the scan at any depth.
 bijector = bj.stack(block, 3, max_unroll=0)
 
 # %% [markdown]

@@ -4,6 +4,7 @@ from ._actnorm import actnorm as actnorm
 from ._autoregressive import AFFINE_ORIENTATION as AFFINE_ORIENTATION
 from ._autoregressive import inverse_autoregressive as inverse_autoregressive
 from ._autoregressive import masked_autoregressive as masked_autoregressive
+from ._base import STACKED_PARAMS_MAX as STACKED_PARAMS_MAX
 from ._base import Bijector as Bijector
 from ._base import chain as chain
 from ._base import invert as invert

@@ -115,6 +115,7 @@ class _UNet(nn.Module):
     attention_heads: int = 0
     conv: str = "im2col"
     dropout: float = 0.0
+    num_blocks: Sequence[int] = ()
 
     @nn.compact
     def __call__(self, t: Array, x: Array, context: Array | None, train: bool = False) -> Array:
@@ -127,10 +128,12 @@ class _UNet(nn.Module):
         def block(ch: int, h: Array) -> Array:
             return _ResBlock(ch, self.conv, self.dropout)(h, emb, train)
 
+        blocks = self.num_blocks or (1,) * len(self.channels)
         h = _Conv(self.channels[0], (3, 3), impl=self.conv)(x)
         skips = []
-        for i, ch in enumerate(self.channels):  # down: one block per level, then stride 2
-            h = block(ch, h)
+        for i, ch in enumerate(self.channels):  # down: the level's blocks, then stride 2
+            for _ in range(blocks[i]):
+                h = block(ch, h)
             skips.append(h)
             if i < len(self.channels) - 1:
                 h = _Conv(ch, (3, 3), strides=(2, 2), impl=self.conv)(h)
@@ -138,8 +141,10 @@ class _UNet(nn.Module):
         if self.attention_heads:
             h = _SelfAttention(self.attention_heads)(h)
         h = block(self.channels[-1], h)
-        for i in reversed(range(len(self.channels))):  # up: concat skip, block, upsample
+        for i in reversed(range(len(self.channels))):  # up: concat skip, blocks, upsample
             h = block(self.channels[i], jnp.concatenate([h, skips[i]], axis=-1))
+            for _ in range(blocks[i] - 1):
+                h = block(self.channels[i], h)
             if i > 0:
                 hw = skips[i - 1].shape[1:3]
                 h = jax.image.resize(h, (h.shape[0], *hw, h.shape[-1]), "nearest")
@@ -154,11 +159,13 @@ def unet(
     attention_heads: int = 0,
     conv: str = "im2col",
     dropout: float = 0.0,
+    num_blocks: int | Sequence[int] = 1,
 ) -> Network:
     """A UNet ``(t, x[, context]) -> (batch, H, W, C)`` for NHWC images.
 
-    One residual block (GroupNorm, SiLU, 3x3 convs, time embedding added) per resolution,
-    stride-2 convolutions down and nearest-neighbour upsampling with skip concatenation up
+    ``num_blocks`` residual blocks (GroupNorm, SiLU, 3x3 convs, time embedding added) per
+    resolution on the way down and again on the way up (an int for every level, or one per
+    level, finest first; default 1: one each), stride-2 convolutions down and nearest-neighbour upsampling with skip concatenation up
     (any H, W: 28 -> 14 -> 7 and 8 -> 4 -> 2 with the default two levels). The time
     embedding is sinusoidal then a 2-layer MLP; ``context`` is projected and added to it. The
     output convolution is zero-initialised, so the network starts as the zero field.
@@ -186,12 +193,25 @@ def unet(
     if conv not in ("im2col", "xla"):
         raise ValueError(f"conv must be 'im2col' or 'xla', got {conv!r}")
     channels = tuple(int(c) for c in channels)
+    blocks = (num_blocks,) * len(channels) if isinstance(num_blocks, int) else tuple(num_blocks)
+    if len(blocks) != len(channels) or any(int(b) != b or b < 1 for b in blocks):
+        raise ValueError(
+            f"num_blocks={num_blocks!r} must be an int >= 1 or one such int per level "
+            f"({len(channels)} levels: channels={channels})"
+        )
     if attention_heads < 0 or (attention_heads and channels[-1] % attention_heads):
         raise ValueError(
             f"attention_heads={attention_heads} must be 0 or a divisor of the coarsest level's "
             f"{channels[-1]} channels"
         )
-    module = _UNet(channels, int(embed_dim), int(attention_heads), conv, float(dropout))
+    module = _UNet(
+        channels,
+        int(embed_dim),
+        int(attention_heads),
+        conv,
+        float(dropout),
+        tuple(map(int, blocks)),
+    )
 
     @jax.jit  # compiled: eager flax init of a UNet takes twice as long (10 s vs 5 s, 4x4)
     def init(key: Key, t: Array, x: Array, context: Array | None = None) -> Params:

@@ -122,6 +122,7 @@ def network(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> nets.Network:
             int(cfg.get("attention_heads", 0)),
             conv=cfg.get("conv", "im2col"),
             dropout=float(cfg.get("dropout", 0.0)),
+            num_blocks=tuple(cfg.get("num_blocks", (1,) * len(cfg.get("channels", (32, 64))))),
         )
     if kind == "mlp":
         return nets.time_mlp(
@@ -271,6 +272,7 @@ register_model(
         "attention_heads": Int(0),
         "conv": Choice("im2col", "xla"),
         "dropout": Float(0.0, 1.0, hi_open=True),
+        "num_blocks": Widths(),
         "embed_dim": Int(1),
         "activation": activation_spec(),
         "solver": solver_spec(),

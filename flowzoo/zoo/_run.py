@@ -189,14 +189,17 @@ def _run_info(config, s, event_shape) -> dict[str, Any]:
     }
 
 
-PARAMS_FORMAT = 3
+PARAMS_FORMAT = 4
 """What a run's parameters mean, recorded in ``run.json``. 2 (2026-11-30): affine couplings
 multiply by the scale in the density direction (``bijectors.affine_transformer``'s
 ``"density"`` orientation). 3 (2026-11-30, later): stacks of at most four blocks
 (``bijectors.stack``; e.g. an 8-layer RealNVP) hold a tuple of per-layer params instead of
 stacked arrays; a format-2 checkpoint of such a model no longer fits its structure, and
 restoring it fails with the checkpoint's "does not fit the target" error instead of
-loading wrong numbers. A ``run.json`` without the key is format 1."""
+loading wrong numbers. 4 (2026-11-30, later still): such short stacks keep stacked arrays
+again when they have at most ``bijectors.STACKED_PARAMS_MAX`` parameters in all (small
+flows train faster so); larger ones keep the tuple. A format-3 checkpoint of a small short
+stack fails to restore in the same way. A ``run.json`` without the key is format 1."""
 
 _COUPLING_MODELS = ("realnvp", "maf", "glow", "realnvp_image", "image_coupling")
 """Models built from affine transformers, whose checkpoints format 1 reads differently."""

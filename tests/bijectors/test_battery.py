@@ -149,18 +149,27 @@ def test_context_changes_the_map(name, key):
     assert not np.allclose(y1, y2, atol=1e-4)
 
 
-def test_unrolled_stack_equals_the_scanned_stack(key):
-    """The unrolled stack (a tuple of per-layer params) draws the same per-layer params from
-    a key as the scanned one (stacked params) and computes the same map and log-det, both
-    ways, on params perturbed away from the identity."""
+def test_unrolled_stacks_equal_the_scanned_stack(key):
+    """The unrolled stack, with its params stacked (small stacks) or a tuple (large ones),
+    draws the same per-layer params from a key as the scanned one and computes the same map
+    and log-det, both ways, on params perturbed away from the identity."""
     layer = _coupling(bj.alternating_mask(4))
-    short, scanned = bj.stack(layer, 3), bj.stack(layer, 3, max_unroll=0)
+    scanned = bj.stack(layer, 3, max_unroll=0)
     x = jax.random.normal(key, (5, 4))
-    tup = short.init(jax.random.key(1), x)
     stacked = scanned.init(jax.random.key(1), x)
+    size = sum(a.size for a in jax.tree.leaves(stacked))
+    as_tuple = bj.stack(layer, 3, max_stacked=size - 1)  # one parameter over: a tuple
+    as_stacked = bj.stack(layer, 3, max_stacked=size)
+    default = bj.stack(layer, 3).init(jax.random.key(1), x)  # a small stack: stacked params
+    assert jax.tree.structure(default) == jax.tree.structure(stacked)
+    tup = as_tuple.init(jax.random.key(1), x)
     assert isinstance(tup, tuple) and len(tup) == 3
     restacked = jax.tree.map(lambda *a: jnp.stack(a), *tup)
     for a, b in zip(jax.tree.leaves(restacked), jax.tree.leaves(stacked), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    same = as_stacked.init(jax.random.key(1), x)
+    assert jax.tree.structure(same) == jax.tree.structure(stacked)
+    for a, b in zip(jax.tree.leaves(same), jax.tree.leaves(stacked), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     leaves, tree = jax.tree.flatten(stacked)
     ks = jax.random.split(jax.random.key(2), len(leaves))
@@ -170,7 +179,8 @@ def test_unrolled_stack_equals_the_scanned_stack(key):
     tup = tuple(jax.tree.map(lambda a, i=i: a[i], stacked) for i in range(3))
     for direction in ("forward", "inverse"):
         y_s, ld_s = getattr(scanned, direction)(stacked, x)
-        y_u, ld_u = getattr(short, direction)(tup, x)
         assert float(jnp.max(jnp.abs(y_s - x))) > 0.05  # not the identity
-        np.testing.assert_allclose(y_u, y_s, rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(ld_u, ld_s, rtol=1e-5, atol=1e-5)
+        for bij, params in ((as_tuple, tup), (as_stacked, stacked)):
+            y_u, ld_u = getattr(bij, direction)(params, x)
+            np.testing.assert_allclose(y_u, y_s, rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(ld_u, ld_s, rtol=1e-5, atol=1e-5)

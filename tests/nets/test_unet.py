@@ -117,3 +117,33 @@ def test_unet_dropout_acts_only_with_a_key_and_is_unbiased(key):
     assert bool(jnp.all(jnp.abs(jnp.mean(draws, axis=0) - det) <= 4 * se + 1e-6))
     with pytest.raises(ValueError, match="dropout"):
         nets.unet((8, 16), dropout=1.0)
+
+
+def test_unet_num_blocks(key):
+    """``num_blocks`` adds residual blocks per level, down and up: the default (1) is the
+    same parameter tree as before the option existed, ``(1, 2)`` adds one block at the
+    coarse level each way (two 16-channel blocks with the parameter count of a 16 -> 16
+    residual block), and bad values are refused."""
+    x = jax.ShapeDtypeStruct((2, 8, 8, 1), jnp.float32)
+
+    def shapes(**kw):
+        return jax.eval_shape(nets.unet((8, 16), embed_dim=16, **kw).init, key, 0.5, x)
+
+    one = shapes()
+    assert jax.tree.structure(shapes(num_blocks=1)) == jax.tree.structure(one)
+    assert jax.tree.structure(shapes(num_blocks=(1, 1))) == jax.tree.structure(one)
+    more = shapes(num_blocks=(1, 2))
+    blocks = {k for k in more["params"] if k.startswith("_ResBlock_")}
+    assert len(blocks) == len([k for k in one["params"] if k.startswith("_ResBlock_")]) + 2
+
+    def count(tree):
+        return sum(int(np.prod(a.shape)) for a in jax.tree.leaves(tree))
+
+    # a 16 -> 16 block: two 3x3 convs, the time projection, two GroupNorms; no 1x1 skip
+    per_block = 2 * (9 * 16 * 16 + 16) + (16 * 16 + 16) + 2 * (2 * 16)
+    assert count(more) - count(one) == 2 * per_block
+    net = nets.unet((8, 16), embed_dim=16, num_blocks=(1, 2))
+    assert jax.eval_shape(net.apply, more, 0.5, x).shape == x.shape
+    for bad in (0, (1,), (1, 0), (1, 2, 1)):
+        with pytest.raises(ValueError, match="num_blocks"):
+            nets.unet((8, 16), num_blocks=bad)
