@@ -13,6 +13,7 @@ zeros) so one network also learns the unconditional score, which
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -99,6 +100,7 @@ def sde_dsm_loss(
     t_min: float = 1e-5,
     likelihood_weighting: bool = False,
     context_dropout: float = 0.0,
+    network_rng: bool = False,
 ):
     """Continuous-time DSM (Song et al. 2021, eq. 7), ``t ~ U(t_min, T)``, t=0 data, t=T noise.
 
@@ -107,6 +109,9 @@ def sde_dsm_loss(
     ``score_apply(params, t, x[, context])`` with ``t`` of shape ``(batch,)``.
     ``context_dropout``: probability that a row's context is replaced by zeros (the
     unconditional score of :func:`guided_score`); used only with ``(x, context)`` batches.
+    ``network_rng``: call ``score_apply(..., rng=key)`` with a fresh key per call, for a
+    network with stochastic layers in training (the dropout of :func:`flowzoo.nets.unet`);
+    the loss's other draws are the same either way.
     """
     if not 0.0 <= context_dropout < 1.0:
         raise ValueError(f"context_dropout must be in [0, 1), got {context_dropout!r}")
@@ -120,7 +125,10 @@ def sde_dsm_loss(
         if context is not None and context_dropout > 0:
             keep = jax.random.bernoulli(kd, 1.0 - context_dropout, (batch.shape[0],))
             context = context * bcast(keep.astype(context.dtype), context)
-        s = _call(score_apply, params, t, mean + bcast(std, batch) * z, context=context)
+        apply = score_apply
+        if network_rng:  # folded in, so that the loss's other draws stay those without it
+            apply = functools.partial(score_apply, rng=jax.random.fold_in(key, 1))
+        s = _call(apply, params, t, mean + bcast(std, batch) * z, context=context)
         err = _sum_event((bcast(std, batch) * s + z) ** 2)  # std^2 |s + z/std|^2
         if likelihood_weighting:
             err = err * sde.diffusion(t) ** 2 / std**2

@@ -43,7 +43,7 @@ from .. import nets
 from ..flow_matching import COUPLINGS, cfm_loss, distribution, get_coupling, ot_paired_batches
 from ..integrate import SolverConfig
 from ..paths import PATHS, get_path
-from ._images import with_image_data
+from ._images import image_unet, with_image_data
 from ._registry import Model, register_model
 from ._schema import (
     BOOL,
@@ -59,6 +59,7 @@ from ._schema import (
     activation_spec,
     image_keys,
     solver_spec,
+    unet_keys,
 )
 
 
@@ -111,27 +112,14 @@ def network(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> nets.Network:
     kind = cfg.get("net", "auto")
     if kind == "auto":
         kind = "unet" if len(event_shape) == 3 else "mlp"
-    if kind != "unet" and float(cfg.get("dropout", 0.0)) > 0.0:
-        raise ValueError(f"model.dropout applies to the UNet only; model.net is {kind!r}")
-    if kind == "unet":
-        if len(event_shape) != 3:
-            raise ValueError(f"model.net='unet' needs (H, W, C) events, got {event_shape}")
-        return nets.unet(
-            tuple(cfg.get("channels", (32, 64))),
-            int(cfg.get("embed_dim", 64)),
-            int(cfg.get("attention_heads", 0)),
-            conv=cfg.get("conv", "im2col"),
-            dropout=float(cfg.get("dropout", 0.0)),
-            num_blocks=tuple(cfg.get("num_blocks", (1,) * len(cfg.get("channels", (32, 64))))),
-        )
-    if kind == "mlp":
+    if kind == "mlp" and float(cfg.get("dropout", 0.0)) == 0.0:
         return nets.time_mlp(
             event_shape,
             tuple(cfg.get("hidden", (256, 256, 256))),
             embed_dim=cfg.get("embed_dim", 64),
             activation_fn=cfg.get("activation", "silu"),
         )
-    raise ValueError(f"model.net: unknown network {kind!r}; choose 'mlp', 'unet' or 'auto'")
+    return image_unet(cfg, kind, event_shape)
 
 
 def _path_from_config(cfg: dict[str, Any]):
@@ -268,12 +256,7 @@ register_model(
         "time_range": Spec("floats", 0.0, 1.0, length=(2, 2)),
         "net": Choice("auto", "mlp", "unet"),
         "hidden": Widths(),
-        "channels": Widths(),
-        "attention_heads": Int(0),
-        "conv": Choice("im2col", "xla"),
-        "dropout": Float(0.0, 1.0, hi_open=True),
-        "num_blocks": Widths(),
-        "embed_dim": Int(1),
+        **unet_keys(),
         "activation": activation_spec(),
         "solver": solver_spec(),
         "num_steps": Int(0),

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import bijectors as bj
+from .. import nets
 from .._types import Batch, Key, Params
 from ..data import scale_transform
 from ..distributions import Distribution
@@ -35,6 +36,32 @@ from ..flows import dequantized
 from ._registry import Model
 
 PREPROCESS = ("scale", "shift", "logit")
+
+
+def image_unet(cfg: dict[str, Any], kind: str, event_shape: tuple[int, ...]) -> nets.Network:
+    """The UNet of a continuous-time model config (:func:`flowzoo.zoo._schema.unet_keys`:
+    ``channels`` (32, 64), ``num_blocks`` 1 per level, ``embed_dim`` 64,
+    ``attention_heads`` 0, ``conv`` ``"im2col"``, ``dropout`` 0) for ``kind == "unet"``.
+
+    ``kind`` is the resolved ``model.net``; ``dropout > 0`` with another network, or a UNet
+    on events that are not ``(H, W, C)``, is refused with a ``ValueError`` naming the key.
+    """
+    dropout = float(cfg.get("dropout", 0.0))
+    if kind != "unet":
+        if dropout > 0.0:
+            raise ValueError(f"model.dropout applies to the UNet only; model.net is {kind!r}")
+        raise ValueError(f"model.net: unknown network {kind!r}; choose 'mlp', 'unet' or 'auto'")
+    if len(event_shape) != 3:
+        raise ValueError(f"model.net='unet' needs (H, W, C) events, got {event_shape}")
+    channels = tuple(cfg.get("channels", (32, 64)))
+    return nets.unet(
+        channels,
+        int(cfg.get("embed_dim", 64)),
+        int(cfg.get("attention_heads", 0)),
+        conv=cfg.get("conv", "im2col"),
+        dropout=dropout,
+        num_blocks=tuple(cfg.get("num_blocks", (1,) * len(channels))),
+    )
 
 
 def preprocessing(name: str = "scale", alpha: float = 0.05) -> bj.Bijector:

@@ -354,6 +354,20 @@ TOLERANCE = Float(0.0, 1.0, lo_open=True)
 """A relative or absolute ODE solver tolerance, in (0, 1]."""
 
 
+def unet_keys() -> dict[str, Spec]:
+    """Keys of the UNet a continuous-time model builds for images (:func:`flowzoo.nets.unet`):
+    ``channels`` per level, ``num_blocks`` per level, ``attention_heads``, ``conv``,
+    ``dropout``, ``embed_dim``."""
+    return {
+        "channels": Widths(),
+        "num_blocks": Widths(),
+        "attention_heads": Int(0),
+        "conv": Choice("im2col", "xla"),
+        "dropout": Float(0.0, 1.0, hi_open=True),
+        "embed_dim": Int(1),
+    }
+
+
 def image_keys(*preprocess: str) -> dict[str, Spec]:
     """Keys of models that can wrap quantised images: ``data_levels`` (filled in by
     ``flowzoo train`` for image data), ``preprocess`` and the logit ``alpha``."""

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from ..integrate import SolverConfig
-from ..nets import Network, unet
+from ..nets import Network
 from ..paths import SDES, bcast, get_sde
 from ..samplers import annealed_langevin, denoise, mala, pc_sample, run_chain
 from ..score import (
@@ -28,7 +28,7 @@ from ..score import (
     sde_score_network,
     uniform_init,
 )
-from ._images import with_image_data
+from ._images import image_unet, with_image_data
 from ._registry import Model, register_model
 from ._schema import (
     BOOL,
@@ -45,6 +45,7 @@ from ._schema import (
     image_keys,
     ordered,
     solver_spec,
+    unet_keys,
 )
 
 
@@ -111,32 +112,24 @@ def score_network(sde, cfg: dict[str, Any], event_shape: tuple[int, ...]):
     """The score network a ``score_sde`` config names, ``apply(params, t, x) -> score``.
 
     ``net``: ``"mlp"`` (:func:`sde_score_network`, ``hidden``), ``"unet"``
-    (:func:`flowzoo.nets.unet` with ``channels``, ``embed_dim``, ``attention_heads``, ``conv``) or ``"auto"`` (UNet for
+    (:func:`flowzoo.nets.unet` with ``channels``, ``num_blocks``, ``embed_dim``,
+    ``attention_heads``, ``conv``, ``dropout``: training only) or ``"auto"`` (UNet for
     ``(H, W, C)`` events). Both embed ``t / T`` and divide the output by the marginal
     std(t) (t=0 data, t=T noise), so the network predicts ``-noise``.
     """
     kind = cfg.get("net", "auto")
     if kind == "auto":
         kind = "unet" if len(event_shape) == 3 else "mlp"
-    if kind == "mlp":
+    if kind == "mlp" and float(cfg.get("dropout", 0.0)) == 0.0:
         return sde_score_network(sde, event_shape, tuple(cfg["hidden"]))
-    if kind != "unet":
-        raise ValueError(f"model.net: unknown network {kind!r}; choose 'mlp', 'unet' or 'auto'")
-    if len(event_shape) != 3:
-        raise ValueError(f"model.net='unet' needs (H, W, C) events, got {event_shape}")
-    net = unet(
-        tuple(cfg.get("channels", (32, 64))),
-        int(cfg.get("embed_dim", 64)),
-        int(cfg.get("attention_heads", 0)),
-        conv=cfg.get("conv", "im2col"),
-    )
+    net = image_unet(cfg, kind, event_shape)
 
     def init(key, t, x):
         return net.init(key, jnp.asarray(t, jnp.float32) / sde.T, x)
 
-    def apply(params, t, x):
+    def apply(params, t, x, *, rng=None):
         std = bcast(sde.marginal(jnp.zeros_like(x), t)[1], x)
-        return net.apply(params, jnp.asarray(t, jnp.float32) / sde.T, x) / std
+        return net.apply(params, jnp.asarray(t, jnp.float32) / sde.T, x, rng=rng) / std
 
     return Network(init, apply)
 
@@ -163,6 +156,7 @@ def _score_sde(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
         sde,
         t_min=float(cfg.get("train_eps", 1e-5)),
         likelihood_weighting=cfg.get("likelihood_weighting", False),
+        network_rng=float(cfg.get("dropout", 0.0)) > 0.0,
     )
     divergence = cfg.get("divergence", "exact")
     dist = pf_ode_distribution(
@@ -246,10 +240,7 @@ register_model(
         "sde_kwargs": Spec("dict"),
         "net": Choice("auto", "mlp", "unet"),
         "hidden": Widths(),
-        "channels": Widths(),
-        "attention_heads": Int(0),
-        "conv": Choice("im2col", "xla"),
-        "embed_dim": Int(1),
+        **unet_keys(),
         "likelihood_weighting": BOOL,
         "train_eps": Float(0.0, 1.0, lo_open=True, hi_open=True),
         "divergence": Choice("exact", "hutchinson"),

@@ -105,3 +105,26 @@ def test_persistent_cd_step_updates_buffer(key):
     assert new.buffer.shape == (256, 2) and int(new.train_state.step) == 1
     assert int(jnp.sum(jnp.any(new.buffer != state.buffer, 1))) > 0
     assert np.isfinite(float(metrics["loss"]))
+
+
+def test_sde_dsm_network_rng_passes_a_fresh_key_and_leaves_the_other_draws(key):
+    """``network_rng=True`` calls the score network with ``rng=`` (a key that changes with
+    the loss key); the loss's own draws (times, noise) are those of ``network_rng=False``, so
+    a network that ignores the key gives the same loss either way."""
+    sde = vp_sde()
+    seen = []
+
+    def score(a, t, x):
+        return -a * x
+
+    def keyed(a, t, x, *, rng):
+        seen.append(rng)
+        return score(a, t, x)
+
+    data = _data(jax.random.fold_in(key, 3), 64)
+    plain = sde_dsm_loss(score, sde)(0.5, key, data)[0]
+    loss = sde_dsm_loss(keyed, sde, network_rng=True)
+    assert float(loss(0.5, key, data)[0]) == float(plain)
+    loss(0.5, jax.random.key(7), data)
+    k0, k1 = (jax.random.key_data(k) for k in seen)
+    assert not np.array_equal(k0, k1)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flowzoo.zoo import build_model, default_config
+from flowzoo.zoo import ConfigError, build_model, default_config
 
 TINY = {
     "ncsn": {
@@ -44,3 +44,26 @@ def test_recipe_builds_trains_and_samples(key, name):
         assert model.distribution.log_prob(params, x[:4]).shape == (4,)
     else:
         assert model.distribution is None
+
+
+def test_score_sde_unet_dropout_acts_in_training_only(key):
+    """``model.dropout`` on the score SDE's UNet changes the training loss (the same params
+    and key give another value than without dropout) and leaves sampling deterministic (the
+    same samples as the model without dropout); on the MLP it is refused by name."""
+    config = default_config()
+    base = {"name": "score_sde", "sde": "vp", "net": "unet", "channels": [8], "sample_steps": 2}
+    config["model"] = base
+    plain = build_model(config, (8, 8, 1))
+    config["model"] = {**base, "dropout": 0.5}
+    dropped = build_model(config, (8, 8, 1))
+    x = jax.random.normal(key, (4, 8, 8, 1))
+    params = plain.init(key, x)
+    params = jax.tree.map(lambda p: p + 0.1, params)  # a non-zero output layer
+    loss_plain = float(jax.jit(plain.loss)(params, key, x)[0])
+    loss_dropped = float(jax.jit(dropped.loss)(params, key, x)[0])
+    assert np.isfinite(loss_dropped) and abs(loss_dropped - loss_plain) > 1e-3 * loss_plain
+    sample = jax.jit(lambda m, p, k: m.sample(p, k, 2), static_argnums=0)
+    np.testing.assert_array_equal(sample(dropped, params, key), sample(plain, params, key))
+    config["model"] = {"name": "score_sde", "sde": "vp", "net": "mlp", "dropout": 0.1}
+    with pytest.raises(ConfigError, match="model.dropout applies to the UNet only"):
+        build_model(config, (2,))
