@@ -60,7 +60,28 @@ legibility on 1,000 samples unless noted; real-image floor FD 6.15, legibility 0
    158 in 200-step probes on this machine), so it takes 1.74x the updates for 87% of the
    samples in the same time.
 The sampler is not the limit: the 3,200-step model scored the same with 64 midpoint steps as
-with 32 (legibility 0.632 vs 0.634, 500 samples).
+with 32 (legibility 0.632 vs 0.634, 500 samples), and so did this recipe's run (0.789 vs
+0.790, sampling seed 1).
+Tried on this recipe and not kept (2026-11-30, later; 1,000 samples each; the same sampling
+seeds for every model, so the comparisons are paired):
+ - other sampling seeds for this recipe's run: legibility 0.790 and 0.777 (seeds 1, 2; the
+   run's own draw 0.794), FD 13.1 and 12.8: the run's FD of 9.7 was a favourable draw.
+ - a longer average: the mean of the EMA params saved at steps 16,000, 18,000 and 20,000
+   scored 0.780 (seed 1; the step-20,000 EMA alone 0.790). The single checkpoints scored
+   0.755, 0.777 and 0.790 (seed 1): the last, low-learning-rate steps still help.
+ - 6,000-step probes, two at a time, each pinned to one core (``taskset``): this recipe
+   0.659 (FD 18.9); ``model.time_uniform_fraction=0.2`` 0.701 (FD 17.5);
+   ``model.num_blocks=[1,1,2]`` 0.682 (FD 17.6; 11% slower per step);
+   ``model.channels=[8,32,64]`` with ``num_blocks=[1,2,2]`` 0.667 (FD 20.9; 5% slower).
+ - the full 20,000 steps with ``time_uniform_fraction=0.2``: legibility 0.787, FD 11.1 (28.2
+   min of training), so the probe's gain did not carry over. Its likelihood estimate (0.121
+   bits/dim with 8 RK4 steps) is a solver artefact: with fewer training times near the data
+   end the field is stiffer there than 8 steps resolve.
+ - ``num_blocks=[1,1,2]`` (622k parameters) for 19,000 steps, all that fits the budget:
+   29.9 min of training; FD 9.0 and legibility 0.808 on the run's own draw, but 0.767
+   (seed 1) and 0.759 (seed 2): 0.778 over the three draws against 0.787 for this
+   recipe. FD is better on every draw (9.0 / 11.9 / 11.8 against 9.7 / 13.1 / 12.8);
+   legibility is not, and the budget has no margin left, so it is not the default.
 """
 
 from flowzoo.zoo import default_config
