@@ -159,6 +159,15 @@ def stack(
     return Bijector(init, forward, inverse)
 
 
+def _layout_error(num: int, max_stacked: int, expected: str) -> str:
+    return (
+        f"stack of {num} layers (max_stacked={max_stacked}) expects {expected} for params of "
+        "this size; these params have another layout. Were they made by a stack with another "
+        "max_stacked or max_unroll, or saved before PARAMS_FORMAT 4? Re-create them with "
+        "this bijector's init."
+    )
+
+
 def _unrolled_stack(bijector: Bijector, num: int, max_stacked: int) -> Bijector:
     """:func:`stack` of ``num`` layers applied in a loop; params stacked or a tuple by size."""
 
@@ -166,9 +175,13 @@ def _unrolled_stack(bijector: Bijector, num: int, max_stacked: int) -> Bijector:
         return sum(jnp.size(a) for a in jax.tree.leaves(params)) <= max_stacked
 
     def layers(params: Params) -> list[Params]:
-        if not stacked(params):
-            return list(params)
         leaves, treedef = jax.tree.flatten(params)
+        if not stacked(params):
+            if not (isinstance(params, tuple) and len(params) == num):
+                raise ValueError(_layout_error(num, max_stacked, "a tuple of per-layer params"))
+            return list(params)
+        if any(jnp.ndim(a) == 0 or jnp.shape(a)[0] != num for a in leaves):
+            raise ValueError(_layout_error(num, max_stacked, "stacked params"))
         parts = [jnp.split(a, num) for a in leaves]
         return [treedef.unflatten([p[i][0] for p in parts]) for i in range(num)]
 

@@ -165,8 +165,9 @@ def unet(
 
     ``num_blocks`` residual blocks (GroupNorm, SiLU, 3x3 convs, time embedding added) per
     resolution on the way down and again on the way up (an int for every level, or one per
-    level, finest first; default 1: one each), stride-2 convolutions down and nearest-neighbour upsampling with skip concatenation up
-    (any H, W: 28 -> 14 -> 7 and 8 -> 4 -> 2 with the default two levels). The time
+    level, finest first; default 1: one each), stride-2 convolutions down and
+    nearest-neighbour upsampling with skip concatenation up (any H, W: 28 -> 14 -> 7 and
+    8 -> 4 -> 2 with the default two levels). The time
     embedding is sinusoidal then a 2-layer MLP; ``context`` is projected and added to it. The
     output convolution is zero-initialised, so the network starts as the zero field.
     ``attention_heads > 0`` puts a multi-head self-attention block (over the H*W positions of

@@ -184,3 +184,19 @@ def test_unrolled_stacks_equal_the_scanned_stack(key):
             y_u, ld_u = getattr(bij, direction)(params, x)
             np.testing.assert_allclose(y_u, y_s, rtol=1e-5, atol=1e-5)
             np.testing.assert_allclose(ld_u, ld_s, rtol=1e-5, atol=1e-5)
+
+
+def test_unrolled_stack_refuses_params_of_the_other_layout(key):
+    """Params in the other layout (a tuple given to a stack that expects stacked arrays, and
+    the reverse) are refused with an error that says what the stack expected, instead of
+    being sliced into wrong layers."""
+    layer = _coupling(bj.alternating_mask(4))
+    x = jax.random.normal(key, (5, 4))
+    as_stacked, as_tuple = bj.stack(layer, 3), bj.stack(layer, 3, max_stacked=0)
+    stacked = as_stacked.init(jax.random.key(1), x)
+    tup = as_tuple.init(jax.random.key(1), x)
+    with pytest.raises(ValueError, match="expects stacked params"):
+        as_stacked.forward(tup, x)
+    big = bj.stack(layer, 3, max_stacked=1)  # every real stack is over the limit: a tuple
+    with pytest.raises(ValueError, match="expects a tuple of per-layer params"):
+        big.inverse(stacked, x)
