@@ -157,6 +157,10 @@ def test_compiled_flops_counts_a_matmul_as_2mkn():
     spec = importlib.util.spec_from_file_location("bench_common", RUN_ALL.parent / "_common.py")
     common = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(common)
+    if jax.default_backend() != "cpu":  # the runner's matmul-rate fractions are CPU figures
+        pytest.skip(
+            "XLA:GPU's cost analysis counts no flops in a cuBLAS call (H200, jaxlib 0.11.2)"
+        )
     m, k, n = 48, 40, 24
     compiled = jax.jit(jnp.matmul).lower(jnp.ones((m, k)), jnp.ones((k, n))).compile()
     assert common.compiled_flops(compiled) == pytest.approx(2 * m * k * n, rel=1e-6)

