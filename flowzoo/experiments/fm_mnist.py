@@ -82,6 +82,16 @@ seeds for every model, so the comparisons are paired):
    (seed 1) and 0.759 (seed 2): 0.778 over the three draws against 0.787 for this
    recipe. FD is better on every draw (9.0 / 11.9 / 11.8 against 9.7 / 13.1 / 12.8);
    legibility is not, and the budget has no margin left, so it is not the default.
+ - a cheaper finest level, paid back in steps (2026-12-01): channels 8/32/64 run 1.21x this
+   recipe's samples/s (265 vs 219), so 24,000 steps took 26.8 min of training. Legibility
+   0.782 / 0.766 / 0.760 (run's draw / seeds 1, 2; mean 0.769), FD 11.0 / 14.5 / 14.2: worse
+   than this recipe on every draw. The 20% more updates do not make up for the 28x28 level's
+   width.
+ - exact minibatch OT pairs (``model.coupling=exact_ot``, OT-CFM; 2026-12-01): 20,000 steps in
+   27.8 min of training (210 samples/s). Lower training loss (0.13-0.14 against 0.16-0.18:
+   straighter conditional paths), FD 9.9 / 12.4 / 11.9 (a little better than this recipe's
+   9.7 / 13.1 / 12.8), legibility 0.799 / 0.782 / 0.778 (mean 0.786 against 0.787): the same.
+   1.222 bits/dim against 0.934 (8 RK4 steps). Not kept.
 """
 
 from flowzoo.zoo import default_config
