@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1] / "flowzoo"
 
 LAYERS: list[set[str]] = [
-    {"_types"},
+    {"_types", "_numerics"},
     {"nets", "integrate", "distributions", "bijectors", "metrics", "data"},
     {"paths"},
     {"samplers"},

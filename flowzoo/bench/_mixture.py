@@ -15,12 +15,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from .._numerics import HIGHEST
 from .._types import Array, Batch, Key
 from ..paths import SDE, Path
-
-# The closed forms are the benchmark's ground truth, so their contractions run in full float32
-# on every device (the GPU/TPU default rounds matmul operands to TF32 / bfloat16).
-_HIGHEST = jax.lax.Precision.HIGHEST
 
 
 class GaussianMixture(NamedTuple):
@@ -59,7 +56,7 @@ def diffused_score(mix: GaussianMixture, a, s, x: Batch) -> Batch:
     log_c, means, var = _log_components(mix, x, a, s)
     post = jax.nn.softmax(log_c, axis=1)  # (n, K)
     comp = -(x[:, None, :] - means[None]) / var[None]  # (n, K, d)
-    return jnp.einsum("nk,nkd->nd", post, comp, precision=_HIGHEST)
+    return jnp.einsum("nk,nkd->nd", post, comp, precision=HIGHEST)
 
 
 def sde_score(mix: GaussianMixture, sde: SDE):
@@ -86,7 +83,7 @@ def path_velocity(mix: GaussianMixture, path: Path):
         r = (x[:, None, :] - means[None]) / var[None]  # (n, K, d)
         e_x1 = mix.means[None] + alpha * mix.variances[None] * r
         e_x0 = sigma * r
-        return jnp.einsum("nk,nkd->nd", post, d_alpha * e_x1 + d_sigma * e_x0, precision=_HIGHEST)
+        return jnp.einsum("nk,nkd->nd", post, d_alpha * e_x1 + d_sigma * e_x0, precision=HIGHEST)
 
     return velocity
 

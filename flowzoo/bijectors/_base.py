@@ -175,11 +175,11 @@ def _unrolled_stack(bijector: Bijector, num: int, max_stacked: int) -> Bijector:
         return sum(jnp.size(a) for a in jax.tree.leaves(params)) <= max_stacked
 
     def layers(params: Params) -> list[Params]:
-        leaves, treedef = jax.tree.flatten(params)
         if not stacked(params):
             if not (isinstance(params, tuple) and len(params) == num):
                 raise ValueError(_layout_error(num, max_stacked, "a tuple of per-layer params"))
             return list(params)
+        leaves, treedef = jax.tree.flatten(params)
         if any(jnp.ndim(a) == 0 or jnp.shape(a)[0] != num for a in leaves):
             raise ValueError(_layout_error(num, max_stacked, "stacked params"))
         parts = [jnp.split(a, num) for a in leaves]

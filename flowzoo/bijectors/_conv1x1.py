@@ -24,15 +24,14 @@ import jax.scipy.linalg as jsl
 import numpy as np
 from jaxtyping import Float
 
+from .._numerics import HIGHEST, exact_matmul
 from .._types import Array, Batch, Context, Key, LogDet, Params
 from ._base import Bijector
-
-_HIGHEST = jax.lax.Precision.HIGHEST
 
 
 def _mix(x: Array, w: Array) -> Array:
     """``y[..., i] = sum_j w[i, j] x[..., j]`` in full precision (exact round trips on GPU)."""
-    return jnp.einsum("...j,ij->...i", x, w.astype(x.dtype), precision=_HIGHEST)
+    return jnp.einsum("...j,ij->...i", x, w.astype(x.dtype), precision=HIGHEST)
 
 
 def random_rotation(key: Key, channels: int) -> Float[Array, "c c"]:
@@ -75,7 +74,7 @@ def _lu_factors(params: Params) -> tuple[Array, Array]:
 def lu_weight(params: Params) -> Float[Array, "c c"]:
     """The matrix ``W = L U`` of LU-parametrised :func:`conv1x1` params."""
     lower, upper = _lu_factors(params)
-    return jnp.matmul(lower, upper, precision=_HIGHEST)
+    return exact_matmul(lower, upper)
 
 
 def conv1x1(lu: bool = True) -> Bijector:

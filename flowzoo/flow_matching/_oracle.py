@@ -7,13 +7,9 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from .._numerics import exact_matmul
 from .._types import ArrayLike, Batch
 from ..paths import Path, expand_time, gaussian_schedule
-
-# Full float32 products. The logits are divided by sigma_t^2, so near the data end (t -> 1)
-# the default GPU/TPU precision (TF32 / bfloat16 operand rounding) was amplified into errors
-# of 10% in the field (H200, cosine path, t = 0.9); the oracle must be exact on any device.
-_HIGHEST = jax.lax.Precision.HIGHEST
 
 
 def posterior_mean(
@@ -33,11 +29,10 @@ def posterior_mean(
     alpha, sigma, _, _ = gaussian_schedule(path, tt)
     var = jnp.maximum(sigma**2, min_sigma**2)
     logits = (
-        alpha * jnp.matmul(xf, d.T, precision=_HIGHEST)
-        - 0.5 * alpha**2 * jnp.sum(d**2, axis=-1)[None, :]
+        alpha * exact_matmul(xf, d.T) - 0.5 * alpha**2 * jnp.sum(d**2, axis=-1)[None, :]
     ) / var
     weights = jax.nn.softmax(logits, axis=-1)
-    return jnp.matmul(weights, d, precision=_HIGHEST).reshape(x.shape)
+    return exact_matmul(weights, d).reshape(x.shape)
 
 
 def marginal_velocity(

@@ -11,6 +11,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
+from .._numerics import exact_matmul
 from .._types import Array, ArrayLike, Scalar
 
 
@@ -42,16 +43,15 @@ def kernel_stein_discrepancy(
 @partial(jax.jit, static_argnums=(4,))
 def _ksd(x: Array, s: Array, c: float, beta: float, unbiased: bool) -> Scalar:
     n, d = x.shape
-    dot = partial(jnp.matmul, precision=jax.lax.Precision.HIGHEST)  # as in _samples
     sq = jnp.sum(x**2, 1)
-    r2 = jnp.maximum(sq[:, None] + sq[None, :] - 2.0 * dot(x, x.T), 0.0)
+    r2 = jnp.maximum(sq[:, None] + sq[None, :] - 2.0 * exact_matmul(x, x.T), 0.0)
     q = c**2 + r2
     k = q**beta
     dk = 2.0 * beta * q ** (beta - 1.0)  # grad_x k = dk * (x - y)
-    sx_r = jnp.sum(s * x, 1)[:, None] - dot(s, x.T)  # s_i . (x_i - x_j)
-    sy_r = dot(x, s.T) - jnp.sum(s * x, 1)[None, :]  # s_j . (x_i - x_j)
+    sx_r = jnp.sum(s * x, 1)[:, None] - exact_matmul(s, x.T)  # s_i . (x_i - x_j)
+    sy_r = exact_matmul(x, s.T) - jnp.sum(s * x, 1)[None, :]  # s_j . (x_i - x_j)
     trace = -2.0 * beta * d * q ** (beta - 1.0) - 4.0 * beta * (beta - 1.0) * q ** (beta - 2.0) * r2
-    u = dot(s, s.T) * k - dk * sx_r + dk * sy_r + trace
+    u = exact_matmul(s, s.T) * k - dk * sx_r + dk * sy_r + trace
     if unbiased:
         return (jnp.sum(u) - jnp.trace(u)) / (n * (n - 1))
     return jnp.mean(u)

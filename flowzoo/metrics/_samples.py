@@ -11,13 +11,8 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
+from .._numerics import exact_matmul
 from .._types import Array, ArrayLike, Key, Scalar
-
-# Full float32 products: on GPUs and TPUs the default precision rounds float32 matmul operands
-# (TF32 on NVIDIA Ampere and later, bfloat16 passes on TPU), and the |x|^2 + |y|^2 - 2 x.y
-# expansion cancels catastrophically under that rounding. A metric must not depend on the
-# device it runs on.
-_HIGHEST = jax.lax.Precision.HIGHEST
 
 
 def _flat(x: ArrayLike) -> Array:
@@ -26,11 +21,7 @@ def _flat(x: ArrayLike) -> Array:
 
 
 def _sq_dists(x: Array, y: Array) -> Array:
-    d = (
-        jnp.sum(x**2, 1)[:, None]
-        + jnp.sum(y**2, 1)[None, :]
-        - 2.0 * jnp.matmul(x, y.T, precision=_HIGHEST)
-    )
+    d = jnp.sum(x**2, 1)[:, None] + jnp.sum(y**2, 1)[None, :] - 2.0 * exact_matmul(x, y.T)
     return jnp.maximum(d, 0.0)
 
 
@@ -85,6 +76,6 @@ def sliced_wasserstein(
         )
     dirs = jax.random.normal(key, (x.shape[1], num_projections))
     dirs = dirs / jnp.linalg.norm(dirs, axis=0, keepdims=True)
-    px = jnp.sort(jnp.matmul(x, dirs, precision=_HIGHEST), axis=0)
-    py = jnp.sort(jnp.matmul(y, dirs, precision=_HIGHEST), axis=0)
+    px = jnp.sort(exact_matmul(x, dirs), axis=0)
+    py = jnp.sort(exact_matmul(y, dirs), axis=0)
     return jnp.mean(jnp.abs(px - py) ** p) ** (1.0 / p)
