@@ -1,6 +1,7 @@
 """Neural networks (the only place flax.linen is used), exposed as ``Network(init, apply)``."""
 
 from ._classifier import cnn_classifier as cnn_classifier
+from ._guided import guided as guided
 from ._made import made as made
 from ._made import made_masks as made_masks
 from ._mlp import ACTIVATIONS as ACTIVATIONS

@@ -20,7 +20,9 @@ from ._flow_matching import image_model_config as image_cfm_config
 from ._quality import ImageClassifier as ImageClassifier
 from ._quality import image_classifier as image_classifier
 from ._quality import image_quality as image_quality
+from ._registry import GUIDANCE as GUIDANCE
 from ._registry import MODELS as MODELS
+from ._registry import Guidance as Guidance
 from ._registry import Model as Model
 from ._registry import build_model as build_model
 from ._registry import from_distribution as from_distribution

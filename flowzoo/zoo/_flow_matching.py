@@ -29,6 +29,11 @@ probes per example drawn from ``probe_seed``, fixed along the solve; unbiased, a
 deterministic for a given input), or ``"none"``; solved by ``log_prob_solver`` with
 ``log_prob_steps`` fixed steps (default RK4, 16 steps; 0 with ``tsit5`` for an adaptive solve
 at ``rtol``/``atol``), ``log_prob_chunk`` rows at a time (0: the whole batch).
+Autoguidance (Karras et al. 2024; :func:`flowzoo.nets.guided`): ``guide_steps`` > 0 (default
+0, none) trains a guide, a weaker copy of the model (``guide_channels`` for the UNet,
+``guide_hidden`` for the MLP; every other key the main model's, no likelihood), for that many
+steps in its own run directory ``RUN/guide``, before the main model; the run then samples and
+evaluates its likelihood with ``guide + guide_weight * (main - guide)`` (default weight 2).
 Image data: ``data_levels`` (filled in by ``flowzoo train`` for ``data.name`` digits/mnist),
 ``preprocess`` (``"scale"``: [-1, 1), default; ``"shift"``; ``"logit"`` with ``alpha``); see
 :func:`with_image_data`. Time convention: t=0 noise, t=1 data.
@@ -43,8 +48,8 @@ from .. import nets
 from ..flow_matching import COUPLINGS, cfm_loss, distribution, get_coupling, ot_paired_batches
 from ..integrate import SolverConfig
 from ..paths import PATHS, get_path
-from ._images import image_unet, with_image_data
-from ._registry import Model, register_model
+from ._images import image_unet, inner_params, with_image_data, with_inner_params
+from ._registry import Guidance, Model, register_model
 from ._schema import (
     BOOL,
     SEED,
@@ -157,8 +162,71 @@ def build_cfm(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
     ``event_shape``: ``(D,)`` vectors or ``(H, W, C)`` images; t=0 noise, t=1 data. The
     density is :func:`flowzoo.flow_matching.distribution` of the network and the path (base
     ``N(0, sigma_0^2 I)`` with the path's own t=0 scale), ``None`` when ``log_prob="none"``.
+    The ``guide_*`` keys are not read here: see :func:`build_guided_cfm`.
     """
-    net = network(cfg, tuple(event_shape))
+    return _cfm_model(cfg, tuple(event_shape), network(cfg, tuple(event_shape)))
+
+
+GUIDE_KEYS = ("guide_steps", "guide_weight", "guide_channels", "guide_hidden")
+"""The model keys of autoguidance (see :func:`guide_config`)."""
+
+GUIDE_WEIGHT = 2.0
+"""Default ``guide_weight``."""
+
+
+def guide_config(cfg: dict[str, Any]) -> tuple[dict[str, Any], int] | None:
+    """``(the guide's model section, its training steps)``, or ``None`` without a guide.
+
+    ``guide_steps`` (0, the default: no guide) is how long the guide trains;
+    ``guide_channels`` (UNet) or ``guide_hidden`` (MLP) its widths (default: the main
+    network's); every other key is the main model's, except that the guide has no
+    likelihood (``log_prob: none``). ``guide_weight`` (default 2) is the guidance weight.
+    """
+    steps = int(cfg.get("guide_steps", 0) or 0)
+    if steps <= 0:
+        return None
+    guide = {k: v for k, v in cfg.items() if k not in GUIDE_KEYS}
+    if "guide_channels" in cfg:
+        guide["channels"] = list(cfg["guide_channels"])
+    if "guide_hidden" in cfg:
+        guide["hidden"] = list(cfg["guide_hidden"])
+    guide["log_prob"] = "none"
+    return guide, steps
+
+
+def build_guided_cfm(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
+    """The flow-matching Model of an autoguided field (:func:`flowzoo.nets.guided`).
+
+    Its velocity is ``guide + guide_weight * (main - guide)``, with the main network of
+    ``cfg`` and the guide's of :func:`guide_config`; sampling and the likelihood both use
+    it (the CNF of the guided field). Its params come from :func:`guided_cfm_params`; its
+    loss refuses to run (the two networks are trained apart, each by its own run).
+    """
+    shape = tuple(event_shape)
+    found = guide_config(cfg)
+    if found is None:
+        raise ValueError("model.guide_steps is 0: this model has no guide")
+    weight = float(cfg.get("guide_weight", GUIDE_WEIGHT))
+    net = nets.guided(network(cfg, shape), network(found[0], shape), weight)
+    return _cfm_model(cfg, shape, net, trainable=False)
+
+
+def guided_cfm_params(cfg: dict[str, Any], main: Any, guide: Any) -> Any:
+    """The params of :func:`build_guided_cfm`'s Model from the main and guide runs' params."""
+    inner = {"main": inner_params(cfg, main), "guide": inner_params(cfg, guide)}
+    return with_inner_params(cfg, main, inner)
+
+
+def _not_trainable(params, key, batch):
+    raise TypeError(
+        "a guided flow-matching model is not trained as one: train the main model and the "
+        "guide apart (flowzoo train does, for model.guide_steps > 0)"
+    )
+
+
+def _cfm_model(
+    cfg: dict[str, Any], event_shape: tuple[int, ...], net: nets.Network, trainable: bool = True
+) -> Model:
     path = _path_from_config(cfg)
     lo, hi = cfg.get("time_range", (0.0, 1.0))
     batches = _ot_batches(cfg)
@@ -190,7 +258,7 @@ def build_cfm(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
     )
     model = Model(
         lambda key, x: dist.init(key, x),
-        loss,
+        loss if trainable else _not_trainable,
         dist.sample,
         None if kind == "none" else dist,
         batches,
@@ -268,10 +336,15 @@ register_model(
         "log_prob_chunk": Int(0),
         "num_probes": Int(1),
         "probe_seed": SEED,
+        "guide_steps": Int(0),
+        "guide_weight": Float(),
+        "guide_channels": Widths(),
+        "guide_hidden": Widths(),
         **image_keys("scale", "shift", "logit"),
     },
     (
         SectionCheck(("path",), _path_check),
         SectionCheck(("time_range",), _time_range_check),
     ),
+    guidance=Guidance(guide_config, build_guided_cfm, guided_cfm_params),
 )

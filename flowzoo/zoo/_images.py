@@ -64,6 +64,18 @@ def image_unet(cfg: dict[str, Any], kind: str, event_shape: tuple[int, ...]) -> 
     )
 
 
+def inner_params(cfg: dict[str, Any], params: Any) -> Any:
+    """The model-space params inside the params of :func:`with_image_data`'s Model."""
+    return params["density"]["base"] if int(cfg.get("data_levels", 0) or 0) else params
+
+
+def with_inner_params(cfg: dict[str, Any], params: Any, inner: Any) -> Any:
+    """``params`` of :func:`with_image_data`'s Model with its model-space params replaced."""
+    if not int(cfg.get("data_levels", 0) or 0):
+        return inner
+    return {**params, "density": {**params["density"], "base": inner}}
+
+
 def preprocessing(name: str = "scale", alpha: float = 0.05) -> bj.Bijector:
     """The preprocessing bijector (``forward``: model space -> ``[0, 1)``) named by ``name``.
 

@@ -51,6 +51,24 @@ def from_distribution(
     )
 
 
+class Guidance(NamedTuple):
+    """How a model family samples with a guide network (:func:`flowzoo.nets.guided`).
+
+    A guided run trains a second, weaker model (the guide) in its own run directory and
+    samples (and evaluates its likelihood) with ``guide + weight * (main - guide)``:
+
+    * ``config(model_config) -> guide model section``, or ``None`` when the section asks
+      for no guide;
+    * ``build(model_config, event_shape) -> Model`` whose network is the guided one (its
+      ``loss`` refuses to train: main and guide are trained apart);
+    * ``params(model_config, main_params, guide_params) -> params`` of that Model.
+    """
+
+    config: Callable[[dict[str, Any]], dict[str, Any] | None]
+    build: Callable[[dict[str, Any], tuple[int, ...]], Model]
+    params: Callable[[dict[str, Any], Any, Any], Any]
+
+
 ModelBuilder = Callable[[dict[str, Any], tuple[int, ...]], Model]
 MODELS: dict[str, ModelBuilder] = {}
 """Model builders by config name: ``MODELS[name](model_config, event_shape) -> Model``."""
@@ -58,21 +76,30 @@ MODELS: dict[str, ModelBuilder] = {}
 MODEL_SCHEMAS: dict[str, tuple[Schema, tuple[SectionCheck, ...]]] = {}
 """The ``model`` section schema of each registered model that has one."""
 
+GUIDANCE: dict[str, Guidance] = {}
+"""The :class:`Guidance` of each registered model that can sample with a guide."""
+
 
 def register_model(
     name: str,
     builder: ModelBuilder,
     schema: Schema | None = None,
     checks: tuple[SectionCheck, ...] = (),
+    guidance: Guidance | None = None,
 ) -> None:
     """Make ``config["model"]["name"] == name`` build ``builder(model_config, event_shape)``.
 
     ``schema`` maps each key of the ``model`` section (``name`` is added) to its
     :class:`~flowzoo.zoo.Spec`; with it, :func:`~flowzoo.zoo.validate_config` checks the
     section before a run starts and refuses unknown keys. ``checks``: rules over several keys.
-    Without a schema the builder's own errors are the only check.
+    Without a schema the builder's own errors are the only check. ``guidance``: how the
+    model samples with a guide network, when it can.
     """
     MODELS[name] = builder
+    if guidance is None:
+        GUIDANCE.pop(name, None)
+    else:
+        GUIDANCE[name] = guidance
     if schema is None:
         MODEL_SCHEMAS.pop(name, None)
     else:
@@ -91,3 +118,14 @@ def build_model(config: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
     if not isinstance(model, Model):
         raise TypeError(f"the builder of model {name!r} returned {type(model).__name__}, not Model")
     return model
+
+
+def guidance_of(config: dict[str, Any]) -> tuple[Guidance, dict[str, Any]] | None:
+    """``(Guidance, guide model section)`` when ``config["model"]`` asks for a guide, else
+    ``None``."""
+    name = config["model"].get("name")
+    guidance = GUIDANCE.get(name)
+    if guidance is None:
+        return None
+    guide = guidance.config(config["model"])
+    return None if guide is None else (guidance, guide)

@@ -37,7 +37,7 @@ from ..train import (
 )
 from ._config import ConfigError
 from ._quality import image_classifier, image_quality
-from ._registry import Model, build_model
+from ._registry import Model, build_model, guidance_of
 from ._schema import validate_config
 
 
@@ -524,6 +524,7 @@ def train_and_evaluate(
     mesh = _run_mesh(config, mesh)
     workdir = Path(workdir)
     _check_resume(config, workdir)
+    guide = _train_guide(config, workdir, progress, mesh)
     data = prepare_data(config)
     model = build_model(_model_config(config), data.event_shape)
     init_key, fit_key, sample_key = jax.random.split(jax.random.key(config["seed"]), 3)
@@ -543,9 +544,15 @@ def train_and_evaluate(
     final = result.state.ema_params if ema else result.state.params
     steps = int(result.state.step)
     try:  # the trained state is checkpointed: a failure from here on loses nothing
-        nll = _final_nll(ev, result.state, final, workdir)
+        if guide is None:
+            nll = _final_nll(ev, result.state, final, workdir)
+        else:  # sample and evaluate the guided model (its own likelihood)
+            model, final = _guided(config, data.event_shape, final, guide[0])
+            nll = _final_nll(_evaluator(model, data, ema), result.state, final, workdir)
         summary, samples = _summarise(config, model, final, data, nll, steps, sample_key)
         summary["train_seconds"] = train_seconds
+        if guide is not None:
+            summary["guide_train_seconds"] = guide[1]
         if is_primary():  # only process 0 writes plots and summary.json
             _plot_run(workdir, config, model, final, data, summary, samples)
             summary["wall_seconds"] = time.perf_counter() - t_start
@@ -557,6 +564,43 @@ def train_and_evaluate(
     except Exception as err:
         raise EvaluationError(workdir, steps, err) from err
     return summary
+
+
+def _guide_run_config(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The config of the guide's run (:class:`~flowzoo.zoo.Guidance`), or ``None``."""
+    found = guidance_of(config)
+    if found is None:
+        return None
+    model, steps = found[1]
+    train = {**config["train"], "steps": steps, "eval_every": 0}
+    plot = {**config.get("plot", {}), "quality_samples": 0}
+    return {
+        **config,
+        "name": f"{config['name']}_guide",
+        "model": model,
+        "train": train,
+        "plot": plot,
+    }
+
+
+def _train_guide(config, workdir: Path, progress: bool, mesh) -> tuple[Any, float] | None:
+    """Train (or resume, or find finished) the guide in ``workdir/guide``; ``(its EMA or
+    final params, its training seconds in this call)``, or ``None`` without a guide."""
+    guide_config = _guide_run_config(config)
+    if guide_config is None:
+        return None
+    summary = train_and_evaluate(guide_config, workdir / "guide", progress=progress, mesh=mesh)
+    return load_run(workdir / "guide").params, float(summary["train_seconds"])
+
+
+def _guided(config: dict[str, Any], event_shape, main: Any, guide: Any) -> tuple[Model, Any]:
+    """The guided Model of ``config`` and its params from the main and guide params."""
+    guidance = guidance_of(config)[0]
+    cfg = _model_config(config)["model"]
+    try:
+        return guidance.build(cfg, tuple(event_shape)), guidance.params(cfg, main, guide)
+    except (TypeError, ValueError, KeyError) as err:
+        raise ConfigError(f"model: bad guide config: {err}") from err
 
 
 class EvaluationError(RuntimeError):
@@ -613,4 +657,13 @@ def load_run(run_dir: str | os.PathLike, step: int | None = None) -> Run:
     ema = config["train"].get("ema_decay", 0.0) > 0
     target = init_train_state(params, optimizer, ema=ema)
     state, restored_step = ckpt.restore(run_dir / "checkpoints", target, step)
-    return Run(config, model, state.ema_params if ema else state.params, s, restored_step)
+    params = state.ema_params if ema else state.params
+    if guidance_of(config) is not None:  # sample and evaluate with the guided field
+        if not (run_dir / "guide" / "run.json").is_file():
+            raise ConfigError(
+                f"{run_dir} samples with a guide (model.guide_steps > 0), but its guide run "
+                f"{run_dir / 'guide'} is missing; run the same `flowzoo train` command again "
+                "to train the guide (the main model's checkpoints are kept)"
+            )
+        model, params = _guided(config, event_shape, params, load_run(run_dir / "guide").params)
+    return Run(config, model, params, s, restored_step)
