@@ -3,7 +3,8 @@
 ``learned_target("runs/fm_moons")`` turns a run directory of ``flowzoo train`` into a
 :class:`Target` whose Problem is the trained model's field, so every sampler that can use it
 runs on the same network: a flow-matching run (``cfm``) gives its path and velocity (the
-flow ODE rows), a score run (``score_sde``) its SDE and score, an NCSN run (``ncsn``) its
+flow ODE rows; with a guide, ``model.guide_steps``, the guided field the run samples
+with), a score run (``score_sde``) its SDE and score, an NCSN run (``ncsn``) its
 noise-conditional score as the score of the VE SDE with the same ``sigma_min``/``sigma_max``
 (``sigma(t) = sigma_min (sigma_max / sigma_min)^t``; the network saw only its geometric
 grid of sigmas in training). The reference, in the run's standardised units, is
@@ -69,13 +70,13 @@ def _image_model_space(run, shape, test):
 
 def _fields(run, shape, params):
     from ..paths import get_sde
-    from ..zoo._flow_matching import _path_from_config, network
+    from ..zoo._flow_matching import _path_from_config, sampling_network
     from ..zoo._score import noise_conditional_score_network, score_network
 
     cfg = run.config["model"]
     kind = cfg["name"]
-    if kind == "cfm":
-        net = network(cfg, shape)
+    if kind == "cfm":  # the field the run samples with (guided where it has a guide)
+        net = sampling_network(cfg, shape)
         hi = float(cfg.get("time_range", (0.0, 1.0))[1])
         velocity = _flat(lambda t, x: net.apply(params, t, x), shape)
         return {"path": _path_from_config(cfg), "velocity": velocity}, hi

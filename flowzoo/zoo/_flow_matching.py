@@ -203,12 +203,20 @@ def build_guided_cfm(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model
     loss refuses to run (the two networks are trained apart, each by its own run).
     """
     shape = tuple(event_shape)
+    if guide_config(cfg) is None:
+        raise ValueError("model.guide_steps is 0: this model has no guide")
+    return _cfm_model(cfg, shape, sampling_network(cfg, shape), trainable=False)
+
+
+def sampling_network(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> nets.Network:
+    """The velocity network a run samples with: :func:`network`, or with ``guide_steps`` the
+    guided one (params ``{"main", "guide"}``, :func:`flowzoo.nets.guided`)."""
+    shape = tuple(event_shape)
     found = guide_config(cfg)
     if found is None:
-        raise ValueError("model.guide_steps is 0: this model has no guide")
+        return network(cfg, shape)
     weight = float(cfg.get("guide_weight", GUIDE_WEIGHT))
-    net = nets.guided(network(cfg, shape), network(found[0], shape), weight)
-    return _cfm_model(cfg, shape, net, trainable=False)
+    return nets.guided(network(cfg, shape), network(found[0], shape), weight)
 
 
 def guided_cfm_params(cfg: dict[str, Any], main: Any, guide: Any) -> Any:

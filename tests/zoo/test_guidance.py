@@ -103,6 +103,20 @@ def test_loaded_run_is_the_hand_composed_guided_field(run):
     assert abs(-float(jnp.mean(plain.log_prob(main_only, test))) - want_nll) > 1e-3
 
 
+def test_bench_learned_target_uses_the_guided_field(run):
+    from flowzoo import bench
+
+    workdir, _ = run
+    config = tiny_config()
+    loaded = load_run(workdir)
+    field = nets.guided(_field([16], config), _field([8], config), WEIGHT)
+    x = jax.random.normal(jax.random.key(1), (7, 2))
+    velocity = bench.learned_target(workdir, "data").fields["velocity"]
+    np.testing.assert_allclose(
+        velocity(0.4, x), field.apply(loaded.params, 0.4, x), atol=1e-6, rtol=1e-6
+    )
+
+
 def test_rerun_trains_nothing_more(run, tmp_path):
     workdir = tmp_path / "guided"
     shutil.copytree(run[0], workdir)
