@@ -516,6 +516,12 @@ def train_and_evaluate(
     :func:`flowzoo.zoo.image_quality` on ``plot.quality_samples`` generated images (default
     1000; 0 skips them): ``fd``, ``legibility``, ``class_histogram`` and their real-image
     ``*_floor`` values.
+
+    A flow-matching run with a guide (``model.guide_steps > 0``) first trains the guide as its
+    own run in ``workdir/guide``, then the main model; its samples, ``test_nll`` and quality
+    figures are those of the guided field ``guide + w (main - guide)``
+    (:func:`flowzoo.nets.guided`), and the summary adds ``guide_train_seconds`` and the main
+    model's own likelihood, ``unguided_test_nll`` (and ``unguided_test_bpd`` for images).
     """
     t_start = time.perf_counter()
     validate_config(config)
@@ -547,12 +553,18 @@ def train_and_evaluate(
         if guide is None:
             nll = _final_nll(ev, result.state, final, workdir)
         else:  # sample and evaluate the guided model (its own likelihood)
+            main_nll = _final_nll(ev, result.state, final, workdir)
             model, final = _guided(config, data.event_shape, final, guide[0])
             nll = _final_nll(_evaluator(model, data, ema), result.state, final, workdir)
         summary, samples = _summarise(config, model, final, data, nll, steps, sample_key)
         summary["train_seconds"] = train_seconds
         if guide is not None:
             summary["guide_train_seconds"] = guide[1]
+            summary["unguided_test_nll"] = main_nll
+            if data.levels is not None and main_nll is not None:
+                summary["unguided_test_bpd"] = float(
+                    metrics.bits_per_dim(-main_nll, data.event_shape)
+                )
         if is_primary():  # only process 0 writes plots and summary.json
             _plot_run(workdir, config, model, final, data, summary, samples)
             summary["wall_seconds"] = time.perf_counter() - t_start
