@@ -57,14 +57,14 @@ class Guidance(NamedTuple):
     A guided run trains a second, weaker model (the guide) in its own run directory and
     samples (and evaluates its likelihood) with ``guide + weight * (main - guide)``:
 
-    * ``config(model_config) -> guide model section``, or ``None`` when the section asks
-      for no guide;
+    * ``config(model_config) -> (guide model section, guide training steps)``, or ``None``
+      when the section asks for no guide;
     * ``build(model_config, event_shape) -> Model`` whose network is the guided one (its
       ``loss`` refuses to train: main and guide are trained apart);
     * ``params(model_config, main_params, guide_params) -> params`` of that Model.
     """
 
-    config: Callable[[dict[str, Any]], dict[str, Any] | None]
+    config: Callable[[dict[str, Any]], tuple[dict[str, Any], int] | None]
     build: Callable[[dict[str, Any], tuple[int, ...]], Model]
     params: Callable[[dict[str, Any], Any, Any], Any]
 
@@ -120,9 +120,11 @@ def build_model(config: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
     return model
 
 
-def guidance_of(config: dict[str, Any]) -> tuple[Guidance, dict[str, Any]] | None:
-    """``(Guidance, guide model section)`` when ``config["model"]`` asks for a guide, else
-    ``None``."""
+def guidance_of(
+    config: dict[str, Any],
+) -> tuple[Guidance, tuple[dict[str, Any], int]] | None:
+    """``(Guidance, (guide model section, guide training steps))`` when ``config["model"]``
+    asks for a guide, else ``None``."""
     name = config["model"].get("name")
     guidance = GUIDANCE.get(name)
     if guidance is None:
