@@ -354,5 +354,5 @@ register_model(
         SectionCheck(("path",), _path_check),
         SectionCheck(("time_range",), _time_range_check),
     ),
-    guidance=Guidance(guide_config, build_guided_cfm, guided_cfm_params),
+    guidance=Guidance(guide_config, build_guided_cfm, guided_cfm_params, GUIDE_KEYS),
 )

@@ -61,12 +61,16 @@ class Guidance(NamedTuple):
       when the section asks for no guide;
     * ``build(model_config, event_shape) -> Model`` whose network is the guided one (its
       ``loss`` refuses to train: main and guide are trained apart);
-    * ``params(model_config, main_params, guide_params) -> params`` of that Model.
+    * ``params(model_config, main_params, guide_params) -> params`` of that Model;
+    * ``keys``: the model keys that set only the guide and the guidance, never the main
+      model's training, so a finished run may change them when it is run again (the
+      guide is trained, or trained further, and the run samples and evaluates anew).
     """
 
     config: Callable[[dict[str, Any]], tuple[dict[str, Any], int] | None]
     build: Callable[[dict[str, Any], tuple[int, ...]], Model]
     params: Callable[[dict[str, Any], Any, Any], Any]
+    keys: tuple[str, ...] = ()
 
 
 ModelBuilder = Callable[[dict[str, Any], tuple[int, ...]], Model]

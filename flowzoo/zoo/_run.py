@@ -37,7 +37,7 @@ from ..train import (
 )
 from ._config import ConfigError
 from ._quality import image_classifier, image_quality
-from ._registry import Model, build_model, guidance_of
+from ._registry import GUIDANCE, Model, build_model, guidance_of
 from ._schema import validate_config
 
 
@@ -246,12 +246,16 @@ def _check_same_run(old: dict[str, Any], new: dict[str, Any], workdir: Path) -> 
     for (section, key), value in _ADDED_DEFAULTS.items():
         if isinstance(old.get(section), dict):
             old[section].setdefault(key, value)
+    resumable = set(_RESUMABLE)
+    guidance = GUIDANCE.get(new.get("model", {}).get("name"))
+    if guidance is not None:  # the guide's keys leave the main model's training as it was
+        resumable |= {("model", k) for k in guidance.keys}
     diffs = []
     for section in set(old) | set(new):
         a, b = old.get(section), new.get(section)
         if isinstance(a, dict) and isinstance(b, dict):
             for k in set(a) | set(b):
-                if a.get(k) != b.get(k) and (section, k) not in _RESUMABLE:
+                if a.get(k) != b.get(k) and (section, k) not in resumable:
                     diffs.append(f"{section}.{k}: {a.get(k)!r} -> {b.get(k)!r}")
         elif a != b:
             diffs.append(f"{section}: {a!r} -> {b!r}")
@@ -497,7 +501,8 @@ def train_and_evaluate(
     """Train the model ``config`` describes, evaluate held-out NLL, write plots and a summary.
 
     If ``workdir`` already holds this run (the same config except for ``train.steps``, the
-    eval/checkpoint/logging intervals and plot settings), training resumes from its newest
+    eval/checkpoint/logging intervals, plot settings and, for a guided run, the guide keys
+    of its :class:`~flowzoo.zoo.Guidance`), training resumes from its newest
     checkpoint; asking for fewer steps than the run already has is refused. Note that the
     cosine learning-rate schedule is defined by ``train.steps``, so extending a run changes
     the schedule of its remaining steps. Returns the summary dict (also written to
@@ -601,7 +606,10 @@ def _train_guide(config, workdir: Path, progress: bool, mesh) -> tuple[Any, floa
     guide_config = _guide_run_config(config)
     if guide_config is None:
         return None
-    summary = train_and_evaluate(guide_config, workdir / "guide", progress=progress, mesh=mesh)
+    try:
+        summary = train_and_evaluate(guide_config, workdir / "guide", progress=progress, mesh=mesh)
+    except ConfigError as err:
+        raise ConfigError(f"the guide run {workdir / 'guide'}: {err}") from err
     return load_run(workdir / "guide").params, float(summary["train_seconds"])
 
 

@@ -129,6 +129,36 @@ def test_rerun_trains_nothing_more(run, tmp_path):
     jax.tree.map(np.testing.assert_array_equal, load_run(workdir).params, before)
 
 
+def test_guide_keys_change_on_a_finished_run_without_retraining_it(run, tmp_path):
+    """A new ``guide_weight`` re-samples and re-evaluates the finished run with the new
+    field; more ``guide_steps`` train the guide further; the main model is not touched."""
+    workdir = tmp_path / "guided"
+    shutil.copytree(run[0], workdir)
+    before = load_run(workdir).params
+    config = tiny_config()
+    config["model"].update(guide_weight=1.5, guide_steps=30)
+    summary = train_and_evaluate(config, workdir, progress=False)
+    loaded = load_run(workdir)
+    assert loaded.step == 60 and load_run(workdir / "guide").step == 30
+    jax.tree.map(np.testing.assert_array_equal, loaded.params["main"], before["main"])
+    field = nets.guided(_field([16], config), _field([8], config), 1.5)
+    dist = flow_matching.distribution(
+        field, paths.cond_ot_path(), 2, log_prob_solver=SolverConfig("rk4", 8)
+    )
+    test = prepare_data(config).test_std
+    want = -float(jnp.mean(dist.log_prob(loaded.params, test)))
+    np.testing.assert_allclose(summary["test_nll"], want, rtol=1e-4)
+    np.testing.assert_allclose(summary["unguided_test_nll"], run[1]["unguided_test_nll"], rtol=1e-6)
+    # another guide is refused by the guide run, which the message names
+    config["model"]["guide_hidden"] = [4]
+    with pytest.raises(ConfigError, match=r"the guide run .*guide.*model\.hidden"):
+        train_and_evaluate(config, workdir, progress=False)
+    # a key of the main model is still refused, and names the key
+    config["model"]["hidden"] = [32]
+    with pytest.raises(ConfigError, match="model.hidden"):
+        train_and_evaluate(config, workdir, progress=False)
+
+
 def test_missing_guide_run_is_named(run, tmp_path):
     workdir = tmp_path / "guided"
     shutil.copytree(run[0], workdir)
