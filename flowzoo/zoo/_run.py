@@ -555,10 +555,8 @@ def train_and_evaluate(
     final = result.state.ema_params if ema else result.state.params
     steps = int(result.state.step)
     try:  # the trained state is checkpointed: a failure from here on loses nothing
-        if guide is None:
-            nll = _final_nll(ev, result.state, final, workdir)
-        else:  # sample and evaluate the guided model (its own likelihood)
-            main_nll = _final_nll(ev, result.state, final, workdir)
+        nll = main_nll = _final_nll(ev, result.state, final, workdir)
+        if guide is not None:  # sample and evaluate the guided model (its own likelihood)
             model, final = _guided(config, data.event_shape, final, guide[0])
             nll = _final_nll(_evaluator(model, data, ema), result.state, final, workdir)
         summary, samples = _summarise(config, model, final, data, nll, steps, sample_key)
