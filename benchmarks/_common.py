@@ -91,6 +91,35 @@ def _cpu_model() -> str | None:
     return platform.processor() or None
 
 
+def cpu_id() -> str | None:
+    """Family, model and widest vector extension of the CPU (``/proc/cpuinfo``), e.g.
+    ``"family 26 model 2, AVX-512"``: a model name such as "AMD EPYC" spans generations
+    whose speed ratios against a peer differ (XLA's and torch's GEMM rank differently)."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if not line.strip():
+                    break  # the first processor's block is enough
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
+    except OSError:
+        return None
+    flags = set(fields.get("flags", "").split())
+    isa = next(
+        (
+            name
+            for flag, name in (("amx_tile", "AMX"), ("avx512f", "AVX-512"), ("avx2", "AVX2"))
+            if flag in flags
+        ),
+        None,
+    )
+    parts = [f"family {fields['cpu family']} model {fields['model']}"] if "model" in fields else []
+    if isa:
+        parts.append(isa + (" + AVX-512" if isa == "AMX" else ""))
+    return ", ".join(parts) or None
+
+
 def _git_commit() -> str | None:
     try:
         out = subprocess.run(
@@ -135,6 +164,7 @@ def env_info(packages: Sequence[str] = ()) -> dict[str, Any]:
         "device": f"{dev.platform}:{dev.device_kind}",
         "device_count": jax.device_count(),
         "cpu_model": _cpu_model(),
+        "cpu_id": cpu_id(),
         "cpu_count": os.cpu_count(),
         "cpu_affinity": affinity,
         "load_average": load_average(),

@@ -34,6 +34,8 @@ see benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
+import collections
+import re
 import sys
 from typing import Any
 
@@ -63,6 +65,7 @@ DEFAULT_SIZES = ((2, 1024), (64, 256), (784, 128))
 DEFAULT_BATCH = dict(DEFAULT_SIZES)
 TARGETS = {(2, 1024): 1.3, (64, 256): 1.6, (784, 128): 2.0}  # flowzoo / flowjax samples/s
 HANDWRITTEN_TARGET = 1.0  # flowzoo / handwritten samples/s, at every size
+COMPILE_TARGETS = {(2, 1024): 1.2}  # flowzoo / flowjax compile time, at most
 SCALE_BOUND = flowzoo.bijectors.DEFAULT_SCALE_BOUND  # flowzoo's default tanh bound
 DEPTH = {"dim": 64, "batch": 256, "shallow": 8, "deep": 32, "target": 1.5}
 
@@ -177,6 +180,14 @@ def handwritten_case(dim: int, batch: int, layers: int = LAYERS):
     return _adam_case(model.apply, model.init(jax.random.key(1), x), x)
 
 
+def entry_ops(compiled) -> collections.Counter:
+    """``(result shape, opcode) -> count`` over the entry computation of an optimised HLO
+    module: two steps with equal counters run the same kernels on the same shapes (names,
+    metadata and constant values aside)."""
+    text = compiled.as_text()
+    return collections.Counter(re.findall(r"= (\S+) ([\w-]+)\(", text[text.index("ENTRY") :]))
+
+
 def n_params(params) -> int:
     return int(sum(leaf.size for leaf in jax.tree.leaves(params)))
 
@@ -198,9 +209,14 @@ def measure_size(dim: int, batch: int, cfg: argparse.Namespace) -> dict[str, Any
         makers["handwritten"] = handwritten_case
 
     out: dict[str, Any] = {"dim": dim, "batch": batch}
-    cases = {}
+    cases, programs = {}, {}
     for name, make in makers.items():
-        comp = common.measure_compile(lambda make=make: make(dim, batch), cfg.compile_repeats)
+        comp = common.measure_compile(
+            lambda make=make: make(dim, batch), cfg.compile_repeats, keep_compiled=True
+        )
+        compiled = comp.pop("compiled")
+        if name != "flowjax":  # equinox's filter_jit wraps its compiled object
+            programs[name] = entry_ops(compiled)
         first = common.measure_first_call(lambda make=make: make(dim, batch))
         fn, (params, opt_state, x) = make(dim, batch)
         _, _, loss0 = fn(params, opt_state, x)
@@ -226,6 +242,11 @@ def measure_size(dim: int, batch: int, cfg: argparse.Namespace) -> dict[str, Any
 
     for name in LIBRARIES:
         out.setdefault(name, None)
+    # flowzoo's step compiled to the hand-written step's kernels, op for op: then their
+    # speeds differ only by timing noise
+    out["same_program_as_handwritten"] = (
+        programs["flowzoo"] == programs["handwritten"] if "handwritten" in programs else None
+    )
     fz, fj, hw = out["flowzoo"], out["flowjax"], out["handwritten"]
     target = TARGETS.get((dim, batch))
     keys = ("throughput_ratio", "throughput_ratio_best", "cpu_ratio", "compile_ratio")
@@ -244,9 +265,20 @@ def measure_size(dim: int, batch: int, cfg: argparse.Namespace) -> dict[str, Any
     else:
         for k in (*keys, "throughput_ratio_rounds"):
             out[k] = None
+    # targets are judged on the median of the paired per-round ratios (the interleaved
+    # method); the ratio of median step times is reported beside it
     out["target_ratio"] = target
     out["target_met"] = (
-        None if target is None or fj is None else bool(out["throughput_ratio"] >= target)
+        None
+        if target is None or fj is None
+        else bool(out["throughput_ratio_rounds"]["median"] >= target)
+    )
+    compile_target = COMPILE_TARGETS.get((dim, batch))
+    out["compile_target_ratio"] = compile_target
+    out["compile_target_met"] = (
+        None
+        if compile_target is None or fj is None
+        else bool(out["compile_ratio"] <= compile_target)
     )
     # the same three numbers against the hand-written baseline (target: no overhead)
     if hw is not None:
@@ -255,7 +287,9 @@ def measure_size(dim: int, batch: int, cfg: argparse.Namespace) -> dict[str, Any
         out["handwritten_cpu_ratio"] = hw["cpu_s"]["median"] / fz["cpu_s"]["median"]
         pairs = [b / a for a, b in zip(fz["step_s"]["values"], hw["step_s"]["values"], strict=True)]
         out["handwritten_ratio_rounds"] = common.summarize(pairs)
-        out["handwritten_target_met"] = bool(out["handwritten_ratio"] >= HANDWRITTEN_TARGET)
+        out["handwritten_target_met"] = bool(
+            out["handwritten_ratio_rounds"]["median"] >= HANDWRITTEN_TARGET
+        )
         out["n_params_match"] = fz["n_params"] == hw["n_params"]
     else:
         for k in ("ratio", "ratio_best", "cpu_ratio", "ratio_rounds", "target_met"):
@@ -355,8 +389,13 @@ def report(results: list[dict[str, Any]], depth: dict[str, Any] | None) -> str:
                 None if r["target_ratio"] is None else f">= {r['target_ratio']}x",
                 _met(r["target_met"]),
                 None if r["compile_ratio"] is None else f"{r['compile_ratio']:.2f}",
+                None
+                if r.get("compile_target_ratio") is None
+                else f"<= {r['compile_target_ratio']} {_met(r['compile_target_met'])}",
                 _x(r["handwritten_ratio"]),
+                _x((r["handwritten_ratio_rounds"] or {}).get("median")),
                 _met(r["handwritten_target_met"]),
+                {True: "yes", False: "no", None: "-"}[r.get("same_program_as_handwritten")],
             ]
         )
     lines.append(
@@ -371,8 +410,11 @@ def report(results: list[dict[str, Any]], depth: dict[str, Any] | None) -> str:
                 "target",
                 "",
                 "compile fz/fj",
+                "compile target",
                 "fz/handwritten",
+                "per round",
                 f">= {HANDWRITTEN_TARGET}x",
+                "same program",
             ],
             rows,
         )
@@ -488,8 +530,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(table)
     checks = [
         {
-            "what": f"throughput ratio dim {r['dim']}",
-            "value": r["throughput_ratio"],
+            "what": f"flowzoo/flowjax throughput ratio dim {r['dim']} (per-round median)",
+            "value": r["throughput_ratio_rounds"]["median"],
             "target": f">= {r['target_ratio']}",
             "met": r["target_met"],
         }
@@ -498,8 +540,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ]
     checks += [
         {
-            "what": f"flowzoo/handwritten throughput ratio dim {r['dim']}",
-            "value": r["handwritten_ratio"],
+            "what": f"flowzoo/flowjax compile time dim {r['dim']}",
+            "value": r["compile_ratio"],
+            "target": f"<= {r['compile_target_ratio']}",
+            "met": r["compile_target_met"],
+        }
+        for r in results
+        if r.get("compile_target_ratio") is not None and r["compile_ratio"] is not None
+    ]
+    checks += [
+        {
+            "what": f"flowzoo/handwritten throughput ratio dim {r['dim']} (per-round median)",
+            "value": r["handwritten_ratio_rounds"]["median"],
             "target": f">= {HANDWRITTEN_TARGET}",
             "met": r["handwritten_target_met"],
         }

@@ -182,8 +182,15 @@ def _unrolled_stack(bijector: Bijector, num: int, max_stacked: int) -> Bijector:
         leaves, treedef = jax.tree.flatten(params)
         if any(jnp.ndim(a) == 0 or jnp.shape(a)[0] != num for a in leaves):
             raise ValueError(_layout_error(num, max_stacked, "stacked params"))
-        parts = [jnp.split(a, num) for a in leaves]
-        return [treedef.unflatten([p[i][0] for p in parts]) for i in range(num)]
+        # Layer i is a dynamic slice at a traced index (an iota, not a Python int), so the
+        # gradient flows back as a dynamic-update-slice per layer rather than the
+        # concatenate that static slices transpose to: the same step, 0.1-0.15 s less XLA
+        # compile (dim-2 RealNVP, benchmarks/coupling_train.py).
+        index = jnp.arange(num)
+        return [
+            treedef.unflatten([jax.lax.dynamic_index_in_dim(a, index[i], 0, False) for a in leaves])
+            for i in range(num)
+        ]
 
     def init(key: Key, x: Batch, context: Context = None) -> Params:
         keys = jax.random.split(key, num)
