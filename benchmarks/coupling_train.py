@@ -180,12 +180,11 @@ def handwritten_case(dim: int, batch: int, layers: int = LAYERS):
     return _adam_case(model.apply, model.init(jax.random.key(1), x), x)
 
 
-def entry_ops(compiled) -> collections.Counter:
-    """``(result shape, opcode) -> count`` over the entry computation of an optimised HLO
-    module: two steps with equal counters run the same kernels on the same shapes (names,
-    metadata and constant values aside)."""
-    text = compiled.as_text()
-    return collections.Counter(re.findall(r"= (\S+) ([\w-]+)\(", text[text.index("ENTRY") :]))
+def hlo_ops(compiled) -> collections.Counter:
+    """``(result shape, opcode) -> count`` over every computation of an optimised HLO module
+    (the entry, loop bodies and the bodies of fused kernels): two steps with equal counters
+    run the same kernels on the same shapes (names, metadata and constant values aside)."""
+    return collections.Counter(re.findall(r"= (\S+) ([\w-]+)\(", compiled.as_text()))
 
 
 def n_params(params) -> int:
@@ -216,7 +215,7 @@ def measure_size(dim: int, batch: int, cfg: argparse.Namespace) -> dict[str, Any
         )
         compiled = comp.pop("compiled")
         if name != "flowjax":  # equinox's filter_jit wraps its compiled object
-            programs[name] = entry_ops(compiled)
+            programs[name] = hlo_ops(compiled)
         first = common.measure_first_call(lambda make=make: make(dim, batch))
         fn, (params, opt_state, x) = make(dim, batch)
         _, _, loss0 = fn(params, opt_state, x)
@@ -244,9 +243,17 @@ def measure_size(dim: int, batch: int, cfg: argparse.Namespace) -> dict[str, Any
         out.setdefault(name, None)
     # flowzoo's step compiled to the hand-written step's kernels, op for op: then their
     # speeds differ only by timing noise
-    out["same_program_as_handwritten"] = (
-        programs["flowzoo"] == programs["handwritten"] if "handwritten" in programs else None
-    )
+    if "handwritten" in programs:
+        fz_ops, hw_ops = programs["flowzoo"], programs["handwritten"]
+        out["same_program_as_handwritten"] = fz_ops == hw_ops
+        # flowzoo's instructions with no counterpart (same opcode and shape) in the other
+        out["hlo_instructions"] = {
+            "flowzoo": sum(fz_ops.values()),
+            "handwritten": sum(hw_ops.values()),
+            "flowzoo_unmatched": sum((fz_ops - hw_ops).values()),
+        }
+    else:
+        out["same_program_as_handwritten"] = out["hlo_instructions"] = None
     fz, fj, hw = out["flowzoo"], out["flowjax"], out["handwritten"]
     target = TARGETS.get((dim, batch))
     keys = ("throughput_ratio", "throughput_ratio_best", "cpu_ratio", "compile_ratio")

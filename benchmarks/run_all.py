@@ -265,6 +265,17 @@ def _secs(s: float | None) -> str | None:
 # one function per script: its JSON (as the script writes it) -> markdown
 
 
+def _same_program(r: dict) -> str:
+    same, n = r.get("same_program_as_handwritten"), r.get("hlo_instructions")
+    if same is None:
+        return "-"
+    if same:
+        return "yes"
+    if not n:
+        return "no"
+    return f"no ({n['flowzoo_unmatched']} of {n['flowzoo']} differ)"
+
+
 def render_coupling_train(d: dict) -> str:
     rows, mem_rows = [], []
     for r in d["sizes"]:
@@ -283,7 +294,7 @@ def render_coupling_train(d: dict) -> str:
                 _x(r.get("handwritten_ratio")),
                 _rounds(r.get("handwritten_ratio_rounds")),
                 _met(r.get("handwritten_target_met")),
-                {True: "yes", False: "no"}.get(r.get("same_program_as_handwritten"), "-"),
+                _same_program(r),
             ]
         )
         ct = r.get("compile_target_ratio")
@@ -304,9 +315,10 @@ def render_coupling_train(d: dict) -> str:
         "Samples per second (steady state; higher is better), and the throughput ratios: the "
         "ratio of median step times, then the median and IQR of the per-round ratios (the "
         "paired, interleaved measure; targets are judged on its median). `same program`: "
-        "flowzoo's compiled step and the hand-written one have the same kernels on the same "
-        "shapes, op for op (XLA's optimised entry computation), so their speeds can differ "
-        "only by timing noise.",
+        "`yes` when flowzoo's compiled step and the hand-written one hold the same "
+        "instructions on the same shapes, op for op, in every computation of XLA's optimised "
+        "module (fused kernels included), so that their speeds can differ only by timing "
+        "noise; otherwise how many of flowzoo's instructions have no counterpart.",
         "",
         md_table(
             [

@@ -96,6 +96,8 @@ def diagonal_normal(event_shape: int | Sequence[int], learnable: bool = True) ->
 
     def log_prob(params: Params, x: Batch, context: Context = None):
         check_event(x, shape, "normal.log_prob")
+        if not learnable:  # the constant once per row, not once per entry
+            return isotropic_normal_log_prob(x, 1.0)
         loc, log_scale = _moments(params, x.dtype)
         u = (x - loc[None]) * jnp.exp(-log_scale)[None]
         return sum_except_batch(-0.5 * u**2 - log_scale[None] - _HALF_LOG_2PI)
