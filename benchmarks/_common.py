@@ -80,31 +80,30 @@ def package_version(name: str) -> str | None:
         return None
 
 
-def _cpu_model() -> str | None:
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of ``/proc/cpuinfo`` (empty where there is none)."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
     except OSError:
         pass
-    return platform.processor() or None
+    return fields
+
+
+def _cpu_model() -> str | None:
+    return _cpuinfo().get("model name") or platform.processor() or None
 
 
 def cpu_id() -> str | None:
     """Family, model and widest vector extension of the CPU (``/proc/cpuinfo``), e.g.
     ``"family 26 model 2, AVX-512"``: a model name such as "AMD EPYC" spans generations
     whose speed ratios against a peer differ (XLA's and torch's GEMM rank differently)."""
-    fields: dict[str, str] = {}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if not line.strip():
-                    break  # the first processor's block is enough
-                key, _, value = line.partition(":")
-                fields[key.strip()] = value.strip()
-    except OSError:
-        return None
+    fields = _cpuinfo()
     flags = set(fields.get("flags", "").split())
     isa = next(
         (

@@ -40,8 +40,9 @@ def standard_normal_log_prob(z: Batch) -> LogProb:
 
 
 def standard_normal(event_shape: int | Sequence[int]) -> Distribution:
-    """``N(0, I)`` over ``event_shape``; params are ``()``."""
-    return diagonal_normal(event_shape, learnable=False)
+    """``N(0, I)`` over ``event_shape``; params are ``()``. It is :func:`isotropic_normal`
+    with scale 1: the log-density adds the Gaussian constant once per row."""
+    return isotropic_normal(event_shape, 1.0)
 
 
 def isotropic_normal(event_shape: int | Sequence[int], scale: float = 1.0) -> Distribution:
@@ -81,23 +82,19 @@ def diagonal_normal(event_shape: int | Sequence[int], learnable: bool = True) ->
     ``init`` starts at the standard normal (it does not fit the data batch).
     With ``learnable=False`` this is :func:`standard_normal` (params ``()``).
     """
+    if not learnable:
+        return standard_normal(event_shape)
     shape = _shape(event_shape)
 
     def _moments(params, dtype):
-        if not learnable:
-            return jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)
         return params["loc"].astype(dtype), params["log_scale"].astype(dtype)
 
     def init(key: Key, x: Batch, context: Context = None) -> Params:
         del key, context
-        if not learnable:
-            return ()
         return {"loc": jnp.zeros(shape, x.dtype), "log_scale": jnp.zeros(shape, x.dtype)}
 
     def log_prob(params: Params, x: Batch, context: Context = None):
         check_event(x, shape, "normal.log_prob")
-        if not learnable:  # the constant once per row, not once per entry
-            return isotropic_normal_log_prob(x, 1.0)
         loc, log_scale = _moments(params, x.dtype)
         u = (x - loc[None]) * jnp.exp(-log_scale)[None]
         return sum_except_batch(-0.5 * u**2 - log_scale[None] - _HALF_LOG_2PI)
