@@ -148,3 +148,27 @@ def test_every_public_package_has_an_api_page():
     }
     # experiments: config files documented in docs/cli.md (flowzoo list names them)
     assert packages <= documented | {"bench", "experiments"}, sorted(packages - documented)
+
+
+def test_ci_docs_build_counts_warnings():
+    """CI builds the site with ``--strict`` and without ``--quiet`` (which drops warnings)."""
+    ci = (DOCS.parent / ".ci" / "run").read_text()
+    builds = [line for line in ci.splitlines() if "mkdocs build" in line]
+    assert builds, ".ci/run does not build the docs"
+    for line in builds:
+        flags = line.split()
+        assert "--strict" in flags, line
+        assert "--quiet" not in flags and "-q" not in flags, line
+
+
+def test_package_api_pages_render_members():
+    """A package's API page renders the names it re-exports (``members: true``).
+
+    Without it mkdocstrings shows only the package docstring, and every reference to one
+    of its functions (``flowzoo.metrics.bits_per_dim``) has no target.
+    """
+    for page in sorted((DOCS / "api").glob("*.md")):
+        text = page.read_text()
+        for target in re.findall(r"^:::\s*([\w.]+)", text, flags=re.MULTILINE):
+            if hasattr(importlib.import_module(target), "__path__"):
+                assert "members: true" in text, f"{page.name}: {target} renders no members"
