@@ -33,13 +33,11 @@ class Transformer(NamedTuple):
 
 DEFAULT_SCALE_BOUND = 1.0
 """The one default bound of a coupling's tanh log-scale, ``|log s| <= 1`` (every builder and
-config uses it). Chosen by ``benchmarks/scale_study.py`` (8 couplings, 2x64 ReLU
-conditioners, Adam 1e-3, batch 256, 3,000 steps, 5 seeds; 2026-11-30): with the density
-orientation and uniform conditioner init, bound 1 had the best two-moons NLL (mean 1.179,
-worst seed 1.194 nats; bound 2: 1.189 / 1.211; bound 3: 1.197 / 1.233) and the smallest
-training-loss spikes on all three 2-D sets, and was within 0.015 nats of the best bound on
-eight Gaussians and checkerboard. Until 2026-11-30 the default was 2 with the sampling
-orientation (two moons 1.347 / 1.451)."""
+config uses it). In ``benchmarks/scale_study.py`` (8 couplings, 2x64 ReLU conditioners,
+Adam 1e-3, batch 256, 3,000 steps, 5 seeds), with the density orientation and uniform
+conditioner init, bound 1 has the best two-moons NLL and the smallest training-loss spikes
+on all three 2-D sets, and is within 0.015 nats of the best bound on eight Gaussians and
+checkerboard; the study's table is in ``docs/benchmarks.md``."""
 
 _SOFTPLUS_ONE = 0.5413248546129181  # log(e - 1): softplus(0 + c) = 1
 
@@ -81,15 +79,13 @@ def affine_transformer(
       then penalised by the log-determinant or by the base density, so the likelihood has
       no reward for degenerate scales.
     * ``"sampling"``: sampling computes ``y = x * s + shift`` and the density direction
-      ``x = (y - shift) / s`` (MAF's ``u = (x - mu) exp(-alpha)``; flowzoo's affine
-      couplings before 2026-11-30). ``log s -> -inf`` rewards the likelihood without bound
-      here, so only bounded scales train reliably.
+      ``x = (y - shift) / s`` (MAF's ``u = (x - mu) exp(-alpha)``). ``log s -> -inf``
+      rewards the likelihood without bound here, so only bounded scales train reliably.
 
     In ``benchmarks/scale_study.py`` (8 couplings, 2x64 ReLU conditioners, Adam 1e-3, batch
-    256, 3,000 steps, 5 seeds) the density orientation lowered the mean test NLL of the
-    tanh-2 scale on two moons from 1.226 to 1.189 nats (uniform init), on eight Gaussians
-    from 1.641 to 1.562 and on checkerboard from 2.057 to 2.009; the study's table is in
-    ``docs/benchmarks.md``.
+    256, 3,000 steps, 5 seeds) the density orientation gives the tanh-2 scale a lower mean
+    test NLL than the sampling orientation on two moons, eight Gaussians and checkerboard;
+    the study's table is in ``docs/benchmarks.md``.
     """
     log_scale(jnp.zeros(()), scale, scale_bound)  # validate ``scale`` early
     if orientation not in ORIENTATIONS:

@@ -7,7 +7,7 @@ Model: as moons_spline (8 spline couplings, 8 bins on [-4, 4], 2x64 ReLU conditi
 
 from flowzoo.experiments.moons_spline import get_config as _spline
 
-RESULT = "see docs/results.md"
+RESULT = "test NLL 1.855 nats (standardised), energy distance -0.0004 (noise floor), 5,000 steps"
 
 
 def get_config():

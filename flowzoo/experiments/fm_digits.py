@@ -21,41 +21,17 @@ Samples: 64 samples by 32 midpoint steps, floored to grey levels (samples.png).
 Reference: a full-covariance Gaussian on the dequantized digits gets 2.95 bits/dim
        (``flowzoo.data.gaussian_bits_per_dim``).
 
-First measured 2026-11-22 (``flowzoo train fm_digits``; 2 CPU cores shared with 3-6 other jobs, load
-average ~13; jax 0.10.2, seed 0; the first recipe). Training loss (CFM, per element) 1.40 (step 100) -> 0.43.
-Solver check (``load_run`` + the same config with ``log_prob_steps`` changed, first 10 test
-images): RK4 8 steps 1.915, 16 steps 1.946 bits/dim; on all 300 test images of the
-2026-11-30 rerun, 8 / 16 / 32 steps: 1.994 / 2.020 / 2.025. Per-image std of bits/dim about 0.20, so
-the standard error of the 300-image mean is about 0.012.
-Longer training does not lower the test bits/dim; the model overfits the 1,497 training
-images (2026-11-30, ``flowzoo train fm_digits --name fm_digits_16k --set train.steps=16000
---set model.log_prob_steps=16``, the cosine schedule stretched to 16,000 steps; trained on a
-shared machine): test 1.941 bits/dim at 16 RK4 steps on all 300 test images (the 8,000-step
-recipe: 1.942), while the samples improved (FD 18.1, legibility 0.877). On the first 100
-images of each split, 16 RK4 steps: test 1.921 +- 0.025, train 1.666 +- 0.020, a gap of 0.25
-bits/dim. The next lever for likelihood was regularisation, not steps.
-Dropout (``model.dropout``, before the second convolution of every residual block, as in the
-DDPM UNet), each run on one core beside another job, exact divergence, 16 RK4 steps, all 300
-test images (2026-11-30):
- - 8,000 steps, dropout 0.1: 1.919 bits/dim (FD 20.9, legibility 0.787);
- - 8,000 steps, dropout 0.2: 1.926 (FD 21.9, legibility 0.787);
- - 12,000 steps, dropout 0.1 (this recipe): see RESULT. With dropout the extra steps now
-   lower the test bits/dim, which they did not without it.
+16 and 32 RK4 steps agree to 0.006 bits/dim on this recipe's model. The per-image std of
+bits/dim is about 0.20, so the standard error of the 300-image mean is about 0.012. Dropout
+(``model.dropout``, before the second convolution of every residual block, as in the DDPM
+UNet) keeps the model from overfitting the 1,497 training images: without it, more steps
+improve the samples but not the test bits/dim. The recipe's history is in CHANGELOG.md.
 """
 
 from flowzoo.zoo import default_config
 from flowzoo.zoo import image_cfm_config as image_model_config
 
-RESULT = (
-    "test 1.890 bits/dim with 16 RK4 steps, 1.896 with 32 (converged: 0.006 apart; 300 test "
-    "images, exact divergence; SE over images about 0.012); sample quality on 300 samples: FD "
-    "17.4 (real-image floor 5.47), legibility 0.837 (floor 0.950), every class 6-13%; 12,000 "
-    "steps with dropout 0.1; 1,618 s wall on one core beside another job (measured "
-    "2026-11-30 as run fmd_d10_12k, this config; the 32-step figure by re-evaluating its "
-    "checkpoint). Issue-14 digits target (<= 1.9 bits/dim, solver converged) met. The "
-    "8,000-step recipe without dropout: 1.904 / 1.942 bits/dim at 8 / 16 RK4 steps, FD 20.8, "
-    "legibility 0.807; full-covariance Gaussian: 2.95"
-)
+RESULT = "test 1.890 bits/dim (1.896 with 32 RK4 steps), FD 17.4 (floor 5.47), legibility 0.837"
 
 
 def get_config() -> dict:
@@ -68,7 +44,7 @@ def get_config() -> dict:
         attention_heads=4,
         log_prob="exact",
         log_prob_solver="rk4",
-        log_prob_steps=16,  # 16 vs 32 RK4 steps: 1.890 vs 1.896 bits/dim (converged)
+        log_prob_steps=16,  # 16 and 32 RK4 steps agree to 0.006 bits/dim
         log_prob_chunk=50,
         num_steps=32,
         dropout=0.1,  # the model overfits 1,497 images without it

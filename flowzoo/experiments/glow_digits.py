@@ -4,7 +4,7 @@ Run:   flowzoo train glow_digits
 Data:  ``flowzoo.data.image_dataset("digits")``: 1,497 train / 300 held-out images (fixed
        SHA-256 split), uniformly dequantized every step, ``y = (x + u) / 17``, then the
        RealNVP logit transform ``logit(0.05 + 0.9 y)``. Glow's own shift to [-0.5, 0.5)
-       learns much slower on 17-level data: a 2-level, 2-step, 32-channel Glow measured
+       learns much slower on 17-level data: a 2-level, 2-step, 32-channel Glow reaches
        2.79 bits/dim after 300 steps with the shift against 2.33 with the logit.
 Model: Glow, 2 levels (8x8x1 -> 4x4x4 -> split -> 2x2x8) x 4 steps (ActNorm, LU 1x1
        convolution, affine coupling with a 32-channel ResNet conditioner, tanh log-scale bound 1),
@@ -14,21 +14,13 @@ Metric: test bits/dim of the discrete images (``eval/test_bpd`` in metrics.jsonl
        in summary.json), one dequantization draw per test image with a fixed key; the
        full-covariance Gaussian baseline on the same split is 2.95 bits/dim
        (``flowzoo.data.gaussian_bits_per_dim``).
-An earlier attempt (shift preprocessing, 64 channels, 2000 steps planned) overfits the 1,497
-training digits: test 2.67 / 2.47 / 2.43 / 2.46 bits/dim at steps 250 / 500 / 750 / 1000
-while the training bound fell to 1.99; it was stopped at step 1100.
-Depth 4 per level keeps the steps unrolled: on the 2-core CPU a scanned stack of conv steps
-(depth > 4) measured ~7x slower per train step than the unrolled one.
+Larger or longer models overfit the 1,497 training digits (with the shift and 64 channels
+the test bits/dim rises after 750 steps while the training bound keeps falling). Depth 4 per
+level keeps the steps unrolled: on CPU a scanned stack of conv steps (depth > 4) trains
+several times slower per step than the unrolled one.
 """
 
-RESULT = (
-    "test 2.114 bits/dim (Gaussian baseline 2.95), 800 steps; sample quality on 300 samples: "
-    "FD 90.8 (real-image floor 5.04), legibility 0.303 (floor 0.950), 27% of the samples "
-    "called 8; 43 s training / 56 s wall on 2 idle cores (rerun 2026-11-30 with the new "
-    "coupling defaults: tanh scale with bound 1 in the density orientation, where the run "
-    "before used Glow's sigmoid scale in the sampling orientation: 2.159, FD 117, "
-    "legibility 0.233); evals: 2.269 (200), 2.170 (400), 2.134 (600), 2.114 (800)"
-)
+RESULT = "test 2.114 bits/dim, FD 90.8 (floor 5.04), legibility 0.303 (floor 0.950), 800 steps"
 
 
 def get_config():

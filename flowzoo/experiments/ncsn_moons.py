@@ -7,17 +7,14 @@ Model: noise-conditional score MLP (3x128 SiLU, sinusoidal sigma embedding, outp
        Langevin (100 steps per level, eps 2e-5, uniform start on [-3, 3]^2) + a final
        Tweedie denoising step. No likelihood (log_prob is None), so no NLL is reported.
 
-Measured (2 shared CPU cores, load ~8, jax 0.10.2, seed 0, 2026-11-22):
-    flowzoo train ncsn_moons --workdir /tmp/fzruns --no-progress
-gives energy distance 0.0020 to held-out data (standardised units, 2,000 vs 2,000 points),
-120 s training (5,000 steps), 177 s wall including sampling 5,000 points (1,000 annealed
-Langevin steps) and plots; samples.png shows both moons with no visible mode imbalance.
-KSD is not reported: two moons has no closed-form score.
+The energy distance is to held-out data (standardised units, 2,000 vs 2,000 points);
+samples.png shows both moons with no visible mode imbalance. KSD is not reported: two moons
+has no closed-form score.
 """
 
 from flowzoo.zoo import default_config
 
-RESULT = "energy distance 0.0020 (standardised), 5000 steps, 120 s train / 177 s wall (2026-11-22)"
+RESULT = "energy distance 0.0020 (standardised), 5,000 steps"
 
 
 def get_config():

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from flowzoo.experiments.fm_moons import get_config as _fm_config
 
-RESULT = "see docs/results.md (python -m flowzoo.experiments.reflow_moons)"
+RESULT = "energy distance after one Euler step: 1-rectified 0.8266, 2-rectified 0.0007"
 EULER_STEPS = (1, 2, 4, 32)
 
 

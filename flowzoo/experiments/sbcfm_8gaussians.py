@@ -14,7 +14,7 @@ that of the learned probability-flow ODE from ``t=0`` to ``t=1 - 1e-3``.
 
 from flowzoo.experiments.fm_8gaussians import get_config as _fm_config
 
-RESULT = "see docs/results.md"
+RESULT = "test NLL 1.495 nats (standardised), energy distance -0.0009 (noise floor), 4,000 steps"
 
 
 def get_config() -> dict:

@@ -12,7 +12,7 @@ As ``fm_moons`` (3x256 SiLU time MLP, 4,000 Adam steps, batch 256, independent p
 
 from flowzoo.experiments.fm_moons import get_config as _fm_config
 
-RESULT = "see docs/results.md"
+RESULT = "test NLL 1.256 nats (standardised), energy distance 0.0005, 4,000 steps"
 
 
 def get_config() -> dict:

@@ -10,16 +10,12 @@ package is missing or it does not return a permutation:
   ``pip install 'flowzoo[ot]'``).
 * ``"scipy"``: ``scipy.optimize.linear_sum_assignment`` (Jonker-Volgenant, Crouse's variant).
 
-Indicative timings (2 shared CPU cores, other jobs running; median per solve, 1024 x 1024
-float64 cost; ``benchmarks/assignment_solvers.py`` and a moons variant, 2026-11-30): for
-2-D points (two moons against N(0, I)) POT 88 ms, scipy 256 ms, lapjv 239 ms; at n=256 POT
-4.1 ms, scipy 5.6 ms, lapjv 29 ms. For N(0, I) against a shifted, scaled Gaussian in 8 /
-16 / 32 / 784 dimensions POT 143 / 155 / 158 / 171 ms, lapjv 167 / 96 / 83 / 67 ms, scipy
-203 / 153 / 142 / 132 ms; 64-D N(0, I) pairs POT 117 ms, lapjv 36 ms. Low-dimensional costs
-have many near-ties, which the augmenting-path solvers handle badly and the network simplex
-well, so ``"auto"`` puts POT first below :data:`HIGH_DIM` dimensions and lapjv from there
-on. All three returned the same optimal total cost. POT, lapjv and scipy release the GIL
-while they solve (``lap.lapjv``, also measured, holds it and is not used).
+Low-dimensional costs have many near-ties, which the augmenting-path solvers handle badly
+and the network simplex well, so ``"auto"`` puts POT first below :data:`HIGH_DIM`
+dimensions and lapjv from there on (``benchmarks/assignment_solvers.py`` times the three
+solvers by dimension and batch size; all three reach the same optimal total cost). POT,
+lapjv and scipy release the GIL while they solve (``lap.lapjv`` holds it and is not
+used).
 """
 
 from __future__ import annotations

@@ -44,7 +44,8 @@ def sample_times(
     if time_sampling == "uniform":
         u = jax.random.uniform(key, (n,))
     elif time_sampling == "logit_normal":
-        # without a uniform component, the draws are those of earlier versions (exact resume)
+        # without a uniform component the key is used unsplit: the same draws as the pure
+        # logit-normal sampler, so a run with those times resumes exactly
         k_ln, k_u, k_pick = jax.random.split(key, 3) if uniform_fraction > 0.0 else (key,) * 3
         u = jax.nn.sigmoid(loc + scale * jax.random.normal(k_ln, (n,)))
         if uniform_fraction > 0.0:

@@ -114,8 +114,8 @@ def _scan_solve(vector_field, y0: PyTree, t0: Array, t1: Array, n: int, solver: 
     step is rematerialised (``jax.checkpoint``), so the backward pass stores the ``n``
     states and recomputes one step at a time; within a step the stages run as an inner
     ``lax.scan`` over a ``(stages, *y)`` buffer, each stage rematerialised too, so at most
-    one stage's intermediates are alive (an unrolled RK4 step kept all four: 3x the memory
-    of diffrax's loop on a CNF). Memory: ``n * size(y)`` plus ``stages * size(y)`` per
+    one stage's intermediates are alive (an unrolled RK4 step would keep all four: 3x the
+    memory of diffrax's loop on a CNF). Memory: ``n * size(y)`` plus ``stages * size(y)`` per
     stage plus one field evaluation's intermediates.
     """
     a, b, c = _SCAN_TABLEAUX[solver]

@@ -23,14 +23,12 @@ class _Conv(nn.Module):
     """A ``SAME``-padded 2-D convolution (NHWC, HWIO kernel) computed as patches @ kernel.
 
     XLA:CPU runs ``conv_general_dilated`` inside a ``lax.scan`` body (the training loop of
-    :func:`flowzoo.train.fit`) 40-70x slower than at top level; this im2col form (shifted
-    slices concatenated on the channel axis, then one matmul) runs at the same speed in both
-    (measured on this project's 2-core CPU: 3x3 conv, 32 channels, 128x8x8, forward +
-    backward: lax.conv 5.9 ms top-level / 419 ms in scan; im2col 9.5 / 10.4 ms).
-    ``impl="xla"`` uses ``lax.conv_general_dilated`` instead (the same parameters and the
-    same ``SAME`` padding), the faster choice for a step compiled without a loop around it:
-    the 28x28 UNet 16/32/64 CFM step at batch 32 took 143 ms with it at top level against
-    172 ms for im2col inside ``fit``'s scan (and 2.4 s for ``lax.conv`` inside a scan).
+    :func:`flowzoo.train.fit`) tens of times slower than at top level; this im2col form
+    (shifted slices concatenated on the channel axis, then one matmul) runs at about the
+    same speed in both. ``impl="xla"`` uses ``lax.conv_general_dilated`` instead (the same
+    parameters and the same ``SAME`` padding), the faster choice for a step compiled without
+    a loop around it (``train.steps_per_call = 1``): there it beats im2col inside ``fit``'s
+    scan.
     Initialisation as ``flax.linen.Conv`` (LeCun-normal kernel, zero bias).
     """
 

@@ -13,7 +13,7 @@ and the first (and, with ``lower_order_final``, the last) step is first order (`
 newest evaluation alone: DDIM). One evaluation per step (NFE = ``num_steps``). The default
 grid is uniform in t (``spacing="logsnr"``: uniform in lambda, the paper's choice for
 images): on the 8-Gaussian ring with the exact VP score, at 10 NFE, the energy distance to
-exact samples was 0.0016 uniform in t against 0.0061 uniform in lambda (mean of 3 seeds,
+exact samples is 0.0016 uniform in t against 0.0061 uniform in lambda (mean of 3 seeds,
 n = 2000).
 """
 

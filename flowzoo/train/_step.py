@@ -191,9 +191,8 @@ def apply_update(
     # One scalar per tree: a NaN or inf in any leaf makes the tree's global norm NaN or inf,
     # and so does a finite tree whose squares overflow (an update optax would scale to zero
     # or NaN; parameters beyond ~1e19 in float32). A per-leaf isfinite test of gradients and
-    # new parameters, as before, made XLA compile this step 2.5-4x longer on CPU (UNet
-    # 16/32 CFM step with EMA: 23.0 -> 5.1 s at the test suite's optimisation level 0, 36.6
-    # -> 9.4 s at XLA's default), for no extra safety.
+    # new parameters makes XLA compile a UNet step several times longer on CPU, for no extra
+    # safety.
     finite = (
         data_finite
         & jnp.isfinite(loss)
