@@ -27,12 +27,16 @@ from __future__ import annotations
 import datetime as _dt
 import importlib
 import json
+import math
 import os
 import platform
+import re
+import resource
+import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +52,37 @@ def optional_import(name: str):
         return importlib.import_module(name)
     except ImportError:
         return None
+
+
+class LazyImport:
+    """A peer module imported on first use (:func:`optional_import`), not when the benchmark
+    module is: ``run_all.py`` imports every benchmark to render its docs table, which must work
+    without the peers (torch, flowjax, ...) installed. False where the peer is missing."""
+
+    def __init__(self, name: str):
+        self._name, self._module, self._tried = name, None, False
+
+    def _load(self):
+        if not self._tried:
+            self._module, self._tried = optional_import(self._name), True
+        return self._module
+
+    def __bool__(self) -> bool:
+        return self._load() is not None
+
+    def __getattr__(self, attr: str):
+        module = self._load()
+        if module is None:
+            raise ImportError(f"{self._name} is not installed (pip install -e '.[bench]')")
+        value = getattr(module, attr)
+        setattr(self, attr, value)  # kept: a timed peer step pays a plain attribute lookup
+        return value
+
+
+def have_flowjax() -> bool:
+    """Whether the flowjax peer imports (its flows and distributions, equinox, paramax)."""
+    needs = ("equinox", "paramax", "flowjax.flows", "flowjax.distributions")
+    return all(optional_import(name) is not None for name in needs)
 
 
 def flowjax_trainable(flow) -> tuple[Any, Callable[[Any, Any], Any]]:
@@ -501,3 +536,239 @@ def fmt_rate(r: float | None) -> str | None:
     if r >= 1e3:
         return f"{r / 1e3:.1f}k"
     return f"{r:.0f}"
+
+
+# --------------------------------------------------------------------------- docs tables
+# helpers of the ``render`` functions that turn a benchmark's JSON into its docs block
+
+
+def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A markdown table (``None`` shows as ``-``)."""
+    cells = [["-" if c is None else str(c) for c in r] for r in rows]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(r) + " |" for r in cells]
+    return "\n".join(lines)
+
+
+def dig(d: Any, *keys, default=None):
+    """``d[k1][k2]...``, or ``default`` where a level is missing, ``None`` or not a dict."""
+    for k in keys:
+        if not isinstance(d, dict) or k not in d or d[k] is None:
+            return default
+        d = d[k]
+    return d
+
+
+def fmt_x(v: float | None, digits: int = 2) -> str | None:
+    """``1.23x``."""
+    return None if v is None else f"{v:.{digits}f}x"
+
+
+def fmt_rounds(s: dict | None) -> str | None:
+    """``1.23x (1.10-1.31)``: median of per-round ratios and its IQR."""
+    if not s:
+        return None
+    return f"{s['median']:.2f}x ({s['q1']:.2f}-{s['q3']:.2f})"
+
+
+def fmt_met(flag) -> str | None:
+    """``yes`` / ``**no**`` for a target's verdict."""
+    return None if flag is None else ("yes" if flag else "**no**")
+
+
+def fmt_pct(v: float | None) -> str | None:
+    return None if v is None else f"{v:.0%}"
+
+
+def fmt_mem(d: dict | None) -> str | None:
+    """:func:`fmt_bytes` of a record's ``memory.xla_step_bytes``."""
+    return fmt_bytes(dig(d, "memory", "xla_step_bytes"))
+
+
+# --------------------------------------------------------------------------- load accounting
+# how run_all.py decides that a script's figures were taken on a busy machine
+
+
+def busy_seconds() -> float | None:
+    """Busy CPU seconds of the whole machine so far (``/proc/stat``), or ``None``."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [float(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal [guest guest_nice: inside user/nice]
+    busy = fields[0] + fields[1] + fields[2] + sum(fields[5:8])
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) of this process's finished children so far."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def load1() -> float | None:
+    la = load_average()
+    return None if la is None else la[0]
+
+
+def settle(target: float, max_s: float, poll_s: float = 5.0) -> float:
+    """Wait until the 1-minute load is below ``target`` (at most ``max_s``); seconds waited."""
+    t0 = time.perf_counter()
+    while max_s > 0 and time.perf_counter() - t0 < max_s:
+        la = load1()
+        if la is None or la < target:
+            break
+        time.sleep(poll_s)
+    return time.perf_counter() - t0
+
+
+def load_flags(rec: dict[str, Any], threshold: float, other_threshold: float) -> list[str]:
+    """Why a script's figures count as taken under load (empty: they do not)."""
+    reasons = []
+    start, end = rec.get("load_before"), rec.get("load_after")
+    if start is not None and start > threshold:
+        reasons.append(f"1-min load {start:.2f} at the start > {threshold}")
+    own = rec.get("own_load_share")
+    if end is not None and end - (own or 0.0) > threshold:
+        mine = "" if own is None else f" (about {own:.2f} of it the script's own)"
+        reasons.append(f"1-min load {end:.2f} at the end{mine} > {threshold}")
+    other = rec.get("other_cpu_cores")
+    if other is not None and other > other_threshold:
+        reasons.append(f"other processes used {other:.2f} cores on average > {other_threshold}")
+    return reasons
+
+
+def run_accounted(
+    name: str, argv: list[str], log_path: Path, cwd: Path, threshold: float, other_threshold: float
+) -> dict[str, Any]:
+    """Run ``argv`` (benchmark ``name``), its output to stdout and ``log_path``, and account for
+    the machine's load: the 1-minute load before and after, the return code and wall time, its
+    own CPU time and cores, its share of the load at the end (own cores times
+    ``1 - exp(-wall / 60 s)``), the cores other processes used meanwhile, and
+    :func:`load_flags` of these (``load_reasons``, ``under_load``)."""
+    rec: dict[str, Any] = {"load_before": load1()}
+    print(f"\n=== {name}: {shlex.join(argv[1:])} (1-min load {rec['load_before']})", flush=True)
+    busy0, child0, t0 = busy_seconds(), children_cpu(), time.perf_counter()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            log.write(line)
+        rc = proc.wait()
+    wall = time.perf_counter() - t0
+    own_cpu = children_cpu() - child0
+    busy1 = busy_seconds()
+    rec.update(
+        {
+            "returncode": rc,
+            "wall_s": round(wall, 2),
+            "load_after": load1(),
+            "own_cpu_s": round(own_cpu, 2),
+            "own_cores": round(own_cpu / wall, 3) if wall > 0 else None,
+        }
+    )
+    rec["own_load_share"] = round((rec["own_cores"] or 0.0) * (1 - math.exp(-wall / 60)), 3)
+    if busy0 is not None and busy1 is not None and wall > 0:
+        rec["other_cpu_cores"] = round(max(0.0, (busy1 - busy0 - own_cpu) / wall), 3)
+    else:
+        rec["other_cpu_cores"] = None
+    rec["load_reasons"] = load_flags(rec, threshold, other_threshold)
+    rec["under_load"] = bool(rec["load_reasons"])
+    status = "ok" if rc == 0 else f"FAILED (exit {rc}, see {log_path})"
+    flag = " -- TAKEN UNDER LOAD: " + "; ".join(rec["load_reasons"]) if rec["under_load"] else ""
+    print(f"=== {name}: {status}, {wall:.0f} s{flag}", flush=True)
+    return rec
+
+
+# --------------------------------------------------------------------------- docs blocks
+# run_all.py replaces what lies between the markers of docs/benchmarks.md with these blocks
+
+MARKER = re.compile(
+    r"(<!-- run_all:(?P<name>[\w-]+):begin -->\n)(?P<body>.*?)(<!-- run_all:(?P=name):end -->)",
+    re.S,
+)
+
+
+def caption(name: str, d: dict, rec: dict | None, threshold: float, timed: bool = True) -> str:
+    """The line every generated block starts with: when, where, under what load (``rec``: the
+    script's record in ``run_all.json``; ``timed=False``: quality figures, not flagged)."""
+    env = d.get("env", {})
+    if rec is not None:
+        start, end, reasons = rec.get("load_before"), rec.get("load_after"), rec["load_reasons"]
+        date = rec.get("date") or env.get("date")
+    else:  # a script run by hand: its own JSON's load averages, without the corrections
+        start = dig(env, "load_average", default=[None])[0]
+        end = (d.get("load_average_after") or [None])[0]
+        date = env.get("date")
+        reasons = load_flags({"load_before": start, "load_after": end}, threshold, math.inf)
+    versions = env.get("versions") or {}
+    vtxt = ", ".join(f"{k} {v}" for k, v in versions.items() if v and k != "numpy")
+    fmt = lambda v: "?" if v is None else f"{v:.2f}"  # noqa: E731
+    lines = [
+        f"_Generated by `benchmarks/run_all.py` from `benchmarks/results/{name}.json`: taken "
+        f"{date or '?'} (commit {env.get('git_commit') or '?'}), {env.get('cpu_count') or '?'} "
+        f"x {env.get('cpu_model') or env.get('device') or '?'}"
+        + (f" ({env['cpu_id']})" if env.get("cpu_id") else "")
+        + ", 1-min load average "
+        f"{fmt(start)} at the start and {fmt(end)} at the end; {vtxt}._"
+    ]
+    if reasons and not timed:
+        lines += [
+            "",
+            "Quality figures only (test NLL after a fixed number of steps from fixed seeds): "
+            "the load (" + "; ".join(reasons) + ") slows them down but does not change them.",
+        ]
+    elif reasons:
+        lines += [
+            "",
+            '!!! warning "Taken under load"',
+            "    These figures were taken on a busy machine (" + "; ".join(reasons) + "); they "
+            "are not published results.",
+        ]
+    return "\n".join(lines)
+
+
+def update_docs(
+    docs_file: Path,
+    out_dir: Path,
+    blocks: Mapping[str, Callable[[dict, dict | None], str]],
+    allow_quick: bool = False,
+) -> dict[str, str]:
+    """Replace every marked block ``NAME`` whose JSON exists by ``blocks[NAME](json, record)``;
+    returns ``name -> what happened``. ``record`` is the script's entry in
+    ``out_dir/run_all.json`` when it wrote this JSON, else ``None``."""
+    text = docs_file.read_text()
+    records = {}
+    summary = out_dir / "run_all.json"
+    if summary.exists():
+        records = json.loads(summary.read_text()).get("scripts", {})
+    status: dict[str, str] = {}
+
+    def replace(m: re.Match) -> str:
+        name = m.group("name")
+        path = out_dir / f"{name}.json"
+        if name not in blocks:
+            status[name] = "no renderer: left as is"
+            return m.group(0)
+        if not path.exists():
+            status[name] = f"no {path.name}: left as is"
+            return m.group(0)
+        d = json.loads(path.read_text())
+        quick = dig(d, "config", "quick") or d.get("quick") or dig(records, name, "quick")
+        if quick and not allow_quick:
+            status[name] = "smoke-run (--quick) JSON: left as is"
+            return m.group(0)
+        rec = records.get(name)
+        if rec is not None and Path(rec.get("json", "")).name != path.name:
+            rec = None
+        status[name] = "updated" + (" (taken under load)" if rec and rec["under_load"] else "")
+        return m.group(1) + blocks[name](d, rec) + "\n" + m.group(4)
+
+    new = MARKER.sub(replace, text)
+    if new != text:
+        docs_file.write_text(new)
+    return status

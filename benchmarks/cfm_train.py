@@ -71,9 +71,14 @@ from flowzoo import flow_matching as fm
 from flowzoo import nets, paths
 from flowzoo.train import apply_update, init_train_state
 
-torch = common.optional_import("torch")
-torchcfm = common.optional_import("torchcfm.conditional_flow_matching")
-HAVE_TORCHCFM = torch is not None and torchcfm is not None
+# the peer, imported on first use: importing this module to render its docs table needs none
+torch = common.LazyImport("torch")
+torchcfm = common.LazyImport("torchcfm.conditional_flow_matching")
+
+
+def have_torchcfm() -> bool:
+    return bool(torch and torchcfm)
+
 
 HIDDEN = (256, 256, 256)
 LR = 1e-3
@@ -173,6 +178,74 @@ def torchcfm_case(batch: int, coupling: str, threads: int):
     return step, 0
 
 
+# --------------------------------------------------------------------------- docs table
+
+
+def render(d: dict) -> str:
+    """The docs block: samples/s of flowzoo and torchcfm per batch and coupling, with the fractions
+    of matmul peak."""
+    rows = [
+        [
+            r["batch"],
+            r["coupling"],
+            common.fmt_rate(r.get("flowzoo_samples_per_s")),
+            common.fmt_rate(r.get("flowzoo_scan_samples_per_s")),
+            common.fmt_rate(r.get("torchcfm_samples_per_s")),
+            common.fmt_x(r.get("speedup_vs_torchcfm")),
+            common.fmt_rate(r.get("flowzoo_pipelined_samples_per_s")),
+            common.fmt_x(
+                r["flowzoo_pipelined_samples_per_s"] / r["torchcfm_samples_per_s"]
+                if r.get("flowzoo_pipelined_samples_per_s") and r.get("torchcfm_samples_per_s")
+                else None
+            ),
+            common.fmt_seconds(r.get("compile_s")),
+            common.fmt_mem(r),
+            common.fmt_pct(r.get("flowzoo_scan_fraction_of_xla_matmul")),
+            common.fmt_pct(r.get("torchcfm_fraction_of_xla_matmul")),
+        ]
+        for r in d["results"]
+    ]
+    peaks = [
+        f"batch {r['batch']}: XLA {r['matmul_rate']['xla_flops_per_s'] / 1e9:.0f} GFLOP/s"
+        + (
+            f", torch {r['matmul_rate']['torch_flops_per_s'] / 1e9:.0f} GFLOP/s"
+            if r["matmul_rate"].get("torch_flops_per_s")
+            else ""
+        )
+        for r in d["results"]
+        if r.get("matmul_rate")
+    ]
+    return (
+        f"Samples per second, steady state; torch on {d.get('torch_threads')} thread(s)"
+        + (f", OT paired ahead on {d['ot_workers']} thread(s)" if d.get("ot_workers") else "")
+        + ".\n\n"
+        + common.md_table(
+            [
+                "batch",
+                "coupling",
+                "flowzoo (jit step)",
+                "flowzoo (scanned, as `fit`)",
+                "torchcfm",
+                "flowzoo / torchcfm",
+                "flowzoo, OT paired ahead",
+                "paired ahead / torchcfm",
+                "compile",
+                "memory (flowzoo step)",
+                "flowzoo scanned, of matmul peak",
+                "torchcfm, of matmul peak",
+            ],
+            rows,
+        )
+        + (
+            "\n\nMatmul peak: the step's FLOP/s (XLA's operation count of one step over its "
+            "time) as a fraction of the measured float32 rate of chained `(batch, 256) @ "
+            "(256, 256)` products on the same threads (" + "; ".join(peaks) + ")."
+            if peaks
+            else ""
+        )
+    )
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -195,7 +268,7 @@ def run(
             else:
                 step_p, state_p, close = flowzoo_pipelined_case(batch, ot_workers)
                 cases["flowzoo_pipelined"] = (step_p, state_p)
-            if HAVE_TORCHCFM:
+            if have_torchcfm():
                 cases["torchcfm"] = torchcfm_case(batch, coupling, torch_threads)
             compile_ = common.measure_compile(
                 lambda b=batch, c=coupling: _with_args(flowzoo_case(b, c, scan=False)),
@@ -221,7 +294,7 @@ def run(
                 per_step = tm["step_s"]["median"] / (SCAN if name == "flowzoo_scan" else 1)
                 row[f"{name}_step_s"] = per_step
                 row[f"{name}_samples_per_s"] = batch / per_step
-            if HAVE_TORCHCFM:
+            if have_torchcfm():
                 row["speedup_vs_torchcfm"] = (
                     row["flowzoo_samples_per_s"] / row["torchcfm_samples_per_s"]
                 )
@@ -301,7 +374,7 @@ def main(argv=None) -> None:
     payload = {
         "benchmark": "cfm_train",
         "model": {"mlp": list(HIDDEN), "activation": "silu", "input": "[x, t]", "lr": LR},
-        "peer": "torchcfm" if HAVE_TORCHCFM else None,
+        "peer": "torchcfm" if have_torchcfm() else None,
         "torch_threads": args.torch_threads,
         "ot_workers": args.ot_workers or os.cpu_count(),
         "quick": args.quick,

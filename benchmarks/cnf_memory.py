@@ -103,6 +103,64 @@ def measure(dim: int, batch: int) -> list[dict[str, Any]]:
     return rows
 
 
+# --------------------------------------------------------------------------- targets and docs table
+
+
+def check(d: dict) -> list[dict[str, Any]]:
+    """The buffers of 64 over 8 solver steps per case: ``[{"what", "value", "target", "met"}]``."""
+    return [
+        {
+            "what": f"memory 64/8 steps dim {r['dim']} batch {r['batch']} {r['adjoint']}",
+            "value": r["ratio_64_over_8"],
+            "target": f"<= {r['target']}",
+            "met": r["target_met"],
+        }
+        for r in d["results"]
+    ]
+
+
+def render(d: dict) -> str:
+    """The docs block: XLA buffers of the training step at 8 and 64 solver steps, against the
+    target."""
+    rows = []
+    for r in d["results"]:
+        by = r["by_steps"]
+        rows.append(
+            [
+                r["dim"],
+                r["batch"],
+                f"`{r['adjoint']}`",
+                common.fmt_bytes(common.dig(by, "8", "train", "xla_step_bytes")),
+                common.fmt_bytes(common.dig(by, "64", "train", "xla_step_bytes")),
+                common.fmt_x(r.get("ratio_64_over_8"), 3),
+                f"<= {r.get('target')}x",
+                common.fmt_met(r.get("target_met")),
+                common.fmt_bytes(common.dig(by, "8", "forward", "xla_step_bytes")),
+                common.fmt_bytes(r.get("state_bytes")),
+            ]
+        )
+    return (
+        "XLA buffers of one compiled CNF training step (`value_and_grad` of the mean NLL, "
+        "exact divergence, RK4 at 8 and 64 fixed steps); `forward` is the log-density alone "
+        "at 8 steps, `state` one ODE state (sample and log-density).\n\n"
+        + common.md_table(
+            [
+                "dim",
+                "batch",
+                "adjoint",
+                "8 steps",
+                "64 steps",
+                "64 / 8",
+                "target",
+                "met",
+                "forward",
+                "state",
+            ],
+            rows,
+        )
+    )
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="benchmarks/results/cnf_memory.json")
@@ -115,6 +173,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "load_average_after": common.load_average(),
         "config": {"cases": CASES, "hidden": HIDDEN, "steps": STEPS, "solver": "rk4"},
         "results": results,
+        "checks": check({"results": results}),
     }
     common.write_json(cfg.out, payload)
     return payload

@@ -52,11 +52,10 @@ except ImportError:  # imported as benchmarks.coupling_train
 
 import flowzoo
 
-eqx = common.optional_import("equinox")
-paramax = common.optional_import("paramax")
-fj_flows = common.optional_import("flowjax.flows")
-fj_dists = common.optional_import("flowjax.distributions")
-HAVE_FLOWJAX = None not in (eqx, paramax, fj_flows, fj_dists)
+# the peer, imported on first use: importing this module to render its docs table needs none
+eqx = common.LazyImport("equinox")
+fj_flows = common.LazyImport("flowjax.flows")
+fj_dists = common.LazyImport("flowjax.distributions")
 
 HIDDEN = (64, 64)
 LAYERS = 8
@@ -202,7 +201,7 @@ def _as_step(fn, x):
 def measure_size(dim: int, batch: int, cfg: argparse.Namespace) -> dict[str, Any]:
     """Compile and steady-state timings of both libraries at one (dim, batch)."""
     makers = {"flowzoo": flowzoo_case}
-    if HAVE_FLOWJAX and not cfg.no_peer:
+    if common.have_flowjax() and not cfg.no_peer:
         makers["flowjax"] = flowjax_case
     if not cfg.no_handwritten:
         makers["handwritten"] = handwritten_case
@@ -310,7 +309,7 @@ def measure_depth(cfg: argparse.Namespace) -> dict[str, Any]:
     """Compile time of a deep vs a shallow flow (scan over layers should keep it flat)."""
     dim, batch = DEPTH["dim"], DEPTH["batch"]
     makers = {"flowzoo": flowzoo_case}
-    if HAVE_FLOWJAX and not cfg.no_peer:
+    if common.have_flowjax() and not cfg.no_peer:
         makers["flowjax"] = flowjax_case
     out: dict[str, Any] = {"dim": dim, "batch": batch, "target_ratio": DEPTH["target"]}
     for name, make in makers.items():
@@ -462,6 +461,192 @@ def report(results: list[dict[str, Any]], depth: dict[str, Any] | None) -> str:
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------- targets and docs table
+
+
+def _same_program(r: dict) -> str:
+    same, n = r.get("same_program_as_handwritten"), r.get("hlo_instructions")
+    if same is None:
+        return "-"
+    if same:
+        return "yes"
+    if not n:
+        return "no"
+    return f"no ({n['flowzoo_unmatched']} of {n['flowzoo']} differ)"
+
+
+def check(d: dict) -> list[dict[str, Any]]:
+    """Every target against its measured value: ``{"what", "value", "target", "met"}``."""
+    sizes, depth = d["sizes"], d.get("depth_compile")
+    checks = [
+        {
+            "what": f"flowzoo/flowjax throughput ratio dim {r['dim']} (per-round median)",
+            "value": common.dig(r, "throughput_ratio_rounds", "median"),
+            "target": f">= {r['target_ratio']}",
+            "met": r["target_met"],
+        }
+        for r in sizes
+        if r["target_ratio"] is not None
+    ]
+    checks += [
+        {
+            "what": f"flowzoo/flowjax compile time dim {r['dim']}",
+            "value": r["compile_ratio"],
+            "target": f"<= {r['compile_target_ratio']}",
+            "met": r["compile_target_met"],
+        }
+        for r in sizes
+        if r.get("compile_target_ratio") is not None and r["compile_ratio"] is not None
+    ]
+    checks += [
+        {
+            "what": f"flowzoo/handwritten throughput ratio dim {r['dim']} (per-round median)",
+            "value": r["handwritten_ratio_rounds"]["median"],
+            "target": f">= {HANDWRITTEN_TARGET}",
+            "met": r["handwritten_target_met"],
+        }
+        for r in sizes
+        if r["handwritten_ratio"] is not None
+    ]
+    if depth is not None:
+        checks.append(
+            {
+                "what": f"flowzoo compile {DEPTH['deep']}/{DEPTH['shallow']} layers",
+                "value": depth["flowzoo"]["ratio"],
+                "target": f"<= {DEPTH['target']}",
+                "met": depth["target_met"],
+            }
+        )
+    return checks
+
+
+def render(d: dict) -> str:
+    """The docs block: throughput against flowjax and the hand-written baseline, then compile time
+    and memory, then compile time against depth."""
+    rows, mem_rows = [], []
+    for r in d["sizes"]:
+        fz, fj, hw = r.get("flowzoo"), r.get("flowjax"), r.get("handwritten")
+        rows.append(
+            [
+                r["dim"],
+                r["batch"],
+                common.fmt_rate(common.dig(fz, "samples_per_s")),
+                common.fmt_rate(common.dig(fj, "samples_per_s")),
+                common.fmt_rate(common.dig(hw, "samples_per_s")),
+                common.fmt_x(r.get("throughput_ratio")),
+                common.fmt_rounds(r.get("throughput_ratio_rounds")),
+                None if r.get("target_ratio") is None else f">= {r['target_ratio']}x",
+                common.fmt_met(r.get("target_met")),
+                common.fmt_x(r.get("handwritten_ratio")),
+                common.fmt_rounds(r.get("handwritten_ratio_rounds")),
+                common.fmt_met(r.get("handwritten_target_met")),
+                _same_program(r),
+            ]
+        )
+        ct = r.get("compile_target_ratio")
+        mem_rows.append(
+            [
+                r["dim"],
+                r["batch"],
+                *[
+                    common.fmt_seconds(common.dig(m, "compile", "total_s", "median"))
+                    for m in (fz, fj, hw)
+                ],
+                common.fmt_x(r.get("compile_ratio")),
+                "-" if ct is None else f"<= {ct}x",
+                "-" if ct is None else common.fmt_met(r.get("compile_target_met")),
+                *[common.fmt_mem(m) for m in (fz, fj, hw)],
+                " / ".join("-" if m is None else str(m.get("n_params")) for m in (fz, fj, hw)),
+            ]
+        )
+    hw_target = common.dig(d, "sizes", default=[{}])[0].get("handwritten_target_ratio", 1.0)
+    out = [
+        "Samples per second (steady state; higher is better), and the throughput ratios: the "
+        "ratio of median step times, then the median and IQR of the per-round ratios (the "
+        "paired, interleaved measure; targets are judged on its median). `same program`: "
+        "`yes` when flowzoo's compiled step and the hand-written one hold the same "
+        "instructions on the same shapes, op for op, in every computation of XLA's optimised "
+        "module (fused kernels included), so that their speeds can differ only by timing "
+        "noise; otherwise how many of flowzoo's instructions have no counterpart.",
+        "",
+        common.md_table(
+            [
+                "dim",
+                "batch",
+                "flowzoo",
+                "flowjax",
+                "handwritten",
+                "flowzoo / flowjax",
+                "per round",
+                "target",
+                "met",
+                "flowzoo / handwritten",
+                "per round",
+                f"met (>= {hw_target}x)",
+                "same program",
+            ],
+            rows,
+        ),
+        "",
+        "Compile time (trace + lower + XLA compile of a fresh step, median) and XLA memory of "
+        "the compiled step (arguments + outputs + temporaries - aliased buffers).",
+        "",
+        common.md_table(
+            [
+                "dim",
+                "batch",
+                "compile flowzoo",
+                "compile flowjax",
+                "compile handwritten",
+                "flowzoo / flowjax",
+                "target",
+                "met",
+                "memory flowzoo",
+                "memory flowjax",
+                "memory handwritten",
+                "params fz / fj / hw",
+            ],
+            mem_rows,
+        ),
+    ]
+    depth = d.get("depth_compile")
+    if depth:
+        drows = []
+        for name in ("flowzoo", "flowjax"):
+            m = depth.get(name)
+            if not m:
+                continue
+            keys = sorted((k for k in m if k.isdigit()), key=int)
+            drows.append(
+                [
+                    name,
+                    *[common.fmt_seconds(common.dig(m, k, "total_s", "median")) for k in keys],
+                    f"{m['ratio']:.2f}",
+                    f"{m['cpu_ratio']:.2f}",
+                    f"<= {depth['target_ratio']}" if name == "flowzoo" else "(reference)",
+                    common.fmt_met(depth.get("target_met")) if name == "flowzoo" else "",
+                ]
+            )
+        keys = sorted((k for k in depth["flowzoo"] if k.isdigit()), key=int)
+        out += [
+            "",
+            f"Compile time against depth (dim {depth['dim']}, batch {depth['batch']}):",
+            "",
+            common.md_table(
+                [
+                    "library",
+                    *[f"{k} layers" for k in keys],
+                    "ratio",
+                    "cpu ratio",
+                    "target",
+                    "met",
+                ],
+                drows,
+            ),
+        ]
+    return "\n".join(out)
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -505,7 +690,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     cfg.compile_repeats = cfg.compile_repeats or (1 if cfg.quick else 3)
     cfg.block_seconds = cfg.block_seconds or (0.05 if cfg.quick else 0.3)
 
-    if not HAVE_FLOWJAX:
+    if not common.have_flowjax():
         print("flowjax not installed: measuring flowzoo only (peer recorded as null)")
     env_before = common.env_info(packages=("flowjax", "equinox", "paramax"))
     results = []
@@ -535,45 +720,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     print()
     print(table)
-    checks = [
-        {
-            "what": f"flowzoo/flowjax throughput ratio dim {r['dim']} (per-round median)",
-            "value": r["throughput_ratio_rounds"]["median"],
-            "target": f">= {r['target_ratio']}",
-            "met": r["target_met"],
-        }
-        for r in results
-        if r["target_ratio"] is not None
-    ]
-    checks += [
-        {
-            "what": f"flowzoo/flowjax compile time dim {r['dim']}",
-            "value": r["compile_ratio"],
-            "target": f"<= {r['compile_target_ratio']}",
-            "met": r["compile_target_met"],
-        }
-        for r in results
-        if r.get("compile_target_ratio") is not None and r["compile_ratio"] is not None
-    ]
-    checks += [
-        {
-            "what": f"flowzoo/handwritten throughput ratio dim {r['dim']} (per-round median)",
-            "value": r["handwritten_ratio_rounds"]["median"],
-            "target": f">= {HANDWRITTEN_TARGET}",
-            "met": r["handwritten_target_met"],
-        }
-        for r in results
-        if r["handwritten_ratio"] is not None
-    ]
-    if depth is not None:
-        checks.append(
-            {
-                "what": f"flowzoo compile {DEPTH['deep']}/{DEPTH['shallow']} layers",
-                "value": depth["flowzoo"]["ratio"],
-                "target": f"<= {DEPTH['target']}",
-                "met": depth["target_met"],
-            }
-        )
     payload = {
         "benchmark": "coupling_train",
         "env": env_before,
@@ -589,7 +735,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "flowzoo": "flowzoo.realnvp(dim, num_layers, hidden) under jax.jit",
             "flowjax": "coupling_flow(StandardNormal, flow_layers, nn_width=64, nn_depth=2) "
             "under equinox.filter_jit"
-            if HAVE_FLOWJAX
+            if common.have_flowjax()
             else None,
             "handwritten": None
             if cfg.no_handwritten
@@ -608,7 +754,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         },
         "sizes": results,
         "depth_compile": depth,
-        "checks": checks,
+        "checks": check({"sizes": results, "depth_compile": depth}),
         "table": table,
     }
     path = common.write_json(cfg.out, payload)

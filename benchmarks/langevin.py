@@ -42,6 +42,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
+    dig,
     env_info,
     fmt_bytes,
     fmt_rate,
@@ -49,6 +50,7 @@ from _common import (  # noqa: E402
     format_table,
     interleaved_steady,
     load_average,
+    md_table,
     measure_compile,
     optional_import,
     write_json,
@@ -148,6 +150,39 @@ def make_cases(h, steps, chains, blackjax):
 
         cases["mala_blackjax"] = mala_bj
     return cases
+
+
+# --------------------------------------------------------------------------- docs table
+
+
+def render(d: dict) -> str:
+    """The docs block: chain-steps/s, compile time, memory and sample quality per case, then the
+    time ratios."""
+    rows = [
+        [
+            f"`{name}`",
+            fmt_rate(r.get("chain_steps_per_s")),
+            fmt_seconds(dig(r, "compile", "total_s", "median")),
+            fmt_bytes(dig(r, "memory", "xla_step_bytes"))
+            or fmt_bytes(dig(r, "compile", "memory", "xla_step_bytes")),
+            f"{dig(r, 'quality', 'ksd', default=float('nan')):.4f}",
+            f"{dig(r, 'quality', 'mmd', default=float('nan')):.4f}",
+        ]
+        for name, r in d["results"].items()
+    ]
+    c = d.get("config", {})
+    ratios = [
+        [f"`{k.split(':', 1)[1]}`", f"{v:.2f}"]
+        for k, v in d.get("ratios", {}).items()
+        if k.startswith("wall:")
+    ]
+    return (
+        f"{c.get('chains')} chains, {c.get('steps_per_call')} steps per call, step size "
+        f"{c.get('step_size')}; KSD and MMD after {c.get('quality_steps')} steps.\n\n"
+        + md_table(["case", "chain-steps/s", "compile", "memory", "KSD", "MMD"], rows)
+        + "\n\nRatios of wall-clock time per call (`a/b`: above 1, `a` is slower; "
+        "`speedup`: above 1, flowzoo is faster):\n\n" + md_table(["ratio", "value"], ratios)
+    )
 
 
 def main():

@@ -171,6 +171,31 @@ def accuracy(field, dim: int, cfg, data=None) -> dict[str, Any]:
     return out
 
 
+# --------------------------------------------------------------------------- docs table
+
+
+def render(d: dict) -> str:
+    """The docs block: samples/s, compile time and memory of every solver at matched NFE."""
+    rows = []
+    for dim, res in d["results"]["mlp"].items():
+        for r in res["throughput"]:
+            rows.append(
+                [
+                    dim,
+                    r["solver"],
+                    r["num_steps"],
+                    r["nfe"],
+                    common.fmt_rate(r.get("samples_per_s")),
+                    common.fmt_seconds(r.get("compile_s")),
+                    common.fmt_mem(r),
+                ]
+            )
+    n = common.dig(d, "config", "n")
+    return f"Random tanh MLP field, {n} samples per solve, matched NFE.\n\n" + common.md_table(
+        ["dim", "solver", "steps", "NFE", "samples/s", "compile", "memory"], rows
+    )
+
+
 # --------------------------------------------------------------------------- main
 
 

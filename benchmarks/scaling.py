@@ -193,6 +193,29 @@ def report(results: list[dict[str, Any]]) -> str:
     )
 
 
+# --------------------------------------------------------------------------- docs table
+
+
+def render(d: dict) -> str:
+    """The docs block: compile time and steps/s per simulated device count, sharded jit and pmap."""
+    res = d["results"]
+    base = common.dig(res[0], "mesh", "step_s") if res and res[0]["devices"] == 1 else None
+    rows = [
+        [
+            r["devices"],
+            common.fmt_seconds(common.dig(r, "compile", "total_s", "median")),
+            f"{r['mesh']['steps_per_s']:.1f}",
+            None if base is None else f"{base / r['mesh']['step_s']:.2f}",
+            f"{r['pmap']['steps_per_s']:.1f}",
+            common.fmt_bytes(common.dig(r, "compile", "memory", "xla_step_bytes")),
+        ]
+        for r in res
+    ]
+    return common.md_table(
+        ["devices", "compile", "mesh steps/s", "vs 1 device", "pmap steps/s", "memory"], rows
+    )
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="few repeats (smoke run)")

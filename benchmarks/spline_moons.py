@@ -34,11 +34,10 @@ import optax
 import flowzoo
 from flowzoo.data import two_moons
 
-eqx = common.optional_import("equinox")
-paramax = common.optional_import("paramax")
-fj_flows = common.optional_import("flowjax.flows")
-fj_dists = common.optional_import("flowjax.distributions")
-fj_bij = common.optional_import("flowjax.bijections")
+# the peer, imported on first use: importing this module to render its docs table needs none
+fj_flows = common.LazyImport("flowjax.flows")
+fj_dists = common.LazyImport("flowjax.distributions")
+fj_bij = common.LazyImport("flowjax.bijections")
 
 LAYERS, HIDDEN, BINS, BOUND, LR, BATCH = 8, (64, 64), 8, 4.0, 1e-3, 256
 
@@ -126,6 +125,45 @@ def step_times(repeats: int) -> dict:
     return out
 
 
+# --------------------------------------------------------------------------- docs table
+
+
+def render(d: dict) -> str:
+    """The docs block: test NLL (mean, worst seed), step time and memory per model, and the speed-
+    up."""
+    rows = []
+    timing = d.get("step_time") or {}
+    for name, per_seed in d["quality"].items():
+        nll = [v["test_nll"] for v in per_seed.values() if v.get("test_nll") is not None]
+        t = timing.get(name)
+        rows.append(
+            [
+                f"`{name}`",
+                len(per_seed),
+                f"{np.mean(nll):.3f}" if nll else None,
+                f"{max(nll):.3f}" if nll else None,
+                common.fmt_seconds(common.dig(t, "step_s", "median")),
+                common.fmt_mem(t),
+            ]
+        )
+    fz, fj = (
+        common.dig(timing, "flowzoo_spline", "step_s"),
+        common.dig(timing, "flowjax_spline", "step_s"),
+    )
+    tail = ""
+    if fz and fj:
+        pairs = [b / a for a, b in zip(fz["values"], fj["values"], strict=True)]
+        s = common.summarize(pairs)
+        tail = f"\n\nflowzoo / flowjax spline step speed-up: {common.fmt_rounds(s)} (median of rounds, IQR)."
+    c = d.get("config", {})
+    return (
+        f"{c.get('steps')} steps, batch {c.get('batch')}; test NLL in nats (mean and worst "
+        "seed); train-step time and memory of the spline flows.\n\n"
+        + common.md_table(["model", "seeds", "test NLL", "worst", "step", "memory"], rows)
+        + tail
+    )
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", default="0,1,2")
@@ -136,7 +174,7 @@ def main(argv=None):
     cfg = ap.parse_args(argv)
     seeds = [0] if cfg.quick else [int(s) for s in cfg.seeds.split(",")]
     steps, repeats = (300, 3) if cfg.quick else (cfg.steps, cfg.repeats)
-    have_peer = fj_flows is not None and fj_bij is not None
+    have_peer = bool(fj_flows and fj_bij)
     env = common.env_info(packages=("flowjax", "equinox", "paramax"))
     models = {"flowzoo_spline": lambda: flowzoo_model("spline")}
     models["flowzoo_affine"] = lambda: flowzoo_model("affine")

@@ -1,14 +1,22 @@
-"""benchmarks/run_all.py --docs-only: tables regenerated between markers from JSON (no timing)."""
+"""benchmarks/run_all.py --docs-only: tables regenerated between markers from JSON (no timing).
+
+Every benchmark module renders its own docs block (``render``) and checks its own targets
+(``check``); run_all.py is the table of scripts and the loop over it."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-RUN_ALL = Path(__file__).resolve().parents[1] / "benchmarks" / "run_all.py"
+ROOT = Path(__file__).resolve().parents[1]
+RUN_ALL = ROOT / "benchmarks" / "run_all.py"
+DOCS = ROOT / "docs" / "benchmarks.md"
+PEERS = ("torch", "torchcfm", "flow_matching", "flowjax", "paramax", "blackjax", "lap", "lapjv")
 
 
 @pytest.fixture(scope="module")
@@ -142,10 +150,10 @@ def test_docs_only_replaces_marked_blocks(run_all, tmp_path):
 
 def test_load_flags_discount_the_scripts_own_load(run_all):
     quiet = {"load_before": 0.4, "load_after": 2.0, "own_load_share": 1.2, "other_cpu_cores": 0.1}
-    assert run_all.load_flags(quiet, 1.5, 0.5) == []
+    assert run_all.common.load_flags(quiet, 1.5, 0.5) == []
     busy = {**quiet, "other_cpu_cores": 1.0}
-    assert len(run_all.load_flags(busy, 1.5, 0.5)) == 1
-    assert len(run_all.load_flags({**quiet, "load_before": 1.8}, 1.5, 0.5)) == 1
+    assert len(run_all.common.load_flags(busy, 1.5, 0.5)) == 1
+    assert len(run_all.common.load_flags({**quiet, "load_before": 1.8}, 1.5, 0.5)) == 1
 
 
 def test_compiled_flops_counts_a_matmul_as_2mkn():
@@ -183,8 +191,85 @@ def test_moons_seeds_compares_with_flowjax_seed_by_seed(run_all):
             }
         },
     }
-    text = run_all.render_moons_seeds(d)
+    text = run_all.render_block("moons_seeds", 1.5, d, None)
     assert "| two_moons | `tanh-1/density/uniform` | -0.0050 ± 0.0104 | 3 of 4 | +0.020 |" in text
-    cap = run_all.caption("moons_seeds", d, None, 1.5)
-    assert "Quality figures only" in cap and "Taken under load" not in cap
-    assert "Taken under load" in run_all.caption("coupling_train", d, None, 1.5)
+    assert "Quality figures only" in text and "Taken under load" not in text
+    assert "Taken under load" in run_all.common.caption("coupling_train", d, None, 1.5)
+
+
+def test_every_script_in_the_table_renders_its_committed_json(run_all):
+    """Each entry of the table names a file in benchmarks/ whose module renders the JSON
+    committed in benchmarks/results/; where the JSON stores the checks of its targets, the
+    module's ``check`` finds the same ones again from the measurements."""
+    assert {"coupling_train", "cfm_train", "moons_seeds"} <= set(run_all.SCRIPTS)
+    for name, script in run_all.SCRIPTS.items():
+        assert script.name == name and (RUN_ALL.parent / script.file).is_file(), name
+        d = json.loads((RUN_ALL.parent / "results" / f"{name}.json").read_text())
+        module = run_all.module(name)
+        assert getattr(module, script.render)(d).count("\n|---") >= 1, name
+        if "checks" in d:
+            assert module.check(d) == d["checks"], name
+    assert [n for n, s in run_all.SCRIPTS.items() if not s.default] == ["scaling", "scale_study"]
+
+
+def test_docs_only_regenerates_the_committed_docs_without_the_peers(tmp_path):
+    """``--docs-only`` over the committed JSON gives docs/benchmarks.md byte for byte, in a
+    process where importing any peer (torch, flowjax, ...) fails: rendering imports none."""
+    docs = tmp_path / "benchmarks.md"
+    docs.write_bytes(DOCS.read_bytes())
+    block_peers = (
+        "import sys\n"
+        "class NoPeers:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.split('.')[0] in {PEERS!r}:\n"
+        "            raise ImportError('peer imported: ' + name)\n"
+        "sys.meta_path.insert(0, NoPeers())\n"
+        f"sys.argv = ['run_all.py', '--docs-only', '--docs-file', {str(docs)!r}]\n"
+        f"import runpy; runpy.run_path({str(RUN_ALL)!r}, run_name='__main__')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", block_peers], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "updated" in proc.stdout
+    assert docs.read_bytes() == DOCS.read_bytes()
+
+
+FAKE_BENCHMARK = """
+import json
+import sys
+
+
+def check(d):
+    return [{"what": "answer", "value": d["answer"], "target": ">= 43", "met": d["answer"] >= 43}]
+
+
+def render(d):
+    return "| answer |\\n|---|\\n| %d |" % d["answer"]
+
+
+if __name__ == "__main__":
+    print("measuring nothing")
+    json.dump({"answer": 42}, open(sys.argv[sys.argv.index("--out") + 1], "w"))
+"""
+
+
+def test_a_run_records_the_load_and_the_targets(run_all, tmp_path, monkeypatch, capsys):
+    """The loop over the table, on a script that measures nothing: its arguments, log, load
+    record and the targets its module checks go to run_all.json; a missed target is printed."""
+    script = tmp_path / "fake_bench.py"
+    script.write_text(FAKE_BENCHMARK)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fake = run_all.Script("fake_bench", str(script), torch_threads=True, args=("--x",))
+    monkeypatch.setattr(run_all, "SCRIPTS", {"fake_bench": fake})
+    out = tmp_path / "out"
+    args = ["--out", str(out), "--torch-threads", "3", "--script-args", "fake_bench=--y 1"]
+    payload = run_all.main([*args, "--settle-max", "0"])  # no wait for a quiet machine
+    rec = payload["scripts"]["fake_bench"]
+    assert rec["returncode"] == 0 and rec["quick"] is False
+    assert rec["argv"][-5:] == ["--torch-threads", "3", "--x", "--y", "1"]
+    assert {"load_before", "load_after", "own_cpu_s", "other_cpu_cores", "under_load"} <= set(rec)
+    assert [c["met"] for c in payload["targets"]["fake_bench"]] == [False]
+    assert json.loads((out / "run_all.json").read_text())["this_run"] == ["fake_bench"]
+    assert (out / "logs" / "fake_bench.log").read_text() == "measuring nothing\n"
+    assert "target missed: fake_bench: answer: 42, target >= 43" in capsys.readouterr().out
