@@ -28,7 +28,7 @@ from ..distributions import (
     params_checker,
     standard_normal,
 )
-from ..integrate import SolverConfig, check_divergence, divergence_exact, ode_log_prob, solve_ode
+from ..integrate import DivergenceConfig, SolverConfig, divergence_exact, ode_log_prob, solve_ode
 
 
 def _split_network(vector_field: Any, vector_field_init: Callable | None):
@@ -54,12 +54,7 @@ def cnf(
     t_data: float = 1.0,
     sample_solver: SolverConfig = SolverConfig(),
     log_prob_solver: SolverConfig = SolverConfig(),
-    divergence: str = "exact",
-    num_probes: int = 1,
-    probe: str = "rademacher",
-    log_prob_divergence: str = "exact",
-    probe_seed: int = 0,
-    chunk_size: int | None = None,
+    divergence: DivergenceConfig = DivergenceConfig(),
     vector_field_init: Callable | None = None,
 ) -> Distribution:
     """A continuous normalizing flow: ``base`` at ``t_base`` pushed by the ODE to ``t_data``.
@@ -78,12 +73,9 @@ def cnf(
         ``t_data=eps``).
       sample_solver: how ``sample`` and ``sample_and_log_prob`` integrate base -> data.
       log_prob_solver: how ``log_prob`` and ``log_prob_estimate`` integrate data -> base.
-      divergence, num_probes, probe: the divergence of ``log_prob_estimate`` (``"exact"`` or
-        ``"hutchinson"`` with ``num_probes`` fresh probes from the key; unbiased, FFJORD).
-      log_prob_divergence: the divergence of ``log_prob``: ``"exact"`` (default; ``D``
-        tangents per evaluation) or ``"hutchinson"`` with ``num_probes`` probes from the
-        fixed key ``jax.random.key(probe_seed)`` (deterministic; for high-dimensional data).
-      chunk_size: rows per likelihood solve (see :func:`flowzoo.integrate.ode_log_prob`).
+      divergence: how ``log_prob`` and ``log_prob_estimate`` compute the divergence, their
+        Hutchinson probes and rows per solve (:class:`flowzoo.integrate.DivergenceConfig`;
+        default: the exact divergence for both, the whole batch in one solve).
       vector_field_init: ``init(key, t, x, context) -> params`` when ``vector_field`` is a
         bare apply function.
 
@@ -95,11 +87,15 @@ def cnf(
     base = standard_normal(shape) if base is None else base
     if tuple(base.event_shape) and tuple(base.event_shape) != shape:
         raise ValueError(f"cnf: base event shape {base.event_shape} differs from {shape}")
-    check_divergence(divergence, probe, num_probes)
-    check_divergence(log_prob_divergence, probe, num_probes)
+    if not isinstance(divergence, DivergenceConfig):
+        raise TypeError(
+            "cnf: divergence must be a flowzoo.integrate.DivergenceConfig, e.g. "
+            f"DivergenceConfig(log_prob_estimate='hutchinson'); got {divergence!r}"
+        )
+    divergence = divergence.check()
     sample_solver, log_prob_solver = sample_solver.check(), log_prob_solver.check()
     net_init, apply = _split_network(vector_field, vector_field_init)
-    eval_key = jax.random.key(int(probe_seed))
+    eval_key = jax.random.key(int(divergence.probe_seed))
 
     def init(key: Key, x: Batch, context: Context = None) -> Params:
         if net_init is None:
@@ -124,18 +120,18 @@ def cnf(
             base_log_prob=lambda z: base.log_prob((), z),
             divergence=kind,
             key=key,
-            num_probes=num_probes,
-            probe=probe,
-            chunk_size=chunk_size,
+            num_probes=divergence.num_probes,
+            probe=divergence.probe,
+            chunk_size=divergence.chunk_size,
             **log_prob_solver._asdict(),
         ).log_prob
 
     def log_prob(params: Params, x: Batch, context: Context = None) -> LogProb:
-        return _log_prob(params, x, context, eval_key, log_prob_divergence)
+        return _log_prob(params, x, context, eval_key, divergence.log_prob)
 
     def log_prob_estimate(params: Params, key: Key, x: Batch, context: Context = None) -> LogProb:
         check_key(key, "cnf.log_prob_estimate")
-        return _log_prob(params, x, context, key, divergence)
+        return _log_prob(params, x, context, key, divergence.log_prob_estimate)
 
     def sample(params, key, n, context=None, temperature=1.0):
         check_count(n, "cnf.sample")
@@ -151,7 +147,7 @@ def cnf(
         check_key(key, "cnf.sample_and_log_prob")
         check_context(n, context, "cnf.sample_and_log_prob")
         check_params(params, context)
-        if log_prob_divergence != "exact":
+        if divergence.log_prob != "exact":
             x = sample(params, key, n, context, temperature)
             return x, log_prob(params, x, context)
         z = base.sample((), key, n, temperature=temperature)

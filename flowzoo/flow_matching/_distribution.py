@@ -13,7 +13,7 @@ from typing import Any
 
 from ..cnf import cnf
 from ..distributions import Distribution, isotropic_normal
-from ..integrate import SolverConfig
+from ..integrate import DivergenceConfig, SolverConfig
 from ..paths import Path, base_scale
 
 
@@ -25,12 +25,7 @@ def distribution(
     t1: float = 1.0,
     sample_solver: SolverConfig = SolverConfig("midpoint", 20),
     log_prob_solver: SolverConfig = SolverConfig("rk4", 16),
-    divergence: str = "exact",
-    num_probes: int = 1,
-    probe: str = "rademacher",
-    log_prob_divergence: str = "exact",
-    probe_seed: int = 0,
-    chunk_size: int | None = None,
+    divergence: DivergenceConfig = DivergenceConfig(),
     velocity_init: Any = None,
 ) -> Distribution:
     """The CNF of a flow-matching velocity field, base = the path's t=0 marginal.
@@ -46,8 +41,8 @@ def distribution(
         path, ``1 - 1e-3``).
       sample_solver: as in :func:`flowzoo.cnf.cnf` (default: 20 midpoint steps).
       log_prob_solver: as in :func:`flowzoo.cnf.cnf` (default: 16 RK4 steps).
-      divergence: and ``num_probes``, ``probe``, ``log_prob_divergence``, ``probe_seed``,
-        ``chunk_size``: as in :func:`flowzoo.cnf.cnf` (default: the exact divergence).
+      divergence: a :class:`flowzoo.integrate.DivergenceConfig`, as in
+        :func:`flowzoo.cnf.cnf` (default: the exact divergence).
 
     Returns:
       A :class:`~flowzoo.distributions.Distribution` (with ``log_prob_estimate``).
@@ -61,10 +56,5 @@ def distribution(
         sample_solver=sample_solver,
         log_prob_solver=log_prob_solver,
         divergence=divergence,
-        num_probes=num_probes,
-        probe=probe,
-        log_prob_divergence=log_prob_divergence,
-        probe_seed=probe_seed,
-        chunk_size=chunk_size,
         vector_field_init=velocity_init,
     )

@@ -6,13 +6,14 @@ call these functions rather than wrapping diffrax again. Time convention: the ca
 (each caller states its own; see ``docs/concepts.md``).
 """
 
+from ._divergence import DIVERGENCES as DIVERGENCES
 from ._divergence import PROBES as PROBES
+from ._divergence import DivergenceConfig as DivergenceConfig
+from ._divergence import check_divergence as check_divergence
 from ._divergence import divergence_exact as divergence_exact
 from ._divergence import divergence_hutchinson as divergence_hutchinson
 from ._divergence import sample_probes as sample_probes
-from ._likelihood import DIVERGENCES as DIVERGENCES
 from ._likelihood import ODELogProb as ODELogProb
-from ._likelihood import check_divergence as check_divergence
 from ._likelihood import ode_log_prob as ode_log_prob
 from ._ode import ADJOINTS as ADJOINTS
 from ._ode import RK4 as RK4
@@ -20,6 +21,7 @@ from ._ode import SOLVERS as SOLVERS
 from ._ode import ODESolution as ODESolution
 from ._ode import SolverConfig as SolverConfig
 from ._ode import solve_ode as solve_ode
+from ._ode import solver_adaptive as solver_adaptive
 from ._ode import solver_stages as solver_stages
 from ._sde import SDESolution as SDESolution
 from ._sde import em_step as em_step

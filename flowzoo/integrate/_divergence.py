@@ -11,6 +11,7 @@ is the same basis vector in every row gives every row's Jacobian column at once.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +21,55 @@ from .._types import Array, Batch, Float, Key
 
 PROBES = ("rademacher", "gaussian")
 """Hutchinson probe distributions accepted by :func:`sample_probes`."""
+
+DIVERGENCES = ("exact", "hutchinson")
+"""Divergence computations accepted by :func:`flowzoo.integrate.ode_log_prob`."""
+
+
+def check_divergence(divergence: str, probe: str = "rademacher", num_probes: int = 1) -> None:
+    """Raise ``ValueError`` naming the bad argument of a divergence configuration."""
+    if divergence not in DIVERGENCES:
+        raise ValueError(f"divergence must be one of {list(DIVERGENCES)}, got {divergence!r}")
+    if probe not in PROBES:
+        raise ValueError(f"probe must be one of {list(PROBES)}, got {probe!r}")
+    if isinstance(num_probes, bool) or int(num_probes) != num_probes or num_probes < 1:
+        raise ValueError(f"num_probes must be a positive int, got {num_probes!r}")
+
+
+class DivergenceConfig(NamedTuple):
+    """How a continuous-time model computes the divergence in its likelihood, as one value.
+
+    A CNF (:func:`flowzoo.cnf.cnf`, and through it :func:`flowzoo.flow_matching.distribution`
+    and :func:`flowzoo.score.pf_ode_distribution`) takes one of these as ``divergence=``.
+
+    * ``log_prob``: the divergence of ``log_prob``: ``"exact"`` (the Jacobian trace, ``D``
+      tangents per evaluation) or ``"hutchinson"`` with ``num_probes`` probes from the fixed
+      key ``jax.random.key(probe_seed)`` (deterministic; for high-dimensional data).
+    * ``log_prob_estimate``: the divergence of ``log_prob_estimate``: ``"exact"`` or
+      ``"hutchinson"`` with ``num_probes`` fresh probes from the method's key (unbiased;
+      FFJORD's training estimate).
+    * ``num_probes`` (``K``, Hutchinson probes per example) and ``probe`` (a name in
+      :data:`PROBES`): the probes of either method (:func:`sample_probes`).
+    * ``probe_seed``: the seed of ``log_prob``'s fixed probes.
+    * ``chunk_size``: rows per likelihood solve (``None``: the whole batch; see
+      :func:`flowzoo.integrate.ode_log_prob`).
+    """
+
+    log_prob: str = "exact"
+    log_prob_estimate: str = "exact"
+    num_probes: int = 1
+    probe: str = "rademacher"
+    probe_seed: int = 0
+    chunk_size: int | None = None
+
+    def check(self) -> DivergenceConfig:
+        """Validate eagerly (raises ``ValueError`` naming the field); returns ``self``."""
+        check_divergence(self.log_prob, self.probe, self.num_probes)
+        check_divergence(self.log_prob_estimate, self.probe, self.num_probes)
+        c = self.chunk_size
+        if c is not None and (isinstance(c, bool) or int(c) != c or c < 1):
+            raise ValueError(f"chunk_size must be a positive int or None, got {c!r}")
+        return self
 
 
 def divergence_exact(f: Callable[[Batch], Batch], x: Batch) -> tuple[Batch, Float[Array, " batch"]]:

@@ -27,11 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._types import Array, Batch, Float, Key, LogProb
-from ._divergence import PROBES, divergence_exact, divergence_hutchinson, sample_probes
+from ._divergence import check_divergence, divergence_exact, divergence_hutchinson, sample_probes
 from ._ode import solve_ode
-
-DIVERGENCES = ("exact", "hutchinson")
-"""Divergence computations accepted by :func:`ode_log_prob`."""
 
 
 class ODELogProb(NamedTuple):
@@ -52,16 +49,6 @@ class ODELogProb(NamedTuple):
     base_point: Batch
     nfe: Array
     num_steps: Array
-
-
-def check_divergence(divergence: str, probe: str = "rademacher", num_probes: int = 1) -> None:
-    """Raise ``ValueError`` naming the bad argument of a divergence configuration."""
-    if divergence not in DIVERGENCES:
-        raise ValueError(f"divergence must be one of {list(DIVERGENCES)}, got {divergence!r}")
-    if probe not in PROBES:
-        raise ValueError(f"probe must be one of {list(PROBES)}, got {probe!r}")
-    if isinstance(num_probes, bool) or int(num_probes) != num_probes or num_probes < 1:
-        raise ValueError(f"num_probes must be a positive int, got {num_probes!r}")
 
 
 def ode_log_prob(

@@ -19,7 +19,7 @@ import numpy as np
 from .._types import Array, Batch, Context, Key, Params
 from ..cnf import cnf
 from ..distributions import Distribution, check_count, check_event
-from ..integrate import SolverConfig
+from ..integrate import DivergenceConfig, SolverConfig
 from ..paths import SDE, probability_flow
 
 TIME_CHANGES = ("linear", "log")
@@ -75,12 +75,7 @@ def pf_ode_distribution(
     time_change: str = "linear",
     sample_solver: SolverConfig = SolverConfig(),
     log_prob_solver: SolverConfig = SolverConfig(),
-    divergence: str = "exact",
-    num_probes: int = 1,
-    probe: str = "rademacher",
-    log_prob_divergence: str = "exact",
-    probe_seed: int = 0,
-    chunk_size: int | None = None,
+    divergence: DivergenceConfig = DivergenceConfig(),
 ) -> Distribution:
     """The probability-flow ODE model of a score network, as a Distribution.
 
@@ -94,8 +89,8 @@ def pf_ode_distribution(
         density is that of the model at ``t_min``.
       time_change: ``"linear"`` (solve in t) or ``"log"`` (solve in ``s`` of
         :func:`log_time`: fixed steps geometric in t, for the VP field's ``1/t`` growth).
-      sample_solver: and ``log_prob_solver``, ``divergence``, ``num_probes``, ``probe``,
-        ``log_prob_divergence``, ``probe_seed``, ``chunk_size``: as in :func:`flowzoo.cnf.cnf`.
+      sample_solver: and ``log_prob_solver``, ``divergence`` (a
+        :class:`flowzoo.integrate.DivergenceConfig`): as in :func:`flowzoo.cnf.cnf`.
     """
     if time_change not in TIME_CHANGES:
         raise ValueError(f"time_change must be one of {list(TIME_CHANGES)}, got {time_change!r}")
@@ -130,10 +125,5 @@ def pf_ode_distribution(
         sample_solver=sample_solver,
         log_prob_solver=log_prob_solver,
         divergence=divergence,
-        num_probes=num_probes,
-        probe=probe,
-        log_prob_divergence=log_prob_divergence,
-        probe_seed=probe_seed,
-        chunk_size=chunk_size,
         vector_field_init=field_init,
     )

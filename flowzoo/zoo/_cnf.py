@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..cnf import cnf
-from ..integrate import ADJOINTS, PROBES, SolverConfig
+from ..integrate import ADJOINTS, PROBES, DivergenceConfig, SolverConfig
 from ..nets import time_mlp
 from ._registry import Model, from_distribution, register_model
 from ._schema import TOLERANCE, Choice, Int, Widths, activation_spec, solver_spec
@@ -43,8 +43,10 @@ def ffjord(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
         net,
         event_shape,
         log_prob_solver=train_solver,
-        divergence=cfg.get("divergence", "hutchinson"),
-        probe=cfg.get("probe", "rademacher"),
+        divergence=DivergenceConfig(
+            log_prob_estimate=cfg.get("divergence", "hutchinson"),
+            probe=cfg.get("probe", "rademacher"),
+        ),
     )
     # evaluation (log_prob, sample): adaptive Tsit5 with the exact divergence at its own
     # tolerances, so the reported NLL is that of the continuous-time flow whatever the

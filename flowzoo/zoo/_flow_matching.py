@@ -46,7 +46,7 @@ from typing import Any
 
 from .. import nets
 from ..flow_matching import COUPLINGS, cfm_loss, distribution, get_coupling, ot_paired_batches
-from ..integrate import SolverConfig
+from ..integrate import DivergenceConfig, SolverConfig
 from ..paths import PATHS, get_path
 from ._images import image_unet, inner_params, with_image_data, with_inner_params
 from ._registry import Guidance, Model, register_model
@@ -258,11 +258,13 @@ def _cfm_model(
         t1=float(hi),
         sample_solver=_solver(cfg, "solver", "num_steps", "midpoint", 20),
         log_prob_solver=_solver(cfg, "log_prob_solver", "log_prob_steps", "rk4", 16),
-        divergence="hutchinson" if kind == "hutchinson" else "exact",
-        num_probes=int(cfg.get("num_probes", 4)) if kind == "hutchinson" else 1,
-        log_prob_divergence="hutchinson" if kind == "hutchinson" else "exact",
-        probe_seed=int(cfg.get("probe_seed", 0)),
-        chunk_size=int(cfg.get("log_prob_chunk", 0)) or None,
+        divergence=DivergenceConfig(
+            log_prob="hutchinson" if kind == "hutchinson" else "exact",
+            log_prob_estimate="hutchinson" if kind == "hutchinson" else "exact",
+            num_probes=int(cfg.get("num_probes", 4)) if kind == "hutchinson" else 1,
+            probe_seed=int(cfg.get("probe_seed", 0)),
+            chunk_size=int(cfg.get("log_prob_chunk", 0)) or None,
+        ),
     )
     model = Model(
         lambda key, x: dist.init(key, x),

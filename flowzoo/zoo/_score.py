@@ -13,7 +13,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ..integrate import SolverConfig
+from ..integrate import DivergenceConfig, SolverConfig
 from ..nets import Network
 from ..paths import SDES, bcast, get_sde
 from ..samplers import annealed_langevin, denoise, mala, pc_sample, run_chain
@@ -171,11 +171,13 @@ def _score_sde(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
             float(cfg.get("rtol", 1e-5)),
             float(cfg.get("atol", 1e-5)),
         ),
-        divergence=divergence,
-        num_probes=int(cfg.get("num_probes", 4)) if divergence == "hutchinson" else 1,
-        log_prob_divergence=divergence,
-        probe_seed=int(cfg.get("probe_seed", 0)),
-        chunk_size=int(cfg.get("log_prob_chunk", 0)) or None,
+        divergence=DivergenceConfig(
+            log_prob=divergence,
+            log_prob_estimate=divergence,
+            num_probes=int(cfg.get("num_probes", 4)) if divergence == "hutchinson" else 1,
+            probe_seed=int(cfg.get("probe_seed", 0)),
+            chunk_size=int(cfg.get("log_prob_chunk", 0)) or None,
+        ),
     )
 
     def init(key, x):

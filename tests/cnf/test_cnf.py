@@ -17,6 +17,7 @@ from flowzoo.cnf import cnf
 from flowzoo.data import array_batches
 from flowzoo.distributions import standard_normal_log_prob
 from flowzoo.integrate import (
+    DivergenceConfig,
     SolverConfig,
     divergence_exact,
     divergence_hutchinson,
@@ -88,10 +89,56 @@ def test_linear_field_log_prob_matches_closed_form(key):
     assert int(stats.nfe) == 3 + 6 * int(stats.num_steps)
 
 
+def test_divergence_config_is_the_hand_built_hutchinson_likelihood(key):
+    """Every field of a DivergenceConfig reaches the one likelihood function: ``log_prob``
+    (probes from ``probe_seed``) and ``log_prob_estimate`` (probes from its key) equal
+    ``ode_log_prob`` called by hand with the same options, bit for bit."""
+    init, apply = smooth_field(3)
+    params = init(key, 0.0, jnp.zeros((1, 3)))
+    div = DivergenceConfig("hutchinson", "hutchinson", 3, "gaussian", probe_seed=5, chunk_size=3)
+    solver = SolverConfig("rk4", 4)
+    model = cnf(apply, 3, log_prob_solver=solver, divergence=div, vector_field_init=init)
+    x = jax.random.normal(jax.random.fold_in(key, 1), (7, 3))  # 7 = 3 + 3 + 1 (padded)
+
+    def by_hand(probe_key):
+        return ode_log_prob(
+            lambda t, y: apply(params, t, y),
+            x,
+            t_data=1.0,
+            t_base=0.0,
+            base_log_prob=standard_normal_log_prob,
+            divergence="hutchinson",
+            key=probe_key,
+            num_probes=3,
+            probe="gaussian",
+            chunk_size=3,
+            **solver._asdict(),
+        ).log_prob
+
+    k = jax.random.fold_in(key, 2)
+    np.testing.assert_array_equal(model.log_prob(params, x), by_hand(jax.random.key(5)))
+    np.testing.assert_array_equal(model.log_prob_estimate(params, k, x), by_hand(k))
+    assert not np.array_equal(model.log_prob(params, x), cnf(apply, 3).log_prob(params, x))
+
+
+def test_divergence_config_is_checked():
+    with pytest.raises(ValueError, match="num_probes"):
+        DivergenceConfig(num_probes=0).check()
+    with pytest.raises(ValueError, match="probe"):
+        linear_cnf(divergence=DivergenceConfig(probe="uniform"))
+    with pytest.raises(ValueError, match="chunk_size"):
+        DivergenceConfig(chunk_size=0).check()
+    with pytest.raises(TypeError, match="DivergenceConfig"):
+        linear_cnf(divergence="hutchinson")
+
+
 @pytest.mark.parametrize("probe", ["rademacher", "gaussian"])
 def test_hutchinson_log_prob_unbiased_on_linear_field(key, probe):
     # l = int_0^1 v^T A v dt = v^T A v per probe; E = tr(A). Monte-Carlo tolerance: 4 SE.
-    model = linear_cnf(divergence="hutchinson", probe=probe, log_prob_solver=SolverConfig("rk4", 4))
+    model = linear_cnf(
+        divergence=DivergenceConfig(log_prob_estimate="hutchinson", probe=probe),
+        log_prob_solver=SolverConfig("rk4", 4),
+    )
     x = jax.random.normal(key, (2, 3))
     exact = jax.jit(model.log_prob)(1.0, x)
     keys = jax.random.split(jax.random.fold_in(key, 1), 512)

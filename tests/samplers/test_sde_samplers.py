@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from jax.scipy.stats import norm
 
-from flowzoo.integrate import ode_log_prob
+from flowzoo.integrate import DivergenceConfig, ode_log_prob
 from flowzoo.metrics import bits_per_dim
 from flowzoo.paths import bcast, probability_flow, subvp_sde, ve_sde, vp_sde
 from flowzoo.samplers import pc_sample, pf_ode_sample, reverse_sde_sample
@@ -87,7 +87,11 @@ def test_pf_ode_log_likelihood_equals_gaussian_density(key, name):
         return
     # the Hutchinson estimate is unbiased: its mean over probes is close
     hdist = pf_ode_distribution(
-        sde, lambda params, t, y: score(t, y), (2,), t_min=eps, divergence="hutchinson"
+        sde,
+        lambda params, t, y: score(t, y),
+        (2,),
+        t_min=eps,
+        divergence=DivergenceConfig(log_prob_estimate="hutchinson"),
     )
     hutch = jax.jit(lambda y, k: hdist.log_prob_estimate((), k, y))
     est = jnp.mean(jnp.stack([hutch(x, jax.random.key(i)) for i in range(4)]), 0)
