@@ -4,7 +4,6 @@ from ._actnorm import actnorm as actnorm
 from ._autoregressive import AFFINE_ORIENTATION as AFFINE_ORIENTATION
 from ._autoregressive import inverse_autoregressive as inverse_autoregressive
 from ._autoregressive import masked_autoregressive as masked_autoregressive
-from ._base import STACKED_PARAMS_MAX as STACKED_PARAMS_MAX
 from ._base import Bijector as Bijector
 from ._base import chain as chain
 from ._base import invert as invert
@@ -46,6 +45,8 @@ from ._squeeze import squeeze as squeeze
 from ._squeeze import unsqueeze as unsqueeze
 from ._transformers import DEFAULT_SCALE_BOUND as DEFAULT_SCALE_BOUND
 from ._transformers import ORIENTATIONS as ORIENTATIONS
+from ._transformers import TRANSFORMERS as TRANSFORMERS
 from ._transformers import Transformer as Transformer
 from ._transformers import affine_transformer as affine_transformer
 from ._transformers import spline_transformer as spline_transformer
+from ._transformers import transformer as transformer

@@ -14,7 +14,7 @@ are elementwise, also of ``x``'s shape.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -142,3 +142,46 @@ def spline_transformer(num_bins: int = 8, bound: float = 4.0) -> Transformer:
         return rq_spline(x, *split(p), bound)
 
     return Transformer(3 * k - 1, forward, inverse)
+
+
+def _additive_transformer(orientation: str = "density") -> Transformer:
+    return affine_transformer(additive=True, orientation=orientation)
+
+
+# name -> (builder, the options it takes)
+_TRANSFORMERS: dict[str, tuple[Callable[..., Transformer], tuple[str, ...]]] = {
+    "affine": (affine_transformer, ("scale", "scale_bound", "orientation")),
+    "additive": (_additive_transformer, ("orientation",)),
+    "spline": (spline_transformer, ("num_bins", "bound")),
+}
+TRANSFORMERS = tuple(_TRANSFORMERS)
+"""Names :func:`transformer` resolves."""
+
+
+def transformer(name: str | Transformer, **options: Any) -> Transformer:
+    """The transformer called ``name``, built with ``options``; a :class:`Transformer` as is.
+
+    * ``"affine"``: :func:`affine_transformer` (options ``scale``, ``scale_bound``,
+      ``orientation``);
+    * ``"additive"``: the affine map with a shift only (option ``orientation``);
+    * ``"spline"``: :func:`spline_transformer` (options ``num_bins``, ``bound``).
+
+    An option left out takes that function's default. Raises ``ValueError`` for an unknown
+    name and ``TypeError`` for an option the named transformer does not take.
+    """
+    if isinstance(name, Transformer):
+        if options:
+            raise TypeError(
+                f"transformer: options {sorted(options)} apply to a name, not a Transformer"
+            )
+        return name
+    if name not in _TRANSFORMERS:
+        raise ValueError(
+            f"unknown transformer {name!r}; choose one of {list(TRANSFORMERS)} or pass a "
+            "flowzoo.bijectors.Transformer"
+        )
+    build, allowed = _TRANSFORMERS[name]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise TypeError(f"transformer {name!r} takes the options {list(allowed)}, not {unknown}")
+    return build(**options)

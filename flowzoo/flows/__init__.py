@@ -17,7 +17,6 @@ from ._image_coupling import image_coupling_flow as image_coupling_flow
 from ._losses import nll_loss as nll_loss
 from ._realnvp import realnvp as realnvp
 from ._realnvp import realnvp_bijector as realnvp_bijector
-from ._realnvp import resolve_transformer as resolve_transformer
 from ._realnvp_image import realnvp_image as realnvp_image
 from ._realnvp_image import realnvp_image_bijector as realnvp_image_bijector
 from ._transformed import transformed as transformed

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from .. import bijectors as bj
 from .._types import Array, count_arg
 from ..distributions import Distribution, standard_normal
-from ._realnvp import resolve_transformer
 from ._transformed import transformed
 
 AFFINE_ORIENTATION = bj.AFFINE_ORIENTATION
@@ -23,18 +23,23 @@ def autoregressive_bijector(
     *,
     activation: str | Callable[[Array], Array] = "relu",
     transformer: str | bj.Transformer = "affine",
+    transformer_options: Mapping[str, Any] | None = None,
     inverse: bool = False,
 ) -> bj.Bijector:
     """``num_layers`` MAF (or, with ``inverse=True``, IAF) layers on ``(batch, dim)`` vectors,
     the order of the entries reversed after each layer; applied with one ``lax.scan``.
 
-    ``transformer``: ``"affine"`` (tanh-bounded log-scale in MAF's own orientation, ``u = (x
-    - mu) exp(-alpha)`` in the density direction: :data:`AFFINE_ORIENTATION`), ``"spline"``
-    (8-bin rational-quadratic spline on ``[-4, 4]``) or any
+    ``transformer``: a name that :func:`flowzoo.bijectors.transformer` resolves with
+    ``transformer_options`` (``"affine"``: tanh-bounded log-scale in MAF's own orientation,
+    ``u = (x - mu) exp(-alpha)`` in the density direction, :data:`AFFINE_ORIENTATION`;
+    ``"spline"``: by default an 8-bin rational-quadratic spline on ``[-4, 4]``) or any
     :class:`~flowzoo.bijectors.Transformer`.
     """
     num_layers = count_arg(num_layers, "num_layers", "autoregressive flow")
-    tr = resolve_transformer(transformer, orientation=AFFINE_ORIENTATION)
+    options = dict(transformer_options or {})
+    if transformer in ("affine", "additive"):
+        options = {"orientation": AFFINE_ORIENTATION, **options}
+    tr = bj.transformer(transformer, **options)
     make = bj.inverse_autoregressive if inverse else bj.masked_autoregressive
     layer = bj.chain(make(dim, tr, hidden, activation), bj.reverse(dim))
     return bj.stack(layer, num_layers)
@@ -51,7 +56,8 @@ def maf(
     """A masked autoregressive flow density (Papamakarios et al. 2017) over ``(batch, dim)``.
 
     ``log_prob`` is one MADE pass per layer; ``sample`` takes ``dim`` passes per layer.
-    ``**kwargs``: ``activation``, ``transformer`` of :func:`autoregressive_bijector`.
+    ``**kwargs``: ``activation``, ``transformer``, ``transformer_options`` of
+    :func:`autoregressive_bijector`.
     """
     return _autoregressive(event_shape, num_layers, hidden, base, False, kwargs)
 

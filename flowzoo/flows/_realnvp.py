@@ -5,7 +5,8 @@ Image event shapes dispatch to the multi-scale builder in ``_realnvp_image.py``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -17,29 +18,21 @@ from ._transformed import transformed
 _MASKS = {"half": bj.half_mask, "alternating": bj.alternating_mask}
 
 
-TRANSFORMERS = ("affine", "spline")
-"""Names ``realnvp(transformer=...)`` accepts (or pass a :class:`~flowzoo.bijectors.Transformer`)."""
-
-
-def resolve_transformer(
-    kind: str | bj.Transformer,
-    scale: str = "tanh",
-    scale_bound: float = bj.DEFAULT_SCALE_BOUND,
-    additive: bool = False,
-    orientation: str = "density",
+def _coupling_transformer(
+    transformer: str | bj.Transformer,
+    options: Mapping[str, Any] | None,
+    scale: str,
+    scale_bound: float,
+    additive: bool,
 ) -> bj.Transformer:
-    """A transformer from its name (``"affine"`` with the given scale options, ``"spline"``
-    with 8 bins on ``[-4, 4]``) or a :class:`~flowzoo.bijectors.Transformer` as is."""
-    if isinstance(kind, bj.Transformer):
-        return kind
-    if kind == "affine":
-        return bj.affine_transformer(scale, scale_bound, additive=additive, orientation=orientation)
-    if kind == "spline":
-        return bj.spline_transformer()
-    raise ValueError(
-        f"unknown transformer {kind!r}; choose one of {list(TRANSFORMERS)} or pass a "
-        "flowzoo.bijectors.Transformer"
-    )
+    """``bijectors.transformer`` of the name and options; ``"affine"`` takes the builder's
+    ``scale``, ``scale_bound`` and ``additive`` unless ``options`` say otherwise."""
+    options = dict(options or {})
+    if transformer == "affine" and additive:
+        return bj.transformer("additive", **options)
+    if transformer == "affine":
+        return bj.transformer("affine", **{"scale": scale, "scale_bound": scale_bound, **options})
+    return bj.transformer(transformer, **options)
 
 
 def realnvp_bijector(
@@ -54,6 +47,7 @@ def realnvp_bijector(
     additive: bool = False,
     conditioner: bj.ConditionerFactory | None = None,
     transformer: str | bj.Transformer = "affine",
+    transformer_options: Mapping[str, Any] | None = None,
 ) -> bj.Bijector:
     """The RealNVP coupling stack for ``(batch, dim)`` data.
 
@@ -62,10 +56,12 @@ def realnvp_bijector(
     blocks are applied with :func:`flowzoo.bijectors.stack` (one ``lax.scan``), so compile
     time does not grow with depth; an odd final layer is appended outside the scan.
 
-    ``transformer`` is the elementwise map of each coupling: ``"affine"`` (``scale``,
-    ``scale_bound``, ``additive`` apply), ``"spline"`` (a rational-quadratic spline with 8
-    bins on ``[-4, 4]``, Durkan et al. 2019, for standardised data) or any
-    :class:`flowzoo.bijectors.Transformer`, e.g. ``bijectors.spline_transformer(16, 5.0)``.
+    ``transformer`` is the elementwise map of each coupling, a name that
+    :func:`flowzoo.bijectors.transformer` resolves with ``transformer_options`` or any
+    :class:`flowzoo.bijectors.Transformer`: ``"affine"`` (``scale``, ``scale_bound``,
+    ``additive`` apply), ``"spline"`` (a rational-quadratic spline, Durkan et al. 2019, by
+    default 8 bins on ``[-4, 4]`` for standardised data; e.g. ``transformer_options={"num_bins":
+    16, "bound": 5.0}``).
     """
     shape = (int(event_shape),) if np.ndim(event_shape) == 0 else tuple(event_shape)
     if len(shape) != 1:
@@ -79,7 +75,7 @@ def realnvp_bijector(
     if mask not in _MASKS:
         raise ValueError(f"unknown mask {mask!r}; choose one of {sorted(_MASKS)}")
     cond = conditioner or bj.mlp_conditioner(hidden, activation)
-    tr = resolve_transformer(transformer, scale, scale_bound, additive)
+    tr = _coupling_transformer(transformer, transformer_options, scale, scale_bound, additive)
 
     def coupling(parity: int) -> bj.Bijector:
         return bj.coupling(_MASKS[mask](shape, parity), tr, cond)
@@ -112,7 +108,8 @@ def realnvp(
       hidden: hidden widths of each coupling's MLP conditioner.
       base: base distribution (default: standard normal).
       **kwargs: passed to :func:`realnvp_bijector` (``activation``, ``mask``, ``scale``,
-        ``scale_bound``, ``additive``, ``conditioner``, ``transformer``).
+        ``scale_bound``, ``additive``, ``conditioner``, ``transformer``,
+        ``transformer_options``).
     """
     shape = (int(event_shape),) if np.ndim(event_shape) == 0 else tuple(event_shape)
     if len(shape) != 1:

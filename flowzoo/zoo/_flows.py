@@ -64,9 +64,10 @@ from ._schema import (
 
 def _transformer(cfg: dict[str, Any], orientation: str) -> bj.Transformer:
     if cfg.get("transformer", "affine") == "spline":
-        return bj.spline_transformer(int(cfg.get("num_bins", 8)), float(cfg.get("spline_bound", 4)))
+        bins, bound = int(cfg.get("num_bins", 8)), float(cfg.get("spline_bound", 4))
+        return bj.transformer("spline", num_bins=bins, bound=bound)
     bound = cfg.get("scale_bound", bj.DEFAULT_SCALE_BOUND)
-    return bj.affine_transformer(scale_bound=bound, orientation=orientation)
+    return bj.transformer("affine", scale_bound=bound, orientation=orientation)
 
 
 def _vector_flow(
