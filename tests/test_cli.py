@@ -541,13 +541,13 @@ def test_documented_resumable_keys_match_the_code():
     import re
     from pathlib import Path
 
-    from flowzoo.zoo._run import _RESUMABLE
+    from flowzoo.zoo import _run
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
     section = text.split("## Resuming", 1)[1].split("\n## ", 1)[0]
     listed = section.split("differences allowed only in", 1)[1].split(")", 1)[0]
     documented = set(re.findall(r"`([a-z_]+\.[a-z_]+)`", listed))
-    assert documented == {f"{a}.{b}" for a, b in _RESUMABLE}
+    assert documented == {f"{a}.{b}" for a, b in _run._RESUMABLE}
 
 
 def test_checkpoint_fallback_prints_no_orbax_noise(tmp_path):

@@ -15,8 +15,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from flowzoo import bijectors, flow_matching, metrics, paths
-from flowzoo.bench import _mixture as gm
+from flowzoo import bench, bijectors, flow_matching, metrics, paths
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -53,7 +52,7 @@ def _x(n=12, d=3, seed=0):
     return jax.random.normal(jax.random.key(seed), (n, d))
 
 
-MIX = gm.GaussianMixture(jnp.full(3, 1 / 3), _x(3, 2, 5), jnp.full((3, 2), 0.2))
+MIX = bench.GaussianMixture(jnp.full(3, 1 / 3), _x(3, 2, 5), jnp.full((3, 2), 0.2))
 VP = paths.cosine_path()
 CASES = {
     "mmd": lambda: metrics.mmd(_x(), _x(seed=1)),
@@ -62,8 +61,8 @@ CASES = {
     "kernel_stein_discrepancy": lambda: metrics.kernel_stein_discrepancy(_x(), -_x()),
     "marginal_velocity": lambda: flow_matching.marginal_velocity(VP, _x(30))(0.9, _x(7)),
     "posterior_mean": lambda: flow_matching.posterior_mean(VP, _x(30), 0.5, _x(7)),
-    "mixture_diffused_score": lambda: gm.diffused_score(MIX, 0.8, 0.3, _x(5, 2)),
-    "mixture_path_velocity": lambda: gm.path_velocity(MIX, VP)(0.4, _x(5, 2)),
+    "mixture_diffused_score": lambda: bench.diffused_score(MIX, 0.8, 0.3, _x(5, 2)),
+    "mixture_path_velocity": lambda: bench.path_velocity(MIX, VP)(0.4, _x(5, 2)),
 }
 
 

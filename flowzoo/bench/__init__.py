@@ -12,6 +12,8 @@ from ._harness import score_samples as score_samples
 from ._harness import steps_and_options as steps_and_options
 from ._learned import learned_target as learned_target
 from ._mixture import GaussianMixture as GaussianMixture
+from ._mixture import diffused_score as diffused_score
+from ._mixture import log_prob as mixture_log_prob
 from ._mixture import path_velocity as path_velocity
 from ._mixture import sde_score as sde_score
 from ._report import leaderboard as leaderboard

@@ -53,13 +53,12 @@ def _image_model_space(run, shape, test):
     """The inner (model-space) params of an image run and its held-out images mapped into
     that space (one fixed uniform dequantization draw), flattened ``(n, D)``."""
     from ..data import scale_transform
-    from ..zoo._images import preprocessing
-    from ..zoo._run import _model_config
+    from ..zoo import image_preprocessing
 
-    cfg = _model_config(run.config)["model"]
-    levels = int(cfg["data_levels"])
+    cfg = run.config["model"]
+    levels = fzdata.IMAGE_LEVELS[str(run.config["data"]["name"]).lower()]
     to_model = bijectors.chain(
-        preprocessing(cfg.get("preprocess", "scale"), float(cfg.get("alpha", 0.05))),
+        image_preprocessing(cfg.get("preprocess", "scale"), float(cfg.get("alpha", 0.05))),
         scale_transform(levels),
     )
     x = jnp.asarray(test, jnp.float32)
@@ -70,19 +69,19 @@ def _image_model_space(run, shape, test):
 
 def _fields(run, shape, params):
     from ..paths import get_sde
-    from ..zoo._flow_matching import _path_from_config, sampling_network
-    from ..zoo._score import noise_conditional_score_network, score_network
+    from ..score import noise_conditional_score_network
+    from ..zoo import cfm_sampling_network, path_from_config, score_sde_network
 
     cfg = run.config["model"]
     kind = cfg["name"]
     if kind == "cfm":  # the field the run samples with (guided where it has a guide)
-        net = sampling_network(cfg, shape)
+        net = cfm_sampling_network(cfg, shape)
         hi = float(cfg.get("time_range", (0.0, 1.0))[1])
         velocity = _flat(lambda t, x: net.apply(params, t, x), shape)
-        return {"path": _path_from_config(cfg), "velocity": velocity}, hi
+        return {"path": path_from_config(cfg), "velocity": velocity}, hi
     if kind == "score_sde":
         sde = get_sde(cfg["sde"], **cfg.get("sde_kwargs", {}))
-        net = score_network(sde, cfg, shape)
+        net = score_sde_network(sde, cfg, shape)
         return {"sde": sde, "score_t": _flat(lambda t, x: net.apply(params, t, x), shape)}, None
     if kind == "ncsn":
         lo, hi = float(cfg["sigma_min"]), float(cfg["sigma_max"])
@@ -110,8 +109,7 @@ def learned_target(run_dir: str | os.PathLike, reference: str = "data") -> Targe
       A Target named ``run:<run name>`` (``run:<name>:solve`` for the solve reference) with
       no log-density (no MCMC rows) and the run's fields.
     """
-    from ..zoo import load_run
-    from ..zoo._run import load_data
+    from ..zoo import load_data, load_run
 
     if reference not in REFERENCES:
         raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")

@@ -58,8 +58,7 @@ def compare(base_config, out_dir: Path, euler_steps=EULER_STEPS, seeds: int = 3)
     from flowzoo.integrate import SolverConfig
     from flowzoo.samplers import flow_ode_sample
     from flowzoo.train import fit
-    from flowzoo.zoo import build_model, build_optimizer
-    from flowzoo.zoo._run import load_data
+    from flowzoo.zoo import build_model, build_optimizer, load_data
 
     out_dir.mkdir(parents=True, exist_ok=True)
     m = base_config("independent")["model"]  # the network build_cfm makes (2-D data)

@@ -64,9 +64,7 @@ def run(data: str = "two_moons", steps: int = 4000, n_pairs: int = 20_000, out: 
     from flowzoo import metrics
     from flowzoo.integrate import SolverConfig
     from flowzoo.samplers import flow_ode_sample
-    from flowzoo.zoo import build_model
-    from flowzoo.zoo._flow_matching import network
-    from flowzoo.zoo._run import load_data
+    from flowzoo.zoo import build_model, cfm_network, load_data
 
     out_dir = Path(out) / f"reflow_{data}"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -76,7 +74,7 @@ def run(data: str = "two_moons", steps: int = 4000, n_pairs: int = 20_000, out: 
     s = fzdata.fit_standardizer(train)
     train, test = np.asarray(fzdata.standardize(s, train)), fzdata.standardize(s, test)
     model = build_model(config, train.shape[1:])
-    net = network(config["model"], train.shape[1:])
+    net = cfm_network(config["model"], train.shape[1:])
     bs = config["train"]["batch_size"]
 
     params1, secs1 = _train(

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from .. import bijectors as bj
 from .._types import count_arg
-from ..data._dequant import logit_transform
+from ..data import logit_transform
 from ..distributions import Distribution, standard_normal
 from ._transformed import transformed
 

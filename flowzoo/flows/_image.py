@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from .. import bijectors as bj
 from .._types import Array, Batch, Key, Params
-from ..data._dequant import logit_transform, scale_transform, shift_transform
+from ..data import logit_transform, scale_transform, shift_transform
 from ..distributions import Distribution, check_event
 from ._transformed import transformed
 

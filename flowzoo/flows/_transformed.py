@@ -6,8 +6,14 @@ import jax
 
 from .._types import Batch, Context, Key, Params
 from ..bijectors import Bijector
-from ..distributions import Distribution
-from ..distributions._base import as_real, check_context, check_event, check_key, params_checker
+from ..distributions import (
+    Distribution,
+    as_real,
+    check_context,
+    check_event,
+    check_key,
+    params_checker,
+)
 
 
 def transformed(base: Distribution, bijector: Bijector) -> Distribution:

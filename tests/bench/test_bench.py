@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from flowzoo import bench, cli, metrics, paths, samplers
-from flowzoo.bench import _mixture as gm
 
 SMALL = bench.Settings(n=1000, repeats=1, trace=16)
 
@@ -54,16 +53,16 @@ def test_mixture_fields_match_autodiff_and_closed_forms(key):
     mix = bench.TARGETS["eight_gaussians"]().mixture
     x = 3.0 * jax.random.normal(key, (16, 2))
     a, s = 0.7, 0.4  # diffused mixture: components N(a m, a^2 v + s^2)
-    diffused = gm.GaussianMixture(mix.weights, a * mix.means, a**2 * mix.variances + s**2)
-    auto = jax.grad(lambda y: jnp.sum(gm.log_prob(diffused, y)))(x)
-    np.testing.assert_allclose(gm.diffused_score(mix, a, s, x), auto, rtol=1e-4, atol=1e-5)
+    diffused = bench.GaussianMixture(mix.weights, a * mix.means, a**2 * mix.variances + s**2)
+    auto = jax.grad(lambda y: jnp.sum(bench.mixture_log_prob(diffused, y)))(x)
+    np.testing.assert_allclose(bench.diffused_score(mix, a, s, x), auto, rtol=1e-4, atol=1e-5)
     # one Gaussian component: the OT-path velocity is linear in x, in closed form
-    one = gm.GaussianMixture(jnp.ones(1), jnp.array([[1.0, -0.5]]), jnp.array([[0.25, 2.25]]))
+    one = bench.GaussianMixture(jnp.ones(1), jnp.array([[1.0, -0.5]]), jnp.array([[0.25, 2.25]]))
     path, t = paths.cond_ot_path(), 0.6
     var = t**2 * one.variances[0] + (1 - t) ** 2
     gain = (t * one.variances[0] - (1 - t)) / var
     want = one.means + gain[None] * (x - t * one.means)
-    np.testing.assert_allclose(gm.path_velocity(one, path)(t, x), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(bench.path_velocity(one, path)(t, x), want, rtol=1e-5, atol=1e-5)
 
 
 def _broken(base: str):

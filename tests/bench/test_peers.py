@@ -79,15 +79,13 @@ def test_diffusers_rows_use_the_exact_noise_prediction_and_agree_with_flowzoo():
     pytest.importorskip("diffusers")
     import torch
 
-    from flowzoo.bench import _mixture as gm
-
     target = bench.TARGETS["eight_gaussians"]()
     score = _peers.torch_diffused_score(target.mixture)
     x = 2.0 * jax.random.normal(jax.random.key(0), (64, 2))
     for a, s in ((0.99, 0.1), (0.6, 0.8), (0.01, 1.0)):
         got = score(a, s, torch.tensor(np.array(x))).numpy()
         np.testing.assert_allclose(
-            got, gm.diffused_score(target.mixture, a, s, x), rtol=1e-4, atol=1e-5
+            got, bench.diffused_score(target.mixture, a, s, x), rtol=1e-4, atol=1e-5
         )
     ours = bench.run_cell(target, "dpm_solver_2m", 32, 0, SMALL)
     peer = bench.run_cell(target, "diffusers_dpm_solver_2m", 32, 0, SMALL)

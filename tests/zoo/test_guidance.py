@@ -23,10 +23,10 @@ from flowzoo.zoo import (
     default_cfm_config,
     default_config,
     load_run,
+    prepare_data,
     train_and_evaluate,
     validate_config,
 )
-from flowzoo.zoo._run import prepare_data
 
 WEIGHT = 2.5
 
@@ -169,7 +169,7 @@ def test_missing_guide_run_is_named(run, tmp_path):
 
 def test_guided_model_refuses_training_and_bad_keys_are_refused(run):
     config = tiny_config()
-    from flowzoo.zoo._flow_matching import build_guided_cfm
+    from flowzoo.zoo import build_guided_cfm
 
     model = build_guided_cfm(config["model"], (2,))
     with pytest.raises(TypeError, match="guide apart"):

@@ -22,9 +22,9 @@ from flowzoo.zoo import (
     apply_overrides,
     available_experiments,
     load_experiment,
+    schema_of,
     validate_config,
 )
-from flowzoo.zoo._schema import schema_of
 
 EXPERIMENTS = available_experiments()
 
