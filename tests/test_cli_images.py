@@ -11,6 +11,7 @@ import io
 import json
 import math
 
+import jax
 import numpy as np
 import pytest
 
@@ -77,6 +78,24 @@ def test_train_logs_bits_per_dim_and_writes_a_sample_grid(run_dir):
     info = json.loads((run_dir / "run.json").read_text())
     assert info["event_shape"] == [8, 8, 1]
     assert "data_levels" not in info["config"]["model"]  # filled in at build time only
+
+
+def test_summary_energy_distance_uses_every_quality_sample_in_pixel_units(run_dir):
+    """summary.json's energy distance compares all 300 samples drawn for the quality figures
+    (not the 16 plotted) with the 300 held-out images, both as pixel values in [0, 1]: the
+    figure of an independent float64 computation on the same samples (train_and_evaluate
+    samples with the third key split from the seed, at plot.temperature)."""
+    from scipy.spatial.distance import cdist, pdist
+
+    run = load_run(run_dir)
+    key = jax.random.split(jax.random.key(run.config["seed"]), 3)[2]
+    x = run.sample(key, 300, float(run.config["plot"]["temperature"]))
+    y = data.image_dataset("digits").test
+    assert x.shape == y.shape == (300, 8, 8, 1)
+    x, y = (np.asarray(a, np.float64).reshape(300, -1) / 16 for a in (x, y))
+    want = 2 * cdist(x, y).mean() - pdist(x).mean() - pdist(y).mean()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert want > 0 and summary["energy_distance"] == pytest.approx(want, rel=1e-4)
 
 
 def test_sample_and_eval_on_an_image_run(run_dir, tmp_path):
