@@ -31,7 +31,10 @@ Restoring goes into the structure of a ``target`` pytree (arrays or
 ``jax.ShapeDtypeStruct``; NamedTuples such as optax states come back as the same
 NamedTuple types). Without an explicit step the newest readable checkpoint wins:
 a corrupt one (truncated or deleted array files, garbage metadata) is reported
-with ``warnings.warn`` and the next older one is tried.
+with ``warnings.warn`` and the next older one is tried. Where a checkpoint holds a
+tuple of ``n`` subtrees in place of the target's arrays stacked along a leading
+axis of size ``n`` (the per-layer params of a ``bijectors.stack``, and their
+optimizer moments), the tuple's entries are stacked into the target's layout.
 """
 
 from __future__ import annotations
@@ -204,6 +207,65 @@ def _mismatch(saved, target) -> str | None:
         if wanted[k] != on_disk[k]:
             return f"shapes differ at {name(k)}: checkpoint {on_disk[k]} vs target {wanted[k]}"
     return None
+
+
+def _tuple_entries(on_disk: dict, key: tuple, shape: tuple) -> list[tuple] | None:
+    """The checkpoint keys of the ``shape[0]`` entries of a tuple saved in place of the
+    target leaf ``key`` of ``shape`` (the entry's index inserted at one level of the key,
+    each entry of shape ``shape[1:]``), or ``None``.
+
+    The outermost level that fits wins: a stack of blocks that are themselves tuples (a
+    stack of chains) saved as a tuple has the layer index above the block's own indices,
+    and where both fit (as many layers as entries per block, all of one shape) the inner
+    one would transpose layers and entries."""
+    if not shape or shape[0] == 0:
+        return None
+    for level in range(len(key) + 1):
+        entries = [(*key[:level], str(i), *key[level:]) for i in range(shape[0])]
+        if all(on_disk.get(e) == shape[1:] for e in entries):
+            return entries
+    return None
+
+
+def _stacking_sources(on_disk: dict, wanted: dict) -> dict[tuple, list[tuple]] | None:
+    """``{target key: checkpoint keys}`` when the checkpoint fits the target once its
+    tuples of per-layer leaves are stacked (one key for a leaf saved as it is), or ``None``
+    when some leaf on either side is left unaccounted for."""
+    sources = {}
+    for key, shape in wanted.items():
+        sources[key] = [key] if on_disk.get(key) == shape else _tuple_entries(on_disk, key, shape)
+        if sources[key] is None:
+            return None
+    used = {k for keys in sources.values() for k in keys}
+    return sources if used == on_disk.keys() else None
+
+
+def _restore_stacking(mngr, step: int, target: Any, sources: dict) -> Any:
+    """Restore ``step`` as saved, then stack its tuples into ``target``'s layout, dtypes
+    and shardings (``sources`` from :func:`_stacking_sources`)."""
+    args = ocp.args.Composite(**{_STATE: ocp.args.StandardRestore()})
+    raw = mngr.restore(step, args=args)[_STATE]
+    flat = ocp.tree.to_flat_dict(ocp.tree.serialize_tree(raw, keep_empty_nodes=True))
+    values = {
+        key: flat[keys[0]] if keys == [key] else jax.numpy.stack([flat[k] for k in keys])
+        for key, keys in sources.items()
+    }
+    tree = ocp.tree.deserialize_tree(ocp.tree.from_flat_dict(values), target)
+    return jax.tree.map(_like, target, tree)
+
+
+def _like(target: Any, x: Any) -> Any:
+    """``x`` with the dtype (and sharding) of the target leaf ``target``."""
+    if isinstance(target, np.generic):
+        return target.dtype.type(x)
+    if not hasattr(target, "dtype"):  # a Python scalar
+        return type(target)(np.asarray(x))
+    if not jax.dtypes.issubdtype(target.dtype, jax.dtypes.prng_key):
+        x = np.asarray(x, target.dtype)
+    sharding = getattr(target, "sharding", None)
+    if sharding is None or isinstance(x, jax.Array):
+        return jax.device_put(x, sharding)
+    return jax.make_array_from_callback(target.shape, sharding, lambda index: x[index])
 
 
 def _candidates(directory: str, step: int | None) -> list[int]:
@@ -379,7 +441,9 @@ def restore(directory: str | os.PathLike, target: Any, step: int | None = None) 
 
     Raises:
       CheckpointError: no checkpoint, none readable, the requested step is missing or
-        corrupt, or the checkpoint's tree structure / shapes differ from ``target``'s.
+        corrupt, or the checkpoint's tree structure / shapes differ from ``target``'s
+        other than by tuples of per-layer subtrees where ``target`` stacks them (those
+        are stacked into ``target``'s layout).
     """
     directory = _path(directory)
 
@@ -389,6 +453,9 @@ def restore(directory: str | os.PathLike, target: Any, step: int | None = None) 
             raise ValueError(f"item {_STATE!r} is missing")
         why = _mismatch(saved.tree, target)
         if why is not None:
+            sources = _stacking_sources(_flat_shapes(saved.tree), _flat_shapes(target))
+            if sources is not None:
+                return _restore_stacking(mngr, s, target, sources)
             raise CheckpointError(
                 f"checkpoint step {s} in {directory} does not fit the target: {why}; "
                 "was it saved by a different model or config?"

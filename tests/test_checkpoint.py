@@ -265,3 +265,69 @@ def test_empty_subtrees_before_arrays_round_trip(tmp_path):
     assert step == 1
     assert jax.tree.structure(restored) == jax.tree.structure(state)
     np.testing.assert_array_equal(restored.params["w"], state.params["w"])
+
+
+def test_tuples_of_per_layer_subtrees_are_stacked_into_the_target(tmp_path):
+    """A checkpoint holding a tuple of per-layer params (and optimizer moments) where the
+    target stacks them along a leading axis restores into the target's layout, layer i at
+    index i, with the target's dtypes; typed keys and empty subtrees come along. A tuple
+    of the wrong length still does not fit."""
+    from flowzoo.train import init_train_state
+
+    def layer(i):  # distinct values per layer, so that a wrong order shows
+        return {"w": jnp.full((2, 3), float(i)), "b": jnp.arange(3.0) + 10 * i}
+
+    opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-3))
+    per_layer = {"stack": tuple(layer(i) for i in range(4)), "head": jnp.ones(5), "empty": ()}
+    state = init_train_state(per_layer, opt, ema=True)
+    moments = jax.tree.map(lambda a: a + 1.0, state.params)  # per-layer values too
+    state = state._replace(
+        step=jnp.int32(9),
+        opt_state=(
+            state.opt_state[0],
+            (state.opt_state[1][0]._replace(mu=moments), state.opt_state[1][1]),
+        ),
+    )
+    ckpt.save(tmp_path, 9, {"state": state, "key": jax.random.key(3)})
+
+    stacked = {**per_layer, "stack": jax.tree.map(lambda *a: jnp.stack(a), *per_layer["stack"])}
+    target = {"state": init_train_state(stacked, opt, ema=True), "key": jax.random.key(0)}
+    target = jax.tree.map(jnp.zeros_like, target)
+    restored, step = ckpt.restore(tmp_path, target)
+    assert step == 9
+    assert jax.tree.structure(restored) == jax.tree.structure(target)
+    for got, want in zip(jax.tree.leaves(restored), jax.tree.leaves(target), strict=True):
+        assert got.shape == want.shape and got.dtype == want.dtype
+    got = restored["state"]
+    np.testing.assert_array_equal(got.params["stack"]["w"][:, 0, 0], [0.0, 1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(got.ema_params["stack"]["b"][:, 1], [1.0, 11.0, 21.0, 31.0])
+    np.testing.assert_array_equal(
+        got.opt_state[1][0].mu["stack"]["b"][:, 0], [1.0, 11.0, 21.0, 31.0]
+    )
+    np.testing.assert_array_equal(got.params["head"], np.ones(5))
+    assert int(got.step) == 9
+    np.testing.assert_array_equal(
+        jax.random.key_data(restored["key"]), jax.random.key_data(jax.random.key(3))
+    )
+
+    three = {**per_layer, "stack": jax.tree.map(lambda *a: jnp.stack(a), *per_layer["stack"][:3])}
+    with pytest.raises(ckpt.CheckpointError, match="does not fit the target"):
+        ckpt.restore(
+            tmp_path, {"state": init_train_state(three, opt, ema=True), "key": target["key"]}
+        )
+
+
+def test_a_stack_of_chains_is_stacked_along_the_outer_tuple(tmp_path):
+    """Two blocks of two same-shape entries each (an 8-coupling RealNVP has four blocks; a
+    4-coupling one at dim 2 has this shape) saved as a tuple of blocks: the layer axis is
+    the outer tuple's (entry j of the target stacks entry j of every block), never the
+    transpose, which fits the shapes as well."""
+    blocks = tuple(
+        tuple({"w": jnp.full((3,), 10.0 * layer + entry)} for entry in range(2))
+        for layer in range(2)
+    )
+    ckpt.save(tmp_path, 1, {"bijector": blocks})
+    target = {"bijector": tuple({"w": jnp.zeros((2, 3))} for _ in range(2))}
+    restored, _ = ckpt.restore(tmp_path, target)
+    np.testing.assert_array_equal(restored["bijector"][0]["w"][:, 0], [0.0, 10.0])
+    np.testing.assert_array_equal(restored["bijector"][1]["w"][:, 0], [1.0, 11.0])

@@ -196,7 +196,7 @@ def test_run_of_the_old_coupling_orientation_is_refused(run_copy):
     orientation) is neither resumed nor loaded: its params would mean another model."""
     info_path = run_copy / "run.json"
     info = json.loads(info_path.read_text())
-    assert info["params_format"] == 4
+    assert info["params_format"] == 5
     del info["params_format"]
     info_path.write_text(json.dumps(info))
     before = snapshot(run_copy)

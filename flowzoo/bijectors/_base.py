@@ -93,41 +93,37 @@ def chain(*bijectors: Bijector) -> Bijector:
     return Bijector(init, forward, inverse)
 
 
-STACKED_PARAMS_MAX = 2**18
-"""Default ``max_stacked`` of :func:`stack`: unrolled stacks of at most this many parameters
-in all (1 MiB of float32) keep them stacked."""
+_SPLIT_MIN_PARAMS = 2**18
+"""Unrolled stacks with more parameters than this (1 MiB of float32) cut their layers out
+with one ``split`` per leaf; smaller ones with dynamic slices (:func:`_layers`)."""
 
 
-def stack(
-    bijector: Bijector, num: int, *, max_unroll: int = 4, max_stacked: int = STACKED_PARAMS_MAX
-) -> Bijector:
+def stack(bijector: Bijector, num: int, *, max_unroll: int = 4) -> Bijector:
     """``num`` copies of ``bijector`` with independent params; layer 0 is applied first in
     ``forward``.
 
-    Stacks longer than ``max_unroll`` hold the per-layer params stacked along a new leading
-    axis of size ``num`` and are applied with one ``lax.scan``, so compile time does not grow
-    with depth. Stacks of at most ``max_unroll`` layers are applied by a Python loop (on CPU a
-    scanned train step of a short stack is 15-25% slower), and their params take the layout
-    that is faster for their size:
+    The params are the ``num`` per-layer params stacked along a new leading axis of size
+    ``num``, whatever ``num`` and the layer's size; layer ``i`` is drawn from
+    ``split(key, num)[i]``. ``init`` runs from the last layer to the first on the data, so
+    data-dependent initialisation works per layer. How ``forward`` and ``inverse`` loop
+    over the layers is chosen from ``num`` and the params they are given, and never changes
+    the params:
 
-    * at most ``max_stacked`` parameters in all: stacked along a leading axis, as in the
-      scan. The optimiser then updates ``num`` times fewer, larger arrays: an 8-layer RealNVP
-      train step at dim 2 or 64 ran 10% faster than with a tuple (``benchmarks/
-      coupling_train.py``'s hand-written baseline: 1.11x against 0.99-1.02x).
-    * more: a tuple of the ``num`` per-layer params. Slicing layers out of stacked arrays
-      copies the params, and the gradients back, on every step: 4-10% of a dim-784 RealNVP
-      step (0.96x against 1.00x of hand-written JAX).
+    * more than ``max_unroll`` layers: one ``lax.scan``, so compile time does not grow with
+      depth (``max_unroll=0`` always scans);
+    * at most ``max_unroll`` layers: a Python loop, since on CPU a scanned train step of a
+      short stack is slower. Each layer is a dynamic slice of the params at a traced index,
+      whose gradient is a dynamic-update-slice per layer (less XLA compile than a
+      concatenate); stacks of more than 2^18 parameters are cut with one ``split`` per leaf
+      instead, whose gradient is one concatenate per leaf (fewer bytes moved per step than
+      the per-layer updates of large arrays).
 
-    The layout is a function of the parameter count alone, so ``forward`` and ``inverse``
-    read it from the params they are given. ``max_unroll=0`` always scans. Every form draws
-    the same per-layer params from the same key (layer ``i`` from ``split(key, num)[i]``).
-    ``init`` runs from the last layer to the first on the data, so data-dependent
-    initialisation works per layer.
+    Params of another layout (e.g. a tuple of per-layer params) raise a ``ValueError``.
     """
     if num < 1:
         raise ValueError(f"stack() needs num >= 1, got {num}")
     if num <= max_unroll:
-        return _unrolled_stack(bijector, num, max_stacked)
+        return _unrolled_stack(bijector, num)
 
     def init(key: Key, x: Batch, context: Context = None) -> Params:
         def body(x, k):
@@ -144,6 +140,7 @@ def stack(
             z, ld = bijector.forward(p, z, context)
             return (z, logdet + ld), None
 
+        _check_stacked(params, num)
         carry, _ = jax.lax.scan(body, (z, jnp.zeros(z.shape[0], z.dtype)), params)
         return carry
 
@@ -153,44 +150,45 @@ def stack(
             x, ld = bijector.inverse(p, x, context)
             return (x, logdet + ld), None
 
+        _check_stacked(params, num)
         carry, _ = jax.lax.scan(body, (x, jnp.zeros(x.shape[0], x.dtype)), params, reverse=True)
         return carry
 
     return Bijector(init, forward, inverse)
 
 
-def _layout_error(num: int, max_stacked: int, expected: str) -> str:
-    return (
-        f"stack of {num} layers (max_stacked={max_stacked}) expects {expected} for params of "
-        "this size; these params have another layout. Were they made by a stack with another "
-        "max_stacked or max_unroll, or saved before PARAMS_FORMAT 4? Re-create them with "
-        "this bijector's init."
-    )
+def _check_stacked(params: Params, num: int) -> None:
+    """Refuse params whose leaves are not stacked along a leading axis of size ``num``."""
+    shapes = [jnp.shape(a) for a in jax.tree.leaves(params)]
+    if any(not s or s[0] != num for s in shapes):
+        per_layer = type(params) is tuple and len(params) == num
+        raise ValueError(
+            f"stack of {num} layers expects its per-layer params stacked along a leading axis "
+            f"of size {num}, as its init returns them; got leaves of shapes {shapes[:3]}"
+            + (f" in a tuple of {num} entries" if per_layer else "")
+            + ". A tuple of per-layer params becomes that layout with "
+            "jax.tree.map(lambda *a: jnp.stack(a), *params)"
+        )
 
 
-def _unrolled_stack(bijector: Bijector, num: int, max_stacked: int) -> Bijector:
-    """:func:`stack` of ``num`` layers applied in a loop; params stacked or a tuple by size."""
+def _layers(params: Params, num: int) -> list[Params]:
+    """The ``num`` per-layer params of stacked ``params``, for a Python loop over layers."""
+    _check_stacked(params, num)
+    leaves, treedef = jax.tree.flatten(params)
+    if sum(jnp.size(a) for a in leaves) > _SPLIT_MIN_PARAMS:
+        parts = [jnp.split(a, num) for a in leaves]
+        return [treedef.unflatten([p[i][0] for p in parts]) for i in range(num)]
+    # A traced index (an iota, not a Python int) keeps each slice dynamic, so its transpose
+    # is a dynamic-update-slice rather than a pad that XLA sums into the stacked gradient.
+    index = jnp.arange(num)
+    return [
+        treedef.unflatten([jax.lax.dynamic_index_in_dim(a, index[i], 0, False) for a in leaves])
+        for i in range(num)
+    ]
 
-    def stacked(params: Params) -> bool:
-        return sum(jnp.size(a) for a in jax.tree.leaves(params)) <= max_stacked
 
-    def layers(params: Params) -> list[Params]:
-        if not stacked(params):
-            if not (isinstance(params, tuple) and len(params) == num):
-                raise ValueError(_layout_error(num, max_stacked, "a tuple of per-layer params"))
-            return list(params)
-        leaves, treedef = jax.tree.flatten(params)
-        if any(jnp.ndim(a) == 0 or jnp.shape(a)[0] != num for a in leaves):
-            raise ValueError(_layout_error(num, max_stacked, "stacked params"))
-        # Layer i is a dynamic slice at a traced index (an iota, not a Python int), so the
-        # gradient flows back as a dynamic-update-slice per layer rather than the
-        # concatenate that static slices transpose to: the same step, 0.1-0.15 s less XLA
-        # compile (dim-2 RealNVP, benchmarks/coupling_train.py).
-        index = jnp.arange(num)
-        return [
-            treedef.unflatten([jax.lax.dynamic_index_in_dim(a, index[i], 0, False) for a in leaves])
-            for i in range(num)
-        ]
+def _unrolled_stack(bijector: Bijector, num: int) -> Bijector:
+    """:func:`stack` of ``num`` layers applied in a Python loop (params stacked as always)."""
 
     def init(key: Key, x: Batch, context: Context = None) -> Params:
         keys = jax.random.split(key, num)
@@ -198,19 +196,18 @@ def _unrolled_stack(bijector: Bijector, num: int, max_stacked: int) -> Bijector:
         for i in reversed(range(num)):
             params[i] = bijector.init(keys[i], x, context)
             x, _ = bijector.inverse(params[i], x, context)
-        params = tuple(params)
-        return jax.tree.map(lambda *a: jnp.stack(a), *params) if stacked(params) else params
+        return jax.tree.map(lambda *a: jnp.stack(a), *params)
 
     def forward(params: Params, z: Batch, context: Context = None):
         logdet = jnp.zeros(z.shape[0], z.dtype)
-        for p in layers(params):
+        for p in _layers(params, num):
             z, ld = bijector.forward(p, z, context)
             logdet = logdet + ld
         return z, logdet
 
     def inverse(params: Params, x: Batch, context: Context = None):
         logdet = jnp.zeros(x.shape[0], x.dtype)
-        for p in reversed(layers(params)):
+        for p in reversed(_layers(params, num)):
             x, ld = bijector.inverse(p, x, context)
             logdet = logdet + ld
         return x, logdet

@@ -189,26 +189,34 @@ def _run_info(config, s, event_shape) -> dict[str, Any]:
     }
 
 
-PARAMS_FORMAT = 4
-"""What a run's parameters mean, recorded in ``run.json``. 2 (2026-11-30): affine couplings
-multiply by the scale in the density direction (``bijectors.affine_transformer``'s
-``"density"`` orientation). 3 (2026-11-30, later): stacks of at most four blocks
-(``bijectors.stack``; e.g. an 8-layer RealNVP) hold a tuple of per-layer params instead of
-stacked arrays; a format-2 checkpoint of such a model no longer fits its structure, and
-restoring it fails with the checkpoint's "does not fit the target" error instead of
-loading wrong numbers. 4 (2026-11-30, later still): such short stacks keep stacked arrays
-again when they have at most ``bijectors.STACKED_PARAMS_MAX`` parameters in all (small
-flows train faster so); larger ones keep the tuple. A format-3 checkpoint of a small short
-stack fails to restore in the same way. A ``run.json`` without the key is format 1."""
+PARAMS_FORMAT = 5
+"""What a run's parameters mean, recorded in ``run.json`` (one without the key is format 1).
+
+Format 5: affine couplings multiply by the scale in the density direction
+(``bijectors.affine_transformer``'s ``"density"`` orientation), and every
+``bijectors.stack`` holds its per-layer params stacked along a leading layer axis, whatever
+its size. Formats 2 to 4 hold the same params, some short stacks as a tuple of per-layer
+params, which :func:`flowzoo.checkpoint.restore` stacks when it loads or resumes them.
+Refused (:func:`_check_params_format`): coupling-flow runs of format 1, whose couplings
+divided by the scale, and runs of a format newer than this one."""
 
 _COUPLING_MODELS = ("realnvp", "maf", "glow", "realnvp_image", "image_coupling")
 """Models built from affine transformers, whose checkpoints format 1 reads differently."""
 
 
 def _check_params_format(info: dict[str, Any], config: dict[str, Any], where: Path) -> None:
-    """Refuse a format-1 coupling-flow run: its parameters would be silently reinterpreted."""
+    """Refuse a run whose parameters this version would misread or cannot read: a format-1
+    coupling flow, or a format newer than :data:`PARAMS_FORMAT`."""
     model = config.get("model", {}).get("name") if isinstance(config, dict) else None
-    if model in _COUPLING_MODELS and int(info.get("params_format", 1)) < 2:
+    found = int(info.get("params_format", 1))
+    if found > PARAMS_FORMAT:
+        writer = info.get("flowzoo_version")
+        writer = f"flowzoo {writer}" if writer else "a newer flowzoo"
+        raise ConfigError(
+            f"{where} holds params format {found}, written by {writer}; this flowzoo "
+            f"{flowzoo.__version__} reads formats up to {PARAMS_FORMAT}: load it with {writer}"
+        )
+    if model in _COUPLING_MODELS and found < 2:
         raise ConfigError(
             f"{where} holds a {model} run written by a flowzoo older than 2026-11-30, whose "
             "affine couplings divided by the scale in the density direction; this version "

@@ -21,6 +21,7 @@ import pytest
 from registry import REGISTRY, _coupling
 
 from flowzoo import bijectors as bj
+from flowzoo.bijectors import _base as bj_base
 
 NAMES = sorted(REGISTRY)
 
@@ -149,25 +150,19 @@ def test_context_changes_the_map(name, key):
     assert not np.allclose(y1, y2, atol=1e-4)
 
 
-def test_unrolled_stacks_equal_the_scanned_stack(key):
-    """The unrolled stack, with its params stacked (small stacks) or a tuple (large ones),
-    draws the same per-layer params from a key as the scanned one and computes the same map
-    and log-det, both ways, on params perturbed away from the identity."""
+@pytest.mark.parametrize("split", [False, True], ids=["dynamic_slices", "split"])
+def test_unrolled_stacks_equal_the_scanned_stack(key, monkeypatch, split):
+    """The unrolled stack holds the same stacked params as the scanned one (the same draws
+    from a key, the same structure) and computes the same map, log-det and jitted gradient,
+    both ways, on params perturbed away from the identity: with layers taken by dynamic
+    slices (small stacks) and by one split per leaf (stacks over the size threshold)."""
+    if split:
+        monkeypatch.setattr(bj_base, "_SPLIT_MIN_PARAMS", 0)
     layer = _coupling(bj.alternating_mask(4))
-    scanned = bj.stack(layer, 3, max_unroll=0)
+    scanned, unrolled = bj.stack(layer, 3, max_unroll=0), bj.stack(layer, 3)
     x = jax.random.normal(key, (5, 4))
     stacked = scanned.init(jax.random.key(1), x)
-    size = sum(a.size for a in jax.tree.leaves(stacked))
-    as_tuple = bj.stack(layer, 3, max_stacked=size - 1)  # one parameter over: a tuple
-    as_stacked = bj.stack(layer, 3, max_stacked=size)
-    default = bj.stack(layer, 3).init(jax.random.key(1), x)  # a small stack: stacked params
-    assert jax.tree.structure(default) == jax.tree.structure(stacked)
-    tup = as_tuple.init(jax.random.key(1), x)
-    assert isinstance(tup, tuple) and len(tup) == 3
-    restacked = jax.tree.map(lambda *a: jnp.stack(a), *tup)
-    for a, b in zip(jax.tree.leaves(restacked), jax.tree.leaves(stacked), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
-    same = as_stacked.init(jax.random.key(1), x)
+    same = unrolled.init(jax.random.key(1), x)
     assert jax.tree.structure(same) == jax.tree.structure(stacked)
     for a, b in zip(jax.tree.leaves(same), jax.tree.leaves(stacked), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
@@ -176,17 +171,14 @@ def test_unrolled_stacks_equal_the_scanned_stack(key):
     stacked = jax.tree.unflatten(
         tree, [p + 0.3 * jax.random.normal(k, p.shape) for p, k in zip(leaves, ks, strict=True)]
     )
-    tup = tuple(jax.tree.map(lambda a, i=i: a[i], stacked) for i in range(3))
     for direction in ("forward", "inverse"):
         y_s, ld_s = getattr(scanned, direction)(stacked, x)
         assert float(jnp.max(jnp.abs(y_s - x))) > 0.05  # not the identity
-        for bij, params in ((as_tuple, tup), (as_stacked, stacked)):
-            y_u, ld_u = getattr(bij, direction)(params, x)
-            np.testing.assert_allclose(y_u, y_s, rtol=1e-5, atol=1e-5)
-            np.testing.assert_allclose(ld_u, ld_s, rtol=1e-5, atol=1e-5)
+        y_u, ld_u = getattr(unrolled, direction)(stacked, x)
+        np.testing.assert_allclose(y_u, y_s, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(ld_u, ld_s, rtol=1e-5, atol=1e-5)
 
-    # The unrolled stack takes its layers by dynamic slices at traced indices: its gradient
-    # (jitted, as in a train step) lands on the same rows of the stacked params as the scan's.
+    # jitted, as in a train step: the gradient lands on the same rows of the stacked params
     def objective(bij):
         def f(params):
             y, ld = bij.inverse(params, x)
@@ -194,23 +186,45 @@ def test_unrolled_stacks_equal_the_scanned_stack(key):
 
         return jax.jit(jax.grad(f))
 
-    g_scan, g_unrolled = objective(scanned)(stacked), objective(as_stacked)(stacked)
+    g_scan, g_unrolled = objective(scanned)(stacked), objective(unrolled)(stacked)
     assert float(max(jnp.max(jnp.abs(g)) for g in jax.tree.leaves(g_scan))) > 1e-3
     for a, b in zip(jax.tree.leaves(g_unrolled), jax.tree.leaves(g_scan), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_unrolled_stack_refuses_params_of_the_other_layout(key):
-    """Params in the other layout (a tuple given to a stack that expects stacked arrays, and
-    the reverse) are refused with an error that says what the stack expected, instead of
-    being sliced into wrong layers."""
+def test_short_stacks_of_any_size_hold_stacked_params():
+    """A short stack's params are stacked arrays whatever its size: an 8-layer RealNVP at
+    dim 2 and at dim 784 (over the size at which the loop switches to splits) have the
+    same structure, every leaf with the leading layer axis."""
+    from flowzoo import flows
+
+    def params_of(dim):
+        flow = flows.realnvp_bijector(dim, 8)
+        return jax.eval_shape(flow.init, jax.random.key(0), jnp.zeros((2, dim)))
+
+    small, large = params_of(2), params_of(784)
+    assert jax.tree.structure(small) == jax.tree.structure(large)
+    assert sum(a.size for a in jax.tree.leaves(small)) <= bj_base._SPLIT_MIN_PARAMS
+    assert sum(a.size for a in jax.tree.leaves(large)) > bj_base._SPLIT_MIN_PARAMS
+    for params in (small, large):
+        assert all(a.shape[0] == 4 for a in jax.tree.leaves(params))
+
+
+@pytest.mark.parametrize("max_unroll", [4, 0], ids=["unrolled", "scanned"])
+def test_stack_refuses_params_of_another_layout(key, max_unroll):
+    """A tuple of per-layer params (or any leaves without the leading layer axis) is refused
+    with an error that says what the stack expects and how to stack such a tuple, instead
+    of being sliced into wrong layers."""
     layer = _coupling(bj.alternating_mask(4))
+    stack = bj.stack(layer, 3, max_unroll=max_unroll)
     x = jax.random.normal(key, (5, 4))
-    as_stacked, as_tuple = bj.stack(layer, 3), bj.stack(layer, 3, max_stacked=0)
-    stacked = as_stacked.init(jax.random.key(1), x)
-    tup = as_tuple.init(jax.random.key(1), x)
-    with pytest.raises(ValueError, match="expects stacked params"):
-        as_stacked.forward(tup, x)
-    big = bj.stack(layer, 3, max_stacked=1)  # every real stack is over the limit: a tuple
-    with pytest.raises(ValueError, match="expects a tuple of per-layer params"):
-        big.inverse(stacked, x)
+    stacked = stack.init(jax.random.key(1), x)
+    tup = tuple(jax.tree.map(lambda a, i=i: a[i], stacked) for i in range(3))
+    with pytest.raises(ValueError, match="stacked along a leading axis of size 3") as err:
+        stack.forward(tup, x)
+    assert "in a tuple of 3 entries" in str(err.value) and "jnp.stack" in str(err.value)
+    assert "FORMAT" not in str(err.value)
+    restacked = jax.tree.map(lambda *a: jnp.stack(a), *tup)
+    np.testing.assert_allclose(stack.inverse(restacked, x)[0], stack.inverse(stacked, x)[0])
+    with pytest.raises(ValueError, match="leading axis of size 3"):
+        stack.inverse(jax.tree.map(lambda a: a[:2], stacked), x)
