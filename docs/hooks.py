@@ -14,6 +14,37 @@ import re
 _XREF = re.compile(r'<code class="fz-xref">(~?)([\w.]+)</code>')
 
 
+_SAMPLER_TABLE = "<!-- sampler-table -->"
+
+
+def sampler_table(budget: int = 64) -> str:
+    """A Markdown table of what every registered sampler states about itself (kind, needed
+    ``Problem`` fields, adaptivity, the steps a budget buys and their NFE), read from
+    ``flowzoo.samplers.SAMPLERS`` with each sampler's default options."""
+    from flowzoo.samplers import SAMPLERS
+
+    rows = [
+        f"| sampler | kind | needs | `num_steps` for {budget} NFE | NFE of those steps |",
+        "|---|---|---|---|---|",
+    ]
+    for name, spec in sorted(SAMPLERS.items()):
+        needs = ", ".join(" or ".join(f"`{field}`" for field in alts) for alts in spec.needs)
+        if spec.adaptive:
+            steps, nfe = "adaptive (`rtol`, `atol`)", "reported after the solve"
+        else:
+            steps = spec.steps_for(budget)
+            nfe = spec.nfe(steps)
+        rows.append(f"| `{name}` | {spec.kind} | {needs} | {steps} | {nfe} |")
+    return "\n".join(rows)
+
+
+def on_page_markdown(markdown, page, **kwargs):
+    """Replace the ``<!-- sampler-table -->`` marker (``samplers.md``) by :func:`sampler_table`."""
+    if _SAMPLER_TABLE in markdown:
+        markdown = markdown.replace(_SAMPLER_TABLE, sampler_table())
+    return markdown
+
+
 def on_page_content(html, page, **kwargs):
     src = page.file.src_uri
     module = "flowzoo." + src[len("api/") : -len(".md")] if src.startswith("api/") else None

@@ -35,6 +35,25 @@ class _UsageError(Exception):
     pass
 
 
+class _BenchParser(_Parser):
+    """The ``flowzoo bench`` subcommands' parser: the help of ``samplers --quick`` and
+    ``--n`` states the settings of :mod:`flowzoo.bench`, read when the help is shown (so
+    other commands do not pay for importing it)."""
+
+    def format_help(self) -> str:
+        from .bench import QUICK_NFE, QUICK_SETTINGS, QUICK_TARGETS, Settings
+
+        quick = QUICK_SETTINGS
+        helps = {
+            "quick": f"targets {','.join(QUICK_TARGETS)}, NFE {','.join(map(str, QUICK_NFE))}, "
+            f"n={quick.n}, repeats={quick.repeats}" + ("" if quick.warmup else ", no warm-up"),
+            "n": f"samples per cell (default {Settings().n}, --quick {quick.n})",
+        }
+        for action in self._actions:
+            action.help = helps.get(action.dest, action.help)
+        return super().format_help()
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="flowzoo", description="Train, sample and evaluate flowzoo models.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -106,7 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--out", default=None, help="output .png (default: RUN_DIR/curves.png)")
 
     b = sub.add_parser("bench", help="benchmarks")
-    bsub = b.add_subparsers(dest="bench_command", required=True, parser_class=_Parser)
+    bsub = b.add_subparsers(dest="bench_command", required=True, parser_class=_BenchParser)
     bs = bsub.add_parser(
         "samplers", help="every sampler on targets with ground truth: results, leaderboard, plots"
     )
@@ -114,11 +133,9 @@ def _parser() -> argparse.ArgumentParser:
     bs.add_argument("--samplers", type=_names, default=None, help="comma-separated (default: all)")
     bs.add_argument("--nfe", type=_ints, default=None, help="NFE budgets, e.g. 4,8,16,32")
     bs.add_argument("--out", default="bench/samplers", help="output directory")
-    bs.add_argument("--quick", action="store_true", help="3 targets, 3 budgets, n=1000")
+    bs.add_argument("--quick", action="store_true")  # help: _BenchParser
     bs.add_argument("--seed", type=int, default=0, help=f"0 .. {SEED_MAX}")
-    bs.add_argument(
-        "--n", type=int, default=None, help="samples per cell (default 2000, --quick 500)"
-    )
+    bs.add_argument("--n", type=int, default=None)  # help: _BenchParser
     bs.add_argument(
         "--runs",
         type=_names,

@@ -42,8 +42,10 @@ def my_euler(key, problem, n, num_steps, **options):
     return out.samples, samplers.SamplerInfo(out.nfe, jnp.nan)
 
 
-# needs the SDE and its exact score; an ODE sampler; one score evaluation per step
-samplers.register_sampler("my_euler", samplers.SamplerSpec(my_euler, ("sde", "score_t"), "ode", 1))
+# needs the SDE and its exact score; an ODE sampler; fixed steps of one score evaluation
+# each (SamplerSpec's default nfe and steps_for: a budget of B evaluations buys B steps)
+spec = samplers.SamplerSpec(my_euler, needs=(("sde",), ("score_t",)), kind="ode")
+samplers.register_sampler("my_euler", spec)
 
 # %% [markdown]
 # `run_cell(target, sampler, budget, seed, settings)` draws `n` samples with a budget of
@@ -89,4 +91,4 @@ ax.legend()
 plt.show()
 
 # %%
-samplers.SAMPLERS.pop("my_euler")  # leave the registry as it was
+del samplers.SAMPLERS["my_euler"]  # leave the registry as it was

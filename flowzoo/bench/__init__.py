@@ -16,6 +16,10 @@ from ._mixture import diffused_score as diffused_score
 from ._mixture import log_prob as mixture_log_prob
 from ._mixture import path_velocity as path_velocity
 from ._mixture import sde_score as sde_score
+from ._report import DEFAULT_NFE as DEFAULT_NFE
+from ._report import QUICK_NFE as QUICK_NFE
+from ._report import QUICK_SETTINGS as QUICK_SETTINGS
+from ._report import QUICK_TARGETS as QUICK_TARGETS
 from ._report import leaderboard as leaderboard
 from ._report import run_benchmark as run_benchmark
 from ._targets import TARGETS as TARGETS

@@ -11,6 +11,7 @@ second and per gradient evaluation (from a thinned trace of the second half of t
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 import weakref
@@ -25,7 +26,7 @@ from .. import metrics
 from ..paths import cond_ot_path, vp_sde
 from ..samplers import SAMPLERS, run, supports
 from . import _mixture as gm
-from ._peers import PEERS, supports_peer
+from ._peers import PEERS, T1, supports_peer
 from ._targets import Target
 
 ADAPTIVE_RTOLS = (1e-2, 1e-4)
@@ -43,24 +44,43 @@ class Settings(NamedTuple):
     rtols: tuple[float, ...] = ADAPTIVE_RTOLS
 
 
+_TUNING: dict[str, dict[str, Any]] = {"annealed_langevin": {"num_levels": 8}}
+"""The bench's own settings of particular samplers: 8 noise levels divide every budget of
+8 or more evaluations that is a power of two."""
+
+
+def _takes(name: str, option: str) -> bool:
+    """Whether the flowzoo sampler ``name`` takes the keyword ``option`` (peers take none)."""
+    if name in PEERS:
+        return False
+    param = inspect.signature(SAMPLERS[name].fn).parameters.get(option)
+    return param is not None and param.kind != inspect.Parameter.VAR_KEYWORD
+
+
+def _adaptive(name: str) -> bool:
+    """Whether ``name`` is adaptive (its budgets are tolerances, not NFE); peers are not."""
+    return name not in PEERS and SAMPLERS[name].adaptive
+
+
 def steps_and_options(name: str, budget: int, target: Target) -> tuple[int | None, dict]:
-    """The ``num_steps`` and options that spend about ``budget`` evaluations with ``name``."""
+    """The ``num_steps`` and options that spend about ``budget`` evaluations with ``name``.
+
+    Steps come from the sampler's own ``steps_for`` (``None`` for adaptive samplers, which run
+    at a tolerance instead); samplers that take a Langevin ``step_size`` get the target's,
+    those that take ``t1`` (the flow-matching ODEs) stop at ``1 - 1e-3``, where the OT
+    path's velocity is still regular for atoms.
+    """
     if name in PEERS:
         return max(1, budget // PEERS[name].nfe_per_step), {}
     spec = SAMPLERS[name]
-    options: dict[str, Any] = {}
-    if name in ("ula", "mala"):
+    options: dict[str, Any] = dict(_TUNING.get(name, {}))
+    if _takes(name, "step_size"):
         options["step_size"] = target.step_size
-    if name.startswith("flow_ode"):
-        options["t1"] = 1.0 - 1e-3  # the OT path's velocity is singular at t=1 for atoms
-    if name == "annealed_langevin":
-        options.update(num_levels=8)
-        return max(8, budget // 8 * 8), options
-    if name.endswith(("tsit5", "dopri5")):
+    if _takes(name, "t1"):
+        options["t1"] = T1
+    if spec.adaptive:
         return None, options
-    if name.startswith("edm_heun"):
-        return max(2, (budget + 1) // 2), options
-    return max(1, budget // spec.nfe_per_step), options
+    return spec.steps_for(budget, **options), options
 
 
 def kind_of(name: str) -> str:
@@ -155,11 +175,12 @@ def run_cell(target: Target, name: str, budget: int | float, seed: int, settings
     peer = PEERS.get(name)
     if not (supports_peer(name, problem, target) if peer else supports(name, problem)):
         return None
-    adaptive = name.endswith(("tsit5", "dopri5"))
-    steps, options = steps_and_options(name, int(budget) if not adaptive else 0, target)
-    if adaptive:
+    tolerance = _adaptive(name)
+    steps, options = steps_and_options(name, int(budget) if not tolerance else 0, target)
+    if tolerance:
         options.update(rtol=float(budget), atol=float(budget))
-    if name in ("ula", "mala") and steps % settings.trace == 0:
+    traced = _takes(name, "trace")  # chains that can keep a trace get ESS statistics
+    if traced and steps % settings.trace == 0:
         options["trace"] = settings.trace
     salt = zlib.crc32(f"{target.name}/{name}".encode()) % 2**31  # stable across processes
     key = jax.random.fold_in(jax.random.key(seed), salt)
@@ -198,7 +219,7 @@ def run_cell(target: Target, name: str, budget: int | float, seed: int, settings
         "kind": kind_of(name),
         **score_samples(target, x, ref, jax.random.fold_in(key, 99)),
     }
-    if name in ("ula", "mala"):
+    if traced:
         cell.update(_chain_stats(info, wall, steps, settings.n))
     elif kind_of(name) == "chain":
         cell["acceptance_rate"] = float(info.acceptance_rate)
@@ -229,7 +250,7 @@ def noise_floor(target: Target, seed: int, settings: Settings, pairs: int = 8) -
 def budgets_for(name: str, nfe: list[int], settings: Settings | None = None) -> list[float]:
     """The budget column of a sampler: the NFE list, or the tolerances for adaptive ones."""
     rtols = (settings or Settings()).rtols
-    return list(rtols) if name.endswith(("tsit5", "dopri5")) else [float(b) for b in nfe]
+    return list(rtols) if _adaptive(name) else [float(b) for b in nfe]
 
 
 def finite(value) -> bool:

@@ -35,19 +35,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..samplers import Problem, SamplerInfo
+from ..samplers import Needs, Problem, SamplerInfo, missing_fields
 
 T1 = 1.0 - 1e-3
 HMC_LEAPFROG = 8
 
 
 class Peer(NamedTuple):
-    """A peer row: the package it needs, the :class:`Problem` fields it uses, its kind,
-    NFE per step (for budgets), whether it runs under ``jax.jit``, and
-    ``run(key, problem, target, n, num_steps) -> (samples, SamplerInfo)``."""
+    """A peer row: the package it needs, the :class:`Problem` fields it uses (in the form of
+    :data:`flowzoo.samplers.Needs`), its kind, NFE per step (for budgets), whether it runs
+    under ``jax.jit``, and ``run(key, problem, target, n, num_steps) -> (samples, SamplerInfo)``."""
 
     package: str
-    needs: tuple[str, ...]
+    needs: Needs
     kind: str
     nfe_per_step: int
     jittable: bool
@@ -237,19 +237,19 @@ def _diffusers(scheduler: str, nfe_of, **kwargs):
 
 
 PEERS: dict[str, Peer] = {
-    "blackjax_mala": Peer("blackjax", ("log_prob", "init"), "chain", 1, True, _blackjax_mala),
+    "blackjax_mala": Peer("blackjax", (("log_prob",), ("init",)), "chain", 1, True, _blackjax_mala),
     "blackjax_hmc": Peer(
-        "blackjax", ("log_prob", "init"), "chain", HMC_LEAPFROG, True, _blackjax_hmc
+        "blackjax", (("log_prob",), ("init",)), "chain", HMC_LEAPFROG, True, _blackjax_hmc
     ),
     # NUTS spends a data-dependent number of gradients per step; budgets assume 8
-    "blackjax_nuts": Peer("blackjax", ("log_prob", "init"), "chain", 8, True, _blackjax_nuts),
-    "metafm_euler": Peer("flow_matching", ("velocity",), "ode", 1, False, _metafm("euler", 1)),
+    "blackjax_nuts": Peer("blackjax", (("log_prob",), ("init",)), "chain", 8, True, _blackjax_nuts),
+    "metafm_euler": Peer("flow_matching", (("velocity",),), "ode", 1, False, _metafm("euler", 1)),
     "metafm_midpoint": Peer(
-        "flow_matching", ("velocity",), "ode", 2, False, _metafm("midpoint", 2)
+        "flow_matching", (("velocity",),), "ode", 2, False, _metafm("midpoint", 2)
     ),
     "diffusers_dpm_solver_2m": Peer(
         "diffusers",
-        ("sde", "score_t"),
+        (("sde",), ("score_t",)),
         "ode",
         1,
         False,
@@ -265,7 +265,7 @@ PEERS: dict[str, Peer] = {
     # the last, so a budget B gives B // 2 + 1 steps and 2 * steps - 1 evaluations
     "diffusers_edm_heun": Peer(
         "diffusers",
-        ("sde", "score_t"),
+        (("sde",), ("score_t",)),
         "ode",
         2,
         False,
@@ -279,6 +279,6 @@ def supports_peer(name: str, problem: Problem, target) -> bool:
     """Whether the peer ``name`` can run on ``problem`` (the fields it needs are set; the
     PyTorch rows also need the target to be a mixture, whose field they port)."""
     peer = PEERS[name]
-    if any(getattr(problem, f) is None for f in peer.needs):
+    if missing_fields(peer.needs, problem):
         return False
     return target.mixture is not None if not peer.jittable else True

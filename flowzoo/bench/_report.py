@@ -27,6 +27,9 @@ from ._targets import TARGETS
 DEFAULT_NFE = (8, 16, 32, 64, 128, 256, 512, 1024)
 QUICK_NFE = (16, 64, 256)
 QUICK_TARGETS = ("eight_gaussians", "two_moons", "banana")
+QUICK_SETTINGS = Settings(n=500, repeats=1, warmup=False, rtols=(1e-2,))
+"""``--quick``: fewer and smaller cells, one timed run without warm-up (timings indicative
+only), one tolerance for the adaptive solvers."""
 
 
 def _check_names(kind: str, names: list[str], choices) -> list[str]:
@@ -120,8 +123,7 @@ def run_benchmark(
     nfe = [int(b) for b in (nfe or (QUICK_NFE if quick else DEFAULT_NFE))]
     if any(b < 1 for b in nfe):
         raise ValueError(f"--nfe budgets must be >= 1, got {nfe}")
-    # quick: fewer and smaller cells, one timed run without warm-up (timings indicative only)
-    settings = Settings(n=500, repeats=1, warmup=False, rtols=(1e-2,)) if quick else Settings()
+    settings = QUICK_SETTINGS if quick else Settings()
     if n is not None:
         settings = settings._replace(n=int(n))
     out = Path(out)

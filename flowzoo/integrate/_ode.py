@@ -165,6 +165,14 @@ def solver_stages(solver: str) -> tuple[int, bool]:
     return stages, fsal
 
 
+def solver_adaptive(solver: str) -> bool:
+    """Whether a named solver steps adaptively: with ``num_steps=None`` it solves to
+    ``rtol``/``atol`` and its NFE is known only after the solve (``tsit5``, ``dopri5``);
+    the other solvers are fixed-step and need ``num_steps``."""
+    _check_solver(solver)
+    return _SOLVERS[solver][3]
+
+
 def _check_solver(solver: str) -> None:
     if solver not in _SOLVERS:
         raise ValueError(f"unknown solver {solver!r}; choose one of {list(_SOLVERS)}")

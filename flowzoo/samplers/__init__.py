@@ -32,10 +32,13 @@ from ._ode import flow_ode_sample as flow_ode_sample
 from ._ode import pf_ode_sample as pf_ode_sample
 from ._pc import langevin_corrector as langevin_corrector
 from ._pc import pc_sample as pc_sample
+from ._registry import KINDS as KINDS
 from ._registry import SAMPLERS as SAMPLERS
+from ._registry import Needs as Needs
 from ._registry import Problem as Problem
 from ._registry import SamplerInfo as SamplerInfo
 from ._registry import SamplerSpec as SamplerSpec
+from ._registry import missing_fields as missing_fields
 from ._registry import register_sampler as register_sampler
 from ._registry import run as run
 from ._registry import supports as supports

@@ -2,12 +2,15 @@
 
 ``run(name, key, problem, n, num_steps=..., **options) -> (samples, SamplerInfo)``. A
 :class:`Problem` carries what samplers may use; each registered sampler states which fields
-it needs, so a wrong pairing fails with a message naming the missing field. Markov chains
-(ULA, MALA, annealed Langevin) keep their ``Sampler(init, step)`` form underneath; the
-integrators (reverse SDE, predictor-corrector, probability-flow and flow-matching ODEs) are
-single calls. Every entry reports the number of function evaluations (NFE: evaluations of
-the score, log-density or vector field on the whole batch) and, for chains with an
-accept/reject step, the mean acceptance rate (NaN for samplers without one).
+it needs, so a wrong pairing fails with a message naming the missing field. Each entry also
+states whether it is adaptive, the NFE a run of ``num_steps`` costs and the ``num_steps`` a
+budget of evaluations buys (:class:`SamplerSpec`); callers read these, never the name.
+Markov chains (ULA, MALA, annealed Langevin) keep their ``Sampler(init, step)`` form
+underneath; the integrators (reverse SDE, predictor-corrector, probability-flow and
+flow-matching ODEs) are single calls. Every entry reports the number of function
+evaluations (NFE: evaluations of the score, log-density or vector field on the whole batch)
+and, for chains with an accept/reject step, the mean acceptance rate over every step and
+chain (NaN for samplers without one).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from .._types import Array, Batch, Key
-from ..integrate import SOLVERS, SolverConfig
+from ..integrate import SOLVERS, SolverConfig, solver_adaptive
 from ..paths import SDE, Path
 from ._base import run_chain
 from ._ddim import ddim_sample
@@ -57,8 +60,9 @@ class Problem(NamedTuple):
 
 
 class SamplerInfo(NamedTuple):
-    """``nfe``: int32, function evaluations of the whole batch; ``acceptance_rate``: float32
-    mean acceptance of an accept/reject chain, NaN for every other sampler; ``trace``: for
+    """``nfe``: int32, function evaluations of the whole batch; ``acceptance_rate``: float32,
+    for an accept/reject chain the acceptance probability ``min(1, exp(log ratio))`` averaged
+    over every step and chain (whatever ``trace``), NaN for every other sampler; ``trace``: for
     Markov chains run with ``trace=k``, the positions at ``k`` evenly spaced steps
     ``(k, n, *event)`` (for effective sample sizes), else ``None``."""
 
@@ -67,14 +71,50 @@ class SamplerInfo(NamedTuple):
     trace: Array | None = None
 
 
+Needs = tuple[tuple[str, ...], ...]
+"""The :class:`Problem` fields a sampler needs: each inner tuple lists alternatives, one of
+which must be set, e.g. ``(("init",), ("score", "log_prob"))`` (``init``, and ``score`` or
+``log_prob``)."""
+
+KINDS = ("chain", "sde", "ode")
+"""The kinds of sampler: Markov chain, stochastic integrator, deterministic integrator."""
+
+
+def _one_per_step(num_steps: int, **options: Any) -> int:
+    """NFE of a sampler with one evaluation per step: ``num_steps`` (options unused)."""
+    del options
+    return num_steps
+
+
+def _all_steps(budget: int, **options: Any) -> int:
+    """Steps a budget buys at one evaluation per step: ``max(1, budget)`` (options unused)."""
+    del options
+    return max(1, budget)
+
+
 class SamplerSpec(NamedTuple):
-    """A registry entry: the function, the :class:`Problem` fields it needs, its kind
-    (``"chain"``, ``"sde"`` or ``"ode"``) and the NFE of one step (for budgets)."""
+    """A registry entry: a sampler and the properties callers use instead of its name.
+
+    * ``fn(key, problem, n, num_steps, **options) -> (samples, SamplerInfo)``.
+    * ``needs``: the :class:`Problem` fields it needs (:data:`Needs`).
+    * ``kind``: one of :data:`KINDS`.
+    * ``adaptive``: whether it chooses its own steps (adaptive ODE solvers ignore
+      ``num_steps``, solve to ``rtol``/``atol`` and report the NFE they spent).
+    * ``nfe(num_steps, **options) -> int``: the NFE a run of ``num_steps`` with those options
+      reports; ``None`` for adaptive samplers.
+    * ``steps_for(budget, **options) -> int``: the ``num_steps`` a budget of ``budget``
+      evaluations buys (what ``flowzoo bench`` runs at); ``None`` for adaptive samplers.
+
+    Both functions take the run's options and ignore those they do not use. The defaults
+    describe a fixed-step sampler with one evaluation per step.
+    """
 
     fn: Callable[..., tuple[Batch, SamplerInfo]]
-    needs: tuple[str, ...]
+    needs: Needs
     kind: str
-    nfe_per_step: int
+    adaptive: bool = False
+    nfe: Callable[..., int] | None = _one_per_step
+    steps_for: Callable[..., int] | None = _all_steps
 
 
 def _info(nfe, acceptance=jnp.nan, trace=None) -> SamplerInfo:
@@ -106,14 +146,35 @@ def _mala(key, problem, n, num_steps, *, step_size=0.01, temperature=1.0, trace=
     chain = mala(lambda x: problem.log_prob(x) / temperature, step_size)
     thin = _thin(num_steps, trace)
     res = run_chain(chain, k1, problem.init(k0, n), num_steps, thin=thin)
-    # run_chain keeps the info of the last step of each block: the acceptance of those
-    # steps (every step when trace is 0 and thin is the whole run: one block, one step)
-    accept = jnp.mean(res.info.acceptance_rate)
-    return res.state.position, _info(num_steps + 1, accept, res.positions if trace else None)
+    accept = jnp.mean(res.mean_info.acceptance_rate)  # over every step and chain
+    return res.state.position, _info(_mala_nfe(num_steps), accept, res.positions if trace else None)
+
+
+def _mala_nfe(num_steps: int, **options: Any) -> int:
+    """One evaluation of the log-density and score per step, plus one at the start."""
+    del options
+    return num_steps + 1
+
+
+def _mala_steps(budget: int, **options: Any) -> int:
+    """A budget of ``B`` runs ``B`` steps (``B + 1`` evaluations with the initial one), the
+    steps a chain without that initial evaluation (ULA, blackjax's MALA) runs at ``B``."""
+    del options
+    return max(1, budget)
+
+
+_LEVELS = 10  # annealed Langevin's default number of noise levels
+_CORRECTORS = 1  # predictor-corrector's default corrector steps per predictor step
+
+
+def _annealed_steps(budget: int, *, num_levels: int = _LEVELS, **options: Any) -> int:
+    """The most steps within ``budget`` that ``num_levels`` divides (at least one per level)."""
+    del options
+    return max(num_levels, budget // num_levels * num_levels)
 
 
 def _annealed(
-    key, problem, n, num_steps, *, num_levels=10, relative_step=2.0, max_step=1.0, t_min=1e-3
+    key, problem, n, num_steps, *, num_levels=_LEVELS, relative_step=2.0, max_step=1.0, t_min=1e-3
 ):
     """Annealed Langevin on the SDE's marginals: ``num_levels`` times geometric from T to
     ``t_min``; level i runs ``num_steps / num_levels`` Langevin steps
@@ -151,7 +212,7 @@ def _reverse_sde(key, problem, n, num_steps, *, t_min=1e-3, denoise=True):
     return x, _info(num_steps)
 
 
-def _pc(key, problem, n, num_steps, *, num_corrector=1, snr=0.16, t_min=1e-3):
+def _pc(key, problem, n, num_steps, *, num_corrector=_CORRECTORS, snr=0.16, t_min=1e-3):
     shape = (n, *problem.event_shape)
     x = pc_sample(
         problem.sde,
@@ -163,24 +224,36 @@ def _pc(key, problem, n, num_steps, *, num_corrector=1, snr=0.16, t_min=1e-3):
         snr=snr,
         t_min=t_min,
     )
-    return x, _info(num_steps * (1 + num_corrector) - num_corrector)
+    return x, _info(_pc_nfe(num_steps, num_corrector=num_corrector))
 
 
-def _fast(fn, nfe_of=lambda steps: steps, **fixed):
+def _pc_nfe(num_steps: int, *, num_corrector: int = _CORRECTORS, **options: Any) -> int:
+    """A predictor and ``num_corrector`` corrector evaluations per step; the last step has
+    no corrector."""
+    del options
+    return num_steps * (1 + num_corrector) - num_corrector
+
+
+def _pc_steps(budget: int, *, num_corrector: int = _CORRECTORS, **options: Any) -> int:
+    """The most whole steps of a predictor and ``num_corrector`` corrector evaluations."""
+    del options
+    return max(1, budget // (1 + num_corrector))
+
+
+def _fast(fn, nfe_of=_one_per_step, **fixed):
     """A registry entry for a fast diffusion solver ``fn(sde, score_fn, key, shape, steps)``;
-    ``nfe_of(num_steps)`` is its evaluation count."""
+    ``nfe_of(num_steps, **options)`` is its evaluation count."""
 
     def run(key, problem, n, num_steps, **options):
         shape = (n, *problem.event_shape)
         x = fn(problem.sde, problem.score_t, key, shape, num_steps, **{**fixed, **options})
-        return x, _info(nfe_of(num_steps))
+        return x, _info(nfe_of(num_steps, **options))
 
     return run
 
 
 def _ode_solver(name: str, num_steps: int | None, rtol: float, atol: float) -> SolverConfig:
-    adaptive = name in ("tsit5", "dopri5")
-    return SolverConfig(name, None if adaptive else num_steps, rtol, atol)
+    return SolverConfig(name, None if solver_adaptive(name) else num_steps, rtol, atol)
 
 
 def _pf_ode(solver: str):
@@ -214,55 +287,110 @@ def _flow_ode(solver: str):
     return run
 
 
-def _edm_nfe(num_steps: int) -> int:
-    return 2 * num_steps - 1  # Heun steps, then one Euler step to sigma = 0
+def _edm_nfe(num_steps: int, **options: Any) -> int:
+    """Two evaluations per Heun step, one for the last step (Euler to sigma = 0)."""
+    del options
+    return 2 * num_steps - 1
 
 
-_STAGES = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4, "tsit5": 6, "dopri5": 6}
+def _edm_steps(budget: int, **options: Any) -> int:
+    """The most steps within ``budget`` evaluations, at least the two EDM needs."""
+    del options
+    return max(2, (budget + 1) // 2)
+
+
+def _ode_spec(fn, needs: Needs, solver: str) -> SamplerSpec:
+    """An ODE sampler on the integrate layer's ``solver``: adaptive as the solver is, else
+    ``SolverConfig.nfe_per_step()`` evaluations per step."""
+    if solver_adaptive(solver):
+        return SamplerSpec(fn, needs, "ode", adaptive=True, nfe=None, steps_for=None)
+    per_step = SolverConfig(solver, 1).nfe_per_step()
+    return SamplerSpec(
+        fn,
+        needs,
+        "ode",
+        nfe=lambda num_steps, **options: per_step * num_steps,
+        steps_for=lambda budget, **options: max(1, budget // per_step),
+    )
+
+
+_SCORE_T: Needs = (("sde",), ("score_t",))
+_EDM = dict(nfe=_edm_nfe, steps_for=_edm_steps)
 
 SAMPLERS: dict[str, SamplerSpec] = {
-    "ula": SamplerSpec(_ula, ("init", "score|log_prob"), "chain", 1),
-    "mala": SamplerSpec(_mala, ("init", "log_prob"), "chain", 1),
-    "annealed_langevin": SamplerSpec(_annealed, ("sde", "score_t"), "chain", 1),
-    "reverse_sde": SamplerSpec(_reverse_sde, ("sde", "score_t"), "sde", 1),
-    "pc": SamplerSpec(_pc, ("sde", "score_t"), "sde", 2),
-    "ddim": SamplerSpec(_fast(ddim_sample), ("sde", "score_t"), "ode", 1),
-    "ddim_stochastic": SamplerSpec(_fast(ddim_sample, eta=1.0), ("sde", "score_t"), "sde", 1),
-    "dpm_solver_2m": SamplerSpec(_fast(dpm_solver_2m_sample), ("sde", "score_t"), "ode", 1),
-    "edm_heun": SamplerSpec(_fast(edm_heun_sample, _edm_nfe), ("sde", "score_t"), "ode", 2),
+    "ula": SamplerSpec(_ula, (("init",), ("score", "log_prob")), "chain"),
+    "mala": SamplerSpec(
+        _mala, (("init",), ("log_prob",)), "chain", nfe=_mala_nfe, steps_for=_mala_steps
+    ),
+    "annealed_langevin": SamplerSpec(_annealed, _SCORE_T, "chain", steps_for=_annealed_steps),
+    "reverse_sde": SamplerSpec(_reverse_sde, _SCORE_T, "sde"),
+    "pc": SamplerSpec(_pc, _SCORE_T, "sde", nfe=_pc_nfe, steps_for=_pc_steps),
+    "ddim": SamplerSpec(_fast(ddim_sample), _SCORE_T, "ode"),
+    "ddim_stochastic": SamplerSpec(_fast(ddim_sample, eta=1.0), _SCORE_T, "sde"),
+    "dpm_solver_2m": SamplerSpec(_fast(dpm_solver_2m_sample), _SCORE_T, "ode"),
+    "edm_heun": SamplerSpec(_fast(edm_heun_sample, _edm_nfe), _SCORE_T, "ode", **_EDM),
     "edm_heun_churn": SamplerSpec(
         _fast(edm_heun_sample, _edm_nfe, churn=10.0, s_tmin=0.05, s_tmax=50.0, s_noise=1.003),
-        ("sde", "score_t"),
+        _SCORE_T,
         "sde",
-        2,
+        **_EDM,
     ),
-    "exp_euler": SamplerSpec(_fast(exp_euler_sample), ("sde", "score_t"), "sde", 1),
+    "exp_euler": SamplerSpec(_fast(exp_euler_sample), _SCORE_T, "sde"),
 }
-for _s in SOLVERS:
-    SAMPLERS[f"pf_ode_{_s}"] = SamplerSpec(_pf_ode(_s), ("sde", "score_t"), "ode", _STAGES[_s])
-    SAMPLERS[f"flow_ode_{_s}"] = SamplerSpec(_flow_ode(_s), ("velocity",), "ode", _STAGES[_s])
-"""Every sampler by name. Fixed-step ODE entries take ``num_steps``; the adaptive ones
-(``*_tsit5``, ``*_dopri5``) ignore it and solve to ``rtol``/``atol``."""
+for _solver in SOLVERS:
+    SAMPLERS[f"pf_ode_{_solver}"] = _ode_spec(_pf_ode(_solver), _SCORE_T, _solver)
+    SAMPLERS[f"flow_ode_{_solver}"] = _ode_spec(_flow_ode(_solver), (("velocity",),), _solver)
+"""Every sampler by name. Fixed-step entries take ``num_steps``; the adaptive ones
+(``SamplerSpec.adaptive``: the ODE samplers on an adaptive solver of
+:func:`flowzoo.integrate.solver_adaptive`) ignore it and solve to ``rtol``/``atol``."""
 
 
-def register_sampler(name: str, spec: SamplerSpec) -> None:
-    """Add a sampler to :data:`SAMPLERS` (for samplers defined outside flowzoo)."""
-    if name in SAMPLERS:
-        raise ValueError(f"a sampler named {name!r} is already registered")
+def _check_spec(name: str, spec: SamplerSpec) -> None:
+    fields = Problem._fields
+    needs = spec.needs
+    if not (
+        isinstance(needs, tuple)
+        and all(isinstance(alts, tuple) and alts and set(alts) <= set(fields) for alts in needs)
+    ):
+        raise ValueError(
+            f"SamplerSpec.needs of {name!r} must be a tuple of tuples of Problem fields "
+            f"{fields} (one of each inner tuple suffices), e.g. (('init',), ('score', "
+            f"'log_prob')); got {needs!r}"
+        )
+    if spec.kind not in KINDS:
+        raise ValueError(f"SamplerSpec.kind of {name!r} must be one of {KINDS}, got {spec.kind!r}")
+    if not spec.adaptive and not (callable(spec.nfe) and callable(spec.steps_for)):
+        raise ValueError(
+            f"SamplerSpec of {name!r}: a fixed-step sampler (adaptive=False) needs callable "
+            f"nfe and steps_for, got {spec.nfe!r} and {spec.steps_for!r}"
+        )
+
+
+def register_sampler(name: str, spec: SamplerSpec, *, replace: bool = False) -> None:
+    """Add a sampler to :data:`SAMPLERS` (for samplers defined outside flowzoo).
+
+    A name already registered is refused unless ``replace=True``; a spec whose ``needs``,
+    ``kind``, ``nfe`` or ``steps_for`` is malformed is refused with the field named.
+    """
+    if name in SAMPLERS and not replace:
+        raise ValueError(
+            f"a sampler named {name!r} is already registered; pass replace=True to replace it"
+        )
+    _check_spec(name, spec)
     SAMPLERS[name] = spec
+
+
+def missing_fields(needs: Needs, problem: Problem) -> list[str]:
+    """The requirements of ``needs`` that ``problem`` leaves unset, each written as its
+    alternatives joined by ``" or "`` (e.g. ``["score or log_prob"]``); empty if none."""
+    return [
+        " or ".join(alts) for alts in needs if all(getattr(problem, alt) is None for alt in alts)
+    ]
 
 
 def supports(name: str, problem: Problem) -> bool:
     """Whether ``problem`` sets every field the sampler ``name`` needs."""
-    return not _missing(SAMPLERS[name], problem)
-
-
-def _missing(spec: SamplerSpec, problem: Problem) -> list[str]:
-    missing = []
-    for need in spec.needs:
-        if all(getattr(problem, alt) is None for alt in need.split("|")):
-            missing.append(need.replace("|", " or "))
-    return missing
+    return not missing_fields(SAMPLERS[name].needs, problem)
 
 
 def run(
@@ -285,13 +413,12 @@ def run(
     if name not in SAMPLERS:
         raise ValueError(f"unknown sampler {name!r}; choose one of {sorted(SAMPLERS)}")
     spec = SAMPLERS[name]
-    missing = _missing(spec, problem)
+    missing = missing_fields(spec.needs, problem)
     if missing:
         raise ValueError(f"sampler {name!r} needs Problem fields {missing}, which are None")
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
-    adaptive = spec.kind == "ode" and name.endswith(("tsit5", "dopri5"))
     bad_steps = num_steps is None or isinstance(num_steps, bool) or int(num_steps) < 1
-    if not adaptive and bad_steps:
+    if not spec.adaptive and bad_steps:
         raise ValueError(f"sampler {name!r} needs num_steps >= 1, got {num_steps!r}")
     return spec.fn(key, problem, n, num_steps, **options)

@@ -4,6 +4,7 @@ Tolerances: energy distances at n = 1000 fluctuate by about the noise floor (1e-
 depending on the target); assertions compare against it or against other samplers.
 """
 
+import functools
 import json
 
 import jax
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from flowzoo import bench, cli, metrics, paths, samplers
+from flowzoo.integrate import SOLVERS
 
 SMALL = bench.Settings(n=1000, repeats=1, trace=16)
 
@@ -69,6 +71,7 @@ def _broken(base: str):
     """``base`` run with the score (and log-density) of the wrong sign."""
     spec = samplers.SAMPLERS[base]
 
+    @functools.wraps(spec.fn)  # the same options as ``base`` (the bench reads its signature)
     def run(key, problem, n, num_steps, **options):
         flipped = problem._replace(
             score_t=None if problem.score_t is None else (lambda t, x: -problem.score_t(t, x)),
@@ -97,6 +100,38 @@ def test_a_broken_sampler_ranks_last_on_every_target(monkeypatch, name):
     assert broken["diverged"] or broken["energy_distance"] > worst, (name, broken, worst)
 
 
+BUDGETS = sorted(set(bench.DEFAULT_NFE) | set(bench.QUICK_NFE))
+
+
+@pytest.mark.parametrize("name", sorted(samplers.SAMPLERS))
+def test_bench_steps_come_from_the_sampler_spec(name):
+    """The bench runs the steps each spec's ``steps_for`` buys with the bench's options, and
+    their NFE fits in the budget (MALA: one initial evaluation over it, see its spec); the
+    options are the target's Langevin step for ULA and MALA, 8 levels for annealed Langevin,
+    ``t1 = 1 - 1e-3`` for the flow ODEs and none for the rest."""
+    target = bench.TARGETS["eight_gaussians"]()
+    spec = samplers.SAMPLERS[name]
+    want = {"ula": {"step_size"}, "mala": {"step_size"}, "annealed_langevin": {"num_levels"}}
+    want.update({f"flow_ode_{solver}": {"t1"} for solver in SOLVERS})
+    for budget in BUDGETS:
+        steps, options = bench.steps_and_options(name, budget, target)
+        assert set(options) == want.get(name, set())
+        if spec.adaptive:
+            assert steps is None
+            continue
+        assert steps == spec.steps_for(budget, **options)
+        assert spec.nfe(steps, **options) <= budget + (name == "mala"), (budget, steps)
+
+
+def test_quick_help_states_the_settings_quick_uses(capsys):
+    assert cli.main(["bench", "samplers", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    quick = bench.QUICK_SETTINGS
+    assert f"n={quick.n}," in out and f"--quick {quick.n})" in out
+    assert f"default {bench.Settings().n}," in out
+    assert ",".join(map(str, bench.QUICK_NFE)) in out and ",".join(bench.QUICK_TARGETS) in out
+
+
 def test_cli_runs_skips_finished_cells_and_rejects_unknown_names(tmp_path, capsys):
     args = [
         "bench",
@@ -115,6 +150,9 @@ def test_cli_runs_skips_finished_cells_and_rejects_unknown_names(tmp_path, capsy
     assert cli.main(args) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     assert {c["sampler"] for c in results["cells"]} == {"ddim", "mala"}
+    assert results["settings"]["n"] == bench.QUICK_SETTINGS.n  # what --help says --quick uses
+    mala = next(c for c in results["cells"] if c["sampler"] == "mala")
+    assert mala["num_steps"] == 16 and mala["nfe"] == 17 and 0 < mala["acceptance_rate"] < 1
     assert {"load_average_start", "load_average_end", "versions"} <= set(results["environment"])
     assert (tmp_path / "leaderboard.md").read_text().count("eight_gaussians") >= 1
     assert (tmp_path / "eight_gaussians.png").stat().st_size > 1000
