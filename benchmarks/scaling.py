@@ -10,12 +10,13 @@ expect on real accelerators see ``docs/scaling.md``.
 Model: ``flowzoo.realnvp(16, num_layers=4, hidden=(128, 128))``, Adam(1e-3), global batch
 1024 of standard-normal data (float32). Cases per device count N:
 
-* ``mesh``: the path ``fit(mesh=...)`` uses: ``make_sharded_multi_step`` (jit with
-  NamedSharding in/out shardings, state replicated, batch split along ``data``), 10 steps
-  per call as a ``lax.scan`` over pre-sharded batches; time per step = call time / 10.
+* ``mesh``: the path ``fit(parallel=DataParallel(mesh))`` uses: ``make_sharded_multi_step``
+  (jit with NamedSharding in/out shardings, state replicated, batch split along ``data``),
+  10 steps per call as a ``lax.scan`` over pre-sharded batches; time per step = call time
+  / 10.
 * ``pmap``: ``make_pmap_train_step`` (``lax.pmean`` of gradients), one step per call.
 * ``single`` (N=1 only): ``make_multi_step`` without a mesh (batches drawn inside the scan),
-  the one-device baseline ``fit`` uses when ``mesh=None``.
+  the one-device baseline ``fit`` uses without a mesh.
 * ``feed_s``: host time to build one call's global batch with
   ``jax.make_array_from_process_local_data`` (what ``fit`` does per call on a mesh).
 

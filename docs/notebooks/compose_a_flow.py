@@ -137,7 +137,8 @@ print(result.history[-1])  # {'step': 400, 'grad_norm': ..., 'loss': ..., 'nll':
 # %% [markdown]
 # `loss` and `grad_norm` are added to every record. `nll` comes from the loss's `aux`
 # dictionary, and each value is the mean over the steps since the previous record. Pass
-# `workdir=` to also write `metrics.jsonl` and orbax checkpoints there. `fit` resumes from
+# `checkpointing=train.Checkpointing(workdir)` to also write `metrics.jsonl` and orbax
+# checkpoints there. `fit` resumes from
 # the newest checkpoint in that directory, and if a loss or gradient becomes NaN it stops
 # with a `NonFiniteError`.
 #

@@ -14,11 +14,11 @@
 # %% [markdown]
 # # Data-parallel training on 8 simulated devices, and what changes on a pod
 #
-# `flowzoo.train.fit(..., mesh=...)` trains data-parallel: each global batch is split along
-# the mesh's `"data"` axis, every device computes the gradient of its rows, the gradients
-# are averaged across devices, and params, optimizer state and EMA stay replicated. On a CPU
-# the XLA flag `--xla_force_host_platform_device_count=8` simulates 8 devices; it must be
-# set before JAX starts, so it comes first.
+# `flowzoo.train.fit(..., parallel=train.DataParallel(mesh))` trains data-parallel: each
+# global batch is split along the mesh's `"data"` axis, every device computes the gradient
+# of its rows, the gradients are averaged across devices, and params, optimizer state and
+# EMA stay replicated. On a CPU the XLA flag `--xla_force_host_platform_device_count=8`
+# simulates 8 devices; it must be set before JAX starts, so it comes first.
 #
 # This notebook is executed by the test suite (`tests/test_notebooks.py`); its `assert`
 # lines are part of that test. Source: `docs/notebooks/data_parallel.py`.
@@ -62,7 +62,7 @@ def run(mesh, num_steps):
         num_steps=num_steps,
         steps_per_call=min(num_steps, 100),
         progress=False,
-        mesh=mesh,
+        parallel=train.DataParallel(mesh),
     )
 
 
@@ -94,15 +94,17 @@ assert len(sharding.device_set) == 8
 # %% [markdown]
 # ## What changes on a GPU/TPU pod
 #
-# Nothing in the model or the loss. On one host with several accelerators, `mesh="auto"`
-# (or `train.data_mesh()`) takes every device, and the batch size must divide by the device
-# count. On several hosts, start the same program once per host and initialise JAX's
-# distributed runtime first:
+# Nothing in the model or the loss. On one host with several accelerators,
+# `DataParallel("auto")` (or `train.data_mesh()`) takes every device, and the batch size
+# must divide by the device count. On several hosts, start the same program once per host
+# and initialise JAX's distributed runtime first:
 #
 # ```python
 # train.initialize_distributed("host0:1234", num_processes=4, process_id=i)
-# train.fit(..., mesh="auto")               # a mesh over all devices of all processes
-# train.fit(..., mesh="auto", local_batches=True)  # if each host loads only its own rows
+# # a mesh over all devices of all processes:
+# train.fit(..., parallel=train.DataParallel("auto"))
+# # the same, where each host loads only its own rows:
+# train.fit(..., parallel=train.DataParallel("auto", local_batches=True))
 # ```
 #
 # or from the command line, the same command on every host with its own `--process-id`:

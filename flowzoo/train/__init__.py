@@ -12,6 +12,9 @@ from ._fit import NonFiniteError as NonFiniteError
 from ._fit import TrainingInterrupted as TrainingInterrupted
 from ._fit import fit as fit
 from ._fit import json_safe as json_safe
+from ._options import Checkpointing as Checkpointing
+from ._options import DataParallel as DataParallel
+from ._options import Evaluation as Evaluation
 from ._pcd import PCD as PCD
 from ._pcd import PCDState as PCDState
 from ._pcd import persistent_cd as persistent_cd

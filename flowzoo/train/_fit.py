@@ -1,9 +1,10 @@
 """``fit``: the training loop (scan over steps, metrics log, checkpoints, resume, NaN stop).
 
 One device: batches are drawn inside the compiled ``lax.scan`` (no host traffic). On a
-mesh (``mesh=``, one or many processes): each chunk's batches are built on every host,
-each process keeps its rows, and ``jax.make_array_from_process_local_data`` assembles the
-global batch sharded along the mesh's ``data`` axis; state is replicated.
+mesh (``parallel=DataParallel(mesh)``, one or many processes): each chunk's batches are
+built on every host, each process keeps its rows, and
+``jax.make_array_from_process_local_data`` assembles the global batch sharded along the
+mesh's ``data`` axis; state is replicated.
 
 Interruptions: SIGINT (Ctrl-C) raises ``KeyboardInterrupt`` at once and the state after
 the last finished chunk is saved; SIGTERM (and, in multi-process runs, SIGINT too, so all
@@ -33,6 +34,7 @@ from jax.sharding import Mesh
 from .. import checkpoint as ckpt
 from .._types import Key, Params
 from ._distributed import is_primary
+from ._options import Checkpointing, DataParallel, Evaluation, fit_records
 from ._step import (
     EmaDecay,
     LossFn,
@@ -267,18 +269,14 @@ def fit(
     key: Key,
     num_steps: int,
     steps_per_call: int = 100,
-    eval_fn: Callable[[TrainState], dict[str, float]] | None = None,
-    eval_every: int | None = None,
-    workdir: str | os.PathLike | None = None,
-    checkpoint_every: int | None = None,
-    keep_checkpoints: int = 3,
     ema_decay: EmaDecay = None,
-    progress: bool = True,
-    metadata: dict[str, Any] | None = None,
-    mesh: Mesh | str | None = None,
-    local_batches: bool = False,
     compute_dtype: Any = None,
+    checkpointing: Checkpointing = Checkpointing(),
+    evaluation: Evaluation | None = None,
+    parallel: DataParallel = DataParallel(),
+    progress: bool = True,
     tensorboard: bool = False,
+    **deprecated: Any,
 ) -> FitResult:
     """Train ``params`` for ``num_steps`` optimizer updates.
 
@@ -294,34 +292,24 @@ def fit(
       num_steps: total number of updates (a resumed run continues up to this number).
       steps_per_call: updates per compiled call (``lax.scan``). One metrics record (means
         over the call) is written per call; calls also end at eval and checkpoint steps.
-      eval_fn: called as ``eval_fn(state)`` on the host every ``eval_every`` steps and at the
-        end; returns a dict of floats that is logged with an ``eval/`` prefix. In a
-        multi-process run every process calls it, on a process-local copy of the state.
-      eval_every: steps between evaluations (``None``: only at the end).
-      workdir: where ``metrics.jsonl`` and ``checkpoints/`` go (``None``: nothing written).
-        If it holds checkpoints, training resumes from the newest readable one; corrupt
-        newer ones are warned about and moved to ``checkpoints_corrupt/``.
-      checkpoint_every: save every this many steps (and always at the end, on Ctrl-C and on
-        SIGTERM). Saves are atomic: a killed save never damages an older checkpoint.
-      keep_checkpoints: how many checkpoints to keep.
       ema_decay: keep an exponential moving average of params with this decay (a number, or
         a schedule of the step such as :func:`flowzoo.train.ema_warmup`).
-      progress: show a progress bar (loss, samples/s) on stderr (process 0 only).
-      metadata: JSON-serialisable dict stored with each checkpoint.
-      mesh: ``None`` trains on the default device. A :class:`jax.sharding.Mesh` with a
-        ``"data"`` axis (or ``"auto"``: :func:`flowzoo.train.data_mesh` over all devices
-        of all processes) trains data-parallel: the global batch (its leading size must
-        divide by the number of devices) is split along ``data``, params, optimizer state
-        and EMA are replicated. Results equal the one-device run up to float
-        reassociation of the cross-device gradient mean.
-      local_batches: with a mesh, ``batch_fn`` returns only this process's rows (global
-        batch / process count; process ``p`` holds the ``p``-th block). By default it
-        returns the global batch and each process keeps its own rows.
       compute_dtype: ``"bfloat16"`` for mixed precision (bf16 forward/backward, float32
         params, optimizer state, log-densities and loss); ``None``: the params' dtype.
+      checkpointing: the run's directory, how often to save, how many checkpoints to keep
+        and their metadata (:class:`Checkpointing`; default: nothing written).
+      evaluation: a function of the state logged every so many steps and at the end
+        (:class:`Evaluation`; ``None``: no evaluation).
+      parallel: the mesh to train data-parallel on and where the batch rows come from
+        (:class:`DataParallel`; default: the default device).
+      progress: show a progress bar (loss, samples/s) on stderr (process 0 only).
       tensorboard: also write every logged record as TensorBoard scalars to
         ``workdir/tensorboard/`` (needs ``tensorboardX``: ``pip install flowzoo[tensorboard]``;
         process 0 only). On resume, events past the restored step are purged.
+      **deprecated: the separate keywords ``workdir``, ``checkpoint_every``,
+        ``keep_checkpoints``, ``metadata``, ``eval_fn``, ``eval_every``, ``mesh`` and
+        ``local_batches`` still work in flowzoo 0.1, with a ``DeprecationWarning``, and go
+        in 0.2.
 
     Returns:
       :class:`FitResult` with the final :class:`TrainState` (in a multi-process run, a
@@ -334,7 +322,12 @@ def fit(
         last finished chunk was saved first.
       ValueError: the global batch does not divide over the mesh's devices.
     """
-    mesh = _check_fit_args(num_steps, steps_per_call, mesh, local_batches)
+    checkpointing, evaluation, parallel = fit_records(
+        deprecated, checkpointing, evaluation, parallel
+    )
+    eval_fn, eval_every = (None, None) if evaluation is None else evaluation
+    local_batches = parallel.local_batches
+    mesh = _check_fit_args(num_steps, steps_per_call, parallel.mesh, local_batches)
     compute_dtype = check_compute_dtype(compute_dtype)
     data_key, train_key = jax.random.split(key)
     batch_size = jax.tree.leaves(jax.eval_shape(batch_fn, data_key, 0))[0].shape[0]
@@ -344,7 +337,7 @@ def fit(
     state = init_train_state(params, optimizer, ema=ema_decay is not None)
     if mesh is not None:
         state = _global_replicated(state, mesh)
-    book = _Bookkeeper(workdir, keep_checkpoints, metadata, eval_fn)
+    book = _Bookkeeper(checkpointing.workdir, checkpointing.keep, checkpointing.metadata, eval_fn)
     state = book.restore(state)
     if tensorboard:
         book.open_tensorboard(int(state.step))
@@ -359,7 +352,7 @@ def fit(
         ema_decay=ema_decay,
         compute_dtype=compute_dtype,
     )
-    schedule = _Schedule(num_steps, steps_per_call, eval_every, checkpoint_every)
+    schedule = _Schedule(num_steps, steps_per_call, eval_every, checkpointing.every)
     book.bar = _progress(num_steps, int(state.step), progress and book.primary)
     try:
         state = _train_loop(run, state, schedule, book, batch_size)
@@ -377,14 +370,15 @@ def _check_fit_args(num_steps: int, steps_per_call: int, mesh, local_batches: bo
         raise ValueError("num_steps must be >= 0 and steps_per_call >= 1")
     if isinstance(mesh, str):
         if mesh != "auto":
-            raise ValueError(f"mesh must be a jax.sharding.Mesh, 'auto' or None, got {mesh!r}")
+            raise ValueError(f"DataParallel: mesh must be a Mesh, 'auto' or None, got {mesh!r}")
         mesh = data_mesh()
     if local_batches and mesh is None:
-        raise ValueError("local_batches=True needs a mesh (mesh='auto' or a Mesh)")
+        raise ValueError("DataParallel(local_batches=True) needs a mesh ('auto' or a Mesh)")
     if jax.process_count() > 1 and mesh is None:
         raise ValueError(
             f"this is process {jax.process_index()} of {jax.process_count()}: pass "
-            "mesh='auto' (or a Mesh over all processes' devices) to train data-parallel"
+            "parallel=DataParallel('auto') (or a Mesh over all processes' devices) to train "
+            "data-parallel"
         )
     return mesh
 

@@ -24,8 +24,11 @@ from .. import checkpoint as ckpt
 from .. import data as fzdata
 from .. import metrics, plots
 from ..train import (
+    Checkpointing,
+    DataParallel,
     Distributed,
     EmaDecay,
+    Evaluation,
     NonFiniteError,
     TrainState,
     ema_warmup,
@@ -414,16 +417,17 @@ def _fit(config, model, params, batch_fn, ev: _Evaluator, key, workdir, mesh, pr
         key=key,
         num_steps=t["steps"],
         steps_per_call=t["steps_per_call"],
-        eval_fn=ev.evaluate,
-        eval_every=t["eval_every"] or None,
-        workdir=workdir,
-        checkpoint_every=t["checkpoint_every"] or None,
-        keep_checkpoints=t["keep_checkpoints"],
         ema_decay=_ema_decay(t),
-        progress=progress,
-        metadata={"name": config["name"]},
-        mesh=mesh,
         compute_dtype=_compute_dtype(config),
+        checkpointing=Checkpointing(
+            workdir,
+            t["checkpoint_every"] or None,
+            t["keep_checkpoints"],
+            {"name": config["name"]},
+        ),
+        evaluation=Evaluation(ev.evaluate, t["eval_every"] or None),
+        parallel=DataParallel(mesh),
+        progress=progress,
         tensorboard=bool(t.get("tensorboard", False)),
     )
 

@@ -9,7 +9,7 @@ import pytest
 from flowzoo import flow_matching as fm
 from flowzoo import nets, paths
 from flowzoo.data import DataError
-from flowzoo.train import fit
+from flowzoo.train import Checkpointing, fit
 
 N, B = 120, 24  # 5 steps per epoch
 
@@ -84,7 +84,7 @@ def _train(data, key, workdir, num_steps):
             key=key,
             num_steps=num_steps,
             steps_per_call=2,
-            workdir=workdir,
+            checkpointing=Checkpointing(workdir),
             progress=False,
         )
     finally:

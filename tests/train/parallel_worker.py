@@ -74,9 +74,10 @@ def devices() -> dict:
 
     kw = dict(key=key, num_steps=6, steps_per_call=3, progress=False, ema_decay=0.9)
     fit1 = train.fit(loss_fn, opt, params, batch_fn, **kw)
-    fit8 = train.fit(loss_fn, opt, params, batch_fn, mesh="auto", **kw)
+    auto = train.DataParallel("auto")
+    fit8 = train.fit(loss_fn, opt, params, batch_fn, parallel=auto, **kw)
     try:
-        train.fit(loss_fn, opt, params, fzdata.array_batches(batch, 60), mesh="auto", **kw)
+        train.fit(loss_fn, opt, params, fzdata.array_batches(batch, 60), parallel=auto, **kw)
         bad_fit = None
     except ValueError as err:
         bad_fit = str(err)
@@ -111,11 +112,8 @@ def fit(out: str, workdir: str, sleep: float) -> dict:
         key=jax.random.key(3),
         num_steps=STEPS,
         steps_per_call=4,
-        eval_fn=eval_fn if sleep > 0 else None,
-        eval_every=1 if sleep > 0 else None,
-        workdir=workdir,
-        checkpoint_every=2,
-        keep_checkpoints=2,
+        evaluation=train.Evaluation(eval_fn, every=1) if sleep > 0 else None,
+        checkpointing=train.Checkpointing(workdir, every=2, keep=2),
         progress=False,
     )
     np.savez(out, *[np.asarray(x) for x in jax.tree.leaves(result.state)])
@@ -128,7 +126,9 @@ def dist(coordinator: str, num: int, pid: int, workdir: str, out: str) -> dict:
     train.initialize_distributed(coordinator, num, pid, timeout_s=60)
     loss_fn, opt, params, batch_fn = problem()
     kw = dict(key=jax.random.key(3), steps_per_call=3, progress=False, ema_decay=0.9)
-    kw.update(workdir=workdir, checkpoint_every=3, mesh="auto")
+    kw.update(
+        checkpointing=train.Checkpointing(workdir, every=3), parallel=train.DataParallel("auto")
+    )
     train.fit(loss_fn, opt, params, batch_fn, num_steps=6, **kw)
     result = train.fit(loss_fn, opt, params, batch_fn, num_steps=8, **kw)
     if pid == 0:

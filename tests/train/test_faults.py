@@ -51,7 +51,7 @@ def _fit(problem, **kwargs):
 def reference(problem, tmp_path_factory):
     """The uninterrupted 12-step run, checkpointed at 4, 8 and 12 (``.workdir``)."""
     workdir = tmp_path_factory.mktemp("reference")
-    result = _fit(problem, workdir=workdir, checkpoint_every=4, keep_checkpoints=None)
+    result = _fit(problem, checkpointing=train.Checkpointing(workdir, every=4, keep=None))
     return types.SimpleNamespace(state=result.state, history=result.history, workdir=workdir)
 
 
@@ -147,13 +147,17 @@ def test_sigterm_saves_and_resumes(problem, reference, tmp_path):
         return {}
 
     with pytest.raises(train.TrainingInterrupted) as info:
-        _fit(problem, workdir=tmp_path, eval_fn=eval_fn, eval_every=4)
+        _fit(
+            problem,
+            checkpointing=train.Checkpointing(tmp_path),
+            evaluation=train.Evaluation(eval_fn, 4),
+        )
     assert info.value.signum == signal.SIGTERM and info.value.step == 8
     assert "SIGTERM" in str(info.value) and "step 8" in str(info.value)
     assert isinstance(info.value, KeyboardInterrupt)
     assert signal.getsignal(signal.SIGTERM) is before
     assert ckpt.all_steps(tmp_path / "checkpoints") == [8]
-    resumed = _fit(problem, workdir=tmp_path)
+    resumed = _fit(problem, checkpointing=train.Checkpointing(tmp_path))
     _equal(resumed.state, reference.state)
 
 
@@ -170,10 +174,18 @@ def test_sigterm_in_the_last_chunk_saves_and_skips_the_final_evaluation(problem,
         return {}
 
     with pytest.raises(train.TrainingInterrupted) as info:
-        _fit(problem, workdir=tmp_path, eval_fn=eval_fn, eval_every=4)
+        _fit(
+            problem,
+            checkpointing=train.Checkpointing(tmp_path),
+            evaluation=train.Evaluation(eval_fn, 4),
+        )
     assert info.value.step == 12 and evaluated == [4, 8]
     assert ckpt.all_steps(tmp_path / "checkpoints") == [12]
-    _fit(problem, workdir=tmp_path, eval_fn=eval_fn, eval_every=4)
+    _fit(
+        problem,
+        checkpointing=train.Checkpointing(tmp_path),
+        evaluation=train.Evaluation(eval_fn, 4),
+    )
     assert evaluated == [4, 8, 12]
 
 
@@ -195,7 +207,11 @@ def test_sigterm_during_the_final_evaluation_is_not_held(problem, tmp_path):
     before = signal.signal(signal.SIGTERM, handler)
     try:
         with pytest.raises(Stop):
-            _fit(problem, workdir=tmp_path, eval_fn=eval_fn, eval_every=4)
+            _fit(
+                problem,
+                checkpointing=train.Checkpointing(tmp_path),
+                evaluation=train.Evaluation(eval_fn, 4),
+            )
     finally:
         signal.signal(signal.SIGTERM, before)
     assert ckpt.all_steps(tmp_path / "checkpoints") == [12]
@@ -218,7 +234,7 @@ def test_corrupt_newest_checkpoint_falls_back(problem, reference, tmp_path):
         if path.is_file() and not path.name.startswith("_"):
             path.write_bytes(b"garbage")
     with pytest.warns(UserWarning, match=r"step 8 .*corrupt.*trying step 4"):
-        resumed = _fit(problem, workdir=tmp_path, checkpoint_every=4)
+        resumed = _fit(problem, checkpointing=train.Checkpointing(tmp_path, every=4))
     _equal(resumed.state, reference.state)
     assert ckpt.all_steps(tmp_path / "checkpoints") == [4, 8, 12]
     assert (tmp_path / "checkpoints_corrupt" / "8").is_dir()
@@ -241,7 +257,7 @@ def test_nan_in_data_is_reported_not_trained_on(problem, reference, tmp_path):
         return jnp.where(step == 6, batch.at[3, 1].set(jnp.nan), batch)
 
     with pytest.raises(train.NonFiniteError) as info:
-        _fit(problem, batch_fn=batch_fn, workdir=tmp_path, checkpoint_every=4)
+        _fit(problem, batch_fn=batch_fn, checkpointing=train.Checkpointing(tmp_path, every=4))
     err = info.value
     assert err.step == 6 and err.data_nonfinite and err.metric == "loss"
     assert "step 6" in str(err) and "NaN/inf" in str(err) and "not trained on" in str(err)

@@ -74,7 +74,7 @@ def _fit(tiny, **kwargs):
 def reference(tiny, tmp_path_factory):
     """The uninterrupted run: ``(FitResult, workdir)``; checkpoints at 5, 10, ..., 40."""
     workdir = tmp_path_factory.mktemp("reference")
-    result = _fit(tiny, workdir=workdir, checkpoint_every=5, keep_checkpoints=None)
+    result = _fit(tiny, checkpointing=train.Checkpointing(workdir, every=5, keep=None))
     assert ckpt.all_steps(workdir / "checkpoints") == list(range(5, TOTAL + 1, 5))
     return result, workdir
 
@@ -159,14 +159,14 @@ def test_resume_equals_uninterrupted(tiny, reference, tmp_path):
     ``steps_per_call=8``, which does not divide 20 (scans of 4, 8, 8 steps).
     """
     ref, ref_dir = reference
-    first = _fit(tiny, num_steps=TOTAL // 2, workdir=tmp_path / "a")
+    first = _fit(tiny, num_steps=TOTAL // 2, checkpointing=train.Checkpointing(tmp_path / "a"))
     assert int(first.state.step) == TOTAL // 2
     assert ckpt.all_steps(tmp_path / "a" / "checkpoints") == [20]
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     # different initial params: they must be ignored in favour of the checkpoint
     other = tiny[0].init(jax.random.key(99), jnp.ones((4, 2)))
 
-    resumed = _fit(tiny, params=other, workdir=tmp_path / "a")
+    resumed = _fit(tiny, params=other, checkpointing=train.Checkpointing(tmp_path / "a"))
     _assert_trees_equal(resumed.state, ref.state)  # step, params and opt_state
     assert ckpt.latest_step(tmp_path / "a" / "checkpoints") == TOTAL
     records = _records(tmp_path / "a")
@@ -181,7 +181,9 @@ def test_resume_equals_uninterrupted(tiny, reference, tmp_path):
         pair = (ref_loss[r["step"] - 5] + ref_loss[r["step"]]) / 2
         assert r["loss"] == pytest.approx(pair, rel=1e-6)
 
-    resumed8 = _fit(tiny, params=other, workdir=tmp_path / "b", steps_per_call=8)
+    resumed8 = _fit(
+        tiny, params=other, checkpointing=train.Checkpointing(tmp_path / "b"), steps_per_call=8
+    )
     _assert_trees_equal(resumed8.state, ref.state)
     assert [r["step"] for r in _records(tmp_path / "b")] == [10, 20, 24, 32, 40]
 
@@ -206,11 +208,20 @@ def test_resume_with_build_optimizer(tmp_path):
     )
     params = {"w": jnp.zeros(3)}
     full = train.fit(loss_fn, opt, params, num_steps=10, **kwargs)
-    train.fit(loss_fn, opt, params, num_steps=5, workdir=tmp_path, **kwargs)
+    train.fit(
+        loss_fn, opt, params, num_steps=5, checkpointing=train.Checkpointing(tmp_path), **kwargs
+    )
     with warnings.catch_warnings():
         # a checkpoint skipped as corrupt (a UserWarning from restore) fails the test
         warnings.filterwarnings("error", message=".*corrupt", category=UserWarning)
-        resumed = train.fit(loss_fn, opt, params, num_steps=10, workdir=tmp_path, **kwargs)
+        resumed = train.fit(
+            loss_fn,
+            opt,
+            params,
+            num_steps=10,
+            checkpointing=train.Checkpointing(tmp_path),
+            **kwargs,
+        )
     _assert_trees_equal(resumed.state, full.state)
     assert [r["step"] for r in _records(tmp_path)] == [5, 10]
 
@@ -227,7 +238,7 @@ def test_nan_loss_stops_with_step_and_metric(tiny, reference, tmp_path):
         return jnp.where(step >= 7, jnp.nan, good_batches(key, step))
 
     with pytest.raises(train.NonFiniteError) as info:
-        _fit(tiny, batch_fn=batch_fn, checkpoint_every=5, workdir=tmp_path)
+        _fit(tiny, batch_fn=batch_fn, checkpointing=train.Checkpointing(tmp_path, every=5))
     err = info.value
     assert err.step == 7 and err.metric == "loss" and math.isnan(err.value)
     assert "step 7" in str(err) and "loss" in str(err)
@@ -262,7 +273,7 @@ def test_nan_gradient_names_grad_norm(tmp_path):
             key=jax.random.key(0),
             num_steps=20,
             steps_per_call=10,
-            workdir=tmp_path,
+            checkpointing=train.Checkpointing(tmp_path),
             progress=False,
         )
     err = info.value
@@ -292,8 +303,7 @@ def test_infinite_gradient_norm_stops_training(tmp_path):
             key=jax.random.key(0),
             num_steps=20,
             steps_per_call=5,
-            checkpoint_every=5,
-            workdir=tmp_path,
+            checkpointing=train.Checkpointing(tmp_path, every=5),
             progress=False,
         )
     err = info.value
@@ -316,7 +326,12 @@ def test_eval_schedule_and_metrics_file(tiny, reference, tmp_path):
         calls.append(int(state.step))
         return {"nll": test_nll(state.params), "const": 1}
 
-    result = _fit(tiny, eval_fn=eval_fn, eval_every=15, steps_per_call=5, workdir=tmp_path)
+    result = _fit(
+        tiny,
+        evaluation=train.Evaluation(eval_fn, every=15),
+        steps_per_call=5,
+        checkpointing=train.Checkpointing(tmp_path),
+    )
     assert calls == [15, 30, 40]
     _assert_trees_equal(result.state, reference[0].state)  # eval does not perturb training
 
@@ -352,9 +367,15 @@ def test_keyboard_interrupt_in_eval_resumes(tiny, reference, tmp_path):
         return {}
 
     with pytest.raises(KeyboardInterrupt):
-        _fit(tiny, eval_fn=interrupting, eval_every=20, workdir=tmp_path)
+        _fit(
+            tiny,
+            evaluation=train.Evaluation(interrupting, 20),
+            checkpointing=train.Checkpointing(tmp_path),
+        )
     assert ckpt.all_steps(tmp_path / "checkpoints") == [20]
-    resumed = _fit(tiny, eval_fn=eval_fn, eval_every=20, workdir=tmp_path)
+    resumed = _fit(
+        tiny, evaluation=train.Evaluation(eval_fn, 20), checkpointing=train.Checkpointing(tmp_path)
+    )
     assert calls == [TOTAL]
     _assert_trees_equal(resumed.state, reference[0].state)
 
@@ -366,7 +387,11 @@ def test_keyboard_interrupt_in_final_eval_saves_checkpoint(tiny, reference, tmp_
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        _fit(tiny, eval_fn=interrupting, workdir=tmp_path)
+        _fit(
+            tiny,
+            evaluation=train.Evaluation(interrupting),
+            checkpointing=train.Checkpointing(tmp_path),
+        )
     assert ckpt.all_steps(tmp_path / "checkpoints") == [TOTAL]
     target = train.init_train_state(tiny[1], _opt())
     restored, _ = ckpt.restore(tmp_path / "checkpoints", target)
@@ -395,13 +420,60 @@ def test_keyboard_interrupt_during_training_saves_checkpoint(
 
     monkeypatch.setattr(fit_module, "make_multi_step", interrupted_multi_step)
     with pytest.raises(KeyboardInterrupt):
-        _fit(tiny, workdir=tmp_path)
+        _fit(tiny, checkpointing=train.Checkpointing(tmp_path))
     monkeypatch.undo()
     assert ckpt.all_steps(tmp_path / "checkpoints") == [20]
     assert [r["step"] for r in _records(tmp_path)] == [10, 20]
     target = train.init_train_state(tiny[1], _opt())
     restored, _ = ckpt.restore(tmp_path / "checkpoints", target)
     _assert_trees_equal(restored, _reference_checkpoint(tiny, reference, 20))
+
+
+# --------------------------------------------------------------------------- deprecated keywords
+
+
+def test_deprecated_keywords_warn_and_train_the_same(tiny, reference, tmp_path):
+    """fit's separate keywords of before the option records still work, with a
+    DeprecationWarning naming each one's new place, and train the reference run bit for
+    bit: same state, same records and checkpoints, the evaluations and metadata they ask for."""
+    calls = []
+
+    def eval_fn(state):
+        calls.append(int(state.step))
+        return {}
+
+    kwargs = dict(
+        workdir=tmp_path,
+        checkpoint_every=5,
+        keep_checkpoints=None,
+        metadata={"name": "old"},
+        eval_fn=eval_fn,
+        eval_every=10,
+    )
+    with pytest.warns(DeprecationWarning) as record:
+        old = _fit(tiny, **kwargs)
+    message = str(record[0].message)
+    assert len(record) == 1 and record[0].filename == __file__
+    for name in kwargs:
+        assert f"{name}=" in message
+    assert "checkpointing=Checkpointing(every=...)" in message
+    _assert_trees_equal(old.state, reference[0].state)
+    assert calls == [10, 20, 30, 40]
+    assert ckpt.all_steps(tmp_path / "checkpoints") == list(range(5, TOTAL + 1, 5))
+    assert ckpt.restore_metadata(tmp_path / "checkpoints") == {"name": "old"}
+    losses = [(r["step"], r["loss"]) for r in old.history if "loss" in r]
+    assert losses == [(r["step"], r["loss"]) for r in reference[0].history]
+
+    deprecated = pytest.warns(DeprecationWarning, match=r"local_batches= -> parallel=DataParallel")
+    with deprecated, pytest.raises(ValueError, match="needs a mesh"):
+        _fit(tiny, local_batches=True)
+    deprecated = pytest.warns(DeprecationWarning, match=r"mesh= -> parallel=DataParallel")
+    with deprecated, pytest.raises(ValueError, match="mesh must be"):
+        _fit(tiny, mesh="everywhere")
+    with pytest.warns(DeprecationWarning), pytest.raises(TypeError, match="not both"):
+        _fit(tiny, workdir=tmp_path, checkpointing=train.Checkpointing(tmp_path))
+    with pytest.raises(TypeError, match="unexpected keyword argument 'workdri'"):
+        _fit(tiny, workdri=tmp_path)
 
 
 def test_build_optimizer_weight_decay_is_adamw():

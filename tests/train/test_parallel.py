@@ -76,8 +76,8 @@ def _load_worker():
 def test_eight_devices_match_one_device():
     """One train step (with EMA) on 8 simulated CPU devices, as sharded jit
     (NamedSharding in/out shardings) and as pmap (lax.pmean of gradients), gives the
-    one-device state within 1e-6; fit(mesh="auto") for 6 steps within 1e-5; params stay
-    replicated; a global batch of 60 is refused with a clear message."""
+    one-device state within 1e-6; fit(parallel=DataParallel("auto")) for 6 steps within
+    1e-5; params stay replicated; a global batch of 60 is refused with a clear message."""
     out = _worker("devices", devices=8)
     assert out["device_count"] == 8
     assert out["params_replicated"] and out["params_sharding"] == "P()"
