@@ -7,14 +7,16 @@ model's :class:`~flowzoo.distributions.Distribution`.
 """
 
 from . import _cnf, _flow_matching, _flows, _score  # noqa: F401  (register the builders)
-from . import _schema as schema  # Spec, Int, Float, Positive, Choice, Widths, SectionCheck
-from ._config import ConfigError as ConfigError
+from . import _schema as schema  # the sections (TOP, TRAIN, PLOT, data_schema), Spec, Int, ...
 from ._config import ExperimentSource as ExperimentSource
 from ._config import apply_overrides as apply_overrides
 from ._config import available_experiments as available_experiments
+from ._config import complete_config as complete_config
 from ._config import default_config as default_config
 from ._config import load_experiment as load_experiment
 from ._config import resolve_experiment as resolve_experiment
+from ._config import schema_of as schema_of
+from ._config import validate_config as validate_config
 from ._flow_matching import build_guided_cfm as build_guided_cfm
 from ._flow_matching import default_model_config as default_cfm_config
 from ._flow_matching import image_model_config as image_cfm_config
@@ -25,14 +27,13 @@ from ._images import preprocessing as image_preprocessing
 from ._quality import ImageClassifier as ImageClassifier
 from ._quality import image_classifier as image_classifier
 from ._quality import image_quality as image_quality
-from ._registry import GUIDANCE as GUIDANCE
 from ._registry import MODELS as MODELS
 from ._registry import Guidance as Guidance
 from ._registry import Model as Model
+from ._registry import ModelEntry as ModelEntry
 from ._registry import build_model as build_model
 from ._registry import from_distribution as from_distribution
 from ._registry import register_model as register_model
-from ._run import QUALITY_SAMPLES as QUALITY_SAMPLES
 from ._run import EvaluationError as EvaluationError
 from ._run import Run as Run
 from ._run import RunData as RunData
@@ -41,8 +42,9 @@ from ._run import load_data as load_data
 from ._run import load_run as load_run
 from ._run import prepare_data as prepare_data
 from ._run import train_and_evaluate as train_and_evaluate
-from ._schema import SectionCheck as SectionCheck
-from ._schema import Spec as Spec
-from ._schema import schema_of as schema_of
-from ._schema import validate_config as validate_config
+from ._schema import QUALITY_SAMPLES as QUALITY_SAMPLES
+from ._schema import applicable_config as applicable_config
 from ._score import score_network as score_sde_network
+from ._spec import ConfigError as ConfigError
+from ._spec import SectionCheck as SectionCheck
+from ._spec import Spec as Spec

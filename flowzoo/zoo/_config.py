@@ -1,7 +1,10 @@
-"""Experiment configs: nested dicts, the built-in default, strict ``key=value`` overrides.
+"""Experiment configs: nested dicts, the built-in default, strict ``key=value`` overrides,
+and the schema (``_schema``) applied to the registered models (``_registry``).
 
 A config is a plain nested ``dict`` (JSON-serialisable). An experiment is a Python file with
-``get_config() -> dict``; ``flowzoo train NAME`` finds ``experiments/NAME.py``.
+``get_config() -> dict``; ``flowzoo train NAME`` finds ``experiments/NAME.py``. A config
+states the keys that apply to its run (:func:`applicable_config`); each key it leaves out
+takes the default of its schema :class:`~flowzoo.zoo.Spec` (:func:`complete_config`).
 """
 
 from __future__ import annotations
@@ -10,14 +13,36 @@ import ast
 import copy
 import importlib.util
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import flowzoo
 
+from . import _schema
+from ._registry import MODELS, ModelEntry
+from ._schema import applicable_config
+from ._spec import ConfigError, Spec
 
-class ConfigError(ValueError):
-    """A bad experiment name, config value or override (the message says which and why)."""
+
+def validate_config(config: Any, models: Mapping[str, ModelEntry] | None = None) -> None:
+    """Check every key of ``config`` that applies to it against the schema (the ``model``
+    section against its model's, from ``models``, default :data:`~flowzoo.zoo.MODELS`);
+    raise :class:`ConfigError` naming the first bad key, its value and what is allowed.
+    Nothing is loaded or compiled."""
+    _schema.validate_config(config, MODELS if models is None else models)
+
+
+def complete_config(config: Any, models: Mapping[str, ModelEntry] | None = None) -> Any:
+    """A copy of ``config`` holding the keys that apply to it, each key it leaves out that
+    has a schema default set to that default (``models``: as for :func:`validate_config`)."""
+    return _schema.complete_config(config, MODELS if models is None else models)
+
+
+def schema_of(config: dict[str, Any], key: str) -> Spec | None:
+    """The :class:`~flowzoo.zoo.Spec` of a dotted key (``"train.steps"``) for this config
+    (the data set's and the registered model's schema), or ``None``."""
+    return _schema.schema_of(config, key, MODELS)
 
 
 def default_config() -> dict[str, Any]:
@@ -30,12 +55,10 @@ def default_config() -> dict[str, Any]:
         "name": "moons_realnvp",
         "seed": 0,
         "data": {
-            "name": "two_moons",  # a toy target (flowzoo.data.TOY_TARGETS) or "file"
+            "name": "two_moons",  # a toy target (flowzoo.data.TOY_TARGETS), image set or "file"
             "noise": 0.05,  # toy targets that take a noise level
             "n_train": 20000,
             "n_test": 5000,
-            "path": "",  # for name="file": a .npy/.npz of shape (n, dim)
-            "test_fraction": 0.1,  # for name="file": held-out share (last rows after a shuffle)
             "standardize": True,
         },
         "model": {
@@ -120,6 +143,9 @@ def load_experiment(name: str | None) -> dict[str, Any]:
 
     ``None`` or ``"default"`` gives :func:`default_config`. An experiment file is Python
     code: loading it runs it (see :func:`resolve_experiment` for which file a name means).
+    The config holds the keys that apply to it (:func:`applicable_config`): a ``data`` key
+    of another data set, left by an experiment that starts from :func:`default_config` and
+    changes ``data.name``, is dropped.
     """
     path = resolve_experiment(name).path
     if path is None:
@@ -139,7 +165,7 @@ def load_experiment(name: str | None) -> dict[str, Any]:
         ) from err
     if not isinstance(config, dict):
         raise ConfigError(f"get_config() of {str(path)!r} must return a dict")
-    return config
+    return applicable_config(config)
 
 
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf}
@@ -183,20 +209,45 @@ def _coerce(old: Any, new: Any, key: str, spec: Any = None) -> Any:
 
 
 _EXAMPLE = {"int": 0, "float": 0.0, "bool": False, "str": "", "ints": [], "floats": [], "width": 0}
-"""A value of each schema kind, to coerce an override of a key the config leaves unset."""
+"""A value of each schema kind, to coerce an override of a key without a value or default."""
+
+
+def _section_name_first(item: str) -> bool:
+    """Sort key of an override: ``data.name``/``model.name`` first (they decide which keys
+    their section has)."""
+    key = item.partition("=")[0].strip()
+    return not (key.count(".") == 1 and key.endswith(".name"))
+
+
+def _unknown_key(item: str, parts: list[str], known: list[str]) -> ConfigError:
+    key = ".".join(parts)
+    section = ".".join(parts[:-1])
+    valid = ", ".join(sorted(f"{section}.{k}" if section else k for k in known))
+    return ConfigError(f"bad override {item!r}: unknown key {key!r}; valid keys here: {valid}")
+
+
+def _spec_of(config: dict[str, Any], parts: list[str]) -> tuple[Spec | None, bool]:
+    """``(spec, applies)`` of an overridden key: the config's own spec, else, for a ``data``
+    key of another data set, that key's spec and ``False`` (the override is checked, then
+    dropped as not applying)."""
+    spec = _schema.schema_of(config, ".".join(parts), MODELS)
+    if spec is None and parts[:-1] == ["data"]:
+        return _schema.data_schema(None).get(parts[-1]), False
+    return spec, True
 
 
 def apply_overrides(config: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
     """A copy of ``config`` with ``["a.b=value", ...]`` applied; values parsed as Python literals.
 
-    A key must exist in the config or in its schema (:mod:`flowzoo.zoo`'s ``validate_config``),
-    and a value must keep the key's type (ints widen to floats), so a typo fails loudly
-    instead of being ignored. Ranges are checked by ``validate_config``.
+    A key must exist in the config or in its schema (:func:`validate_config`), and a value
+    must keep the key's type (that of its current value, else of its schema default; ints
+    widen to floats), so a typo fails loudly instead of being ignored. ``data.name`` and
+    ``model.name`` are applied first, since they decide which keys their section has; the
+    result holds the keys that apply to it (:func:`applicable_config`: a ``data`` key of
+    another data set is dropped). Ranges are checked by :func:`validate_config`.
     """
-    from ._schema import schema_keys, schema_of
-
     config = copy.deepcopy(config)
-    for item in overrides or []:
+    for item in sorted(overrides or [], key=_section_name_first):
         if "=" not in item:
             raise ConfigError(f"bad override {item!r}: expected key=value, e.g. train.steps=500")
         key, _, text = item.partition("=")
@@ -211,21 +262,21 @@ def apply_overrides(config: dict[str, Any], overrides: list[str] | None) -> dict
             node = node[part]
         leaf = parts[-1]
         value = _parse_value(text.strip())
-        spec = schema_of(config, key)
+        spec, applies = _spec_of(config, parts)
+        known = _schema.schema_keys(config, ".".join(parts[:-1]), MODELS)
+        if spec is None and (known or leaf not in node):
+            raise _unknown_key(item, parts, known or list(node))
         if spec is not None and spec.kind == "dict":  # keyword arguments, e.g. model.options
             if not isinstance(value, dict):
                 raise ConfigError(f"override {key}={value!r}: expected {spec.describe()}")
             node[leaf] = value
-            continue
-        if leaf in node and not isinstance(node[leaf], dict):
+        elif leaf in node and not isinstance(node[leaf], dict):
             node[leaf] = _coerce(node[leaf], value, key, spec)
-            continue
-        # else: a key the schema knows but this config leaves unset
-        if spec is None or spec.kind in ("dict", "section"):
-            known = set(node) | set(schema_keys(config, ".".join(parts[:-1])))
-            valid = ", ".join(sorted(".".join([*parts[:-1], k]) for k in known))
-            raise ConfigError(
-                f"bad override {item!r}: unknown key {key!r}; valid keys here: {valid}"
-            )
-        node[leaf] = _coerce(_EXAMPLE[spec.kind], value, key, spec)
-    return config
+        elif spec is None or spec.kind == "section":
+            raise _unknown_key(item, parts, known or list(node))
+        else:  # a key the schema knows but this config leaves unset
+            example = spec.default if spec.has_default else _EXAMPLE[spec.kind]
+            node[leaf] = _coerce(example, value, key, spec)
+        if not applies:  # dropped below, but a bad value is still an error
+            _schema.check_section("data", {leaf: spec}, {leaf: node[leaf]})
+    return applicable_config(config)

@@ -1,41 +1,40 @@
 """The ``"cfm"`` model of ``flowzoo train``: a time-conditioned network trained by flow matching.
 
-Config keys (``config["model"]``), with the defaults of :func:`default_model_config`
-(:func:`image_model_config` for NHWC images):
+Config keys (``config["model"]``; their defaults are those of :data:`CFM_SCHEMA`, and
+:func:`default_model_config` / :func:`image_model_config` are the experiments' sections):
 ``path`` (a name in :data:`PATHS`) and that path's own keyword arguments where present
 (``sigma_min``, ``beta_min``, ``beta_max``, ``sigma_max``, ``exponent``); ``coupling`` (a
 name in :data:`COUPLINGS`), ``sinkhorn_epsilon`` (relative to the mean cost unless
-``sinkhorn_relative`` is false), ``sinkhorn_iters`` (default 200); the stochastic-interpolant paths (``brownian_bridge``,
+``sinkhorn_relative`` is false), ``sinkhorn_iters``; the stochastic-interpolant paths (``brownian_bridge``,
 ``stochastic_interpolant``) take ``noise_scale`` (and ``base``), and with ``coupling:
 sinkhorn``, ``sinkhorn_relative: false``, ``sinkhorn_epsilon: 2 noise_scale^2`` they are
-Schroedinger-bridge CFM; ``ot_pipeline`` (default false; with ``coupling: exact_ot`` on
+Schroedinger-bridge CFM; ``ot_pipeline`` (with ``coupling: exact_ot`` on
 continuous data: the pairs are computed ahead of the step on ``ot_workers`` host threads,
 0 meaning one per CPU, by :func:`flowzoo.flow_matching.ot_paired_batches`; the same law,
 other random streams, so opt-in: runs recorded without it keep their batches);
 ``time_sampling`` (``"uniform"`` or ``"logit_normal"``), ``time_uniform_fraction`` (with
-logit-normal times, the weight of a uniform component mixed in; default 0), ``time_range``;
+logit-normal times, the weight of a uniform component mixed in), ``time_range``;
 network
 ``net`` (``"mlp"``, ``"unet"`` or ``"auto"``: the UNet for rank-3 ``(H, W, C)`` events, the
 MLP otherwise), MLP ``hidden``, ``activation``, UNet ``channels`` and ``attention_heads``
-(self-attention at the coarsest level; 0, the default, for none), ``conv``
-(``"im2col"``, the default, or ``"xla"`` with ``train.steps_per_call=1``: see
-:func:`flowzoo.nets.unet`) and ``dropout`` (in every residual block during training;
-default 0), both ``embed_dim``;
+(self-attention at the coarsest level; 0 for none), ``num_blocks``, ``conv``
+(``"im2col"``, or ``"xla"`` with ``train.steps_per_call=1``: see :func:`flowzoo.nets.unet`)
+and ``dropout`` (in every residual block during training), both ``embed_dim``;
 sampler ``solver`` and ``num_steps`` (0 means adaptive, for ``tsit5``/``dopri5``), ``rtol``,
 ``atol``; likelihood ``log_prob``: the CNF log-likelihood of the learned velocity field
 (:func:`flowzoo.flow_matching.distribution`, base = the path's t=0 marginal), ``"exact"`` (Jacobian trace, ``D`` tangents per field
 evaluation: fine for 2-D and 8x8 images) or ``"hutchinson"`` (``num_probes`` Rademacher
 probes per example drawn from ``probe_seed``, fixed along the solve; unbiased, and
 deterministic for a given input), or ``"none"``; solved by ``log_prob_solver`` with
-``log_prob_steps`` fixed steps (default RK4, 16 steps; 0 with ``tsit5`` for an adaptive solve
-at ``rtol``/``atol``), ``log_prob_chunk`` rows at a time (0: the whole batch).
-Autoguidance (Karras et al. 2024; :func:`flowzoo.nets.guided`): ``guide_steps`` > 0 (default
-0, none) trains a guide, a weaker copy of the model (``guide_channels`` for the UNet,
+``log_prob_steps`` fixed steps (0 with ``tsit5`` for an adaptive solve at ``rtol``/``atol``),
+``log_prob_chunk`` rows at a time (0: the whole batch).
+Autoguidance (Karras et al. 2024; :func:`flowzoo.nets.guided`): ``guide_steps`` > 0 (0:
+none) trains a guide, a weaker copy of the model (``guide_channels`` for the UNet,
 ``guide_hidden`` for the MLP; every other key the main model's, no likelihood), for that many
 steps in its own run directory ``RUN/guide``, before the main model; the run then samples and
-evaluates its likelihood with ``guide + guide_weight * (main - guide)`` (default weight 2).
+evaluates its likelihood with ``guide + guide_weight * (main - guide)``.
 Image data: ``data_levels`` (filled in by ``flowzoo train`` for ``data.name`` digits/mnist),
-``preprocess`` (``"scale"``: [-1, 1), default; ``"shift"``; ``"logit"`` with ``alpha``); see
+``preprocess`` (``"scale"``: [-1, 1); ``"shift"``; ``"logit"`` with ``alpha``); see
 :func:`with_image_data`. Time convention: t=0 noise, t=1 data.
 """
 
@@ -50,21 +49,19 @@ from ..integrate import DivergenceConfig, SolverConfig
 from ..paths import PATHS, get_path
 from ._images import image_unet, inner_params, with_image_data, with_inner_params
 from ._registry import Guidance, Model, register_model
-from ._schema import (
-    BOOL,
-    SEED,
-    TOLERANCE,
+from ._schema import activation_spec, image_keys, solver_spec, unet_keys
+from ._spec import (
+    Bool,
     Choice,
     Float,
     Int,
     Positive,
     SectionCheck,
+    Seed,
     Spec,
+    Tolerance,
     Widths,
-    activation_spec,
-    image_keys,
-    solver_spec,
-    unet_keys,
+    complete_section,
 )
 
 
@@ -112,23 +109,32 @@ def image_model_config() -> dict[str, Any]:
     return cfg
 
 
+def _completed(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The ``cfm`` section ``cfg`` with the keys it leaves out set to their defaults."""
+    return complete_section(CFM_SCHEMA, cfg)
+
+
 def network(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> nets.Network:
-    """The velocity network a model config names (``net``: mlp / unet / auto)."""
-    kind = cfg.get("net", "auto")
+    """The velocity network a model config names (``net``: mlp / unet / auto); keys the
+    section leaves out take their defaults."""
+    cfg = _completed(cfg)
+    kind = cfg["net"]
     if kind == "auto":
         kind = "unet" if len(event_shape) == 3 else "mlp"
-    if kind == "mlp" and float(cfg.get("dropout", 0.0)) == 0.0:
+    if kind == "mlp" and float(cfg["dropout"]) == 0.0:
         return nets.time_mlp(
             event_shape,
-            tuple(cfg.get("hidden", (256, 256, 256))),
-            embed_dim=cfg.get("embed_dim", 64),
-            activation_fn=cfg.get("activation", "silu"),
+            tuple(cfg["hidden"]),
+            embed_dim=cfg["embed_dim"],
+            activation_fn=cfg["activation"],
         )
     return image_unet(cfg, kind, event_shape)
 
 
-def _path_from_config(cfg: dict[str, Any]):
-    name = cfg.get("path", "cond_ot")
+def path_from_config(cfg: dict[str, Any]):
+    """The affine :class:`~flowzoo.paths.Path` a ``cfm`` model config names (``path``, with
+    that path's own keyword arguments taken from the config); ``ValueError`` if unknown."""
+    name = _completed(cfg)["path"]
     if name not in PATHS:
         raise ValueError(f"model.path: unknown path {name!r}; choose one of {sorted(PATHS)}")
     params = inspect.signature(PATHS[name]).parameters
@@ -136,23 +142,20 @@ def _path_from_config(cfg: dict[str, Any]):
 
 
 def _coupling_from_config(cfg: dict[str, Any]):
-    name = cfg.get("coupling", "independent")
+    name = cfg["coupling"]
     kwargs = {}
     if name == "sinkhorn":
         kwargs = {
-            "epsilon": cfg.get("sinkhorn_epsilon", 0.05),
-            "relative": bool(cfg.get("sinkhorn_relative", True)),
-            "num_iters": int(cfg.get("sinkhorn_iters", 200)),
+            "epsilon": cfg["sinkhorn_epsilon"],
+            "relative": bool(cfg["sinkhorn_relative"]),
+            "num_iters": int(cfg["sinkhorn_iters"]),
         }
     return get_coupling(name, **kwargs)
 
 
-def _solver(cfg: dict[str, Any], solver_key: str, steps_key: str, solver: str, steps: int):
+def _solver(cfg: dict[str, Any], solver_key: str, steps_key: str):
     return SolverConfig(
-        cfg.get(solver_key, solver),
-        int(cfg.get(steps_key, steps)) or None,
-        float(cfg.get("rtol", 1e-5)),
-        float(cfg.get("atol", 1e-5)),
+        cfg[solver_key], int(cfg[steps_key]) or None, float(cfg["rtol"]), float(cfg["atol"])
     )
 
 
@@ -170,19 +173,17 @@ def build_cfm(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
 GUIDE_KEYS = ("guide_steps", "guide_weight", "guide_channels", "guide_hidden")
 """The model keys of autoguidance (see :func:`guide_config`)."""
 
-GUIDE_WEIGHT = 2.0
-"""Default ``guide_weight``."""
-
 
 def guide_config(cfg: dict[str, Any]) -> tuple[dict[str, Any], int] | None:
     """``(the guide's model section, its training steps)``, or ``None`` without a guide.
 
-    ``guide_steps`` (0, the default: no guide) is how long the guide trains;
-    ``guide_channels`` (UNet) or ``guide_hidden`` (MLP) its widths (default: the main
-    network's); every other key is the main model's, except that the guide has no
-    likelihood (``log_prob: none``). ``guide_weight`` (default 2) is the guidance weight.
+    ``guide_steps`` (0: no guide) is how long the guide trains; ``guide_channels`` (UNet)
+    or ``guide_hidden`` (MLP) its widths (when left out: the main network's); every other
+    key is the main model's, except that the guide has no likelihood (``log_prob: none``).
+    ``guide_weight`` is the guidance weight. Keys ``cfg`` leaves out take their defaults.
     """
-    steps = int(cfg.get("guide_steps", 0) or 0)
+    cfg = _completed(cfg)
+    steps = int(cfg["guide_steps"])
     if steps <= 0:
         return None
     guide = {k: v for k, v in cfg.items() if k not in GUIDE_KEYS}
@@ -202,7 +203,7 @@ def build_guided_cfm(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model
     it (the CNF of the guided field). Its params come from :func:`guided_cfm_params`; its
     loss refuses to run (the two networks are trained apart, each by its own run).
     """
-    shape = tuple(event_shape)
+    shape, cfg = tuple(event_shape), _completed(cfg)
     if guide_config(cfg) is None:
         raise ValueError("model.guide_steps is 0: this model has no guide")
     return _cfm_model(cfg, shape, sampling_network(cfg, shape), trainable=False)
@@ -211,11 +212,11 @@ def build_guided_cfm(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model
 def sampling_network(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> nets.Network:
     """The velocity network a run samples with: :func:`network`, or with ``guide_steps`` the
     guided one (params ``{"main", "guide"}``, :func:`flowzoo.nets.guided`)."""
-    shape = tuple(event_shape)
+    shape, cfg = tuple(event_shape), _completed(cfg)
     found = guide_config(cfg)
     if found is None:
         return network(cfg, shape)
-    weight = float(cfg.get("guide_weight", GUIDE_WEIGHT))
+    weight = float(cfg["guide_weight"])
     return nets.guided(network(cfg, shape), network(found[0], shape), weight)
 
 
@@ -235,20 +236,20 @@ def _not_trainable(params, key, batch):
 def _cfm_model(
     cfg: dict[str, Any], event_shape: tuple[int, ...], net: nets.Network, trainable: bool = True
 ) -> Model:
-    path = _path_from_config(cfg)
-    lo, hi = cfg.get("time_range", (0.0, 1.0))
+    path = path_from_config(cfg)
+    lo, hi = cfg["time_range"]
     batches = _ot_batches(cfg)
     loss = cfm_loss(
         net.apply,
         path,
         coupling=None if batches else _coupling_from_config(cfg),
-        time_sampling=cfg.get("time_sampling", "uniform"),
+        time_sampling=cfg["time_sampling"],
         time_range=(float(lo), float(hi)),
-        time_uniform_fraction=float(cfg.get("time_uniform_fraction", 0.0)),
+        time_uniform_fraction=float(cfg["time_uniform_fraction"]),
         source="paired" if batches else None,
-        network_rng=float(cfg.get("dropout", 0.0)) > 0.0,
+        network_rng=float(cfg["dropout"]) > 0.0,
     )
-    kind = cfg.get("log_prob", "exact")
+    kind = cfg["log_prob"]
     if kind not in ("exact", "hutchinson", "none"):
         raise ValueError(f"model.log_prob must be 'exact', 'hutchinson' or 'none', got {kind!r}")
     dist = distribution(
@@ -256,14 +257,14 @@ def _cfm_model(
         path,
         event_shape,
         t1=float(hi),
-        sample_solver=_solver(cfg, "solver", "num_steps", "midpoint", 20),
-        log_prob_solver=_solver(cfg, "log_prob_solver", "log_prob_steps", "rk4", 16),
+        sample_solver=_solver(cfg, "solver", "num_steps"),
+        log_prob_solver=_solver(cfg, "log_prob_solver", "log_prob_steps"),
         divergence=DivergenceConfig(
             log_prob="hutchinson" if kind == "hutchinson" else "exact",
             log_prob_estimate="hutchinson" if kind == "hutchinson" else "exact",
-            num_probes=int(cfg.get("num_probes", 4)) if kind == "hutchinson" else 1,
-            probe_seed=int(cfg.get("probe_seed", 0)),
-            chunk_size=int(cfg.get("log_prob_chunk", 0)) or None,
+            num_probes=int(cfg["num_probes"]) if kind == "hutchinson" else 1,
+            probe_seed=int(cfg["probe_seed"]),
+            chunk_size=int(cfg["log_prob_chunk"]) or None,
         ),
     )
     model = Model(
@@ -279,16 +280,16 @@ def _cfm_model(
 def _ot_batches(cfg: dict[str, Any]):
     """``batches(x, batch_size) -> (batch_fn, close)`` of :func:`ot_paired_batches` when
     ``ot_pipeline`` is set, else ``None`` (the coupling runs inside the step)."""
-    if not cfg.get("ot_pipeline", False):
+    if not cfg["ot_pipeline"]:
         return None
-    if cfg.get("coupling", "independent") != "exact_ot":
+    if cfg["coupling"] != "exact_ot":
         raise ValueError("model.ot_pipeline: true needs model.coupling: exact_ot")
-    if cfg.get("data_levels"):
+    if cfg["data_levels"]:
         raise ValueError(
             "model.ot_pipeline: image data is dequantized inside the step, after pairing; "
             "use ot_pipeline: false (the in-step exact_ot coupling) for image data"
         )
-    workers = int(cfg.get("ot_workers", 0)) or None
+    workers = int(cfg["ot_workers"]) or None
 
     def batches(x, batch_size: int):
         pipe = ot_paired_batches(x, batch_size, workers=workers)
@@ -299,7 +300,7 @@ def _ot_batches(cfg: dict[str, Any]):
 
 def _path_check(cfg: dict[str, Any]) -> str | None:
     try:
-        _path_from_config(cfg)
+        path_from_config(cfg)
     except (TypeError, ValueError) as err:
         return str(err)
     return None
@@ -310,48 +311,53 @@ def _time_range_check(cfg: dict[str, Any]) -> str | None:
     return None if lo < hi else "time_range must be [t_lo, t_hi] with t_lo < t_hi"
 
 
+CFM_SCHEMA: dict[str, Spec] = {
+    "path": Choice(*PATHS, default="cond_ot"),
+    # the paths' own keyword arguments, without a default here: each path takes the ones in
+    # its signature, and one left out has the path's own default
+    "sigma_min": Float(0.0),
+    "sigma_max": Positive(),
+    "beta_min": Float(0.0),
+    "beta_max": Positive(),
+    "exponent": Positive(),
+    "noise_scale": Positive(),
+    "base": Choice("linear", "trig"),
+    "coupling": Choice(*COUPLINGS, default="independent"),
+    "sinkhorn_epsilon": Positive(default=0.05),
+    "sinkhorn_relative": Bool(default=True),
+    "sinkhorn_iters": Int(1, default=200),
+    "ot_pipeline": Bool(default=False),
+    "ot_workers": Int(0, default=0),
+    "time_sampling": Choice("uniform", "logit_normal", default="uniform"),
+    "time_uniform_fraction": Spec("float", 0.0, 1.0, default=0.0),
+    "time_range": Spec("floats", 0.0, 1.0, length=(2, 2), default=[0.0, 1.0]),
+    "net": Choice("auto", "mlp", "unet", default="auto"),
+    "hidden": Widths(default=[256, 256, 256]),
+    **unet_keys(),
+    "activation": activation_spec(default="silu"),
+    "solver": solver_spec(default="midpoint"),
+    "num_steps": Int(0, default=20),
+    "rtol": Tolerance(default=1e-5),
+    "atol": Tolerance(default=1e-5),
+    "log_prob": Choice("exact", "hutchinson", "none", default="exact"),
+    "log_prob_solver": solver_spec(default="rk4"),
+    "log_prob_steps": Int(0, default=16),
+    "log_prob_chunk": Int(0, default=0),
+    "num_probes": Int(1, default=4),
+    "probe_seed": Seed(default=0),
+    "guide_steps": Int(0, default=0),
+    "guide_weight": Float(default=2.0),
+    # the guide's widths, without a default: one left out is the main network's
+    "guide_channels": Widths(),
+    "guide_hidden": Widths(),
+    **image_keys("scale", "shift", "logit"),
+}
+"""The keys of the ``cfm`` model section and their defaults."""
+
 register_model(
     "cfm",
     build_cfm,
-    {
-        "path": Choice(*PATHS),
-        # the paths' own keyword arguments; each path takes the ones in its signature
-        "sigma_min": Float(0.0),
-        "sigma_max": Positive(),
-        "beta_min": Float(0.0),
-        "beta_max": Positive(),
-        "exponent": Positive(),
-        "coupling": Choice(*COUPLINGS),
-        "sinkhorn_epsilon": Positive(),
-        "sinkhorn_relative": BOOL,
-        "sinkhorn_iters": Int(1),
-        "ot_pipeline": BOOL,
-        "ot_workers": Int(0),
-        "noise_scale": Positive(),
-        "base": Choice("linear", "trig"),
-        "time_sampling": Choice("uniform", "logit_normal"),
-        "time_uniform_fraction": Spec("float", 0.0, 1.0),
-        "time_range": Spec("floats", 0.0, 1.0, length=(2, 2)),
-        "net": Choice("auto", "mlp", "unet"),
-        "hidden": Widths(),
-        **unet_keys(),
-        "activation": activation_spec(),
-        "solver": solver_spec(),
-        "num_steps": Int(0),
-        "rtol": TOLERANCE,
-        "atol": TOLERANCE,
-        "log_prob": Choice("exact", "hutchinson", "none"),
-        "log_prob_solver": solver_spec(),
-        "log_prob_steps": Int(0),
-        "log_prob_chunk": Int(0),
-        "num_probes": Int(1),
-        "probe_seed": SEED,
-        "guide_steps": Int(0),
-        "guide_weight": Float(),
-        "guide_channels": Widths(),
-        "guide_hidden": Widths(),
-        **image_keys("scale", "shift", "logit"),
-    },
+    CFM_SCHEMA,
     (
         SectionCheck(("path",), _path_check),
         SectionCheck(("time_range",), _time_range_check),

@@ -6,25 +6,25 @@ Image models wrap a continuous flow of NHWC images in :func:`flowzoo.flows.dequa
 and report ``log_prob`` as that bound in nats per image, so a run's ``test_nll`` is a
 discrete-data code length and ``test_bpd = test_nll / (D ln 2)``.
 
-Config keys (``model`` section; all but ``name`` optional):
+Config keys (``model`` section; the defaults are those of the schemas registered below):
 
 * ``realnvp``: ``num_layers``, ``hidden`` (list of MLP widths), ``activation``,
-  ``transformer`` (``"affine"``, default, or ``"spline"``), ``scale_bound`` (affine; default
-  :data:`flowzoo.bijectors.DEFAULT_SCALE_BOUND`), ``num_bins`` (spline, default 8) and
-  ``spline_bound`` (spline interval ``[-b, b]``, default 4).
+  ``transformer`` (``"affine"`` or ``"spline"``), ``scale_bound`` (affine; default
+  :data:`flowzoo.bijectors.DEFAULT_SCALE_BOUND`), ``num_bins`` (spline) and
+  ``spline_bound`` (spline interval ``[-b, b]``).
 * ``maf``: a masked autoregressive flow (``inverse: true``: IAF) with the same keys;
   ``hidden`` are the MADE widths (each at least ``dim - 1``).
-* ``glow``: ``levels`` (scales, default 2), ``depth`` (steps per level, default 8),
-  ``hidden`` (conditioner channels, default 64); ``realnvp_image``: ``num_scales`` (default
-  2), ``hidden`` (64), ``num_blocks`` (residual blocks per conditioner, 2). ``options``: a
-  dict of further keyword arguments for the builder (:func:`flowzoo.flows.glow`,
-  :func:`flowzoo.flows.realnvp_image`), e.g. ``{"split_prior": False}``.
+* ``glow``: ``levels`` (scales), ``depth`` (steps per level), ``hidden`` (conditioner
+  channels); ``realnvp_image``: ``num_scales``, ``hidden``, ``num_blocks`` (residual blocks
+  per conditioner). ``options``: a dict of further keyword arguments for the builder
+  (:func:`flowzoo.flows.glow`, :func:`flowzoo.flows.realnvp_image`), e.g.
+  ``{"split_prior": False}``.
 * ``image_coupling`` (a simple single-scale baseline): ``num_layers`` checkerboard affine
-  couplings (default 8) with MLP conditioners of widths ``hidden``.
-* ``preprocess``: ``"logit"`` (default for RealNVP, ``alpha`` 0.05) or ``"shift"`` (default
-  for Glow).
-* ``dequantization``: ``"uniform"`` (default) or ``"variational"`` (Flow++; then
-  ``dequant_layers`` couplings, default 4, with MLP widths ``dequant_hidden``, default [128]).
+  couplings with MLP conditioners of widths ``hidden``.
+* ``preprocess``: ``"logit"`` (the default of the RealNVP models; ``alpha``) or ``"shift"``
+  (Glow's).
+* ``dequantization``: ``"uniform"`` or ``"variational"`` (Flow++; then ``dequant_layers``
+  couplings with MLP widths ``dequant_hidden``).
 * ``data_levels``: grey levels of the data; filled in from ``data.name`` by
   :func:`flowzoo.zoo.train_and_evaluate` (set it only for custom data).
 """
@@ -49,25 +49,15 @@ from ..flows import (
     variational_dequantizer,
 )
 from ._registry import Model, from_distribution, register_model
-from ._schema import (
-    BOOL,
-    Choice,
-    Int,
-    Positive,
-    Spec,
-    Widths,
-    activation_spec,
-    image_keys,
-    kwargs_of,
-)
+from ._schema import activation_spec, image_keys
+from ._spec import Bool, Choice, Int, Positive, Spec, Widths, kwargs_of
 
 
 def _transformer(cfg: dict[str, Any], orientation: str) -> bj.Transformer:
-    if cfg.get("transformer", "affine") == "spline":
-        bins, bound = int(cfg.get("num_bins", 8)), float(cfg.get("spline_bound", 4))
+    if cfg["transformer"] == "spline":
+        bins, bound = int(cfg["num_bins"]), float(cfg["spline_bound"])
         return bj.transformer("spline", num_bins=bins, bound=bound)
-    bound = cfg.get("scale_bound", bj.DEFAULT_SCALE_BOUND)
-    return bj.transformer("affine", scale_bound=bound, orientation=orientation)
+    return bj.transformer("affine", scale_bound=cfg["scale_bound"], orientation=orientation)
 
 
 def _vector_flow(
@@ -78,7 +68,7 @@ def _vector_flow(
         event_shape,
         cfg["num_layers"],
         tuple(cfg["hidden"]),
-        activation=cfg.get("activation", "relu"),
+        activation=cfg["activation"],
         transformer=_transformer(cfg, orientation),
     )
     return from_distribution(flow)
@@ -89,7 +79,7 @@ def _realnvp(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
 
 
 def _maf(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
-    build = iaf if cfg.get("inverse", False) else maf
+    build = iaf if cfg["inverse"] else maf
     return _vector_flow(build, cfg, event_shape, AFFINE_ORIENTATION)
 
 
@@ -99,31 +89,29 @@ def _check_image(name: str, event_shape: tuple[int, ...], cfg: dict[str, Any]) -
             f"model {name!r} models images (H, W, C); the data has event shape {event_shape}: "
             "use data.name='digits' or 'mnist'"
         )
-    levels = int(cfg.get("data_levels", 0))
+    levels = int(cfg["data_levels"])
     if levels < 2:
         raise ValueError(f"model {name!r} needs model.data_levels (grey levels of the data)")
     return levels
 
 
-def image_model(
-    flow: Distribution, cfg: dict[str, Any], levels: int, default_preprocess: str
-) -> Model:
+def image_model(flow: Distribution, cfg: dict[str, Any], levels: int) -> Model:
     """Wrap ``flow`` with the dequantization/preprocessing that ``cfg`` describes; the loss
     is the negative bound in bits/dim."""
     shape = tuple(flow.event_shape)
-    kind = cfg.get("dequantization", "uniform")
+    kind = cfg["dequantization"]
     if kind not in ("uniform", "variational"):
         raise ValueError(f"model.dequantization must be 'uniform' or 'variational', got {kind!r}")
     dequantizer = None
     if kind == "variational":
         dequantizer = variational_dequantizer(
-            shape, int(cfg.get("dequant_layers", 4)), tuple(cfg.get("dequant_hidden", (128,)))
+            shape, int(cfg["dequant_layers"]), tuple(cfg["dequant_hidden"])
         )
     model = dequantized(
         flow,
         levels,
-        preprocess=cfg.get("preprocess", default_preprocess),
-        alpha=float(cfg.get("alpha", 0.05)),
+        preprocess=cfg["preprocess"],
+        alpha=float(cfg["alpha"]),
         dequantizer=dequantizer,
     )
     return from_distribution(model, bits_per_dim=True)
@@ -133,36 +121,36 @@ def _glow(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
     levels = _check_image("glow", event_shape, cfg)
     flow = glow(
         event_shape,
-        int(cfg.get("levels", 2)),
-        int(cfg.get("depth", 8)),
-        _hidden(cfg.get("hidden", 64)),
-        **dict(cfg.get("options", {})),
+        int(cfg["levels"]),
+        int(cfg["depth"]),
+        _hidden(cfg["hidden"]),
+        **dict(cfg["options"]),
     )
-    return image_model(flow, cfg, levels, "shift")
+    return image_model(flow, cfg, levels)
 
 
 def _realnvp_image(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
     levels = _check_image("realnvp_image", event_shape, cfg)
     flow = realnvp_image(
         event_shape,
-        int(cfg.get("num_scales", 2)),
-        _hidden(cfg.get("hidden", 64)),
-        int(cfg.get("num_blocks", 2)),
-        **dict(cfg.get("options", {})),
+        int(cfg["num_scales"]),
+        _hidden(cfg["hidden"]),
+        int(cfg["num_blocks"]),
+        **dict(cfg["options"]),
     )
-    return image_model(flow, cfg, levels, "logit")
+    return image_model(flow, cfg, levels)
 
 
 def _image_coupling(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
     levels = _check_image("image_coupling", event_shape, cfg)
-    hidden = cfg.get("hidden", [256])
+    hidden = cfg["hidden"]
     flow = image_coupling_flow(
         event_shape,
-        int(cfg.get("num_layers", 8)),
+        int(cfg["num_layers"]),
         tuple(hidden) if isinstance(hidden, list | tuple) else (int(hidden),),
-        float(cfg.get("scale_bound", bj.DEFAULT_SCALE_BOUND)),
+        float(cfg["scale_bound"]),
     )
-    return image_model(flow, cfg, levels, "logit")
+    return image_model(flow, cfg, levels)
 
 
 def _hidden(h):
@@ -170,19 +158,24 @@ def _hidden(h):
     return int(h[0]) if isinstance(h, list | tuple) else int(h)
 
 
-_DEQUANT = {
-    "dequantization": Choice("uniform", "variational"),
-    "dequant_layers": Int(1),
-    "dequant_hidden": Widths(),
-    **image_keys("logit", "shift"),
-}
+def _dequant(*preprocess: str) -> dict[str, Spec]:
+    """The dequantization and preprocessing keys of an image flow (``preprocess``: the
+    choices, the model's default first)."""
+    return {
+        "dequantization": Choice("uniform", "variational", default="uniform"),
+        "dequant_layers": Int(1, default=4),
+        "dequant_hidden": Widths(default=[128]),
+        **image_keys(*preprocess),
+    }
+
+
 _OPTION_SKIP = ("levels", "depth", "hidden", "num_scales", "num_blocks", "conditioner")
 
 _TRANSFORMER = {
-    "transformer": Choice("affine", "spline"),
-    "scale_bound": Positive(),
-    "num_bins": Int(2),
-    "spline_bound": Positive(),
+    "transformer": Choice("affine", "spline", default="affine"),
+    "scale_bound": Positive(default=bj.DEFAULT_SCALE_BOUND),
+    "num_bins": Int(2, default=8),
+    "spline_bound": Positive(default=4.0),
 }
 register_model(
     "realnvp",
@@ -190,7 +183,7 @@ register_model(
     {
         "num_layers": Int(1, required=True),
         "hidden": Widths(required=True),
-        "activation": activation_spec(),
+        "activation": activation_spec(default="gelu"),  # the built-in experiment's
         **_TRANSFORMER,
     },
 )
@@ -200,8 +193,8 @@ register_model(
     {
         "num_layers": Int(1, required=True),
         "hidden": Widths(required=True),
-        "activation": activation_spec(),
-        "inverse": BOOL,
+        "activation": activation_spec(default="relu"),
+        "inverse": Bool(default=False),
         **_TRANSFORMER,
     },
 )
@@ -209,28 +202,35 @@ register_model(
     "glow",
     _glow,
     {
-        "levels": Int(1),
-        "depth": Int(1),
-        "hidden": Spec("width", 1),
+        "levels": Int(1, default=2),
+        "depth": Int(1, default=8),
+        "hidden": Spec("width", 1, default=64),
         "options": Spec(
-            "dict", check=kwargs_of(glow_bijector, _OPTION_SKIP + ("prior_conditioner",))
+            "dict",
+            check=kwargs_of(glow_bijector, _OPTION_SKIP + ("prior_conditioner",)),
+            default={},
         ),
-        **_DEQUANT,
+        **_dequant("shift", "logit"),
     },
 )
 register_model(
     "realnvp_image",
     _realnvp_image,
     {
-        "num_scales": Int(1),
-        "hidden": Spec("width", 1),
-        "num_blocks": Int(1),
-        "options": Spec("dict", check=kwargs_of(realnvp_image_bijector, _OPTION_SKIP)),
-        **_DEQUANT,
+        "num_scales": Int(1, default=2),
+        "hidden": Spec("width", 1, default=64),
+        "num_blocks": Int(1, default=2),
+        "options": Spec("dict", check=kwargs_of(realnvp_image_bijector, _OPTION_SKIP), default={}),
+        **_dequant("logit", "shift"),
     },
 )
 register_model(
     "image_coupling",
     _image_coupling,
-    {"num_layers": Int(1), "hidden": Widths(), "scale_bound": Positive(), **_DEQUANT},
+    {
+        "num_layers": Int(1, default=8),
+        "hidden": Widths(default=[256]),
+        "scale_bound": Positive(default=bj.DEFAULT_SCALE_BOUND),
+        **_dequant("logit", "shift"),
+    },
 )

@@ -39,39 +39,39 @@ PREPROCESS = ("scale", "shift", "logit")
 
 
 def image_unet(cfg: dict[str, Any], kind: str, event_shape: tuple[int, ...]) -> nets.Network:
-    """The UNet of a continuous-time model config (:func:`flowzoo.zoo._schema.unet_keys`:
-    ``channels`` (32, 64), ``num_blocks`` 1 per level, ``embed_dim`` 64,
-    ``attention_heads`` 0, ``conv`` ``"im2col"``, ``dropout`` 0) for ``kind == "unet"``.
+    """The UNet of a continuous-time model config (its keys ``channels``, ``num_blocks``, one
+    entry meaning the same at every level, ``embed_dim``, ``attention_heads``, ``conv`` and
+    ``dropout``, all in the completed section) for ``kind == "unet"``.
 
     ``kind`` is the resolved ``model.net``; ``dropout > 0`` with another network, or a UNet
     on events that are not ``(H, W, C)``, is refused with a ``ValueError`` naming the key.
     """
-    dropout = float(cfg.get("dropout", 0.0))
+    dropout = float(cfg["dropout"])
     if kind != "unet":
         if dropout > 0.0:
             raise ValueError(f"model.dropout applies to the UNet only; model.net is {kind!r}")
         raise ValueError(f"model.net: unknown network {kind!r}; choose 'mlp', 'unet' or 'auto'")
     if len(event_shape) != 3:
         raise ValueError(f"model.net='unet' needs (H, W, C) events, got {event_shape}")
-    channels = tuple(cfg.get("channels", (32, 64)))
+    blocks = cfg["num_blocks"]
     return nets.unet(
-        channels,
-        int(cfg.get("embed_dim", 64)),
-        int(cfg.get("attention_heads", 0)),
-        conv=cfg.get("conv", "im2col"),
+        tuple(cfg["channels"]),
+        int(cfg["embed_dim"]),
+        int(cfg["attention_heads"]),
+        conv=cfg["conv"],
         dropout=dropout,
-        num_blocks=tuple(cfg.get("num_blocks", (1,) * len(channels))),
+        num_blocks=int(blocks[0]) if len(blocks) == 1 else tuple(blocks),
     )
 
 
 def inner_params(cfg: dict[str, Any], params: Any) -> Any:
     """The model-space params inside the params of :func:`with_image_data`'s Model."""
-    return params["density"]["base"] if int(cfg.get("data_levels", 0) or 0) else params
+    return params["density"]["base"] if cfg["data_levels"] else params
 
 
 def with_inner_params(cfg: dict[str, Any], params: Any, inner: Any) -> Any:
     """``params`` of :func:`with_image_data`'s Model with its model-space params replaced."""
-    if not int(cfg.get("data_levels", 0) or 0):
+    if not cfg["data_levels"]:
         return inner
     return {**params, "density": {**params["density"], "base": inner}}
 
@@ -153,15 +153,11 @@ def with_image_data(cfg: dict[str, Any], event_shape: tuple[int, ...], inner: Mo
 
     :func:`flowzoo.zoo.train_and_evaluate` fills ``model.data_levels`` for image data
     (``data.name`` digits / mnist); the model section may set ``preprocess`` (``"scale"``,
-    the default, ``"shift"`` or ``"logit"``) and ``alpha``.
+    ``"shift"`` or ``"logit"``) and ``alpha``.
     """
-    levels = int(cfg.get("data_levels", 0) or 0)
+    levels = int(cfg["data_levels"])
     if not levels:
         return inner
     return quantized_model(
-        inner,
-        tuple(event_shape),
-        levels,
-        preprocess=cfg.get("preprocess", "scale"),
-        alpha=float(cfg.get("alpha", 0.05)),
+        inner, tuple(event_shape), levels, preprocess=cfg["preprocess"], alpha=float(cfg["alpha"])
     )

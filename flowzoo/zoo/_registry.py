@@ -7,13 +7,13 @@ register anything (they sit below this package).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from ..distributions import Distribution
 from ..flows import nll_loss
-from ._config import ConfigError
-from ._schema import Schema, SectionCheck, Spec
+from ._spec import ConfigError, Schema, SectionCheck, Spec, complete_section
 
 
 class Model(NamedTuple):
@@ -74,14 +74,30 @@ class Guidance(NamedTuple):
 
 
 ModelBuilder = Callable[[dict[str, Any], tuple[int, ...]], Model]
-MODELS: dict[str, ModelBuilder] = {}
-"""Model builders by config name: ``MODELS[name](model_config, event_shape) -> Model``."""
 
-MODEL_SCHEMAS: dict[str, tuple[Schema, tuple[SectionCheck, ...]]] = {}
-"""The ``model`` section schema of each registered model that has one."""
 
-GUIDANCE: dict[str, Guidance] = {}
-"""The :class:`Guidance` of each registered model that can sample with a guide."""
+class ModelEntry(NamedTuple):
+    """One registered model: how ``config["model"]["name"]`` is built and checked.
+
+    * ``builder(model_config, event_shape) -> Model``; it receives the ``model`` section
+      completed from ``schema`` (every key the config leaves out that has a default set
+      to it), so it reads ``section[key]``;
+    * ``schema``: each key of the section (``name`` included) with its
+      :class:`~flowzoo.zoo.Spec`, or ``None`` (the builder's own errors are the only check);
+    * ``checks``: rules over several keys (:class:`~flowzoo.zoo.SectionCheck`);
+    * ``guidance``: how the model samples with a guide network, or ``None``.
+    """
+
+    builder: ModelBuilder
+    schema: Schema | None = None
+    checks: tuple[SectionCheck, ...] = ()
+    guidance: Guidance | None = None
+
+
+_ENTRIES: dict[str, ModelEntry] = {}
+
+MODELS: Mapping[str, ModelEntry] = MappingProxyType(_ENTRIES)
+"""The registered models by config name (read-only: :func:`register_model` adds to it)."""
 
 
 def register_model(
@@ -90,33 +106,48 @@ def register_model(
     schema: Schema | None = None,
     checks: tuple[SectionCheck, ...] = (),
     guidance: Guidance | None = None,
-) -> None:
+    *,
+    replace: bool = False,
+) -> ModelEntry:
     """Make ``config["model"]["name"] == name`` build ``builder(model_config, event_shape)``.
 
     ``schema`` maps each key of the ``model`` section (``name`` is added) to its
-    :class:`~flowzoo.zoo.Spec`; with it, :func:`~flowzoo.zoo.validate_config` checks the
-    section before a run starts and refuses unknown keys. ``checks``: rules over several keys.
-    Without a schema the builder's own errors are the only check. ``guidance``: how the
-    model samples with a guide network, when it can.
+    :class:`~flowzoo.zoo.Spec`; with it, the section is completed from the specs' defaults
+    and :func:`~flowzoo.zoo.validate_config` checks it before a run starts and refuses
+    unknown keys. ``checks``: rules over several keys. Without a schema the builder's own
+    errors are the only check. ``guidance``: how the model samples with a guide network,
+    when it can. A name that is already registered is refused unless ``replace=True``.
+    Returns the new :class:`ModelEntry`.
     """
-    MODELS[name] = builder
-    if guidance is None:
-        GUIDANCE.pop(name, None)
-    else:
-        GUIDANCE[name] = guidance
-    if schema is None:
-        MODEL_SCHEMAS.pop(name, None)
-    else:
-        MODEL_SCHEMAS[name] = ({"name": Spec("str", required=True), **schema}, tuple(checks))
+    if name in _ENTRIES and not replace:
+        raise ValueError(
+            f"a model named {name!r} is already registered; pass replace=True to replace it"
+        )
+    if schema is not None:
+        schema = {"name": Spec("str", required=True), **schema}
+    entry = ModelEntry(builder, schema, tuple(checks), guidance)
+    _ENTRIES[name] = entry
+    return entry
+
+
+def _entry(config: dict[str, Any]) -> tuple[ModelEntry, dict[str, Any]]:
+    """The entry of ``config["model"]["name"]`` and the model section completed from its
+    schema."""
+    name = config["model"].get("name")
+    if not isinstance(name, str) or name not in _ENTRIES:
+        raise ConfigError(f"unknown model {name!r}; available: {', '.join(sorted(_ENTRIES))}")
+    entry = _ENTRIES[name]
+    section = config["model"]
+    return entry, section if entry.schema is None else complete_section(entry.schema, section)
 
 
 def build_model(config: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
-    """The :class:`Model` named by ``config["model"]["name"]``."""
-    name = config["model"].get("name")
-    if name not in MODELS:
-        raise ConfigError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
+    """The :class:`Model` named by ``config["model"]["name"]`` (its section completed from
+    the model's schema first)."""
+    entry, section = _entry(config)
+    name = section["name"]
     try:
-        model = MODELS[name](config["model"], tuple(event_shape))
+        model = entry.builder(section, tuple(event_shape))
     except (TypeError, ValueError, KeyError) as err:
         raise ConfigError(f"model: bad config for {name!r}: {err}") from err
     if not isinstance(model, Model):
@@ -129,9 +160,8 @@ def guidance_of(
 ) -> tuple[Guidance, tuple[dict[str, Any], int]] | None:
     """``(Guidance, (guide model section, guide training steps))`` when ``config["model"]``
     asks for a guide, else ``None``."""
-    name = config["model"].get("name")
-    guidance = GUIDANCE.get(name)
-    if guidance is None:
+    entry, section = _entry(config)
+    if entry.guidance is None:
         return None
-    guide = guidance.config(config["model"])
-    return None if guide is None else (guidance, guide)
+    guide = entry.guidance.config(section)
+    return None if guide is None else (entry.guidance, guide)

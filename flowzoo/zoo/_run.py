@@ -38,10 +38,11 @@ from ..train import (
     is_primary,
     json_safe,
 )
-from ._config import ConfigError
+from ._config import complete_config, validate_config
 from ._quality import image_classifier, image_quality
-from ._registry import GUIDANCE, Model, build_model, guidance_of
-from ._schema import validate_config
+from ._registry import MODELS, Model, build_model, guidance_of
+from ._schema import TRAIN, applicable_config
+from ._spec import ConfigError, complete_section
 
 
 def build_optimizer(config: dict[str, Any]) -> optax.GradientTransformation:
@@ -49,34 +50,37 @@ def build_optimizer(config: dict[str, Any]) -> optax.GradientTransformation:
 
     ``train.weight_decay > 0`` gives AdamW (Loshchilov & Hutter 2019): each step also takes
     ``lr_t * weight_decay * p`` off every parameter, decoupled from the gradient's moments.
+    Keys the train section leaves out take their schema defaults.
     """
-    t = config["train"]
+    t = complete_section(TRAIN, config["train"])
     steps = max(int(t["steps"]), 1)
-    warmup = min(int(t.get("warmup_steps", 0)), steps - 1) if steps > 1 else 0
+    warmup = min(int(t["warmup_steps"]), steps - 1) if steps > 1 else 0
     schedule = optax.warmup_cosine_decay_schedule(
         0.0 if warmup else t["lr"],
         t["lr"],
         warmup,
         steps,
-        t["lr"] * t.get("final_lr_fraction", 1.0),
+        t["lr"] * t["final_lr_fraction"],
     )
-    parts = [optax.clip_by_global_norm(t["grad_clip"])] if t.get("grad_clip", 0) > 0 else []
-    decay = float(t.get("weight_decay", 0.0))
+    parts = [optax.clip_by_global_norm(t["grad_clip"])] if t["grad_clip"] > 0 else []
+    decay = float(t["weight_decay"])
     adam = optax.adamw(schedule, weight_decay=decay) if decay > 0 else optax.adam(schedule)
     return optax.chain(*parts, adam)
 
 
 def load_data(config: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """``(train, test)`` float32 arrays in raw units, as the config describes."""
+    """``(train, test)`` float32 arrays in raw units, as the config describes (keys it
+    leaves out take their schema defaults)."""
+    config = complete_config(config)
     d = config["data"]
     key = jax.random.key(config["seed"])
     if _image_levels(config) is not None:  # uint8 NHWC images with a fixed split
-        images = fzdata.image_dataset(d["name"], pad_to=d.get("pad_to") or None)
+        images = fzdata.image_dataset(d["name"], pad_to=d["pad_to"] or None)
         # data.n_test caps the evaluated test images (the first of the fixed split order), for
         # likelihoods too slow to evaluate on all of them; the default 5000 keeps every image
-        return images.train, images.test[: int(d.get("n_test") or len(images.test))]
+        return images.train, images.test[: int(d["n_test"])]
     if d["name"] == "file":
-        if not d.get("path"):
+        if not d["path"]:
             raise ConfigError("data.name='file' needs data.path=/path/to/array.npy")
         x = fzdata.load_array(d["path"])
         if x.ndim != 2:
@@ -89,7 +93,7 @@ def load_data(config: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         if len(x) - n_test < 2:
             raise fzdata.DataError(f"{d['path']}: {len(x)} rows are too few to train on")
         return x[perm[n_test:]], x[perm[:n_test]]
-    kwargs = {"noise": d["noise"]} if "noise" in _params_of(d["name"]) else {}
+    kwargs = {"noise": d["noise"]} if "noise" in d else {}  # the targets that take one
     ktr, kte = jax.random.split(jax.random.fold_in(key, 1))
     try:
         train = fzdata.toy(d["name"], ktr, d["n_train"], **kwargs)
@@ -110,7 +114,7 @@ def _model_config(config: dict[str, Any]) -> dict[str, Any]:
     if levels is None:
         return config
     model = dict(config["model"])
-    if model.get("data_levels", levels) not in (0, levels):
+    if model.get("data_levels") not in (None, 0, levels):
         raise ConfigError(
             f"model.data_levels={model['data_levels']} contradicts data.name="
             f"{config['data']['name']!r}, which has {levels} grey levels"
@@ -119,15 +123,9 @@ def _model_config(config: dict[str, Any]) -> dict[str, Any]:
     return {**config, "model": model}
 
 
-def _params_of(name: str) -> set[str]:
-    import inspect
-
-    fn = fzdata.TOY_TARGETS.get(name.lower().replace("-", "_"))
-    return set(inspect.signature(fn).parameters) if fn is not None else set()
-
-
 class Run(NamedTuple):
-    """A trained run loaded from disk (see :func:`load_run`)."""
+    """A trained run loaded from disk (see :func:`load_run`); ``config`` is its saved config
+    completed from the schema (:func:`~flowzoo.zoo.complete_config`)."""
 
     config: dict[str, Any]
     model: Model
@@ -244,21 +242,12 @@ _RESUMABLE = {
 }
 
 
-_ADDED_DEFAULTS = {
-    ("train", "compute_dtype"): "float32",
-    ("train", "data_parallel"): False,
-    ("train", "ema_warmup"): False,
-}
-"""Keys added after runs were first written: a run.json without them had these values."""
-
-
 def _check_same_run(old: dict[str, Any], new: dict[str, Any], workdir: Path) -> None:
-    old = {k: dict(v) if isinstance(v, dict) else v for k, v in old.items()}
-    for (section, key), value in _ADDED_DEFAULTS.items():
-        if isinstance(old.get(section), dict):
-            old[section].setdefault(key, value)
+    """Refuse ``new`` (a completed config) unless it is the run ``old`` (a saved config,
+    completed here: a key it lacks, or one added since it was written, has its default)."""
+    old = complete_config(old)
     resumable = set(_RESUMABLE)
-    guidance = GUIDANCE.get(new.get("model", {}).get("name"))
+    guidance = MODELS[new["model"]["name"]].guidance
     if guidance is not None:  # the guide's keys leave the main model's training as it was
         resumable |= {("model", k) for k in guidance.keys}
     diffs = []
@@ -280,7 +269,7 @@ def _check_same_run(old: dict[str, Any], new: dict[str, Any], workdir: Path) -> 
 def _run_mesh(config: dict[str, Any], mesh: Any) -> Any:
     """The mesh ``fit`` trains on: the given one, else all devices when ``train.data_parallel``
     is set or several processes run, else ``None`` (one device)."""
-    if mesh is None and (config["train"].get("data_parallel") or jax.process_count() > 1):
+    if mesh is None and (config["train"]["data_parallel"] or jax.process_count() > 1):
         mesh = "auto"
     n = jax.device_count() if mesh == "auto" else (1 if mesh is None else mesh.size)
     if config["train"]["batch_size"] % n:
@@ -293,7 +282,7 @@ def _run_mesh(config: dict[str, Any], mesh: Any) -> Any:
 
 def _compute_dtype(config: dict[str, Any]) -> str | None:
     """``train.compute_dtype`` for ``fit``: ``None`` for float32 (the params' dtype)."""
-    dtype = config["train"].get("compute_dtype", "float32")
+    dtype = config["train"]["compute_dtype"]
     return None if dtype == "float32" else dtype
 
 
@@ -331,11 +320,12 @@ def _check_resume(config: dict[str, Any], workdir: Path) -> None:
 
 def prepare_data(config: dict[str, Any]) -> RunData:
     """Load the config's data and standardise it (images are never standardised)."""
+    config = complete_config(config)
     train_x, test_x = load_data(config)
     fzdata.check_batch(train_x, train_x.shape[1:], "training data")
     event_shape = tuple(train_x.shape[1:])
     levels = _image_levels(config)
-    if config["data"]["standardize"] and levels is None:
+    if levels is None and config["data"]["standardize"]:
         s = fzdata.fit_standardizer(train_x)
     else:
         s = _identity_standardizer(event_shape)
@@ -388,10 +378,10 @@ def _evaluator(model: Model, data: RunData, ema: bool) -> _Evaluator:
 
 def _ema_decay(t: dict[str, Any]) -> EmaDecay:
     """``train.ema_decay`` for ``fit``: ``None`` when 0, warmed up when ``train.ema_warmup``."""
-    decay = t.get("ema_decay", 0.0)
+    decay = t["ema_decay"]
     if decay <= 0:
         return None
-    return ema_warmup(decay) if t.get("ema_warmup", False) else decay
+    return ema_warmup(decay) if t["ema_warmup"] else decay
 
 
 def _fit_run(config, model, params, data: RunData, ev: _Evaluator, key, workdir, mesh, progress):
@@ -428,7 +418,7 @@ def _fit(config, model, params, batch_fn, ev: _Evaluator, key, workdir, mesh, pr
         evaluation=Evaluation(ev.evaluate, t["eval_every"] or None),
         parallel=DataParallel(mesh),
         progress=progress,
-        tensorboard=bool(t.get("tensorboard", False)),
+        tensorboard=bool(t["tensorboard"]),
     )
 
 
@@ -444,10 +434,6 @@ def _final_nll(ev: _Evaluator, state: TrainState, params, workdir: Path) -> floa
             int(state.step), "test_nll", nll, ckpt.latest_step(workdir / "checkpoints")
         )
     return nll
-
-
-QUALITY_SAMPLES = 1000
-"""Default ``plot.quality_samples``: generated images scored by the image-quality metric."""
 
 
 def _sample_energy_distance(samples: np.ndarray, data: RunData) -> float:
@@ -468,13 +454,11 @@ def _sample_energy_distance(samples: np.ndarray, data: RunData) -> float:
 
 
 def _summarise(config, model, params, data: RunData, nll, steps, key) -> tuple[dict, np.ndarray]:
-    p = config.get("plot", {})
+    p = config["plot"]
     s = data.standardizer
-    n_plot = int(p.get("n_samples", 5000))
-    n_quality = int(p.get("quality_samples", QUALITY_SAMPLES)) if data.levels else 0
-    samples = _raw_sample(
-        model, params, s, key, max(n_plot, n_quality), float(p.get("temperature", 1.0))
-    )
+    n_plot = int(p["n_samples"])
+    n_quality = int(p["quality_samples"]) if data.levels else 0
+    samples = _raw_sample(model, params, s, key, max(n_plot, n_quality), float(p["temperature"]))
     quality = (
         image_quality(image_classifier(config["data"]["name"]), samples[:n_quality])
         if n_quality >= 2
@@ -506,7 +490,7 @@ def _plot_run(workdir: Path, config, model, params, data: RunData, summary, samp
         title = f"test NLL {nll:.3f} nats (standardised)" if nll is not None else "samples"
         plots.plot_samples(workdir / "samples.png", data.test_x, samples, f"{name}: {title}")
         if shape[0] == 2 and nll is not None:
-            grid = int(config.get("plot", {}).get("grid", 200))
+            grid = int(config["plot"]["grid"])
             xs, ys, logp = plots.density_grid(
                 lambda pts: _raw_log_prob(model, params, data.standardizer, pts), data.test_x, grid
             )
@@ -553,19 +537,21 @@ def train_and_evaluate(
     model's own likelihood, ``unguided_test_nll`` (and ``unguided_test_bpd`` for images).
     """
     t_start = time.perf_counter()
+    given = applicable_config(config)  # what run.json records
+    config = complete_config(given)  # every default filled in from the schema, once
     validate_config(config)
     if distributed is not None:  # before any JAX computation
         initialize_distributed(distributed)
     mesh = _run_mesh(config, mesh)
     workdir = Path(workdir)
     _check_resume(config, workdir)
-    guide = _train_guide(config, workdir, progress, mesh)
+    guide = _train_guide(given, config, workdir, progress, mesh)
     data = prepare_data(config)
     model = build_model(_model_config(config), data.event_shape)
     init_key, fit_key, sample_key = jax.random.split(jax.random.key(config["seed"]), 3)
     params = model.init(init_key, jnp.asarray(data.train_std[: min(len(data.train_std), 1024)]))
-    _write_run_info(workdir, config, data)
-    ema = config["train"].get("ema_decay", 0.0) > 0
+    _write_run_info(workdir, given, data)
+    ema = config["train"]["ema_decay"] > 0
     ev = _evaluator(model, data, ema)
     t_fit = time.perf_counter()
     try:
@@ -605,27 +591,31 @@ def train_and_evaluate(
     return summary
 
 
-def _guide_run_config(config: dict[str, Any]) -> dict[str, Any] | None:
-    """The config of the guide's run (:class:`~flowzoo.zoo.Guidance`), or ``None``."""
+def _guide_run_config(given: dict[str, Any], config: dict[str, Any]) -> dict[str, Any] | None:
+    """The config of the guide's run (:class:`~flowzoo.zoo.Guidance`) of the run ``given``
+    (``config``: ``given`` completed), or ``None``. Like ``given``, it states only the keys
+    set in ``given`` and those the guide changes; the others take their defaults."""
     found = guidance_of(config)
     if found is None:
         return None
     model, steps = found[1]
-    train = {**config["train"], "steps": steps, "eval_every": 0}
-    plot = {**config.get("plot", {}), "quality_samples": 0}
+    main = config["model"]
+    model = {k: v for k, v in model.items() if k in given["model"] or v != main.get(k)}
+    train = {**given["train"], "steps": steps, "eval_every": 0}
+    plot = {**given.get("plot", {}), "quality_samples": 0}
     return {
-        **config,
-        "name": f"{config['name']}_guide",
+        **given,
+        "name": f"{given['name']}_guide",
         "model": model,
         "train": train,
         "plot": plot,
     }
 
 
-def _train_guide(config, workdir: Path, progress: bool, mesh) -> tuple[Any, float] | None:
+def _train_guide(given, config, workdir: Path, progress: bool, mesh) -> tuple[Any, float] | None:
     """Train (or resume, or find finished) the guide in ``workdir/guide``; ``(its EMA or
     final params, its training seconds in this call)``, or ``None`` without a guide."""
-    guide_config = _guide_run_config(config)
+    guide_config = _guide_run_config(given, config)
     if guide_config is None:
         return None
     try:
@@ -688,6 +678,7 @@ def load_run(run_dir: str | os.PathLike, step: int | None = None) -> Run:
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise ConfigError(f"{info_path} is corrupt ({type(err).__name__}: {err})") from err
     _check_params_format(info, config, run_dir)
+    config = complete_config(config)  # a key the run leaves out has its default
     try:
         validate_config(config)
     except ConfigError as err:
@@ -696,7 +687,7 @@ def load_run(run_dir: str | os.PathLike, step: int | None = None) -> Run:
     optimizer = build_optimizer(config)
     dummy = jnp.zeros((2, *event_shape), jnp.float32)
     params = model.init(jax.random.key(0), dummy)
-    ema = config["train"].get("ema_decay", 0.0) > 0
+    ema = config["train"]["ema_decay"] > 0
     target = init_train_state(params, optimizer, ema=ema)
     state, restored_step = ckpt.restore(run_dir / "checkpoints", target, step)
     params = state.ema_params if ema else state.params

@@ -1,11 +1,22 @@
-"""The config schema: every key of every section, its type and its allowed range, in one place.
+"""The config schema: every key of every section, its type, its allowed range and its
+default, in one place.
 
-A run's config is checked against this schema before any data is loaded or anything is
-compiled (:func:`validate_config`). The common sections (top level, ``data``, ``train``,
-``plot``) are described here; each model's ``model`` section is described beside its builder
-and registered with it (:func:`flowzoo.zoo.register_model`'s ``schema``). An unknown key is an
-error, so a typo fails before the run instead of being ignored; an error names the key, the
+A run's config is completed from this schema (:func:`complete_config`: each key it leaves
+out that has a default gets that default) and checked against it (:func:`validate_config`)
+before any data is loaded or anything is compiled. The common sections (top level,
+``data``, ``train``, ``plot``) are described here; each model's ``model`` section is
+described beside its builder and registered with it (:func:`flowzoo.zoo.register_model`'s
+``schema``). The functions here take that table of registered models as an argument
+(``models``: model name -> :class:`~flowzoo.zoo.ModelEntry`). An unknown key is an error,
+so a typo fails before the run instead of being ignored; an error names the key, the
 value and what is allowed.
+
+The keys of the ``data`` section depend on the data set (:func:`data_schema`): a toy
+target uses ``n_train``, ``n_test``, ``standardize`` and, when it takes one, ``noise``; an
+image set ``n_test`` and ``pad_to``; ``"file"`` uses ``path``, ``test_fraction`` and
+``standardize``. A key of another data set does not apply to the run, and
+:func:`applicable_config` drops it (a config made from the two-moons default with another
+``data.name`` carries some).
 
 Conventions: ``0`` disables periodic work where the doc says so (``train.eval_every``,
 ``train.checkpoint_every``); counts are never negative; real numbers must be finite.
@@ -13,108 +24,40 @@ Conventions: ``0`` disables periodic work where the doc says so (``train.eval_ev
 
 from __future__ import annotations
 
+import copy
+import inspect
 import math
-from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Mapping
+from typing import Any, Protocol
 
-from ._config import ConfigError
-
-
-class Spec(NamedTuple):
-    """One config key: its kind, range and choices.
-
-    ``kind``: ``"int"``, ``"float"`` (finite; ints accepted), ``"bool"``, ``"str"``, ``"ints"``
-    / ``"floats"`` (a list of those, ``length`` = allowed list lengths), ``"width"`` (an int or a
-    one-element list of one), ``"dict"`` (free keyword arguments checked by ``check``).
-    ``lo``/``hi``: bounds of the value (or of each list item); ``lo_open``/``hi_open`` make them
-    strict. ``choices``: allowed values (strings). ``required``: must be present.
-    ``check``: extra test of the value, returning an error text or ``None``.
-    """
-
-    kind: str
-    lo: float | None = None
-    hi: float | None = None
-    lo_open: bool = False
-    hi_open: bool = False
-    choices: tuple[Any, ...] = ()
-    length: tuple[int, int] | None = None
-    required: bool = False
-    check: Callable[[Any], str | None] | None = None
-
-    def describe(self) -> str:
-        """What is allowed, in words (``"an integer >= 1"``)."""
-        if self.choices:
-            return "one of " + ", ".join(repr(c) for c in self.choices)
-        noun = {
-            "int": "an integer",
-            "float": "a finite number",
-            "bool": "true or false",
-            "str": "a string",
-            "ints": "a list of integers",
-            "floats": "a list of finite numbers",
-            "width": "an integer (or a list holding one)",
-            "dict": "a dict of keyword arguments",
-            "section": "a section (a dict of keys)",
-        }[self.kind]
-        bounds = _bounds_text(self)
-        if self.kind in ("ints", "floats"):
-            n = self.length or (1, 1 << 30)
-            count = f"{n[0]}" if n[0] == n[1] else f"at least {n[0]}" if n[1] >= 1 << 30 else f"{n}"
-            return f"{noun} ({count} entries){', each ' + bounds if bounds else ''}"
-        return f"{noun}{' ' + bounds if bounds else ''}"
+from .. import data as fzdata
+from ..integrate import SOLVERS
+from ..nets import ACTIVATIONS
+from ._spec import (
+    Bool,
+    Choice,
+    ConfigError,
+    Float,
+    Int,
+    Positive,
+    Schema,
+    SectionCheck,
+    Seed,
+    Spec,
+    Widths,
+    complete_section,
+)
 
 
-def _bounds_text(spec: Spec) -> str:
-    fmt = (lambda v: str(int(v))) if spec.kind in ("int", "ints", "width") else (lambda v: f"{v:g}")
-    lo = None if spec.lo is None else fmt(spec.lo)
-    hi = None if spec.hi is None else fmt(spec.hi)
-    if lo is not None and hi is not None:
-        return f"in {'(' if spec.lo_open else '['}{lo}, {hi}{')' if spec.hi_open else ']'}"
-    if lo is not None:
-        return f"{'>' if spec.lo_open else '>='} {lo}"
-    if hi is not None:
-        return f"{'<' if spec.hi_open else '<='} {hi}"
-    return ""
+class ModelSchema(Protocol):
+    """What the schema reads of a registered model (:class:`~flowzoo.zoo.ModelEntry`)."""
+
+    schema: Schema | None
+    checks: tuple[SectionCheck, ...]
 
 
-def Int(lo: int | None = 0, hi: int | None = None, **kw) -> Spec:  # noqa: N802
-    """An integer in ``[lo, hi]`` (default: >= 0)."""
-    return Spec("int", lo, hi, **kw)
-
-
-def Float(lo: float | None = None, hi: float | None = None, **kw) -> Spec:  # noqa: N802
-    """A finite real number in the given range."""
-    return Spec("float", lo, hi, **kw)
-
-
-def Positive(**kw) -> Spec:  # noqa: N802
-    """A finite real number > 0."""
-    return Spec("float", 0.0, None, lo_open=True, **kw)
-
-
-def Choice(*choices: str, **kw) -> Spec:  # noqa: N802
-    """One of the given strings."""
-    return Spec("str", choices=tuple(choices), **kw)
-
-
-def Widths(**kw) -> Spec:  # noqa: N802
-    """A list of layer widths (integers >= 1, at least one)."""
-    return Spec("ints", 1, None, length=(1, 1 << 30), **kw)
-
-
-BOOL = Spec("bool")
-STR = Spec("str")
-SEED = Int(0, 2**63 - 1)
-
-Schema = Mapping[str, Spec]
-"""A section's keys; a section check (:class:`SectionCheck`) may add cross-key rules."""
-
-
-class SectionCheck(NamedTuple):
-    """A rule over several keys of one section: ``test(section) -> error text or None``."""
-
-    keys: tuple[str, ...]
-    test: Callable[[dict[str, Any]], str | None]
+Models = Mapping[str, ModelSchema]
+"""The registered models, by ``model.name``."""
 
 
 def _is_int(v: Any) -> bool:
@@ -131,7 +74,8 @@ def _in_range(spec: Spec, v: float) -> bool:
     return spec.hi is None or not (v >= spec.hi if spec.hi_open else v > spec.hi)
 
 
-def _value_ok(spec: Spec, v: Any) -> bool:
+def value_ok(spec: Spec, v: Any) -> bool:
+    """Whether ``v`` has the kind and range ``spec`` allows (its ``check`` aside)."""
     kind = spec.kind
     if kind == "bool":
         return isinstance(v, bool)
@@ -169,7 +113,7 @@ def check_section(prefix: str, schema: Schema, node: Any, checks=(), where: str 
                 raise ConfigError(f"bad config: {key} is required{where} ({spec.describe()})")
             continue
         value = node[name]
-        if not _value_ok(spec, value):
+        if not value_ok(spec, value):
             raise ConfigError(f"bad config: {key}={value!r}{where}; expected {spec.describe()}")
         if spec.check is not None and (problem := spec.check(value)):
             raise ConfigError(f"bad config: {key}={value!r}{where}: {problem}")
@@ -177,30 +121,6 @@ def check_section(prefix: str, schema: Schema, node: Any, checks=(), where: str 
         if all(k in node for k in rule.keys) and (problem := rule.test(node)):
             keys = ", ".join(f"{prefix}.{k}" for k in rule.keys)
             raise ConfigError(f"bad config: {keys}{where}: {problem}")
-
-
-def kwargs_of(fn: Callable, skip: tuple[str, ...] = ()) -> Callable[[Any], str | None]:
-    """A ``check`` for a ``dict`` key: its keys must be keyword parameters of ``fn``."""
-    import inspect
-
-    params = inspect.signature(fn).parameters
-    names = sorted(n for n, p in params.items() if p.default is not p.empty and n not in skip)
-
-    def check(value: dict) -> str | None:
-        bad = sorted(set(value) - set(names))
-        if bad:
-            return f"{bad[0]!r} is not an option of {fn.__name__}(); options: {', '.join(names)}"
-        return None
-
-    return check
-
-
-def ordered(lo_key: str, hi_key: str) -> SectionCheck:
-    """The rule ``section[lo_key] < section[hi_key]``."""
-    return SectionCheck(
-        (lo_key, hi_key),
-        lambda s: None if s[lo_key] < s[hi_key] else f"{lo_key} must be < {hi_key}",
-    )
 
 
 # --------------------------------------------------------------------------- sections
@@ -214,31 +134,61 @@ def _plain_name(v: str) -> str | None:
 
 TOP: Schema = {
     "name": Spec("str", required=True, check=_plain_name),
-    "seed": SEED,
+    "seed": Seed(default=0),
     "data": Spec("section", required=True),
     "model": Spec("section", required=True),
     "train": Spec("section", required=True),
-    "plot": Spec("section"),
+    "plot": Spec("section", default={}),
 }
+
+_N_TEST = Int(1, default=5000)
+"""Toy targets: test points drawn; image sets: the first ``n_test`` images of the fixed test
+split (5000 keeps all of digits' and mnist's)."""
+
+_STANDARDIZE = Bool(default=True)
+
+TOY_DATA: Schema = {
+    "n_train": Int(2, default=20000),
+    "n_test": _N_TEST,
+    "standardize": _STANDARDIZE,
+}
+"""The data keys of a toy target (:data:`flowzoo.data.TOY_TARGETS`); those that take a
+``noise`` level also have ``noise``, whose default is the target's own."""
+
+IMAGE_DATA: Schema = {"n_test": _N_TEST, "pad_to": Int(0, default=0)}
+"""The data keys of an image set (:data:`flowzoo.data.IMAGE_LEVELS`); ``pad_to`` 0 keeps the
+images' size. Images are never standardised."""
+
+FILE_DATA: Schema = {
+    "path": Spec("str", default=""),
+    "test_fraction": Float(0.0, 1.0, lo_open=True, hi_open=True, default=0.1),
+    "standardize": _STANDARDIZE,
+}
+"""The data keys of ``data.name="file"``: ``path`` (a ``.npy``/``.npz`` of shape ``(n, dim)``),
+the held-out share ``test_fraction`` (last rows after a seeded shuffle)."""
+
+_ANY_DATA: Schema = {**TOY_DATA, **IMAGE_DATA, **FILE_DATA, "noise": Float(0.0)}
 
 
 def _data_names() -> tuple[str, ...]:
-    from .. import data as fzdata
-
     return (*sorted(fzdata.TOY_TARGETS), *sorted(fzdata.IMAGE_LEVELS), "file")
 
 
-def _data_schema() -> Schema:
-    return {
-        "name": Spec("str", choices=_data_names(), required=True),
-        "noise": Float(0.0),
-        "n_train": Int(2),
-        "n_test": Int(1),
-        "path": STR,
-        "test_fraction": Float(0.0, 1.0, lo_open=True, hi_open=True),
-        "standardize": BOOL,
-        "pad_to": Int(0),
-    }
+def data_schema(name: Any) -> Schema:
+    """The keys of the ``data`` section for data set ``name`` (every data set's keys when
+    ``name`` names none, so that the error is about the name)."""
+    if name == "file":
+        keys = FILE_DATA
+    elif isinstance(name, str) and name in fzdata.IMAGE_LEVELS:
+        keys = IMAGE_DATA
+    elif isinstance(name, str) and name in fzdata.TOY_TARGETS:
+        noise = inspect.signature(fzdata.TOY_TARGETS[name]).parameters.get("noise")
+        keys = (
+            TOY_DATA if noise is None else {"noise": Float(0.0, default=noise.default), **TOY_DATA}
+        )
+    else:
+        keys = _ANY_DATA
+    return {"name": Spec("str", choices=_data_names(), required=True), **keys}
 
 
 DATA_CHECKS = (
@@ -256,123 +206,155 @@ TRAIN: Schema = {
     "steps": Int(0, required=True),
     "batch_size": Int(1, required=True),
     "lr": Positive(required=True),
-    "warmup_steps": Int(0),
-    "final_lr_fraction": Float(0.0, 1.0),
-    "grad_clip": Float(0.0),
-    "weight_decay": Float(0.0),
-    "ema_decay": Float(0.0, 1.0, hi_open=True),
-    "ema_warmup": BOOL,
-    "compute_dtype": Choice("float32", "bfloat16"),
-    "data_parallel": BOOL,
+    "warmup_steps": Int(0, default=100),
+    "final_lr_fraction": Float(0.0, 1.0, default=0.01),
+    "grad_clip": Float(0.0, default=1.0),
+    "weight_decay": Float(0.0, default=0.0),
+    "ema_decay": Float(0.0, 1.0, hi_open=True, default=0.0),
+    "ema_warmup": Bool(default=False),
+    "compute_dtype": Choice("float32", "bfloat16", default="float32"),
+    "data_parallel": Bool(default=False),
     "steps_per_call": Int(1, required=True),
     "eval_every": Int(0, required=True),
     "checkpoint_every": Int(0, required=True),
     "keep_checkpoints": Int(1, required=True),
-    "tensorboard": BOOL,
+    "tensorboard": Bool(default=False),
 }
 """``eval_every``/``checkpoint_every``: 0 means only at the end; ``grad_clip`` 0 disables;
 ``weight_decay`` > 0 makes the optimiser AdamW (decoupled decay, scaled by the schedule);
 ``ema_decay`` 0 disables the EMA; ``ema_warmup`` ramps the decay up as
 :func:`flowzoo.train.ema_warmup` does (no weight left on the initial params)."""
 
+QUALITY_SAMPLES = 1000
+"""Default ``plot.quality_samples``: generated images scored by the image-quality metric."""
+
 PLOT: Schema = {
-    "n_samples": Int(1),
-    "grid": Int(2, 2000),
-    "temperature": Positive(),
-    "quality_samples": Int(0),
+    "n_samples": Int(1, default=5000),
+    "grid": Int(2, 2000, default=200),
+    "temperature": Positive(default=1.0),
+    "quality_samples": Int(0, default=QUALITY_SAMPLES),
 }
 
 
-def validate_config(config: Any) -> None:
-    """Check every key of ``config`` against the schema; raise :class:`ConfigError` naming
-    the first bad key, its value and what is allowed. Nothing is loaded or compiled."""
-    from ._registry import MODEL_SCHEMAS, MODELS
+def _model_schema(config: Any, models: Models) -> ModelSchema | None:
+    """The registry entry of ``config["model"]["name"]`` when it has a schema, else ``None``."""
+    model = config.get("model") if isinstance(config, dict) else None
+    name = model.get("name") if isinstance(model, dict) else None
+    entry = models.get(name) if isinstance(name, str) else None
+    return entry if entry is not None and entry.schema is not None else None
 
+
+def _section_schema(config: Any, section: str, models: Models) -> Schema | None:
+    """The schema of ``section`` (``""``: the top level) of this config, or ``None``."""
+    if section == "model":
+        entry = _model_schema(config, models)
+        return None if entry is None else entry.schema
+    if section == "data":
+        data = config.get("data") if isinstance(config, dict) else None
+        return data_schema(data.get("name") if isinstance(data, dict) else None)
+    return {"": TOP, "train": TRAIN, "plot": PLOT}.get(section)
+
+
+def applicable_config(config: Any) -> Any:
+    """A copy of ``config`` without the ``data`` keys that belong only to other data sets
+    (:func:`data_schema`); unknown keys stay, for :func:`validate_config` to refuse."""
+    config = copy.deepcopy(config)
+    data = config.get("data") if isinstance(config, dict) else None
+    if isinstance(data, dict):
+        own = data_schema(data.get("name"))
+        other = set(_ANY_DATA) - set(own)
+        config["data"] = {k: v for k, v in data.items() if k not in other}
+    return config
+
+
+def complete_config(config: Any, models: Models) -> Any:
+    """:func:`applicable_config` of ``config`` with every key it leaves out that has a
+    default in the schema set to that default (``plot`` included); sections that are not
+    dicts, and a model without a schema, are left as they are."""
+    config = applicable_config(config)
+    if not isinstance(config, dict):
+        return config
+    config = complete_section(TOP, config)
+    for section in ("data", "train", "plot", "model"):
+        schema = _section_schema(config, section, models)
+        if schema is not None and isinstance(config.get(section), dict):
+            config[section] = complete_section(schema, config[section])
+    return config
+
+
+def validate_config(config: Any, models: Models) -> None:
+    """Check ``config`` as a run uses it (:func:`complete_config`: the keys that apply to
+    it, with their defaults) against the schema, the model section against its entry in
+    ``models``; raise :class:`ConfigError` naming the first bad key, its value and what is
+    allowed. Nothing is loaded or compiled."""
+    config = complete_config(config, models)
     check_section("", TOP, config)
-    check_section("data", _data_schema(), config["data"], DATA_CHECKS)
+    check_section("data", _section_schema(config, "data", models), config["data"], DATA_CHECKS)
     check_section("train", TRAIN, config["train"])
-    check_section("plot", PLOT, config.get("plot", {}))
+    check_section("plot", PLOT, config["plot"])
     model = config["model"]
     name = model.get("name")
-    if not isinstance(name, str) or name not in MODELS:
+    if not isinstance(name, str) or name not in models:
         raise ConfigError(
-            f"bad config: model.name={name!r} is not a model; available: {', '.join(sorted(MODELS))}"
+            f"bad config: model.name={name!r} is not a model; available: {', '.join(sorted(models))}"
         )
-    schema = MODEL_SCHEMAS.get(name)
-    if schema is not None:  # models registered without a schema are checked by their builder
-        keys, checks = schema
-        check_section("model", keys, model, checks, where=f" (model {name!r})")
+    entry = _model_schema(config, models)
+    if entry is not None:  # models registered without a schema are checked by their builder
+        check_section("model", entry.schema, model, entry.checks, where=f" (model {name!r})")
 
 
-def schema_of(config: dict[str, Any], key: str) -> Spec | None:
+def schema_of(config: dict[str, Any], key: str, models: Models) -> Spec | None:
     """The :class:`Spec` of a dotted key (``"train.steps"``) for this config, or ``None``."""
-    from ._registry import MODEL_SCHEMAS
-
     parts = key.split(".")
     if len(parts) == 1:
         return TOP.get(parts[0])
     if len(parts) != 2:
         return None
-    section, leaf = parts
-    if section == "model":
-        schema = MODEL_SCHEMAS.get(config.get("model", {}).get("name"))
-        return None if schema is None else schema[0].get(leaf)
-    table = {"data": _data_schema(), "train": TRAIN, "plot": PLOT}.get(section)
-    return None if table is None else table.get(leaf)
+    schema = _section_schema(config, parts[0], models)
+    return None if schema is None else schema.get(parts[1])
 
 
-def schema_keys(config: dict[str, Any], section: str) -> list[str]:
-    """The keys the schema allows in ``section`` (``""``: the top level) of this config."""
-    from ._registry import MODEL_SCHEMAS
-
-    if section == "model":
-        schema = MODEL_SCHEMAS.get(config.get("model", {}).get("name"))
-        return [] if schema is None else list(schema[0])
-    table = {"": TOP, "data": _data_schema(), "train": TRAIN, "plot": PLOT}.get(section, {})
-    return list(table)
+def schema_keys(config: dict[str, Any], section: str, models: Models) -> list[str]:
+    """The keys the schema allows in ``section`` (``""``: the top level) of this config
+    (empty for a section without a schema)."""
+    return list(_section_schema(config, section, models) or {})
 
 
 # --------------------------------------------------------------------------- model pieces
 # Keys shared by several model sections, used by the family modules' schemas.
 
 
-def activation_spec() -> Spec:
+def activation_spec(**kw) -> Spec:
     """A named activation (:data:`flowzoo.nets.ACTIVATIONS`)."""
-    from ..nets import ACTIVATIONS
-
-    return Choice(*ACTIVATIONS)
+    return Choice(*ACTIVATIONS, **kw)
 
 
-def solver_spec() -> Spec:
+def solver_spec(**kw) -> Spec:
     """An ODE solver name (:data:`flowzoo.integrate.SOLVERS`)."""
-    from ..integrate import SOLVERS
-
-    return Choice(*SOLVERS)
-
-
-TOLERANCE = Float(0.0, 1.0, lo_open=True)
-"""A relative or absolute ODE solver tolerance, in (0, 1]."""
+    return Choice(*SOLVERS, **kw)
 
 
 def unet_keys() -> dict[str, Spec]:
     """Keys of the UNet a continuous-time model builds for images (:func:`flowzoo.nets.unet`):
-    ``channels`` per level, ``num_blocks`` per level, ``attention_heads``, ``conv``,
-    ``dropout``, ``embed_dim``."""
+    ``channels`` per level (32, 64), ``num_blocks`` per level (one entry: the same at every
+    level; default 1), ``attention_heads`` (0), ``conv`` (``"im2col"``), ``dropout`` (0),
+    ``embed_dim`` (64)."""
     return {
-        "channels": Widths(),
-        "num_blocks": Widths(),
-        "attention_heads": Int(0),
-        "conv": Choice("im2col", "xla"),
-        "dropout": Float(0.0, 1.0, hi_open=True),
-        "embed_dim": Int(1),
+        "channels": Widths(default=[32, 64]),
+        "num_blocks": Widths(default=[1]),
+        "attention_heads": Int(0, default=0),
+        "conv": Choice("im2col", "xla", default="im2col"),
+        "dropout": Float(0.0, 1.0, hi_open=True, default=0.0),
+        "embed_dim": Int(1, default=64),
     }
 
 
 def image_keys(*preprocess: str) -> dict[str, Spec]:
     """Keys of models that can wrap quantised images: ``data_levels`` (filled in by
-    ``flowzoo train`` for image data), ``preprocess`` and the logit ``alpha``."""
+    ``flowzoo train`` for image data; 0: none), ``preprocess`` (one of ``preprocess``, the
+    first by default) and the logit ``alpha`` (0.05)."""
     return {
-        "data_levels": Int(0),
-        "preprocess": Choice(*preprocess),
-        "alpha": Float(0.0, 0.5, lo_open=True, hi_open=True),
+        "data_levels": Int(0, default=0),
+        "preprocess": Choice(*preprocess, default=preprocess[0]),
+        "alpha": Float(0.0, 0.5, lo_open=True, hi_open=True, default=0.05),
     }

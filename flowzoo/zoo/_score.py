@@ -30,22 +30,20 @@ from ..score import (
 )
 from ._images import image_unet, with_image_data
 from ._registry import Model, register_model
-from ._schema import (
-    BOOL,
-    SEED,
-    TOLERANCE,
+from ._schema import activation_spec, image_keys, solver_spec, unet_keys
+from ._spec import (
+    Bool,
     Choice,
     Float,
     Int,
     Positive,
     SectionCheck,
+    Seed,
     Spec,
+    Tolerance,
     Widths,
-    activation_spec,
-    image_keys,
+    complete_section,
     ordered,
-    solver_spec,
-    unet_keys,
 )
 
 
@@ -75,7 +73,7 @@ def _ncsn(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
         score = lambda sigma, x: net.apply(params, sigma, x)
         chain = annealed_langevin(score, sigmas, cfg["steps_per_level"], cfg["step_eps"])
         k0, k1 = jax.random.split(key)
-        x0 = uniform_init(k0, (n, *event_shape), cfg.get("init_scale", 3.0))
+        x0 = uniform_init(k0, (n, *event_shape), cfg["init_scale"])
         steps = int(sigmas.shape[0]) * cfg["steps_per_level"]
         x = run_chain(chain, k1, x0, steps, thin=steps).state.position
         return denoise(score, float(cfg["sigma_min"]), x)
@@ -89,7 +87,7 @@ def _ebm(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
     uniform noise; ``temperature`` divides the log-density (MALA on ``p^(1/T)``). The
     density is unnormalised, so there is no ``distribution``."""
 
-    net = energy_network(tuple(cfg["hidden"]), cfg.get("activation", "silu"))
+    net = energy_network(tuple(cfg["hidden"]), cfg["activation"])
     loss = cd_loss(
         net.apply,
         num_steps=cfg["cd_steps"],
@@ -115,12 +113,14 @@ def score_network(sde, cfg: dict[str, Any], event_shape: tuple[int, ...]):
     (:func:`flowzoo.nets.unet` with ``channels``, ``num_blocks``, ``embed_dim``,
     ``attention_heads``, ``conv``, ``dropout``: training only) or ``"auto"`` (UNet for
     ``(H, W, C)`` events). Both embed ``t / T`` and divide the output by the marginal
-    std(t) (t=0 data, t=T noise), so the network predicts ``-noise``.
+    std(t) (t=0 data, t=T noise), so the network predicts ``-noise``. Keys ``cfg`` leaves
+    out take their defaults (:data:`SCORE_SDE_SCHEMA`).
     """
-    kind = cfg.get("net", "auto")
+    cfg = complete_section(SCORE_SDE_SCHEMA, cfg)
+    kind = cfg["net"]
     if kind == "auto":
         kind = "unet" if len(event_shape) == 3 else "mlp"
-    if kind == "mlp" and float(cfg.get("dropout", 0.0)) == 0.0:
+    if kind == "mlp" and float(cfg["dropout"]) == 0.0:
         return sde_score_network(sde, event_shape, tuple(cfg["hidden"]))
     net = image_unet(cfg, kind, event_shape)
 
@@ -137,46 +137,46 @@ def score_network(sde, cfg: dict[str, Any], event_shape: tuple[int, ...]):
 def _score_sde(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
     """Continuous-time score model: ``sde`` (ve/vp/subvp), ``sde_kwargs``, network (see
     :func:`score_network`), ``likelihood_weighting``, ``train_eps`` (smallest training
-    time, 1e-5); PC sampler ``sample_steps``, ``snr``, ``num_corrector`` (``temperature``
+    time); PC sampler ``sample_steps``, ``snr``, ``num_corrector`` (``temperature``
     other than 1 is refused).
 
-    Density: the probability-flow ODE at ``t = log_prob_eps`` (default 1e-5; SDE time)
+    Density: the probability-flow ODE at ``t = log_prob_eps`` (SDE time)
     (:func:`flowzoo.score.pf_ode_distribution`), divergence ``divergence`` (``"exact"`` or
     ``"hutchinson"`` with ``num_probes`` probes from ``probe_seed``), solver
-    ``log_prob_solver`` (tsit5) with ``log_prob_steps`` fixed steps (0: adaptive at
-    ``rtol``/``atol``, 1e-5), ``log_prob_chunk`` rows at a time (0: all), ``log_prob_time``
+    ``log_prob_solver`` with ``log_prob_steps`` fixed steps (0: adaptive at
+    ``rtol``/``atol``), ``log_prob_chunk`` rows at a time (0: all), ``log_prob_time``
     ``"linear"`` or ``"log"`` (:func:`flowzoo.score.log_time`). Image data (``data_levels``
-    set by ``flowzoo train``): dequantization, ``preprocess`` (default ``"scale"`` to
-    [-1, 1)) and bits/dim bookkeeping as for flow matching.
+    set by ``flowzoo train``): dequantization, ``preprocess`` (``"scale"``: to [-1, 1))
+    and bits/dim bookkeeping as for flow matching. Defaults: :data:`SCORE_SDE_SCHEMA`.
     """
-    sde = get_sde(cfg["sde"], **cfg.get("sde_kwargs", {}))
+    sde = get_sde(cfg["sde"], **cfg["sde_kwargs"])
     net = score_network(sde, cfg, tuple(event_shape))
     loss = sde_dsm_loss(
         net.apply,
         sde,
-        t_min=float(cfg.get("train_eps", 1e-5)),
-        likelihood_weighting=cfg.get("likelihood_weighting", False),
-        network_rng=float(cfg.get("dropout", 0.0)) > 0.0,
+        t_min=float(cfg["train_eps"]),
+        likelihood_weighting=cfg["likelihood_weighting"],
+        network_rng=float(cfg["dropout"]) > 0.0,
     )
-    divergence = cfg.get("divergence", "exact")
+    divergence = cfg["divergence"]
     dist = pf_ode_distribution(
         sde,
         net,
         event_shape,
-        t_min=float(cfg.get("log_prob_eps", 1e-5)),
-        time_change=cfg.get("log_prob_time", "linear"),
+        t_min=float(cfg["log_prob_eps"]),
+        time_change=cfg["log_prob_time"],
         log_prob_solver=SolverConfig(
-            cfg.get("log_prob_solver", "tsit5"),
-            int(cfg.get("log_prob_steps", 0)) or None,
-            float(cfg.get("rtol", 1e-5)),
-            float(cfg.get("atol", 1e-5)),
+            cfg["log_prob_solver"],
+            int(cfg["log_prob_steps"]) or None,
+            float(cfg["rtol"]),
+            float(cfg["atol"]),
         ),
         divergence=DivergenceConfig(
             log_prob=divergence,
             log_prob_estimate=divergence,
-            num_probes=int(cfg.get("num_probes", 4)) if divergence == "hutchinson" else 1,
-            probe_seed=int(cfg.get("probe_seed", 0)),
-            chunk_size=int(cfg.get("log_prob_chunk", 0)) or None,
+            num_probes=int(cfg["num_probes"]) if divergence == "hutchinson" else 1,
+            probe_seed=int(cfg["probe_seed"]),
+            chunk_size=int(cfg["log_prob_chunk"]) or None,
         ),
     )
 
@@ -191,8 +191,8 @@ def _score_sde(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
             key,
             (n, *event_shape),
             cfg["sample_steps"],
-            num_corrector=cfg.get("num_corrector", 1),
-            snr=cfg.get("snr", 0.16),
+            num_corrector=cfg["num_corrector"],
+            snr=cfg["snr"],
         )
 
     return with_image_data(cfg, event_shape, Model(init, loss, sample, dist))
@@ -200,7 +200,7 @@ def _score_sde(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
 
 def _sde_check(cfg: dict[str, Any]) -> str | None:
     try:
-        get_sde(cfg["sde"], **cfg.get("sde_kwargs", {}))
+        get_sde(cfg["sde"], **cfg["sde_kwargs"])
     except (TypeError, ValueError) as err:
         return str(err)
     return None
@@ -216,7 +216,7 @@ register_model(
         "hidden": Widths(required=True),
         "steps_per_level": Int(1, required=True),
         "step_eps": Positive(required=True),
-        "init_scale": Positive(),
+        "init_scale": Positive(default=3.0),
     },
     (ordered("sigma_min", "sigma_max"),),
 )
@@ -225,7 +225,7 @@ register_model(
     _ebm,
     {
         "hidden": Widths(required=True),
-        "activation": activation_spec(),
+        "activation": activation_spec(default="silu"),
         "cd_steps": Int(1, required=True),
         "cd_step_size": Positive(required=True),
         "alpha": Float(0.0, required=True),
@@ -234,31 +234,34 @@ register_model(
         "mala_step_size": Positive(required=True),
     },
 )
+SCORE_SDE_SCHEMA: dict[str, Spec] = {
+    "sde": Choice(*SDES, required=True),
+    "sde_kwargs": Spec("dict", default={}),
+    "net": Choice("auto", "mlp", "unet", default="auto"),
+    "hidden": Widths(),  # the MLP's widths: required with net "mlp", no default
+    **unet_keys(),
+    "likelihood_weighting": Bool(default=False),
+    "train_eps": Float(0.0, 1.0, lo_open=True, hi_open=True, default=1e-5),
+    "divergence": Choice("exact", "hutchinson", default="exact"),
+    "num_probes": Int(1, default=4),
+    "probe_seed": Seed(default=0),
+    "log_prob_eps": Float(0.0, 1.0, lo_open=True, hi_open=True, default=1e-5),
+    "log_prob_time": Choice("linear", "log", default="linear"),
+    "log_prob_solver": solver_spec(default="tsit5"),
+    "log_prob_steps": Int(0, default=0),
+    "rtol": Tolerance(default=1e-5),
+    "atol": Tolerance(default=1e-5),
+    "log_prob_chunk": Int(0, default=0),
+    "sample_steps": Int(1, required=True),
+    "num_corrector": Int(0, default=1),
+    "snr": Positive(default=0.16),
+    **image_keys("scale", "shift", "logit"),
+}
+"""The keys of the ``score_sde`` model section and their defaults."""
+
 register_model(
     "score_sde",
     _score_sde,
-    {
-        "sde": Choice(*SDES, required=True),
-        "sde_kwargs": Spec("dict"),
-        "net": Choice("auto", "mlp", "unet"),
-        "hidden": Widths(),
-        **unet_keys(),
-        "likelihood_weighting": BOOL,
-        "train_eps": Float(0.0, 1.0, lo_open=True, hi_open=True),
-        "divergence": Choice("exact", "hutchinson"),
-        "num_probes": Int(1),
-        "probe_seed": SEED,
-        "log_prob_eps": Float(0.0, 1.0, lo_open=True, hi_open=True),
-        "log_prob_time": Choice("linear", "log"),
-        "log_prob_solver": solver_spec(),
-        "log_prob_steps": Int(0),
-        "rtol": TOLERANCE,
-        "atol": TOLERANCE,
-        "log_prob_chunk": Int(0),
-        "sample_steps": Int(1, required=True),
-        "num_corrector": Int(0),
-        "snr": Positive(),
-        **image_keys("scale", "shift", "logit"),
-    },
-    (SectionCheck(("sde",), _sde_check),),
+    SCORE_SDE_SCHEMA,
+    (SectionCheck(("sde", "sde_kwargs"), _sde_check),),
 )
