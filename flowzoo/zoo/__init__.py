@@ -11,6 +11,7 @@ from . import _schema as schema  # the sections (TOP, TRAIN, PLOT, data_schema),
 from ._config import ExperimentSource as ExperimentSource
 from ._config import apply_overrides as apply_overrides
 from ._config import available_experiments as available_experiments
+from ._config import builtin_experiment as builtin_experiment
 from ._config import complete_config as complete_config
 from ._config import default_config as default_config
 from ._config import load_experiment as load_experiment

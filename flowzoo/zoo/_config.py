@@ -15,6 +15,7 @@ import importlib.util
 import math
 from collections.abc import Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any, NamedTuple
 
 import flowzoo
@@ -89,8 +90,33 @@ def default_config() -> dict[str, Any]:
     }
 
 
-BUILTIN_EXPERIMENTS = Path(flowzoo.__file__).resolve().parent / "experiments"
-"""The built-in experiments, shipped inside the package (``flowzoo/experiments/``)."""
+def _builtin_experiments() -> Path:
+    package = Path(flowzoo.__file__).resolve().parent
+    installed = package / "experiments"  # where a wheel puts the repository's experiments/
+    return installed if installed.is_dir() else package.parent / "experiments"
+
+
+BUILTIN_EXPERIMENTS = _builtin_experiments()
+"""The built-in experiments: the repository's top-level ``experiments/`` in a source checkout
+or an editable install, ``flowzoo/experiments/`` inside an installed wheel (the build maps the
+folder there, never to a top-level ``experiments`` package)."""
+
+
+def builtin_experiment(name: str) -> ModuleType:
+    """The module of the built-in experiment ``name`` (``experiments/NAME.py``), loaded from
+    its file; experiments that start from another one's config call it (a ``./experiments``
+    file of the same name does not replace it here)."""
+    path = BUILTIN_EXPERIMENTS / f"{name}.py"
+    if not path.is_file():
+        raise ConfigError(f"no built-in experiment {name!r} in {BUILTIN_EXPERIMENTS}")
+    return _exec_file(path)
+
+
+def _exec_file(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"flowzoo_experiment_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def experiment_dirs() -> list[Path]:
@@ -150,10 +176,8 @@ def load_experiment(name: str | None) -> dict[str, Any]:
     path = resolve_experiment(name).path
     if path is None:
         return default_config()
-    spec = importlib.util.spec_from_file_location(f"flowzoo_experiment_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
     try:
-        spec.loader.exec_module(module)
+        module = _exec_file(path)
         if not hasattr(module, "get_config"):
             raise ConfigError(f"experiment {str(path)!r} defines no get_config()")
         config = module.get_config()

@@ -1,7 +1,7 @@
 """Reflow (rectified flow, Liu et al. 2023) on two moons: one Euler step before and after.
 
 Train:    flowzoo train reflow_moons   (the 1-rectified flow alone: I-CFM, as fm_moons)
-Reflow:   python -m flowzoo.experiments.reflow_moons [--data eight_gaussians] [--steps N]
+Reflow:   python experiments/reflow_moons.py [--data eight_gaussians] [--steps N]
           (writes runs/reflow_<data>/reflow.json and trajectories.png)
 
 What the second command does: trains the 1-rectified flow (I-CFM on the straight path, 3x256
@@ -21,7 +21,9 @@ import json
 import time
 from pathlib import Path
 
-from flowzoo.experiments.fm_moons import get_config as _fm_config
+from flowzoo.zoo import builtin_experiment
+
+_fm_config = builtin_experiment("fm_moons").get_config
 
 RESULT = "energy distance after one Euler step: 1-rectified 0.8266, 2-rectified 0.0007"
 EULER_STEPS = (1, 2, 4, 32)

@@ -1,7 +1,7 @@
 """Conditional flow matching on two moons: independent vs minibatch-OT coupling.
 
 Train:    flowzoo train fm_moons              (I-CFM; writes runs/fm_moons/)
-Compare:  python -m flowzoo.experiments.fm_moons (both couplings; prints the table and writes
+Compare:  python experiments/fm_moons.py (both couplings; prints the table and writes
           runs/fm_moons_cmp/)
 
 Data: two moons, noise 0.05, 20,000 train / 5,000 held-out, standardised. Model: time MLP

@@ -5,7 +5,9 @@ Model: as moons_spline (8 spline couplings, 8 bins on [-4, 4], 2x64 ReLU conditi
        compare with checkerboard_realnvp (12 affine couplings) at the same data.
 """
 
-from flowzoo.experiments.moons_spline import get_config as _spline
+from flowzoo.zoo import builtin_experiment
+
+_spline = builtin_experiment("moons_spline").get_config
 
 RESULT = "test NLL 1.855 nats (standardised), energy distance -0.0004 (noise floor), 5,000 steps"
 

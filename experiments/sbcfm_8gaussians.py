@@ -12,7 +12,9 @@ flow of the Schroedinger bridge between N(0, I) and the data. Times are drawn in
 that of the learned probability-flow ODE from ``t=0`` to ``t=1 - 1e-3``.
 """
 
-from flowzoo.experiments.fm_8gaussians import get_config as _fm_config
+from flowzoo.zoo import builtin_experiment
+
+_fm_config = builtin_experiment("fm_8gaussians").get_config
 
 RESULT = "test NLL 1.495 nats (standardised), energy distance -0.0009 (noise floor), 4,000 steps"
 

@@ -10,7 +10,9 @@ As ``fm_moons`` (3x256 SiLU time MLP, 4,000 Adam steps, batch 256, independent p
 ``cfm_loss(..., target="noise")`` (see the flow-matching API).
 """
 
-from flowzoo.experiments.fm_moons import get_config as _fm_config
+from flowzoo.zoo import builtin_experiment
+
+_fm_config = builtin_experiment("fm_moons").get_config
 
 RESULT = "test NLL 1.256 nats (standardised), energy distance 0.0005, 4,000 steps"
 

@@ -12,8 +12,8 @@ KSD of a finished run (IMQ kernel, the mixture's exact score, raw units, 2,000 s
 beside 2,000 exact data samples for reference)::
 
     flowzoo train ebm_8gaussians --workdir /tmp/fzruns --no-progress
-    python -c "from flowzoo.experiments.ebm_8gaussians import ksd_of_run; \
-        print(ksd_of_run('/tmp/fzruns/ebm_8gaussians'))"
+    python -c "from flowzoo.zoo import builtin_experiment as e; \
+        print(e('ebm_8gaussians').ksd_of_run('/tmp/fzruns/ebm_8gaussians'))"
 
 The energy distance is to held-out data (standardised units, 2,000 vs 2,000). All eight
 modes are populated; the four on-axis modes get visibly more MALA samples (chains started

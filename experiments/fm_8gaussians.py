@@ -1,7 +1,7 @@
 """Conditional flow matching on the eight-Gaussians ring: independent vs minibatch-OT coupling.
 
 Train:    flowzoo train fm_8gaussians
-Compare:  python -m flowzoo.experiments.fm_8gaussians (runs/fm_8gaussians_cmp/: table, trajectories.png)
+Compare:  python experiments/fm_8gaussians.py (runs/fm_8gaussians_cmp/: table, trajectories.png)
 
 Same model, training and evaluation as ``fm_moons`` (time MLP 3x256 SiLU, conditional OT path,
 sigma_min = 0, 4,000 Adam steps, batch 256; energy distance of 5,000 samples to 5,000 held-out
@@ -14,12 +14,11 @@ energy distance with at most half the NFE at every step count.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
+from flowzoo.zoo import builtin_experiment, default_config
 from flowzoo.zoo import default_cfm_config as default_model_config
-from flowzoo.zoo import default_config
 
 RESULT = "test NLL 1.448 nats; Euler steps to the noise floor: independent 32, exact OT 3"
 
@@ -36,16 +35,7 @@ def get_config(coupling: str = "independent", name: str = "fm_8gaussians") -> di
     return config
 
 
-def _fm_moons():
-    spec = importlib.util.spec_from_file_location(
-        "fm_moons", Path(__file__).with_name("fm_moons.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 if __name__ == "__main__":
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("runs/fm_8gaussians_cmp")
-    moons = _fm_moons()
+    moons = builtin_experiment("fm_moons")
     print(moons.format_table(moons.compare(get_config, out)))
