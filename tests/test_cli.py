@@ -201,9 +201,9 @@ def test_run_of_the_old_coupling_orientation_is_refused(run_copy):
     info_path.write_text(json.dumps(info))
     before = snapshot(run_copy)
     rc, _, err = run_cli("train", *TINY, "--set", "train.steps=60", "--workdir", run_copy.parent)
-    assert_error(rc, err, 2, "older than 2026-11-30", "Retrain")
+    assert_error(rc, err, 2, "params format 1", "Retrain")
     rc, _, err = run_cli("eval", run_copy)
-    assert_error(rc, err, 2, "older than 2026-11-30")
+    assert_error(rc, err, 2, "params format 1")
     assert snapshot(run_copy) == before
 
 

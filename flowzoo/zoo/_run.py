@@ -219,7 +219,7 @@ def _check_params_format(info: dict[str, Any], config: dict[str, Any], where: Pa
         )
     if model in _COUPLING_MODELS and found < 2:
         raise ConfigError(
-            f"{where} holds a {model} run written by a flowzoo older than 2026-11-30, whose "
+            f"{where} holds a {model} run of params format 1, whose "
             "affine couplings divided by the scale in the density direction; this version "
             "multiplies, so its checkpoints would describe another model. Retrain it (pass "
             "--name NEW_NAME, or delete the directory), or read it with the flowzoo version "
