@@ -1,4 +1,5 @@
-"""Data: 2-D toy targets, array loading/validation, standardising, batches, image sets and
+"""Data: 2-D toy targets, array loading/validation, standardising, batches, image sets
+(including CIFAR-10/100 and downsampled ImageNet read from the published files) and
 dequantization."""
 
 from ._arrays import BatchFn as BatchFn
@@ -13,6 +14,9 @@ from ._arrays import standardize as standardize
 from ._arrays import standardizer_log_det as standardizer_log_det
 from ._arrays import unstandardize as unstandardize
 from ._baseline import gaussian_bits_per_dim as gaussian_bits_per_dim
+from ._cifar import cifar10 as cifar10
+from ._cifar import cifar100 as cifar100
+from ._cifar import imagenet_npz as imagenet_npz
 from ._dequant import logit_transform as logit_transform
 from ._dequant import quantize as quantize
 from ._dequant import scale_transform as scale_transform
