@@ -422,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     from .checkpoint import CheckpointError
     from .data import DataError
-    from .train import DistributedError, NonFiniteError
+    from .train import DistributedError, NonFiniteError, RunLockedError
     from .zoo import ConfigError, EvaluationError
 
     warnings.formatwarning = _warning_line
@@ -438,6 +438,7 @@ def _main(argv: list[str] | None) -> int:
         DataError,
         CheckpointError,
         DistributedError,
+        RunLockedError,
         ValueError,
         OSError,
     ) as err:

@@ -12,8 +12,10 @@ import io
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 import warnings
 
 import jax
@@ -381,6 +383,36 @@ def test_executable_error_is_one_line(tmp_path):
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("flowzoo: error: ") and "train.nope" in lines[0]
     assert proc.stdout == ""
+
+
+def test_concurrent_train_is_refused_and_the_first_run_is_undisturbed(trained, tmp_path):
+    """A second ``flowzoo train`` of a run that is training exits 2 with one line naming the
+    holder's host and PID; the first run ends with the params of the undisturbed run."""
+    exe = shutil.which("flowzoo")
+    cmd = [exe] if exe else [sys.executable, "-m", "flowzoo.cli"]
+    argv = ["train", *TINY, "--set", "train.checkpoint_every=5", "--workdir", str(tmp_path)]
+    first = subprocess.Popen(
+        [*cmd, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    lock = tmp_path / NAME / ".lock"
+    try:
+        deadline = time.monotonic() + 120
+        while not (lock.exists() and f'"pid": {first.pid}' in lock.read_text()):
+            assert first.poll() is None, first.stderr.read()
+            assert time.monotonic() < deadline, "the first run never took its lock"
+            time.sleep(0.02)
+        rc, _, err = run_cli(*argv)
+        assert first.poll() is None, "the first run ended before the second was tried"
+        assert_error(rc, err, 2, f"PID {first.pid}", socket.gethostname(), "being trained")
+        assert first.wait(timeout=240) == 0, first.stderr.read()
+    finally:
+        if first.poll() is None:
+            first.kill()
+        first.stderr.close()
+    got, want = load_run(tmp_path / NAME), load_run(trained[3])
+    assert got.step == want.step == 50
+    for a, b in zip(jax.tree.leaves(got.params), jax.tree.leaves(want.params), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
 
 
 # --------------------------------------------------------------------------- reliability

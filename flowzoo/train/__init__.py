@@ -12,6 +12,8 @@ from ._fit import NonFiniteError as NonFiniteError
 from ._fit import TrainingInterrupted as TrainingInterrupted
 from ._fit import fit as fit
 from ._fit import json_safe as json_safe
+from ._lock import RunLockedError as RunLockedError
+from ._lock import run_lock as run_lock
 from ._options import Checkpointing as Checkpointing
 from ._options import DataParallel as DataParallel
 from ._options import Evaluation as Evaluation

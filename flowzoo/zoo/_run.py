@@ -1,7 +1,8 @@
 """``train_and_evaluate(config, workdir)``: the function behind ``flowzoo train``.
 
 A run directory holds ``run.json`` (config, data standardiser, event shape, version),
-``metrics.jsonl``, ``checkpoints/``, ``summary.json``, ``samples.png`` and ``density.png``.
+``metrics.jsonl``, ``checkpoints/``, ``summary.json``, ``samples.png``, ``density.png`` and
+``.lock``, the lock that lets one process at a time train it (:func:`flowzoo.train.run_lock`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from ..train import (
     initialize_distributed,
     is_primary,
     json_safe,
+    run_lock,
 )
 from ._config import complete_config, validate_config
 from ._quality import image_classifier, image_quality
@@ -544,6 +546,12 @@ def train_and_evaluate(
         initialize_distributed(distributed)
     mesh = _run_mesh(config, mesh)
     workdir = Path(workdir)
+    with run_lock(workdir, enabled=is_primary()):  # one trainer per run directory
+        return _train_locked(config, given, workdir, mesh, progress, t_start)
+
+
+def _train_locked(config, given, workdir: Path, mesh, progress: bool, t_start: float):
+    """``train_and_evaluate`` once the run directory's lock is held."""
     _check_resume(config, workdir)
     guide = _train_guide(given, config, workdir, progress, mesh)
     data = prepare_data(config)
