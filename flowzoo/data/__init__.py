@@ -14,6 +14,7 @@ from ._arrays import standardize as standardize
 from ._arrays import standardizer_log_det as standardizer_log_det
 from ._arrays import unstandardize as unstandardize
 from ._baseline import gaussian_bits_per_dim as gaussian_bits_per_dim
+from ._cache import cache_dir as cache_dir
 from ._cifar import cifar10 as cifar10
 from ._cifar import cifar100 as cifar100
 from ._cifar import imagenet_npz as imagenet_npz
@@ -28,6 +29,11 @@ from ._images import check_images as check_images
 from ._images import image_dataset as image_dataset
 from ._images import pad_images as pad_images
 from ._images import split_order as split_order
+from ._png import IMAGE_SUFFIXES as IMAGE_SUFFIXES
+from ._png import TarIndex as TarIndex
+from ._png import decode_image as decode_image
+from ._png import read_tar_member as read_tar_member
+from ._png import tar_image_index as tar_image_index
 from ._shuffle import keyed_permutation as keyed_permutation
 from ._toy import TOY_TARGETS as TOY_TARGETS
 from ._toy import checkerboard as checkerboard
