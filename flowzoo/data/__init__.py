@@ -1,6 +1,6 @@
 """Data: 2-D toy targets, array loading/validation, standardising, batches, image sets
-(including CIFAR-10/100 and downsampled ImageNet read from the published files) and
-dequantization."""
+(including CIFAR-10/100 and downsampled ImageNet read from the published files), batches
+streamed from disk by host workers, and dequantization."""
 
 from ._arrays import BatchFn as BatchFn
 from ._arrays import DataError as DataError
@@ -35,6 +35,11 @@ from ._png import decode_image as decode_image
 from ._png import read_tar_member as read_tar_member
 from ._png import tar_image_index as tar_image_index
 from ._shuffle import keyed_permutation as keyed_permutation
+from ._stream import RowSource as RowSource
+from ._stream import StreamBatches as StreamBatches
+from ._stream import flip_mask as flip_mask
+from ._stream import keyed_permutation_np as keyed_permutation_np
+from ._stream import streamed_batches as streamed_batches
 from ._toy import TOY_TARGETS as TOY_TARGETS
 from ._toy import checkerboard as checkerboard
 from ._toy import circles as circles

@@ -33,6 +33,7 @@ from jax.sharding import Mesh
 
 from .. import checkpoint as ckpt
 from .._types import Key, Params
+from ..data import StreamBatches
 from ._distributed import is_primary
 from ._options import Checkpointing, DataParallel, Evaluation, fit_records
 from ._step import (
@@ -286,7 +287,10 @@ def fit(
       params: initial parameters (ignored when resuming from a checkpoint in ``workdir``).
       batch_fn: ``batch_fn(data_key, step) -> batch``, a pure function of the step number
         (see :func:`flowzoo.data.array_batches`), so that a resumed run sees exactly the
-        batches of an uninterrupted one.
+        batches of an uninterrupted one. A :class:`flowzoo.data.StreamBatches` (images read
+        from disk by host workers, :func:`flowzoo.data.streamed_batches`) trains through the
+        sharded path (on a one-device mesh without ``parallel``), each process reading only
+        its rows, ahead of the device.
       key: the run's key; split once into a data key and a training key, and every step
         derives its loss key with ``fold_in(train_key, step)``.
       num_steps: total number of updates (a resumed run continues up to this number).
@@ -388,6 +392,14 @@ def _make_runner(
 ):
     """``run(state, first, num) -> (state, metrics)``: ``num`` compiled steps from ``first``."""
     data_key, train_key = keys
+    stream = isinstance(batch_fn, StreamBatches)
+    if stream:  # host batches, read ahead by the stream's workers, on a mesh of >= 1 device
+        mesh = data_mesh(jax.devices()[:1]) if mesh is None else mesh
+        if local_batches:
+            raise ValueError(
+                "a StreamBatches reads this process's rows of the global batch itself; "
+                "leave DataParallel(local_batches=False)"
+            )
     if mesh is None:
         multi_step = make_multi_step(
             loss_fn, optimizer, batch_fn, ema_decay=ema_decay, compute_dtype=compute_dtype
@@ -402,11 +414,16 @@ def _make_runner(
         lo, hi = _process_rows(mesh, batch_size)
     stacked = jax.jit(jax.vmap(batch_fn, in_axes=(None, 0)))
     shard = batch_sharding(mesh, leading=1)
+    to_device_dtype = stream and batch_fn.dtype != batch_fn.host_dtype  # cast after transfer
+    cast = jax.jit(lambda b: b.astype(batch_fn.dtype)) if to_device_dtype else None
 
     def run(state: TrainState, first: int, num: int):
-        steps = np.arange(first, first + num, dtype=np.int32)
-        batches = stacked(data_key, steps)  # (num, B or B_local, ...) on this host
-        if not local_batches:
+        if stream:  # (num, hi - lo, ...) host array of the stream's host dtype
+            batches = batch_fn.read(data_key, first, num, lo, hi)
+        else:
+            steps = np.arange(first, first + num, dtype=np.int32)
+            batches = stacked(data_key, steps)  # (num, B or B_local, ...) on this host
+        if not (local_batches or stream):
             batches = jax.tree.map(lambda b: b[:, lo:hi], batches)
         batches = jax.tree.map(
             lambda b: jax.make_array_from_process_local_data(
@@ -414,7 +431,7 @@ def _make_runner(
             ),
             batches,
         )
-        return sharded(state, batches)
+        return sharded(state, batches if cast is None else cast(batches))
 
     return run
 
