@@ -18,11 +18,17 @@ from ._cache import cache_dir as cache_dir
 from ._cifar import cifar10 as cifar10
 from ._cifar import cifar100 as cifar100
 from ._cifar import imagenet_npz as imagenet_npz
+from ._datasets import DATASETS as DATASETS
+from ._datasets import DatasetInfo as DatasetInfo
+from ._datasets import dataset as dataset
 from ._dequant import logit_transform as logit_transform
 from ._dequant import quantize as quantize
 from ._dequant import scale_transform as scale_transform
 from ._dequant import shift_transform as shift_transform
 from ._dequant import uniform_dequantize as uniform_dequantize
+from ._folder import image_array as image_array
+from ._folder import image_folder as image_folder
+from ._imagenet import imagenet_png as imagenet_png
 from ._images import IMAGE_LEVELS as IMAGE_LEVELS
 from ._images import ImageData as ImageData
 from ._images import check_images as check_images

@@ -66,13 +66,12 @@ def entry_dir(reader: str, version: int, sources: Iterable[Path], options: dict)
     digest = hashlib.sha256()
     head = json.dumps([reader, version, options], sort_keys=True, default=str)
     digest.update(head.encode())
-    first = None
-    for path in sources:
-        p = Path(path).absolute()
-        first = first or p
+    paths = [Path(path).absolute() for path in sources]
+    for p in paths:
         st = p.stat()
         digest.update(f"\n{p}\0{st.st_size}\0{st.st_mtime_ns}".encode())
-    label = re.sub(r"[^A-Za-z0-9_.-]", "_", first.name if first else "none")[:40]
+    common = Path(os.path.commonpath(paths)).name if paths else "none"
+    label = re.sub(r"[^A-Za-z0-9_.-]", "_", common)[:40]
     return cache_dir() / "data" / f"{reader}-{label}-{digest.hexdigest()[:24]}"
 
 

@@ -14,7 +14,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from flowzoo.data import DataError, cifar10, cifar100, imagenet_npz
+from flowzoo.data import DataError, cifar10, cifar100, dataset, imagenet_npz
 
 CIFAR10 = "cifar-10-batches-py"
 CIFAR100 = "cifar-100-python"
@@ -265,3 +265,24 @@ def test_imagenet_npz_errors(tmp_path):
     val.unlink()
     with pytest.raises(DataError, match="val_data.npz: file not found"):
         imagenet_npz(tmp_path)
+
+
+def test_cifar_through_dataset_and_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLOWZOO_CACHE", str(tmp_path / "cache"))
+    files, datas, labels = cifar10_files()
+    tar = write_tar(tmp_path / "cifar-10-python.tar.gz", files)
+    ref = cifar10(tar, cache=False)
+    assert not (tmp_path / "cache").exists()
+    for options in [{}, {"mmap": True}, {}]:  # converted once, then read from the cache
+        d = dataset("cifar10", tar, **options)
+        assert isinstance(d.train, np.memmap) == bool(options)
+        for got, want in zip(d, ref, strict=True):
+            np.testing.assert_array_equal(got, want)
+    assert len(list((tmp_path / "cache" / "data").iterdir())) == 1
+    files100, (train, _) = cifar100_files()
+    tar100 = write_tar(tmp_path / "cifar-100-python.tar.gz", files100)
+    d = dataset("cifar100", tar100, labels="coarse", mmap=True)
+    check_layout(d.train, train)
+    assert d.train_labels.tolist() == [19] * 4
+    with pytest.raises(DataError, match="mmap=True .* pass cache=True"):
+        cifar10(tar, cache=False, mmap=True)

@@ -14,7 +14,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flowzoo.data import DataError, decode_image, read_tar_member, tar_image_index
+from flowzoo.data import (
+    DataError,
+    dataset,
+    decode_image,
+    imagenet_png,
+    read_tar_member,
+    tar_image_index,
+)
 
 
 def png(x: np.ndarray, mode: str | None = None) -> bytes:
@@ -124,3 +131,87 @@ def test_tar_index_errors(tmp_path):
         with pytest.raises(DataError, match=message) as err:
             tar_image_index(path)
         assert "\n" not in str(err.value)
+
+
+def write_imagenet(root, size: int, n_train: int = 5, n_valid: int = 3, seed: int = 0):
+    """``train_{s}x{s}.tar`` and ``valid_{s}x{s}.tar`` as published: uncompressed tars of PNG
+    files under ``train_{s}x{s}/``; members written in shuffled order. Returns the images in
+    sorted-name order."""
+    out = []
+    for k, (split, n) in enumerate([("train", n_train), ("valid", n_valid)]):
+        stem = f"{split}_{size}x{size}"
+        x = pixels(n, size, seed + k)
+        order = np.random.default_rng(seed).permutation(n)
+        members = {f"{stem}/{i:07d}.png": png(x[i]) for i in order}
+        write_tar(root / f"{stem}.tar", members)
+        out.append(x)
+    return out
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_imagenet_png_pixel_exact(tmp_path, size):
+    train, valid = write_imagenet(tmp_path, size)
+    for options in [{"cache": False}, {}, {"mmap": True}, {"workers": 2, "cache": False}]:
+        d = imagenet_png(tmp_path, size=size, **options)
+        assert d.levels == 256 and d.train_labels is None and d.test_labels is None
+        assert d.train.dtype == np.uint8 and d.train.shape == (5, size, size, 3)
+        np.testing.assert_array_equal(d.train, train)
+        np.testing.assert_array_equal(d.test, valid)
+        assert isinstance(d.train, np.memmap) == bool(options.get("mmap"))
+    np.testing.assert_array_equal(dataset(f"imagenet{size}", tmp_path).test, valid)
+
+
+def test_imagenet_png_extracted_folders_and_grey(tmp_path):
+    (tmp_path / "tars").mkdir()
+    train, valid = write_imagenet(tmp_path / "tars", 32)
+    for stem in ("train_32x32", "valid_32x32"):
+        with tarfile.open(tmp_path / "tars" / f"{stem}.tar") as tar:
+            tar.extractall(tmp_path / "folders", filter="data")
+    d = imagenet_png(tmp_path / "folders", cache=False)
+    np.testing.assert_array_equal(d.train, train)
+    np.testing.assert_array_equal(d.test, valid)
+    grey = valid[0, ..., 0]
+    (tmp_path / "folders" / "valid_32x32" / "0000000.png").write_bytes(png(grey))
+    np.testing.assert_array_equal(
+        imagenet_png(tmp_path / "folders").test[0], grey[..., None] * np.ones(3, np.uint8)
+    )
+
+
+def test_imagenet_png_errors(tmp_path):
+    write_imagenet(tmp_path, 32)
+    train = tmp_path / "train_32x32.tar"
+    good = train.read_bytes()
+    members = {f"train_32x32/{i}.png": png(pixels(1, 32, seed=i)[0]) for i in range(3)}
+    bad_png = png(pixels(1, 32, seed=9)[0])
+    cases = [
+        (
+            {**members, "train_32x32/9.png": png(pixels(1, 64, seed=9)[0])},
+            r"9.png: a 64x64 image among 32x32 ones \(mixed image sizes\)",
+        ),
+        ({**members, "train_32x32/9.png": bad_png[:-30]}, "9.png: corrupt PNG file"),
+        ({**members, "train_32x32/9.png": b"not a png"}, "9.png: not a PNG or JPEG image"),
+        ({**members, "train_32x32/notes.txt": b"hello"}, "notes.txt: not an image file"),
+        (
+            {**members, "other/9.png": bad_png},
+            "other/9.png: expected every image under train_32x32/",
+        ),
+        ({}, "the tar holds no"),
+    ]
+    for k, (files, message) in enumerate(cases):
+        write_tar(train, files)
+        os.utime(train, ns=(k, k))  # a distinct mtime per case: never a cache hit
+        with pytest.raises(DataError, match=message) as err:
+            imagenet_png(tmp_path)
+        assert str(train) in str(err.value) and "\n" not in str(err.value)
+    train.write_bytes(good[: len(good) // 2])
+    with pytest.raises(DataError, match="train_32x32.tar: truncated"):
+        imagenet_png(tmp_path)
+    train.unlink()
+    with pytest.raises(
+        DataError, match="train_32x32.tar: file not found, nor the extracted folder"
+    ):
+        imagenet_png(tmp_path)
+    with pytest.raises(DataError, match="nope: no such folder"):
+        imagenet_png(tmp_path / "nope")
+    with pytest.raises(DataError, match="size must be 32 or 64"):
+        imagenet_png(tmp_path, size=16)
