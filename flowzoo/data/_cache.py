@@ -125,6 +125,18 @@ def _stale(entry: Path) -> None:
                 pass
 
 
+@contextlib.contextmanager
+def _unwritable(entry: Path) -> Iterator[None]:
+    """OSErrors while writing the cache -> one DataError line saying what to do."""
+    try:
+        yield
+    except OSError as err:
+        raise DataError(
+            f"{entry}: cannot write the data cache ({err.strerror or err}); set FLOWZOO_CACHE "
+            "to a writable folder, or pass cache=False"
+        ) from None
+
+
 class EntryWriter:
     """Collects the arrays of one cache entry in temporary files (see :func:`write_entry`)."""
 
@@ -145,7 +157,8 @@ class EntryWriter:
         if self.entry is None or int(np.prod(shape)) == 0:
             out = np.zeros(shape, dtype)
         else:
-            out = np.lib.format.open_memmap(self._temp(name), "w+", np.dtype(dtype), shape)
+            with _unwritable(self.entry):
+                out = np.lib.format.open_memmap(self._temp(name), "w+", np.dtype(dtype), shape)
         self.arrays[name] = out
         return out
 
@@ -154,6 +167,10 @@ class EntryWriter:
         self.arrays[name] = np.ascontiguousarray(array)
 
     def _commit(self, meta: dict) -> None:
+        with _unwritable(self.entry):
+            self._write(meta)
+
+    def _write(self, meta: dict) -> None:
         manifest = {"arrays": {}, "meta": meta}
         for name, arr in self.arrays.items():
             manifest["arrays"][name] = [list(arr.shape), arr.dtype.str]
@@ -178,9 +195,10 @@ class EntryWriter:
 def _writing(entry: Path | None) -> Iterator[EntryWriter]:
     writer = EntryWriter(entry)
     if entry is not None:
-        entry.mkdir(parents=True, exist_ok=True)
-        (entry / _MANIFEST).unlink(missing_ok=True)  # the entry reads as missing until done
-        _stale(entry)
+        with _unwritable(entry):
+            entry.mkdir(parents=True, exist_ok=True)
+            (entry / _MANIFEST).unlink(missing_ok=True)  # the entry reads as missing until done
+            _stale(entry)
     try:
         yield writer
     except BaseException:

@@ -62,11 +62,18 @@ def encoded_images(path: str | os.PathLike, *, cache: bool = True) -> Encoded:
     return Encoded(p, [f.relative_to(p).as_posix() for f in files], files, None)
 
 
+def _read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise DataError(f"{path}: cannot read the file ({err.strerror or err})") from None
+
+
 @contextlib.contextmanager
 def reading(enc: Encoded) -> Iterator[Callable[[int], tuple[bytes, str]]]:
     """``read(i) -> (bytes of image i, its name for error messages)``, thread-safe."""
     if enc.index is None:
-        yield lambda i: (enc.files[i].read_bytes(), str(enc.files[i]))
+        yield lambda i: (_read_file(enc.files[i]), str(enc.files[i]))
         return
     fd = os.open(enc.path, os.O_RDONLY)
     try:

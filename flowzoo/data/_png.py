@@ -217,5 +217,11 @@ def fill(out: np.ndarray, n: int, load: Callable[[int], np.ndarray], workers: in
             chunk(start)
         return
     with ThreadPoolExecutor(workers) as pool:
-        for _ in pool.map(chunk, range(0, n, _CHUNK)):
-            pass
+        futures = [pool.submit(chunk, start) for start in range(0, n, _CHUNK)]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            for future in futures:  # stop at the first error: do not decode the rest
+                future.cancel()
+            raise

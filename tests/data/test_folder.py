@@ -214,6 +214,11 @@ def test_cache_hit_miss_corrupt(tmp_path, monkeypatch):
     for entry in entries:
         (entry / "manifest.json").write_text("{not json")
     np.testing.assert_array_equal(image_array(src, test_fraction=0).train, x2)
+    (tmp_path / "a_file").write_text("x")
+    monkeypatch.setenv("FLOWZOO_CACHE", str(tmp_path / "a_file"))
+    with pytest.raises(DataError, match="a_file/data/.*cannot write the data cache"):
+        image_array(src)
+    np.testing.assert_array_equal(image_array(src, test_fraction=0, cache=False).train, x2)
 
 
 KILLED = """
@@ -264,3 +269,13 @@ def test_dataset_table_and_errors(tmp_path):
         dataset("cifar10", tmp_path, size=32)
     with pytest.raises(DataError, match="'image_folder' needs the option 'image_size'"):
         dataset("image_folder", tmp_path)
+
+
+def test_threaded_decode_matches_and_stops_at_an_error(tmp_path):
+    x = images(1100, 4, seed=7)  # more than one chunk of 512 images: decoded on threads
+    write(tmp_path / "many", {f"{i:04d}.png": png(x[i]) for i in range(len(x))})
+    d = image_folder(tmp_path / "many", 4, test_fraction=0, workers=3, cache=False)
+    np.testing.assert_array_equal(d.train, x)
+    (tmp_path / "many" / "0950.png").write_bytes(b"junk")
+    with pytest.raises(DataError, match="0950.png: not a PNG or JPEG image"):
+        image_folder(tmp_path / "many", 4, workers=3, cache=False)
