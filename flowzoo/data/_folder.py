@@ -186,7 +186,7 @@ def image_folder(
     member. Hidden files (names starting with ``.``) are skipped.
 
     Args:
-      path: the folder or ``.tar``; every other file in it must be ``.png``/``.jpg``/``.jpeg``.
+      path: the folder or ``.tar``; every file in it but hidden ones must be ``.png``/``.jpg``/``.jpeg``.
       image_size: every image is resized to ``image_size x image_size`` (any input size).
       crop: ``"center"``: shorter side to ``image_size``, then the centre square;
         ``"resize"``: both sides to ``image_size`` (aspect ratio not kept). Downscaling halves
