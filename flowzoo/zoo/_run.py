@@ -43,7 +43,7 @@ from ..train import (
 from ._config import complete_config, validate_config
 from ._quality import image_classifier, image_quality
 from ._registry import MODELS, Model, build_model, guidance_of
-from ._schema import TRAIN, applicable_config
+from ._schema import DATASET_OPTIONS, TRAIN, applicable_config
 from ._spec import ConfigError, complete_section
 
 
@@ -70,12 +70,32 @@ def build_optimizer(config: dict[str, Any]) -> optax.GradientTransformation:
     return optax.chain(*parts, adam)
 
 
+def _streamed(config: dict[str, Any]) -> bool:
+    """Whether the run's training batches stream from host memory (``data.stream``)."""
+    d = config["data"]
+    return d["name"] in fzdata.DATASETS and bool(d["stream"])
+
+
+def _dataset_images(d: dict[str, Any]) -> fzdata.ImageData:
+    """The ``data`` section's data set read from ``data.path`` (:func:`flowzoo.data.dataset`);
+    the training split is a memory map when ``data.stream`` is set."""
+    info = fzdata.DATASETS[d["name"]]
+    options = {k: d[k] for k in DATASET_OPTIONS if k in info.options}
+    if "workers" in info.options and d["workers"]:
+        options["workers"] = d["workers"]
+    return fzdata.dataset(d["name"], d["path"], mmap=bool(d["stream"]), **options)
+
+
 def load_data(config: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """``(train, test)`` float32 arrays in raw units, as the config describes (keys it
-    leaves out take their schema defaults)."""
+    """``(train, test)`` arrays in raw units, as the config describes (keys it leaves out
+    take their schema defaults): float32 for vector data, the images' integer grey levels
+    for image sets (a memory-mapped training split when ``data.stream`` is set)."""
     config = complete_config(config)
     d = config["data"]
     key = jax.random.key(config["seed"])
+    if d["name"] in fzdata.DATASETS:  # read from local files in their published format
+        images = _dataset_images(d)
+        return images.train, np.asarray(images.test[: int(d["n_test"])])
     if _image_levels(config) is not None:  # uint8 NHWC images with a fixed split
         images = fzdata.image_dataset(d["name"], pad_to=d["pad_to"] or None)
         # data.n_test caps the evaluated test images (the first of the fixed split order), for
@@ -107,7 +127,9 @@ def load_data(config: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
 
 def _image_levels(config: dict[str, Any]) -> int | None:
     """Grey levels of the config's image data set, or ``None`` for vector data."""
-    return fzdata.IMAGE_LEVELS.get(str(config["data"]["name"]).lower())
+    name = str(config["data"]["name"]).lower()
+    info = fzdata.DATASETS.get(name)
+    return info.levels if info is not None else fzdata.IMAGE_LEVELS.get(name)
 
 
 def _model_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -289,7 +311,11 @@ def _compute_dtype(config: dict[str, Any]) -> str | None:
 
 
 class RunData(NamedTuple):
-    """The data of a run: raw splits, the standardiser and the standardised splits."""
+    """The data of a run: raw splits, the standardiser and the standardised splits.
+
+    ``train_std`` is the training split as the batches are drawn from it: float32 on the
+    device, or for streamed data (``data.stream``) the raw integer images on the host,
+    which the input pipeline casts to float32 batch by batch."""
 
     train_x: np.ndarray
     test_x: np.ndarray
@@ -332,7 +358,8 @@ def prepare_data(config: dict[str, Any]) -> RunData:
     else:
         s = _identity_standardizer(event_shape)
     s = fzdata.Standardizer(np.asarray(s.shift, np.float32), np.asarray(s.scale, np.float32))
-    train_std = np.asarray(fzdata.standardize(s, train_x))
+    # streamed images stay integers (the standardiser is the identity for images)
+    train_std = train_x if _streamed(config) else np.asarray(fzdata.standardize(s, train_x))
     if config["train"]["batch_size"] > len(train_std):
         raise ConfigError(
             f"train.batch_size {config['train']['batch_size']} exceeds the {len(train_std)} "
@@ -387,8 +414,22 @@ def _ema_decay(t: dict[str, Any]) -> EmaDecay:
 
 
 def _fit_run(config, model, params, data: RunData, ev: _Evaluator, key, workdir, mesh, progress):
-    t = config["train"]
-    if model.batches is None:
+    t, d = config["train"], config["data"]
+    if _streamed(config):  # host workers read, flip and hand over the batches ahead
+        if model.batches is not None:
+            raise ConfigError(
+                f"model {config['model']['name']!r} draws its own batches (minibatch OT "
+                "couplings), which streamed data does not support; set data.stream=false"
+            )
+        stream = fzdata.streamed_batches(
+            data.train_std,
+            t["batch_size"],
+            flip=bool(d["flip"]),
+            dtype=jnp.float32,
+            workers=int(d["workers"]) or None,
+        )
+        batch_fn, close = stream, stream.close
+    elif model.batches is None:
         batch_fn, close = fzdata.array_batches(data.train_std, t["batch_size"]), None
     else:  # the model's own batches (exact-OT pairs prefetched on host threads)
         batch_fn, close = model.batches(data.train_std, t["batch_size"])
@@ -455,11 +496,16 @@ def _sample_energy_distance(samples: np.ndarray, data: RunData) -> float:
     return float(metrics.energy_distance(x, y))
 
 
-def _summarise(config, model, params, data: RunData, nll, steps, key) -> tuple[dict, np.ndarray]:
+def _summarise(config, model, params, data: RunData, nll, result, key) -> tuple[dict, np.ndarray]:
+    """The summary of a finished run (``result``: fit's :class:`~flowzoo.train.FitResult`)
+    and its plotted samples."""
     p = config["plot"]
+    steps = int(result.state.step)
     s = data.standardizer
     n_plot = int(p["n_samples"])
-    n_quality = int(p["quality_samples"]) if data.levels else 0
+    # the quality classifiers are trained on the image sets that ship in packages
+    in_package = config["data"]["name"] in fzdata.IMAGE_LEVELS
+    n_quality = int(p["quality_samples"]) if data.levels and in_package else 0
     samples = _raw_sample(model, params, s, key, max(n_plot, n_quality), float(p["temperature"]))
     quality = (
         image_quality(image_classifier(config["data"]["name"]), samples[:n_quality])
@@ -557,7 +603,7 @@ def _train_locked(config, given, workdir: Path, mesh, progress: bool, t_start: f
     data = prepare_data(config)
     model = build_model(_model_config(config), data.event_shape)
     init_key, fit_key, sample_key = jax.random.split(jax.random.key(config["seed"]), 3)
-    params = model.init(init_key, jnp.asarray(data.train_std[: min(len(data.train_std), 1024)]))
+    params = model.init(init_key, jnp.asarray(data.train_std[:1024], jnp.float32))
     _write_run_info(workdir, given, data)
     ema = config["train"]["ema_decay"] > 0
     ev = _evaluator(model, data, ema)
@@ -577,7 +623,7 @@ def _train_locked(config, given, workdir: Path, mesh, progress: bool, t_start: f
         if guide is not None:  # sample and evaluate the guided model (its own likelihood)
             model, final = _guided(config, data.event_shape, final, guide[0])
             nll = _final_nll(_evaluator(model, data, ema), result.state, final, workdir)
-        summary, samples = _summarise(config, model, final, data, nll, steps, sample_key)
+        summary, samples = _summarise(config, model, final, data, nll, result, sample_key)
         summary["train_seconds"] = train_seconds
         if guide is not None:
             summary["guide_train_seconds"] = guide[1]

@@ -167,11 +167,47 @@ FILE_DATA: Schema = {
 """The data keys of ``data.name="file"``: ``path`` (a ``.npy``/``.npz`` of shape ``(n, dim)``),
 the held-out share ``test_fraction`` (last rows after a seeded shuffle)."""
 
-_ANY_DATA: Schema = {**TOY_DATA, **IMAGE_DATA, **FILE_DATA, "noise": Float(0.0)}
+DATASET_DATA: Schema = {
+    "path": Spec("str", default=""),
+    "n_test": Int(1, default=10000),
+    "stream": Bool(default=True),
+    "flip": Bool(default=False),
+    "workers": Int(0, default=0),
+}
+"""The data keys of a data set read from local files (:data:`flowzoo.data.DATASETS`):
+``path`` (required), the first ``n_test`` test images evaluated (10000: all of CIFAR's),
+``stream`` (read batches from a memory map on host workers,
+:func:`flowzoo.data.streamed_batches`; ``false`` holds the training set on the device),
+``flip`` (random horizontal flips of training images, a pure function of the seed and the
+step; needs ``stream``) and ``workers`` (host reader threads; 0: one per core). Some sets
+add their reader's options (:data:`DATASET_OPTIONS`)."""
+
+DATASET_OPTIONS: Schema = {
+    "image_size": Int(0, default=0),
+    "crop": Choice("center", "resize", default="center"),
+    "test_fraction": Float(0.0, 1.0, lo_open=True, hi_open=True, default=0.1),
+}
+"""Reader options of :func:`flowzoo.data.dataset` that the config exposes, for the data sets
+whose reader takes them (``image_folder``: ``image_size`` (required), ``crop``,
+``test_fraction``; ``image_array``: ``test_fraction``)."""
+
+_ANY_DATA: Schema = {
+    **TOY_DATA,
+    **IMAGE_DATA,
+    **FILE_DATA,
+    **DATASET_DATA,
+    **DATASET_OPTIONS,
+    "noise": Float(0.0),
+}
 
 
 def _data_names() -> tuple[str, ...]:
-    return (*sorted(fzdata.TOY_TARGETS), *sorted(fzdata.IMAGE_LEVELS), "file")
+    return (
+        *sorted(fzdata.TOY_TARGETS),
+        *sorted(fzdata.IMAGE_LEVELS),
+        *sorted(fzdata.DATASETS),
+        "file",
+    )
 
 
 def data_schema(name: Any) -> Schema:
@@ -179,6 +215,9 @@ def data_schema(name: Any) -> Schema:
     ``name`` names none, so that the error is about the name)."""
     if name == "file":
         keys = FILE_DATA
+    elif isinstance(name, str) and name in fzdata.DATASETS:
+        options = fzdata.DATASETS[name].options
+        keys = {**DATASET_DATA, **{k: v for k, v in DATASET_OPTIONS.items() if k in options}}
     elif isinstance(name, str) and name in fzdata.IMAGE_LEVELS:
         keys = IMAGE_DATA
     elif isinstance(name, str) and name in fzdata.TOY_TARGETS:
@@ -191,15 +230,28 @@ def data_schema(name: Any) -> Schema:
     return {"name": Spec("str", choices=_data_names(), required=True), **keys}
 
 
+def _path_missing(s: dict[str, Any]) -> str | None:
+    if s["path"]:
+        return None
+    if s["name"] == "file":
+        return "data.name='file' needs data.path=/path/to/array.npy"
+    info = fzdata.DATASETS.get(s["name"])
+    return None if info is None else f"data.name={s['name']!r} needs data.path=PATH ({info.path})"
+
+
+def _dataset_checks(s: dict[str, Any]) -> str | None:
+    if s["name"] not in fzdata.DATASETS:
+        return None
+    if s.get("flip") and not s.get("stream"):
+        return "data.flip=true needs data.stream=true (flips are drawn on the host workers)"
+    if "image_size" in fzdata.DATASETS[s["name"]].required and not s.get("image_size"):
+        return f"data.name={s['name']!r} needs data.image_size (pixels of the square images)"
+    return None
+
+
 DATA_CHECKS = (
-    SectionCheck(
-        ("name", "path"),
-        lambda s: (
-            "data.name='file' needs data.path=/path/to/array.npy"
-            if s["name"] == "file" and not s["path"]
-            else None
-        ),
-    ),
+    SectionCheck(("name", "path"), _path_missing),
+    SectionCheck(("name",), _dataset_checks),
 )
 
 TRAIN: Schema = {
