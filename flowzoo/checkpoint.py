@@ -29,7 +29,9 @@ checkpoint survives any interruption of a save. Saves here are synchronous.
 
 Restoring goes into the structure of a ``target`` pytree (arrays or
 ``jax.ShapeDtypeStruct``; NamedTuples such as optax states come back as the same
-NamedTuple types). Without an explicit step the newest readable checkpoint wins:
+NamedTuple types), each array read straight into the target leaf's sharding: a
+checkpoint saved on one mesh (8 devices, parameters split over ``fsdp``) restores onto
+any other (4 devices replicated, one device). Without an explicit step the newest readable checkpoint wins:
 a corrupt one (truncated or deleted array files, garbage metadata) is reported
 with ``warnings.warn`` and the next older one is tried. Where a checkpoint holds a
 tuple of ``n`` subtrees in place of the target's arrays stacked along a leading
@@ -54,6 +56,8 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 __all__ = [
     "CheckpointError",
@@ -243,7 +247,9 @@ def _stacking_sources(on_disk: dict, wanted: dict) -> dict[tuple, list[tuple]] |
 def _restore_stacking(mngr, step: int, target: Any, sources: dict) -> Any:
     """Restore ``step`` as saved, then stack its tuples into ``target``'s layout, dtypes
     and shardings (``sources`` from :func:`_stacking_sources`)."""
-    args = ocp.args.Composite(**{_STATE: ocp.args.StandardRestore()})
+    # arrays saved on devices this process does not have are read whole onto every device
+    everywhere = NamedSharding(Mesh(np.asarray(jax.devices()), ("devices",)), P())
+    args = ocp.args.Composite(**{_STATE: ocp.args.StandardRestore(fallback_sharding=everywhere)})
     raw = mngr.restore(step, args=args)[_STATE]
     flat = ocp.tree.to_flat_dict(ocp.tree.serialize_tree(raw, keep_empty_nodes=True))
     values = {
@@ -266,6 +272,22 @@ def _like(target: Any, x: Any) -> Any:
     if sharding is None or isinstance(x, jax.Array):
         return jax.device_put(x, sharding)
     return jax.make_array_from_callback(target.shape, sharding, lambda index: x[index])
+
+
+def _abstract(target: Any) -> Any:
+    """What orbax restores into: each ``jax.Array`` leaf of ``target`` as a
+    ``jax.ShapeDtypeStruct`` with its sharding, so every array is read straight into the
+    target's layout (any mesh or device count, whatever the checkpoint was saved from);
+    NumPy scalars as 0-d arrays (orbax restores them only so)."""
+
+    def leaf(x):
+        if isinstance(x, np.generic):
+            return np.asarray(x)
+        if isinstance(x, jax.Array) and not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
+        return x
+
+    return jax.tree.map(leaf, target)
 
 
 def _candidates(directory: str, step: int | None) -> list[int]:
@@ -460,9 +482,7 @@ def restore(directory: str | os.PathLike, target: Any, step: int | None = None) 
                 f"checkpoint step {s} in {directory} does not fit the target: {why}; "
                 "was it saved by a different model or config?"
             )
-        # orbax restores numpy scalars (np.int32(0)) only as 0-d arrays: convert both ways
-        item = jax.tree.map(lambda x: np.asarray(x) if isinstance(x, np.generic) else x, target)
-        args = ocp.args.Composite(**{_STATE: ocp.args.StandardRestore(item)})
+        args = ocp.args.Composite(**{_STATE: ocp.args.StandardRestore(_abstract(target))})
         tree = mngr.restore(s, args=args)[_STATE]
         return jax.tree.map(
             lambda t, x: t.dtype.type(x) if isinstance(t, np.generic) else x, target, tree

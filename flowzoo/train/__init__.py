@@ -21,6 +21,9 @@ from ._pcd import PCD as PCD
 from ._pcd import PCDState as PCDState
 from ._pcd import persistent_cd as persistent_cd
 from ._step import DATA_AXIS as DATA_AXIS
+from ._step import FSDP_AXIS as FSDP_AXIS
+from ._step import FSDP_MIN_SIZE as FSDP_MIN_SIZE
+from ._step import PARAM_SHARDINGS as PARAM_SHARDINGS
 from ._step import EmaDecay as EmaDecay
 from ._step import LossFn as LossFn
 from ._step import TrainState as TrainState
@@ -31,10 +34,14 @@ from ._step import check_batch_divides as check_batch_divides
 from ._step import data_mesh as data_mesh
 from ._step import ema_warmup as ema_warmup
 from ._step import init_train_state as init_train_state
+from ._step import make_mesh as make_mesh
 from ._step import make_multi_step as make_multi_step
 from ._step import make_pmap_train_step as make_pmap_train_step
 from ._step import make_sharded_multi_step as make_sharded_multi_step
 from ._step import make_train_step as make_train_step
+from ._step import param_shardings as param_shardings
+from ._step import per_device_bytes as per_device_bytes
+from ._step import put_state as put_state
 from ._step import replicate as replicate
 from ._step import replicated as replicated
 from ._step import shard_batch as shard_batch

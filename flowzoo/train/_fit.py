@@ -3,8 +3,9 @@
 One device: batches are drawn inside the compiled ``lax.scan`` (no host traffic). On a
 mesh (``parallel=DataParallel(mesh)``, one or many processes): each chunk's batches are
 built on every host, each process keeps its rows, and
-``jax.make_array_from_process_local_data`` assembles the global batch sharded along the
-mesh's ``data`` axis; state is replicated.
+``jax.make_array_from_process_local_data`` assembles the global batch sharded over the
+mesh's ``data`` (and ``fsdp``) axes; the state is replicated, or split over ``fsdp`` with
+``DataParallel(param_sharding="fsdp")``.
 
 Interruptions: SIGINT (Ctrl-C) raises ``KeyboardInterrupt`` at once and the state after
 the last finished chunk is saved; SIGTERM (and, in multi-process runs, SIGINT too, so all
@@ -43,11 +44,14 @@ from ._step import (
     batch_sharding,
     check_batch_divides,
     check_compute_dtype,
+    check_param_sharding,
     data_mesh,
     init_train_state,
+    make_mesh,
     make_multi_step,
     make_sharded_multi_step,
-    replicated,
+    per_device_bytes,
+    put_state,
 )
 
 
@@ -100,10 +104,21 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 class FitResult(NamedTuple):
-    """What :func:`fit` returns: the final state and the logged metrics (list of dicts)."""
+    """What :func:`fit` returns.
+
+    Attributes:
+      state: the final :class:`TrainState`.
+      history: the logged metrics (a list of dicts).
+      mesh_shape: the axis sizes of the mesh trained on (``{"data": D, "fsdp": F}`` for a
+        :func:`~flowzoo.train.make_mesh` mesh); ``{}`` on the default device.
+      device_bytes: bytes of ``params``, ``opt_state`` and ``ema_params`` held on one device
+        (this process's first) during training, by :func:`~flowzoo.train.per_device_bytes`.
+    """
 
     state: TrainState
     history: list[dict[str, float]]
+    mesh_shape: dict[str, int] | None = None
+    device_bytes: dict[str, int] | None = None
 
 
 def json_safe(obj: Any) -> Any:
@@ -229,17 +244,6 @@ def _agreed_stop(flag: _StopFlag, multi: bool) -> int | None:
 # --------------------------------------------------------------------------- mesh helpers
 
 
-def _global_replicated(tree: Any, mesh: Mesh) -> Any:
-    """Host values (identical on every process) -> replicated global arrays on ``mesh``."""
-    sharding = replicated(mesh)
-
-    def put(x):
-        x = np.asarray(x)
-        return jax.make_array_from_process_local_data(sharding, x, x.shape)
-
-    return jax.tree.map(put, tree)
-
-
 def _process_rows(mesh: Mesh, global_batch: int) -> tuple[int, int]:
     """``[lo, hi)``: the rows of a global batch that this process's devices hold."""
     sharding = batch_sharding(mesh)
@@ -304,7 +308,8 @@ def fit(
         and their metadata (:class:`Checkpointing`; default: nothing written).
       evaluation: a function of the state logged every so many steps and at the end
         (:class:`Evaluation`; ``None``: no evaluation).
-      parallel: the mesh to train data-parallel on and where the batch rows come from
+      parallel: the mesh to train data-parallel on, where the batch rows come from and
+        whether parameters are replicated or split over the mesh's ``fsdp`` axis
         (:class:`DataParallel`; default: the default device).
       progress: show a progress bar (loss, samples/s) on stderr (process 0 only).
       tensorboard: also write every logged record as TensorBoard scalars to
@@ -317,7 +322,8 @@ def fit(
 
     Returns:
       :class:`FitResult` with the final :class:`TrainState` (in a multi-process run, a
-      process-local copy) and the logged records (process 0's; empty elsewhere).
+      process-local copy), the logged records (process 0's; empty elsewhere), the mesh's
+      shape and the per-device bytes of params, optimizer state and EMA.
 
     Raises:
       NonFiniteError: a batch, loss or gradient became NaN/inf; the step and metric are
@@ -331,7 +337,7 @@ def fit(
     )
     eval_fn, eval_every = (None, None) if evaluation is None else evaluation
     local_batches = parallel.local_batches
-    mesh = _check_fit_args(num_steps, steps_per_call, parallel.mesh, local_batches)
+    mesh = _check_fit_args(num_steps, steps_per_call, parallel)
     compute_dtype = check_compute_dtype(compute_dtype)
     data_key, train_key = jax.random.split(key)
     batch_size = jax.tree.leaves(jax.eval_shape(batch_fn, data_key, 0))[0].shape[0]
@@ -340,7 +346,7 @@ def fit(
         check_batch_divides(batch_size, mesh)
     state = init_train_state(params, optimizer, ema=ema_decay is not None)
     if mesh is not None:
-        state = _global_replicated(state, mesh)
+        state = put_state(state, mesh, parallel.param_sharding)
     book = _Bookkeeper(checkpointing.workdir, checkpointing.keep, checkpointing.metadata, eval_fn)
     state = book.restore(state)
     if tensorboard:
@@ -365,17 +371,38 @@ def fit(
             book.bar.close()
         if book.tb is not None:
             book.tb.close()
-    return FitResult(book.host_state(state), book.history)
+    return FitResult(
+        book.host_state(state),
+        book.history,
+        {} if mesh is None else dict(mesh.shape),
+        _device_bytes(state),
+    )
 
 
-def _check_fit_args(num_steps: int, steps_per_call: int, mesh, local_batches: bool):
+def _device_bytes(state: TrainState) -> dict[str, int]:
+    """Per-device bytes of the state's params, optimizer state and EMA."""
+    return {
+        "params": per_device_bytes(state.params),
+        "opt_state": per_device_bytes(state.opt_state),
+        "ema_params": per_device_bytes(state.ema_params),
+    }
+
+
+def _check_fit_args(num_steps: int, steps_per_call: int, parallel: DataParallel):
     """Validate ``fit``'s loop arguments; returns the mesh (``"auto"`` resolved)."""
+    mesh, local_batches = parallel.mesh, parallel.local_batches
     if num_steps < 0 or steps_per_call < 1:
         raise ValueError("num_steps must be >= 0 and steps_per_call >= 1")
+    fsdp = check_param_sharding(parallel.param_sharding) == "fsdp"
     if isinstance(mesh, str):
         if mesh != "auto":
             raise ValueError(f"DataParallel: mesh must be a Mesh, 'auto' or None, got {mesh!r}")
-        mesh = data_mesh()
+        mesh = make_mesh(param_sharding="fsdp") if fsdp else data_mesh()
+    if fsdp and mesh is None:
+        raise ValueError(
+            "DataParallel(param_sharding='fsdp') needs a mesh: 'auto' or one with an "
+            "'fsdp' axis (flowzoo.train.make_mesh)"
+        )
     if local_batches and mesh is None:
         raise ValueError("DataParallel(local_batches=True) needs a mesh ('auto' or a Mesh)")
     if jax.process_count() > 1 and mesh is None:

@@ -56,18 +56,26 @@ class DataParallel(NamedTuple):
     """How :func:`~flowzoo.train.fit` spreads the batch over devices.
 
     * ``mesh``: ``None`` trains on the default device. A :class:`jax.sharding.Mesh` with a
-      ``"data"`` axis (or ``"auto"``: :func:`flowzoo.train.data_mesh` over all devices of
-      all processes) trains data-parallel: the global batch (its leading size must divide
-      by the number of devices) is split along ``data``; params, optimizer state and EMA
-      are replicated. Results equal the one-device run up to float reassociation of the
-      cross-device gradient mean.
+      ``"data"`` axis, and optionally an ``"fsdp"`` axis (:func:`flowzoo.train.make_mesh`),
+      trains data-parallel: the global batch (its leading size must divide by the number
+      of devices on those axes) is split over them. ``"auto"`` is every device of every
+      process: :func:`flowzoo.train.data_mesh` for replicated parameters,
+      ``make_mesh(param_sharding="fsdp")`` (all devices on ``fsdp``) for FSDP. Results
+      equal the one-device run up to float reassociation of the cross-device reductions.
     * ``local_batches``: with a mesh, ``batch_fn`` returns only this process's rows (global
       batch / process count; process ``p`` holds the ``p``-th block). By default it returns
       the global batch and each process keeps its own rows.
+    * ``param_sharding``: ``"replicated"``: params, optimizer state and EMA are copied to
+      every device. ``"fsdp"`` (needs a mesh with an ``"fsdp"`` axis, or ``"auto"``):
+      they are split over ``fsdp`` ZeRO-3 style (each leaf of at least 2^16 elements along
+      its largest dimension divisible by the axis size, smaller leaves replicated;
+      :func:`flowzoo.train.param_shardings`) and XLA's partitioner gathers the parameters
+      for the forward/backward pass and reduce-scatters the gradients.
     """
 
     mesh: Mesh | str | None = None
     local_batches: bool = False
+    param_sharding: str = "replicated"
 
 
 # deprecated fit keyword -> (record argument, field)

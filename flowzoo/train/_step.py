@@ -4,8 +4,10 @@ One update rule (:func:`apply_update`) serves every way of running it:
 
 * :func:`make_train_step` / :func:`make_multi_step`: one device, ``jax.jit``;
 * :func:`make_train_step` with ``mesh=``: the same code under ``jax.jit`` with
-  ``NamedSharding`` in/out shardings, the batch split along the mesh's ``data`` axis and
-  the state replicated; XLA inserts the gradient all-reduce;
+  ``NamedSharding`` in/out shardings, the batch split along the mesh's ``data`` (and
+  ``fsdp``) axes and the state kept where it was placed: replicated, or split over
+  ``fsdp`` (:func:`put_state`); XLA inserts the gradient all-reduce (or, for split
+  parameters, the all-gathers and reduce-scatters);
 * :func:`make_pmap_train_step`: ``jax.pmap`` over local devices, gradients averaged with
   ``lax.pmean`` (for code built around ``pmap``).
 
@@ -19,6 +21,7 @@ base log-densities are accumulated in float32.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -36,6 +39,16 @@ LossFn = Callable[[Params, Key, Any], tuple[Array, dict[str, Array]]]
 
 DATA_AXIS = "data"
 """Name of the mesh / pmap axis the batch is split along."""
+
+FSDP_AXIS = "fsdp"
+"""Name of the mesh axis parameters, optimizer state and EMA are split over (ZeRO-3); the
+batch is split over it too."""
+
+FSDP_MIN_SIZE = 2**16
+"""Leaves with fewer elements stay replicated under ``param_sharding="fsdp"``."""
+
+PARAM_SHARDINGS = ("replicated", "fsdp")
+"""The parameter layouts: a full copy per device, or split over the ``fsdp`` axis."""
 
 EmaDecay = float | Callable[[Array], Array] | None
 """A fixed EMA decay, or a schedule ``decay(step)`` of the number of updates made so far."""
@@ -217,34 +230,200 @@ def data_mesh(devices: Any = None) -> Mesh:
     return Mesh(np.asarray(devices), (DATA_AXIS,))
 
 
+def make_mesh(
+    shape: tuple[int, int] | None = None,
+    *,
+    param_sharding: str = "replicated",
+    devices: Any = None,
+) -> Mesh:
+    """A 2-D :class:`jax.sharding.Mesh` with axes ``("data", "fsdp")`` of shape ``(D, F)``.
+
+    The batch is split over both axes (``D * F`` blocks of rows); with
+    ``param_sharding="fsdp"`` the parameters, optimizer state and EMA are split over the
+    ``F`` devices of ``fsdp`` (:func:`param_shardings`). ``devices`` (default
+    ``jax.devices()``, process by process) fill the mesh row by row, so device ``i`` holds
+    the ``i``-th block of rows and each process's devices a contiguous block.
+
+    Args:
+      shape: ``(D, F)`` with ``D * F`` the number of devices; ``None``: every device on
+        ``fsdp`` (``(1, N)``) when ``param_sharding="fsdp"``, every device on ``data``
+        (``(N, 1)``) otherwise.
+      param_sharding: ``"replicated"`` or ``"fsdp"`` (only picks the default shape).
+      devices: the devices to use.
+    """
+    devices = jax.devices() if devices is None else list(devices)
+    n = len(devices)
+    check_param_sharding(param_sharding)
+    if shape is None:
+        shape = (1, n) if param_sharding == "fsdp" else (n, 1)
+    shape = tuple(shape)
+    if len(shape) != 2 or any(not isinstance(d, int | np.integer) or d < 1 for d in shape):
+        raise ValueError(f"mesh shape must be two positive integers (D, F), got {shape}")
+    if shape[0] * shape[1] != n:
+        raise ValueError(
+            f"mesh shape {shape} holds {shape[0] * shape[1]} devices but there are {n}; "
+            f"use (D, F) with D * F = {n}"
+        )
+    return Mesh(np.asarray(devices).reshape(shape), (DATA_AXIS, FSDP_AXIS))
+
+
+def check_param_sharding(param_sharding: str) -> str:
+    """Raise ``ValueError`` unless ``param_sharding`` is ``"replicated"`` or ``"fsdp"``."""
+    if param_sharding not in PARAM_SHARDINGS:
+        raise ValueError(f"param_sharding must be one of {PARAM_SHARDINGS}, got {param_sharding!r}")
+    return param_sharding
+
+
 def _check_mesh(mesh: Mesh) -> None:
     if DATA_AXIS not in mesh.axis_names:
         raise ValueError(
             f"the mesh needs an axis named {DATA_AXIS!r} to split the batch along; "
-            f"it has {mesh.axis_names} (build one with flowzoo.train.data_mesh())"
+            f"it has {mesh.axis_names} (build one with flowzoo.train.data_mesh() or "
+            "flowzoo.train.make_mesh())"
         )
 
 
+def _batch_axes(mesh: Mesh) -> tuple[str, ...]:
+    """The mesh axes the batch rows are split over: ``data``, and ``fsdp`` if present."""
+    _check_mesh(mesh)
+    return tuple(a for a in (DATA_AXIS, FSDP_AXIS) if a in mesh.axis_names)
+
+
 def check_batch_divides(batch_size: int, mesh: Mesh) -> None:
-    """Raise ``ValueError`` unless the global ``batch_size`` splits evenly over the mesh."""
-    n = mesh.shape[DATA_AXIS]
+    """Raise ``ValueError`` unless the global ``batch_size`` splits evenly over the mesh's
+    batch axes (``data``, and ``fsdp`` when the mesh has one)."""
+    axes = _batch_axes(mesh)
+    n = math.prod(mesh.shape[a] for a in axes)
     if batch_size % n:
         raise ValueError(
             f"global batch size {batch_size} does not divide evenly over the {n} devices of "
-            f"the mesh's {DATA_AXIS!r} axis; use a multiple of {n} (e.g. "
-            f"{max(n, batch_size // n * n)})"
+            f"the mesh's {' x '.join(repr(a) for a in axes)} axes; use a multiple of {n} "
+            f"(e.g. {max(n, batch_size // n * n)})"
         )
 
 
 def batch_sharding(mesh: Mesh, leading: int = 0) -> NamedSharding:
-    """Sharding that splits axis ``leading`` of a batch along the mesh's ``data`` axis."""
-    _check_mesh(mesh)
-    return NamedSharding(mesh, P(*([None] * leading), DATA_AXIS))
+    """Sharding that splits axis ``leading`` of a batch over the mesh's ``data`` axis (and
+    its ``fsdp`` axis, when it has one: rows over ``data x fsdp``, device ``(d, f)`` of a
+    ``(D, F)`` mesh holding block ``d * F + f``)."""
+    axes = _batch_axes(mesh)
+    return NamedSharding(mesh, P(*([None] * leading), axes if len(axes) > 1 else axes[0]))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
     """Sharding that keeps a full copy on every device of ``mesh`` (params, opt state)."""
     return NamedSharding(mesh, P())
+
+
+def _leaf_spec(shape: tuple[int, ...], f: int, min_size: int) -> P:
+    """ZeRO-3 rule for one leaf: split its largest dimension divisible by ``f`` over
+    ``fsdp`` when it has at least ``min_size`` elements; otherwise replicate it."""
+    if f <= 1 or math.prod(shape) < min_size:
+        return P()
+    dims = [i for i, size in enumerate(shape) if size % f == 0]
+    if not dims:
+        return P()
+    i = max(dims, key=lambda d: shape[d])  # the first of equal largest dimensions
+    return P(*([None] * i), FSDP_AXIS)
+
+
+def param_shardings(
+    tree: Any,
+    mesh: Mesh,
+    param_sharding: str = "replicated",
+    *,
+    min_size: int = FSDP_MIN_SIZE,
+) -> Any:
+    """A ``NamedSharding`` for every leaf of ``tree`` (params, optimizer state, EMA, or a
+    whole :class:`TrainState`; arrays or ``jax.ShapeDtypeStruct``).
+
+    ``"fsdp"`` (ZeRO-3): a leaf of at least ``min_size`` elements is split along its
+    largest dimension divisible by the size ``F`` of the mesh's ``fsdp`` axis (the first
+    such dimension on a tie), so each device holds ``1/F`` of it; smaller leaves, and
+    leaves with no dimension divisible by ``F``, are replicated. Adam's moments have their
+    parameters' shapes and so their parameters' layout. ``"replicated"``: every leaf
+    replicated.
+    """
+    check_param_sharding(param_sharding)
+    if param_sharding == "fsdp" and FSDP_AXIS not in mesh.axis_names:
+        raise ValueError(
+            f"param_sharding='fsdp' needs a mesh with an axis named {FSDP_AXIS!r}; this one "
+            f"has {mesh.axis_names} (build one with flowzoo.train.make_mesh())"
+        )
+    f = mesh.shape[FSDP_AXIS] if param_sharding == "fsdp" else 1
+
+    def sharding(x):
+        return NamedSharding(mesh, _leaf_spec(tuple(np.shape(x)), f, min_size))
+
+    return jax.tree.map(sharding, tree)
+
+
+def put_state(
+    tree: Any,
+    mesh: Mesh,
+    param_sharding: str = "replicated",
+    *,
+    min_size: int = FSDP_MIN_SIZE,
+) -> Any:
+    """``tree`` as global arrays on ``mesh``, laid out by :func:`param_shardings`.
+
+    ``tree`` holds host values (or arrays) equal on every process; each process places
+    only the pieces its own devices hold.
+    """
+    shardings = param_shardings(tree, mesh, param_sharding, min_size=min_size)
+
+    def put(x, sharding):
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    return jax.tree.map(put, tree, shardings)
+
+
+def per_device_bytes(tree: Any, device: Any = None) -> int:
+    """Bytes of ``tree``'s arrays held on one device: for every ``jax.Array`` leaf, the
+    sum of ``nbytes`` of its addressable shards on ``device`` (default: this process's
+    first device, ``jax.local_devices()[0]``). Leaves that are not ``jax.Array`` (NumPy
+    arrays, Python scalars) live on the host and count 0."""
+    device = jax.local_devices()[0] if device is None else device
+    return sum(
+        shard.data.nbytes
+        for x in jax.tree.leaves(tree)
+        if isinstance(x, jax.Array)
+        for shard in x.addressable_shards
+        if shard.device == device
+    )
+
+
+def _placement(state: Any, mesh: Mesh) -> Any:
+    """The shardings ``state``'s leaves are placed with on ``mesh``; leaves placed anywhere
+    else (one device, host values) get the replicated sharding."""
+    rep = replicated(mesh)
+
+    def of(x):
+        s = getattr(x, "sharding", None)
+        return s if isinstance(s, NamedSharding) and s.mesh == mesh else rep
+
+    return jax.tree.map(of, state)
+
+
+def _jit_keeping_placement(fn: Callable, mesh: Mesh, rest: tuple) -> Callable:
+    """``fn(state, *args) -> (state, metrics)`` under ``jax.jit``: the state comes in and
+    goes out with the shardings it was placed with (:func:`_placement`), the other
+    arguments with the shardings ``rest``, metrics replicated. One compilation per layout."""
+    compiled: dict[Any, Callable] = {}
+    rep = replicated(mesh)
+
+    def call(state, *args):
+        shardings = _placement(state, mesh)
+        leaves, treedef = jax.tree.flatten(shardings)
+        key = (treedef, tuple(leaves))
+        if key not in compiled:
+            compiled[key] = jax.jit(
+                fn, in_shardings=(shardings, *rest), out_shardings=(shardings, rep)
+            )
+        return compiled[key](state, *args)
+
+    return call
 
 
 def make_train_step(
@@ -261,11 +440,13 @@ def make_train_step(
     ``key`` is the run's base key (the same every step); the step derives its own key
     with ``fold_in(key, state.step)``.
 
-    With ``mesh`` (see :func:`data_mesh`) the same step is compiled with ``NamedSharding``
-    in/out shardings: the batch (global leading size divisible by the mesh's ``data``
-    size) is split along ``data``; state, key and metrics are replicated. The loss is the
-    mean over the global batch, so results equal the one-device step up to float
-    reassociation in the cross-device reductions.
+    With ``mesh`` (see :func:`data_mesh`, :func:`make_mesh`) the same step is compiled
+    with ``NamedSharding`` in/out shardings: the batch (global leading size divisible by
+    the number of devices on the mesh's ``data`` and ``fsdp`` axes) is split over them;
+    key and metrics are replicated; the state keeps the layout it comes with (replicated,
+    or split over ``fsdp`` by :func:`put_state`; a state on one device is replicated), and
+    each layout compiles once. The loss is the mean over the global batch, so results
+    equal the one-device step up to float reassociation in the cross-device reductions.
     """
     check_compute_dtype(compute_dtype)
 
@@ -276,8 +457,7 @@ def make_train_step(
 
     if mesh is None:
         return jax.jit(step) if jit else step
-    rep, shard = replicated(mesh), batch_sharding(mesh)
-    compiled = jax.jit(step, in_shardings=(rep, rep, shard), out_shardings=(rep, rep))
+    compiled = _jit_keeping_placement(step, mesh, (replicated(mesh), batch_sharding(mesh)))
 
     def sharded_step(state: TrainState, key: Key, batch: Any):
         check_batch_divides(jax.tree.leaves(batch)[0].shape[0], mesh)
@@ -398,13 +578,13 @@ def make_sharded_multi_step(
     """``run(state, batches) -> (state, metrics)``: a scan over pre-built sharded batches.
 
     ``batches`` is a pytree of global arrays ``(num, batch, *event)`` sharded along axis 1
-    over the mesh's ``data`` axis (see :func:`batch_sharding` with ``leading=1``); the state
-    is replicated. ``train_key`` is baked into the compiled function (it is the same for
-    every call of a run), so only arrays that live on the mesh are passed in — which is
-    what a multi-process run requires.
+    over the mesh's batch axes (see :func:`batch_sharding` with ``leading=1``); the state
+    keeps the layout it comes with (replicated, or split over ``fsdp`` by
+    :func:`put_state`), and each layout compiles once. ``train_key`` is baked into the
+    compiled function (it is the same for every call of a run), so only arrays that live
+    on the mesh are passed in — which is what a multi-process run requires.
     """
     check_compute_dtype(compute_dtype)
-    rep, shard = replicated(mesh), batch_sharding(mesh, leading=1)
     typed = jnp.issubdtype(train_key.dtype, jax.dtypes.prng_key)
     key_data = np.asarray(jax.random.key_data(train_key) if typed else train_key)
     impl = jax.random.key_impl(train_key) if typed else None
@@ -419,4 +599,4 @@ def make_sharded_multi_step(
 
         return jax.lax.scan(body, state, batches)
 
-    return jax.jit(run, in_shardings=(rep, shard), out_shardings=(rep, rep))
+    return _jit_keeping_placement(run, mesh, (batch_sharding(mesh, leading=1),))

@@ -25,6 +25,8 @@ from .. import checkpoint as ckpt
 from .. import data as fzdata
 from .. import metrics, plots
 from ..train import (
+    DATA_AXIS,
+    FSDP_AXIS,
     Checkpointing,
     DataParallel,
     Distributed,
@@ -38,6 +40,7 @@ from ..train import (
     initialize_distributed,
     is_primary,
     json_safe,
+    make_mesh,
     run_lock,
 )
 from ._config import complete_config, validate_config
@@ -258,6 +261,8 @@ _RESUMABLE = {
     ("train", "checkpoint_every"),
     ("train", "keep_checkpoints"),
     ("train", "data_parallel"),
+    ("train", "param_sharding"),
+    ("train", "mesh_shape"),
     ("train", "tensorboard"),
     ("plot", "n_samples"),
     ("plot", "grid"),
@@ -291,9 +296,17 @@ def _check_same_run(old: dict[str, Any], new: dict[str, Any], workdir: Path) -> 
 
 
 def _run_mesh(config: dict[str, Any], mesh: Any) -> Any:
-    """The mesh ``fit`` trains on: the given one, else all devices when ``train.data_parallel``
-    is set or several processes run, else ``None`` (one device)."""
-    if mesh is None and (config["train"]["data_parallel"] or jax.process_count() > 1):
+    """The mesh ``fit`` trains on: the given one; else a ``train.mesh_shape`` ``("data",
+    "fsdp")`` mesh of all devices when that is set or ``train.param_sharding`` is
+    ``"fsdp"`` (default shape ``[1, N]``); else all devices on ``data`` when
+    ``train.data_parallel`` is set or several processes run; else ``None`` (one device)."""
+    t = config["train"]
+    if mesh is None and (t["mesh_shape"] or t["param_sharding"] == "fsdp"):
+        try:
+            mesh = make_mesh(tuple(t["mesh_shape"]) or None, param_sharding=t["param_sharding"])
+        except ValueError as err:
+            raise ConfigError(f"bad config: train.mesh_shape={t['mesh_shape']!r}: {err}") from err
+    if mesh is None and (t["data_parallel"] or jax.process_count() > 1):
         mesh = "auto"
     n = jax.device_count() if mesh == "auto" else (1 if mesh is None else mesh.size)
     if config["train"]["batch_size"] % n:
@@ -459,7 +472,7 @@ def _fit(config, model, params, batch_fn, ev: _Evaluator, key, workdir, mesh, pr
             {"name": config["name"]},
         ),
         evaluation=Evaluation(ev.evaluate, t["eval_every"] or None),
-        parallel=DataParallel(mesh),
+        parallel=DataParallel(mesh, param_sharding=t["param_sharding"]),
         progress=progress,
         tensorboard=bool(t["tensorboard"]),
     )
@@ -518,6 +531,9 @@ def _summarise(config, model, params, data: RunData, nll, result, key) -> tuple[
         "test_nll": nll,
         "test_nll_raw": None if nll is None else nll - float(fzdata.standardizer_log_det(s)),
         "energy_distance": _sample_energy_distance(samples, data),
+        "mesh_shape": [result.mesh_shape.get(a, 1) for a in (DATA_AXIS, FSDP_AXIS)],
+        "param_sharding": config["train"]["param_sharding"],
+        "device_bytes": dict(result.device_bytes),
     }
     samples = samples[:n_plot]
     if data.levels is not None and nll is not None:  # discrete-data bits per dimension

@@ -266,6 +266,15 @@ TRAIN: Schema = {
     "ema_warmup": Bool(default=False),
     "compute_dtype": Choice("float32", "bfloat16", default="float32"),
     "data_parallel": Bool(default=False),
+    "param_sharding": Choice("replicated", "fsdp", default="replicated"),
+    "mesh_shape": Spec(
+        "ints",
+        1,
+        None,
+        length=(0, 2),
+        check=lambda v: None if len(v) in (0, 2) else "give [D, F] (two integers) or []",
+        default=[],
+    ),
     "steps_per_call": Int(1, required=True),
     "eval_every": Int(0, required=True),
     "checkpoint_every": Int(0, required=True),
@@ -275,7 +284,11 @@ TRAIN: Schema = {
 """``eval_every``/``checkpoint_every``: 0 means only at the end; ``grad_clip`` 0 disables;
 ``weight_decay`` > 0 makes the optimiser AdamW (decoupled decay, scaled by the schedule);
 ``ema_decay`` 0 disables the EMA; ``ema_warmup`` ramps the decay up as
-:func:`flowzoo.train.ema_warmup` does (no weight left on the initial params)."""
+:func:`flowzoo.train.ema_warmup` does (no weight left on the initial params);
+``param_sharding`` ``"fsdp"`` splits params, optimizer state and EMA over the mesh's
+``fsdp`` axis (:class:`flowzoo.train.DataParallel`); ``mesh_shape`` ``[D, F]`` trains on a
+``D x F`` ``("data", "fsdp")`` mesh of all devices (:func:`flowzoo.train.make_mesh`), ``[]``
+on ``[1, N]`` with ``fsdp``, else as ``data_parallel`` says."""
 
 QUALITY_SAMPLES = 1000
 """Default ``plot.quality_samples``: generated images scored by the image-quality metric."""
