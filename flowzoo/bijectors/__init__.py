@@ -15,6 +15,7 @@ from ._conv1x1 import random_rotation as random_rotation
 from ._coupling import ConditionerFactory as ConditionerFactory
 from ._coupling import additive_coupling as additive_coupling
 from ._coupling import affine_coupling as affine_coupling
+from ._coupling import checkpointed_conditioner as checkpointed_conditioner
 from ._coupling import coupling as coupling
 from ._coupling import mlp_conditioner as mlp_conditioner
 from ._coupling import spline_coupling as spline_coupling

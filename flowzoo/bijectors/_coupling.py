@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._types import Array, Batch, Context, Key, Params, widths_arg
-from ..nets import INITS, Network, mlp
+from ..nets import INITS, Network, checkpointed, mlp, remat_policy
 from ._base import Bijector, sum_except_batch
 from ._transformers import (
     DEFAULT_SCALE_BOUND,
@@ -54,6 +54,20 @@ def mlp_conditioner(
     return lambda out_shape: mlp(
         int(np.prod(out_shape)), hidden, activation, zero_init_last=True, init=init
     )
+
+
+def checkpointed_conditioner(make: ConditionerFactory, remat: str = "none") -> ConditionerFactory:
+    """The conditioner factory ``make`` whose networks rematerialise every call.
+
+    Each conditioner call is one ``jax.checkpoint`` block with the policy ``remat`` names
+    (:func:`flowzoo.nets.remat_policy`): the gradient recomputes the conditioner's
+    activations instead of keeping them. Values, gradients and params are unchanged;
+    ``remat="none"`` returns ``make`` itself.
+    """
+    remat_policy(remat)  # an unknown name fails here, with the choices
+    if remat == "none":
+        return make
+    return lambda out_shape: checkpointed(make(out_shape), remat)
 
 
 class _Layout(NamedTuple):

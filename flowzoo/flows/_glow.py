@@ -52,14 +52,18 @@ def glow_bijector(
     additive: bool = False,
     conditioner: bj.ConditionerFactory | None = None,
     prior_conditioner: bj.ConditionerFactory | None = None,
+    remat: str = "none",
 ) -> bj.Bijector:
     """The Glow bijector on ``(batch, H, W, C)`` images (arguments: see :func:`glow`)."""
     levels, depth = count_arg(levels, "levels", "glow"), count_arg(depth, "depth", "glow")
     hidden = count_arg(hidden, "hidden (conditioner channels)", "glow")
     num_blocks = count_arg(num_blocks, "num_blocks", "glow", minimum=0)
     shape = check_image_shape(image_shape, levels, "glow")
-    cond = conditioner or bj.resnet_conditioner(hidden, num_blocks)
-    prior = (prior_conditioner or bj.resnet_conditioner(hidden, 0)) if split_prior else None
+    cond = bj.checkpointed_conditioner(
+        conditioner or bj.resnet_conditioner(hidden, num_blocks), remat
+    )
+    prior = prior_conditioner or bj.resnet_conditioner(hidden, 0)
+    prior = bj.checkpointed_conditioner(prior, remat) if split_prior else None
 
     def step(sq: tuple[int, int, int]) -> bj.Bijector:
         # chain's forward order is generative: normalizing runs actnorm, conv1x1, coupling
@@ -114,6 +118,8 @@ def glow(
         normalised to 1 at initialisation); see :func:`flowzoo.bijectors.affine_coupling`.
       additive: additive couplings (the paper's ablation) instead of affine.
       conditioner, prior_conditioner: override the conditioner factories.
+      remat: rematerialise every conditioner call (coupling and split prior) with this
+        policy (:data:`flowzoo.nets.REMAT_POLICIES`; default ``"none"``).
       base: base distribution over ``image_shape`` (default: standard normal).
     """
     bij = glow_bijector(image_shape, levels, depth, hidden, **kwargs)

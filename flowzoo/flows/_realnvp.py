@@ -48,6 +48,7 @@ def realnvp_bijector(
     conditioner: bj.ConditionerFactory | None = None,
     transformer: str | bj.Transformer = "affine",
     transformer_options: Mapping[str, Any] | None = None,
+    remat: str = "none",
 ) -> bj.Bijector:
     """The RealNVP coupling stack for ``(batch, dim)`` data.
 
@@ -62,6 +63,10 @@ def realnvp_bijector(
     ``additive`` apply), ``"spline"`` (a rational-quadratic spline, Durkan et al. 2019, by
     default 8 bins on ``[-4, 4]`` for standardised data; e.g. ``transformer_options={"num_bins":
     16, "bound": 5.0}``).
+
+    ``remat`` rematerialises every conditioner call with that policy
+    (:func:`flowzoo.bijectors.checkpointed_conditioner`, :data:`flowzoo.nets.REMAT_POLICIES`;
+    ``"none"``: off).
     """
     shape = (int(event_shape),) if np.ndim(event_shape) == 0 else tuple(event_shape)
     if len(shape) != 1:
@@ -74,7 +79,7 @@ def realnvp_bijector(
     num_layers = count_arg(num_layers, "num_layers", "realnvp")
     if mask not in _MASKS:
         raise ValueError(f"unknown mask {mask!r}; choose one of {sorted(_MASKS)}")
-    cond = conditioner or bj.mlp_conditioner(hidden, activation)
+    cond = bj.checkpointed_conditioner(conditioner or bj.mlp_conditioner(hidden, activation), remat)
     tr = _coupling_transformer(transformer, transformer_options, scale, scale_bound, additive)
 
     def coupling(parity: int) -> bj.Bijector:
@@ -109,7 +114,7 @@ def realnvp(
       base: base distribution (default: standard normal).
       **kwargs: passed to :func:`realnvp_bijector` (``activation``, ``mask``, ``scale``,
         ``scale_bound``, ``additive``, ``conditioner``, ``transformer``,
-        ``transformer_options``).
+        ``transformer_options``, ``remat``).
     """
     shape = (int(event_shape),) if np.ndim(event_shape) == 0 else tuple(event_shape)
     if len(shape) != 1:

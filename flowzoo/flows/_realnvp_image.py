@@ -32,6 +32,7 @@ def realnvp_image_bijector(
     scale_bound: float = bj.DEFAULT_SCALE_BOUND,
     additive: bool = False,
     conditioner: bj.ConditionerFactory | None = None,
+    remat: str = "none",
 ) -> bj.Bijector:
     """The multi-scale RealNVP bijector on ``(batch, H, W, C)`` (arguments: see
     :func:`realnvp_image`)."""
@@ -45,8 +46,11 @@ def realnvp_image_bijector(
             f"realnvp: the final scale of a {shape} image with {num_scales} scales has one "
             "pixel; its checkerboard couplings need at least 2 (use fewer scales)"
         )
-    cond = conditioner or bj.resnet_conditioner(hidden, num_blocks)
-    prior = bj.resnet_conditioner(hidden, 0) if split_prior else None
+    cond = bj.checkpointed_conditioner(
+        conditioner or bj.resnet_conditioner(hidden, num_blocks), remat
+    )
+    prior = bj.resnet_conditioner(hidden, 0)
+    prior = bj.checkpointed_conditioner(prior, remat) if split_prior else None
 
     def coupling(make, shp: tuple[int, int, int], parity: int) -> bj.Bijector:
         layer = make(shp, parity, cond, scale=scale, scale_bound=scale_bound, additive=additive)
@@ -98,6 +102,8 @@ def realnvp_image(
         :func:`flowzoo.bijectors.affine_coupling` (default ``tanh``-bounded log-scales).
       conditioner: override the conditioner factory (default
         ``resnet_conditioner(hidden, num_blocks)``).
+      remat: rematerialise every conditioner call with this policy
+        (:data:`flowzoo.nets.REMAT_POLICIES`; default ``"none"``).
       base: base distribution over ``image_shape`` (default: standard normal).
     """
     bij = realnvp_image_bijector(image_shape, num_scales, hidden, num_blocks, **kwargs)

@@ -9,6 +9,9 @@ from ._mlp import INITS as INITS
 from ._mlp import Network as Network
 from ._mlp import activation as activation
 from ._mlp import mlp as mlp
+from ._remat import REMAT_POLICIES as REMAT_POLICIES
+from ._remat import checkpointed as checkpointed
+from ._remat import remat_policy as remat_policy
 from ._resnet import conv_tap_grad as conv_tap_grad
 from ._resnet import resnet as resnet
 from ._time import sinusoidal_embedding as sinusoidal_embedding

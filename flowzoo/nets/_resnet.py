@@ -14,10 +14,12 @@ from collections.abc import Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.ad_checkpoint import checkpoint_name
 from jaxtyping import Float
 
 from .._types import Array, Key, Params
 from ._mlp import Network, activation
+from ._remat import CONV_NAME
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -84,6 +86,7 @@ def _conv(
     writes the kernel tangent as one matmul per kernel tap of shifted inputs, which reverse
     mode transposes into matmuls (a Glow gradient about ten times faster).
     Other backends and non-plain convolutions use ``lax.conv_general_dilated`` unchanged.
+    The output is named ``"conv"`` for the ``"conv_outputs"`` remat policy.
     """
     plain = (
         jax.default_backend() == "cpu"
@@ -95,7 +98,7 @@ def _conv(
         and not kwargs.get("preferred_element_type")
     )
     if not plain:
-        return jax.lax.conv_general_dilated(
+        out = jax.lax.conv_general_dilated(
             lhs,
             rhs,
             window_strides,
@@ -106,8 +109,9 @@ def _conv(
             feature_group_count,
             **kwargs,
         )
+        return checkpoint_name(out, CONV_NAME)
     pad = padding if isinstance(padding, str) else tuple(tuple(p) for p in padding)
-    return conv_tap_grad(lhs, rhs, pad)
+    return checkpoint_name(conv_tap_grad(lhs, rhs, pad), CONV_NAME)
 
 
 def _in_param_dtype(params: Params, x: Array) -> Array:

@@ -18,8 +18,10 @@ network
 ``net`` (``"mlp"``, ``"unet"`` or ``"auto"``: the UNet for rank-3 ``(H, W, C)`` events, the
 MLP otherwise), MLP ``hidden``, ``activation``, UNet ``channels`` and ``attention_heads``
 (self-attention at the coarsest level; 0 for none), ``num_blocks``, ``conv``
-(``"im2col"``, or ``"xla"`` with ``train.steps_per_call=1``: see :func:`flowzoo.nets.unet`)
-and ``dropout`` (in every residual block during training), both ``embed_dim``;
+(``"im2col"``, or ``"xla"`` with ``train.steps_per_call=1``: see :func:`flowzoo.nets.unet`),
+``dropout`` (in every residual block during training) and ``remat`` (a
+:data:`flowzoo.nets.REMAT_POLICIES` name: each residual and attention block one
+``jax.checkpoint``; default ``"none"``), both ``embed_dim``;
 sampler ``solver`` and ``num_steps`` (0 means adaptive, for ``tsit5``/``dopri5``), ``rtol``,
 ``atol``; likelihood ``log_prob``: the CNF log-likelihood of the learned velocity field
 (:func:`flowzoo.flow_matching.distribution`, base = the path's t=0 marginal), ``"exact"`` (Jacobian trace, ``D`` tangents per field
@@ -121,7 +123,7 @@ def network(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> nets.Network:
     kind = cfg["net"]
     if kind == "auto":
         kind = "unet" if len(event_shape) == 3 else "mlp"
-    if kind == "mlp" and float(cfg["dropout"]) == 0.0:
+    if kind == "mlp" and float(cfg["dropout"]) == 0.0 and cfg["remat"] == "none":
         return nets.time_mlp(
             event_shape,
             tuple(cfg["hidden"]),
@@ -334,6 +336,7 @@ CFM_SCHEMA: dict[str, Spec] = {
     "net": Choice("auto", "mlp", "unet", default="auto"),
     "hidden": Widths(default=[256, 256, 256]),
     **unet_keys(),
+    "remat": Choice(*nets.REMAT_POLICIES, default="none"),
     "activation": activation_spec(default="silu"),
     "solver": solver_spec(default="midpoint"),
     "num_steps": Int(0, default=20),

@@ -12,6 +12,9 @@ Config keys (``model`` section; the defaults are those of the schemas registered
   ``transformer`` (``"affine"`` or ``"spline"``), ``scale_bound`` (affine; default
   :data:`flowzoo.bijectors.DEFAULT_SCALE_BOUND`), ``num_bins`` (spline) and
   ``spline_bound`` (spline interval ``[-b, b]``).
+* ``remat`` (``realnvp``, ``glow``, ``realnvp_image``, ``image_coupling``): rematerialise
+  every coupling conditioner call with this policy (:data:`flowzoo.nets.REMAT_POLICIES`;
+  default ``"none"``): less activation memory in the training step, more compute.
 * ``maf``: a masked autoregressive flow (``inverse: true``: IAF) with the same keys;
   ``hidden`` are the MADE widths (each at least ``dim - 1``).
 * ``glow``: ``levels`` (scales), ``depth`` (steps per level), ``hidden`` (conditioner
@@ -34,6 +37,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import bijectors as bj
+from .. import nets
 from ..distributions import Distribution
 from ..flows import (
     AFFINE_ORIENTATION,
@@ -61,21 +65,23 @@ def _transformer(cfg: dict[str, Any], orientation: str) -> bj.Transformer:
 
 
 def _vector_flow(
-    build, cfg: dict[str, Any], event_shape: tuple[int, ...], orientation: str = "density"
+    build, cfg: dict[str, Any], event_shape: tuple[int, ...], orientation: str = "density", **kw
 ) -> Model:
-    """A vector flow builder (``realnvp``, ``maf``, ``iaf``) from the shared config keys."""
+    """A vector flow builder (``realnvp``, ``maf``, ``iaf``) from the shared config keys
+    (``kw``: the builder's further keyword arguments)."""
     flow = build(
         event_shape,
         cfg["num_layers"],
         tuple(cfg["hidden"]),
         activation=cfg["activation"],
         transformer=_transformer(cfg, orientation),
+        **kw,
     )
     return from_distribution(flow)
 
 
 def _realnvp(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
-    return _vector_flow(realnvp, cfg, event_shape)
+    return _vector_flow(realnvp, cfg, event_shape, remat=cfg["remat"])
 
 
 def _maf(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
@@ -124,6 +130,7 @@ def _glow(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
         int(cfg["levels"]),
         int(cfg["depth"]),
         _hidden(cfg["hidden"]),
+        remat=cfg["remat"],
         **dict(cfg["options"]),
     )
     return image_model(flow, cfg, levels)
@@ -136,6 +143,7 @@ def _realnvp_image(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
         int(cfg["num_scales"]),
         _hidden(cfg["hidden"]),
         int(cfg["num_blocks"]),
+        remat=cfg["remat"],
         **dict(cfg["options"]),
     )
     return image_model(flow, cfg, levels)
@@ -149,6 +157,7 @@ def _image_coupling(cfg: dict[str, Any], event_shape: tuple[int, ...]) -> Model:
         int(cfg["num_layers"]),
         tuple(hidden) if isinstance(hidden, list | tuple) else (int(hidden),),
         float(cfg["scale_bound"]),
+        remat=cfg["remat"],
     )
     return image_model(flow, cfg, levels)
 
@@ -169,7 +178,8 @@ def _dequant(*preprocess: str) -> dict[str, Spec]:
     }
 
 
-_OPTION_SKIP = ("levels", "depth", "hidden", "num_scales", "num_blocks", "conditioner")
+_OPTION_SKIP = ("levels", "depth", "hidden", "num_scales", "num_blocks", "conditioner", "remat")
+_REMAT = {"remat": Choice(*nets.REMAT_POLICIES, default="none")}
 
 _TRANSFORMER = {
     "transformer": Choice("affine", "spline", default="affine"),
@@ -185,6 +195,7 @@ register_model(
         "hidden": Widths(required=True),
         "activation": activation_spec(default="gelu"),  # the built-in experiment's
         **_TRANSFORMER,
+        **_REMAT,
     },
 )
 register_model(
@@ -210,6 +221,7 @@ register_model(
             check=kwargs_of(glow_bijector, _OPTION_SKIP + ("prior_conditioner",)),
             default={},
         ),
+        **_REMAT,
         **_dequant("shift", "logit"),
     },
 )
@@ -221,6 +233,7 @@ register_model(
         "hidden": Spec("width", 1, default=64),
         "num_blocks": Int(1, default=2),
         "options": Spec("dict", check=kwargs_of(realnvp_image_bijector, _OPTION_SKIP), default={}),
+        **_REMAT,
         **_dequant("logit", "shift"),
     },
 )
@@ -231,6 +244,7 @@ register_model(
         "num_layers": Int(1, default=8),
         "hidden": Widths(default=[256]),
         "scale_bound": Positive(default=bj.DEFAULT_SCALE_BOUND),
+        **_REMAT,
         **_dequant("logit", "shift"),
     },
 )

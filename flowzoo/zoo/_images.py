@@ -40,16 +40,20 @@ PREPROCESS = ("scale", "shift", "logit")
 
 def image_unet(cfg: dict[str, Any], kind: str, event_shape: tuple[int, ...]) -> nets.Network:
     """The UNet of a continuous-time model config (its keys ``channels``, ``num_blocks``, one
-    entry meaning the same at every level, ``embed_dim``, ``attention_heads``, ``conv`` and
-    ``dropout``, all in the completed section) for ``kind == "unet"``.
+    entry meaning the same at every level, ``embed_dim``, ``attention_heads``, ``conv``,
+    ``dropout`` and ``remat`` (``"none"`` where the section has none), all in the completed
+    section) for ``kind == "unet"``.
 
-    ``kind`` is the resolved ``model.net``; ``dropout > 0`` with another network, or a UNet
-    on events that are not ``(H, W, C)``, is refused with a ``ValueError`` naming the key.
+    ``kind`` is the resolved ``model.net``; ``dropout > 0`` or a ``remat`` policy with another
+    network, or a UNet on events that are not ``(H, W, C)``, is refused with a ``ValueError``
+    naming the key.
     """
-    dropout = float(cfg["dropout"])
+    dropout, remat = float(cfg["dropout"]), cfg.get("remat", "none")
     if kind != "unet":
         if dropout > 0.0:
             raise ValueError(f"model.dropout applies to the UNet only; model.net is {kind!r}")
+        if remat != "none":
+            raise ValueError(f"model.remat applies to the UNet only; model.net is {kind!r}")
         raise ValueError(f"model.net: unknown network {kind!r}; choose 'mlp', 'unet' or 'auto'")
     if len(event_shape) != 3:
         raise ValueError(f"model.net='unet' needs (H, W, C) events, got {event_shape}")
@@ -61,6 +65,7 @@ def image_unet(cfg: dict[str, Any], kind: str, event_shape: tuple[int, ...]) -> 
         conv=cfg["conv"],
         dropout=dropout,
         num_blocks=int(blocks[0]) if len(blocks) == 1 else tuple(blocks),
+        remat=remat,
     )
 
 

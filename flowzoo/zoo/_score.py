@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from ..integrate import DivergenceConfig, SolverConfig
-from ..nets import Network
+from ..nets import REMAT_POLICIES, Network
 from ..paths import SDES, bcast, get_sde
 from ..samplers import annealed_langevin, denoise, mala, pc_sample, run_chain
 from ..score import (
@@ -111,7 +111,7 @@ def score_network(sde, cfg: dict[str, Any], event_shape: tuple[int, ...]):
 
     ``net``: ``"mlp"`` (:func:`sde_score_network`, ``hidden``), ``"unet"``
     (:func:`flowzoo.nets.unet` with ``channels``, ``num_blocks``, ``embed_dim``,
-    ``attention_heads``, ``conv``, ``dropout``: training only) or ``"auto"`` (UNet for
+    ``attention_heads``, ``conv``, ``dropout``: training only, ``remat``) or ``"auto"`` (UNet for
     ``(H, W, C)`` events). Both embed ``t / T`` and divide the output by the marginal
     std(t) (t=0 data, t=T noise), so the network predicts ``-noise``. Keys ``cfg`` leaves
     out take their defaults (:data:`SCORE_SDE_SCHEMA`).
@@ -120,7 +120,7 @@ def score_network(sde, cfg: dict[str, Any], event_shape: tuple[int, ...]):
     kind = cfg["net"]
     if kind == "auto":
         kind = "unet" if len(event_shape) == 3 else "mlp"
-    if kind == "mlp" and float(cfg["dropout"]) == 0.0:
+    if kind == "mlp" and float(cfg["dropout"]) == 0.0 and cfg["remat"] == "none":
         return sde_score_network(sde, event_shape, tuple(cfg["hidden"]))
     net = image_unet(cfg, kind, event_shape)
 
@@ -240,6 +240,7 @@ SCORE_SDE_SCHEMA: dict[str, Spec] = {
     "net": Choice("auto", "mlp", "unet", default="auto"),
     "hidden": Widths(),  # the MLP's widths: required with net "mlp", no default
     **unet_keys(),
+    "remat": Choice(*REMAT_POLICIES, default="none"),
     "likelihood_weighting": Bool(default=False),
     "train_eps": Float(0.0, 1.0, lo_open=True, hi_open=True, default=1e-5),
     "divergence": Choice("exact", "hutchinson", default="exact"),
