@@ -43,9 +43,11 @@ from ._png import tar_image_index as tar_image_index
 from ._shuffle import keyed_permutation as keyed_permutation
 from ._stream import RowSource as RowSource
 from ._stream import StreamBatches as StreamBatches
+from ._stream import TarImages as TarImages
 from ._stream import flip_mask as flip_mask
 from ._stream import keyed_permutation_np as keyed_permutation_np
 from ._stream import streamed_batches as streamed_batches
+from ._stream import tar_images as tar_images
 from ._toy import TOY_TARGETS as TOY_TARGETS
 from ._toy import checkerboard as checkerboard
 from ._toy import circles as circles

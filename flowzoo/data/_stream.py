@@ -12,8 +12,11 @@ uninterrupted one. Random horizontal flips, when asked for, are a pure function 
 
 Each process reads only the rows ``[lo, hi)`` of each global batch that its devices hold
 (:meth:`StreamBatches.read`). A pool of worker threads gathers and flips one step's rows per
-task (NumPy's copies and PNG decoding release the GIL), a bounded number of steps ahead of
-the training loop: at most ``prefetch`` times the last request's steps are held.
+task (NumPy's copies release the GIL), a bounded number of steps ahead of the training
+loop: at most ``prefetch`` times the last request's steps are held. A thread pool gathers
+from a memmap as fast as grain fed the same per-step work, and many times faster than
+grain fed one example per element (``benchmarks/input_pipeline.py``), so flowzoo does
+not depend on grain.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import numpy as np
 
 from .._types import ArrayLike, Batch, Key
 from ._arrays import DataError
+from ._png import decode_image, read_tar_member, tar_image_index
 from ._shuffle import _ROUNDS, _half_bits
 
 _FLIP_DATA = 0xFFFFFFFF  # fold_in datum of the flip key; epoch keys use fold_in(key, epoch)
@@ -69,6 +73,67 @@ class _ArrayRows:
         out = np.empty((len(indices), *self.shape[1:]), self.dtype)
         out[order] = self.x[indices[order]]
         return out
+
+
+class TarImages:
+    """:class:`RowSource` over the PNG/JPEG images of an uncompressed tar, in name order.
+
+    Built by :func:`tar_images`. ``rows`` reads each image with one ``os.pread`` at the
+    offset of :func:`~flowzoo.data.tar_image_index` and decodes it with
+    :func:`~flowzoo.data.decode_image`. Pillow releases the GIL while it inflates, but
+    parses the file in Python, so for small images the worker threads decode on about one
+    core; for long runs, decode once into a ``.npy`` and stream its memmap. ``names[i]`` is
+    the member of row ``i``.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, cache: bool = True):
+        self.path = os.fspath(path)
+        self.index = tar_image_index(self.path, cache=cache)
+        self.names = self.index.names
+        self._fd = os.open(self.path, os.O_RDONLY)
+        self._finalizer = weakref.finalize(self, os.close, self._fd)
+        first = self._decode(0)
+        self.shape = (len(self.names), *first.shape)
+        self.dtype = np.dtype(np.uint8)
+
+    def _decode(self, i: int) -> np.ndarray:
+        where = f"{self.path}: {self.names[i]}"
+        return decode_image(read_tar_member(self._fd, self.index, int(i)), where)
+
+    def rows(self, indices: np.ndarray) -> np.ndarray:
+        out = np.empty((len(indices), *self.shape[1:]), self.dtype)
+        for j, i in enumerate(indices):
+            img = self._decode(i)
+            if img.shape != out.shape[1:]:
+                raise DataError(
+                    f"{self.path}: {self.names[i]} is {img.shape}, the tar's first image "
+                    f"{out.shape[1:]}; streamed images must share one size (resize them)"
+                )
+            out[j] = img
+        return out
+
+    def close(self) -> None:
+        """Close the tar (also done when the source is garbage-collected)."""
+        self._finalizer()
+
+
+def tar_images(path: str | os.PathLike, *, cache: bool = True) -> TarImages:
+    """The images of an uncompressed tar (PNG/JPEG, one size) as a :class:`RowSource`.
+
+    Args:
+      path: a ``.tar`` of images, e.g. downsampled ImageNet's ``train_32x32.tar``.
+      cache: cache the tar's index under ``$FLOWZOO_CACHE`` (see
+        :func:`~flowzoo.data.tar_image_index`).
+
+    Returns:
+      :class:`TarImages`: ``shape`` ``(n, H, W, C)`` from the first image, ``uint8`` rows
+      in member-name order.
+
+    Raises:
+      DataError: what :func:`~flowzoo.data.tar_image_index` refuses; at read time, an image
+        of another size or a corrupt image (the message names the member).
+    """
+    return TarImages(path, cache=cache)
 
 
 # --------------------------------------------------------------------------- NumPy twins
@@ -172,10 +237,12 @@ class _Plan:
 
     def load(self, round_keys, seeds, step: int, lo: int, hi: int) -> np.ndarray:
         """Rows ``[lo, hi)`` of step ``step``: gathered, then flipped where the mask says."""
-        out = self.source.rows(self.indices(round_keys, step, lo, hi))
+        out = np.ascontiguousarray(self.source.rows(self.indices(round_keys, step, lo, hi)))
         if self.flip:
             m = _flip(seeds, step, np.arange(lo, hi))
-            out[m] = out[m, :, ::-1]
+            # one pixel (C values) as one item: the reversed copy moves whole pixels
+            pixels = out.view(np.dtype((np.void, out.shape[-1] * out.itemsize)))
+            pixels[m] = pixels[m, :, ::-1]
         return out
 
 

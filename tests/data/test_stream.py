@@ -1,7 +1,8 @@
 """flowzoo.data.streamed_batches: the rows of array_batches read on host threads.
 
 References: ``keyed_permutation`` (JAX) for its NumPy twin, bit for bit; ``array_batches``
-on the same array for the streamed rows, exactly; a source that records every index it is
+on the same array for the streamed rows, exactly (and the array for a tar of its images as
+lossless PNG files); a source that records every index it is
 asked for, for "each process reads only its rows" and the read-ahead bound. ``fit`` with a
 stream equals ``fit`` with ``array_batches`` bit for bit (one device in this process; 8
 simulated devices and a resume in one subprocess, run as ``python
@@ -10,10 +11,12 @@ tests/data/test_stream.py devices``): the same program on the same float32 value
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
+import tarfile
 import threading
 from pathlib import Path
 
@@ -149,6 +152,40 @@ def test_flips_are_a_pure_function_of_key_step_and_row():
     assert 0.4 <= mask.mean() <= 0.6
     other = fzdata.flip_mask(jax.random.key(6), np.arange(steps)[:, None], np.arange(B))
     assert (other != mask).mean() > 0.3
+
+
+def _png_tar(path, images) -> None:
+    """A tar of PNG files in name order, as downsampled ImageNet ships them."""
+    from PIL import Image
+
+    with tarfile.open(path, "w") as tar:
+        for i, img in enumerate(images):
+            buf = io.BytesIO()
+            Image.fromarray(img).save(buf, format="PNG")
+            info = tarfile.TarInfo(f"train_4x5/{i:05d}.png")
+            info.size = buf.tell()
+            buf.seek(0)
+            tar.addfile(info, buf)
+
+
+def test_png_tar_streams_the_rows_of_its_array(tmp_path):
+    """tar_images: a tar of 20 PNGs streams (flipped) exactly what the array of the same
+    images does (PNG is lossless); an image of another size gets one line naming it."""
+    x = _images(n=20)
+    _png_tar(tmp_path / "a.tar", x)
+    source = fzdata.tar_images(tmp_path / "a.tar", cache=False)
+    assert source.shape == x.shape and source.dtype == np.uint8
+    key = jax.random.key(2)
+    with (
+        fzdata.streamed_batches(source, 4, flip=True, workers=2) as from_tar,
+        fzdata.streamed_batches(x, 4, flip=True) as from_array,
+    ):
+        np.testing.assert_array_equal(from_tar.read(key, 0, 7), from_array.read(key, 0, 7))
+    source.close()
+    _png_tar(tmp_path / "b.tar", [*x[:3], np.zeros((5, 5, 3), np.uint8), *x[4:]])
+    bad = fzdata.streamed_batches(fzdata.tar_images(tmp_path / "b.tar", cache=False), 20)
+    with bad, pytest.raises(fzdata.DataError, match=r"00003\.png is \(5, 5, 3\)"):
+        bad.read(key, 0, 1)
 
 
 def test_bad_arguments():
