@@ -37,6 +37,11 @@ with ``warnings.warn`` and the next older one is tried. Where a checkpoint holds
 tuple of ``n`` subtrees in place of the target's arrays stacked along a leading
 axis of size ``n`` (the per-layer params of a ``bijectors.stack``, and their
 optimizer moments), the tuple's entries are stacked into the target's layout.
+
+A stack's params have one saved layout: a ``bijectors.Layers`` node (a short stack of many
+parameters holds its layers so in memory) is saved as its layers' leaves stacked along a
+leading axis (``bijectors.saved_layout``), and restored into whichever layout the target
+has (``bijectors.memory_layout``). So the files never depend on how a stack loops.
 """
 
 from __future__ import annotations
@@ -58,6 +63,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+
+from .bijectors import Layers, memory_layout, saved_layout
 
 __all__ = [
     "CheckpointError",
@@ -402,6 +409,7 @@ def save(
     os.makedirs(directory, exist_ok=True)
     if step in all_steps(directory):
         return
+    tree = saved_layout(tree)  # one saved layout for every stack (Layers are stacked)
     args = ocp.args.Composite(
         **{_STATE: ocp.args.StandardSave(tree), _META: ocp.args.JsonSave(metadata)}
     )
@@ -468,6 +476,9 @@ def restore(directory: str | os.PathLike, target: Any, step: int | None = None) 
         are stacked into ``target``'s layout).
     """
     directory = _path(directory)
+    if _has_layers(target):  # read the saved (stacked) layout, then cut it into Layers
+        tree, s = restore(directory, _saved_target(target), step)
+        return _in_layout_of(target, tree), s
 
     def read(mngr, s):
         saved = mngr.item_metadata(s)[_STATE]
@@ -489,6 +500,41 @@ def restore(directory: str | os.PathLike, target: Any, step: int | None = None) 
         )
 
     return _first_readable(directory, step, read)
+
+
+def _is_layers(node: Any) -> bool:
+    return isinstance(node, Layers)
+
+
+def _has_layers(tree: Any) -> bool:
+    return any(_is_layers(n) for n in jax.tree.leaves(tree, is_leaf=_is_layers))
+
+
+def _saved_target(target: Any) -> Any:
+    """``target`` in the saved layout, its ``Layers``' device arrays made abstract first (so
+    nothing is stacked on the devices only to be overwritten)."""
+
+    def abstract(x):
+        if isinstance(x, jax.Array):
+            return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
+        return x
+
+    def node(n):
+        return jax.tree.map(abstract, n) if _is_layers(n) else n
+
+    return saved_layout(jax.tree.map(node, target, is_leaf=_is_layers))
+
+
+def _in_layout_of(target: Any, tree: Any) -> Any:
+    """``tree`` (saved layout) cut into ``target``'s ``Layers``, each layer's arrays on the
+    target leaf's sharding."""
+
+    def place(t, x):
+        if isinstance(t, jax.Array) and isinstance(x, jax.Array) and x.sharding != t.sharding:
+            return jax.device_put(x, t.sharding)
+        return x
+
+    return jax.tree.map(place, target, memory_layout(tree, target))
 
 
 def restore_metadata(directory: str | os.PathLike, step: int | None = None) -> dict:

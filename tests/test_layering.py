@@ -245,7 +245,7 @@ def _module_cycles(root: Path = ROOT) -> list[str]:
 PRIVATE_IN_TESTS: dict[str, str] = {
     "flowzoo.bijectors._spline._knots": "the spline's knots, checked against its values",
     "flowzoo.bijectors._spline._derivatives": "the spline's knot derivatives, likewise",
-    "flowzoo.bijectors._base": "the stack's split threshold, patched to test both unrolled forms",
+    "flowzoo.bijectors._base": "the stack's Layers threshold, patched to test both layouts",
     "flowzoo.nets._unet._SelfAttention": "the UNet's attention block, tested on its own",
     "flowzoo.nets._unet._ResBlock": "the UNet's residual block, tested on its own",
     "flowzoo.flow_matching._assignment": "each host solver alone, and patched away (fallback)",

@@ -9,6 +9,9 @@ from ._base import chain as chain
 from ._base import invert as invert
 from ._base import stack as stack
 from ._base import sum_except_batch as sum_except_batch
+from ._layers import Layers as Layers
+from ._layers import memory_layout as memory_layout
+from ._layers import saved_layout as saved_layout
 from ._conv1x1 import conv1x1 as conv1x1
 from ._conv1x1 import lu_weight as lu_weight
 from ._conv1x1 import random_rotation as random_rotation

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from .._types import Array, Batch, Context, Key, LogDet, Params
+from ._layers import Layers, saved_layout
 
 
 class Bijector(NamedTuple):
@@ -93,32 +94,36 @@ def chain(*bijectors: Bijector) -> Bijector:
     return Bijector(init, forward, inverse)
 
 
-_SPLIT_MIN_PARAMS = 2**18
-"""Unrolled stacks with more parameters than this (1 MiB of float32) cut their layers out
-with one ``split`` per leaf; smaller ones with dynamic slices (:func:`_layers`)."""
+_LAYERS_MIN_PARAMS = 2**18
+"""Unrolled stacks with more parameters than this (1 MiB of float32) hold them in memory as
+:class:`Layers`, one pytree per layer; smaller ones stacked (fewer, larger arrays for the
+optimizer to update)."""
 
 
 def stack(bijector: Bijector, num: int, *, max_unroll: int = 4) -> Bijector:
     """``num`` copies of ``bijector`` with independent params; layer 0 is applied first in
     ``forward``.
 
-    The params are the ``num`` per-layer params stacked along a new leading axis of size
-    ``num``, whatever ``num`` and the layer's size; layer ``i`` is drawn from
+    The params are saved in one layout whatever ``num`` and the layer's size: the ``num``
+    per-layer params stacked along a new leading axis of size ``num``
+    (:func:`~flowzoo.bijectors.saved_layout`); layer ``i`` is drawn from
     ``split(key, num)[i]``. ``init`` runs from the last layer to the first on the data, so
-    data-dependent initialisation works per layer. How ``forward`` and ``inverse`` loop
-    over the layers is chosen from ``num`` and the params they are given, and never changes
-    the params:
+    data-dependent initialisation works per layer. ``forward`` and ``inverse`` take the
+    params stacked or as a :class:`~flowzoo.bijectors.Layers` node (one pytree per layer)
+    and choose how to loop from ``num`` and the params they are given:
 
-    * more than ``max_unroll`` layers: one ``lax.scan``, so compile time does not grow with
-      depth (``max_unroll=0`` always scans);
+    * more than ``max_unroll`` layers: one ``lax.scan`` over stacked params, so compile time
+      does not grow with depth (``max_unroll=0`` always scans); ``init`` returns them
+      stacked;
     * at most ``max_unroll`` layers: a Python loop, since on CPU a scanned train step of a
-      short stack is slower. Each layer is a dynamic slice of the params at a traced index,
-      whose gradient is a dynamic-update-slice per layer (less XLA compile than a
-      concatenate); stacks of more than 2^18 parameters are cut with one ``split`` per leaf
-      instead, whose gradient is one concatenate per leaf (fewer bytes moved per step than
-      the per-layer updates of large arrays).
+      short stack is slower. Stacked params are read a layer at a time with a dynamic slice
+      at a traced index, whose gradient is a dynamic-update-slice per layer. A stack of
+      more than 2^18 parameters gets its params from ``init`` as :class:`Layers`, which the
+      loop reads without copying (stacked arrays would be copied out and their gradients
+      concatenated back every step); :mod:`flowzoo.checkpoint` saves them stacked all the
+      same.
 
-    Params of another layout (e.g. a tuple of per-layer params) raise a ``ValueError``.
+    Params of another layout (e.g. a plain tuple of per-layer params) raise a ``ValueError``.
     """
     if num < 1:
         raise ValueError(f"stack() needs num >= 1, got {num}")
@@ -140,7 +145,7 @@ def stack(bijector: Bijector, num: int, *, max_unroll: int = 4) -> Bijector:
             z, ld = bijector.forward(p, z, context)
             return (z, logdet + ld), None
 
-        _check_stacked(params, num)
+        params = _stacked(params, num)
         carry, _ = jax.lax.scan(body, (z, jnp.zeros(z.shape[0], z.dtype)), params)
         return carry
 
@@ -150,11 +155,25 @@ def stack(bijector: Bijector, num: int, *, max_unroll: int = 4) -> Bijector:
             x, ld = bijector.inverse(p, x, context)
             return (x, logdet + ld), None
 
-        _check_stacked(params, num)
+        params = _stacked(params, num)
         carry, _ = jax.lax.scan(body, (x, jnp.zeros(x.shape[0], x.dtype)), params, reverse=True)
         return carry
 
     return Bijector(init, forward, inverse)
+
+
+def _stacked(params: Params, num: int) -> Params:
+    """``params`` stacked along a leading layer axis (:class:`Layers` are stacked)."""
+    if isinstance(params, Layers):
+        _check_layers(params, num)
+        return saved_layout(params)
+    _check_stacked(params, num)
+    return params
+
+
+def _check_layers(params: Layers, num: int) -> None:
+    if len(params) != num:
+        raise ValueError(f"stack of {num} layers got Layers of {len(params)}")
 
 
 def _check_stacked(params: Params, num: int) -> None:
@@ -166,18 +185,18 @@ def _check_stacked(params: Params, num: int) -> None:
             f"stack of {num} layers expects its per-layer params stacked along a leading axis "
             f"of size {num}, as its init returns them; got leaves of shapes {shapes[:3]}"
             + (f" in a tuple of {num} entries" if per_layer else "")
-            + ". A tuple of per-layer params becomes that layout with "
-            "jax.tree.map(lambda *a: jnp.stack(a), *params)"
+            + ". A tuple of per-layer params is flowzoo.bijectors.Layers(params)"
         )
 
 
 def _layers(params: Params, num: int) -> list[Params]:
-    """The ``num`` per-layer params of stacked ``params``, for a Python loop over layers."""
+    """The ``num`` per-layer params of stacked or :class:`Layers` ``params``, for a Python
+    loop over layers."""
+    if isinstance(params, Layers):
+        _check_layers(params, num)
+        return list(params)
     _check_stacked(params, num)
     leaves, treedef = jax.tree.flatten(params)
-    if sum(jnp.size(a) for a in leaves) > _SPLIT_MIN_PARAMS:
-        parts = [jnp.split(a, num) for a in leaves]
-        return [treedef.unflatten([p[i][0] for p in parts]) for i in range(num)]
     # A traced index (an iota, not a Python int) keeps each slice dynamic, so its transpose
     # is a dynamic-update-slice rather than a pad that XLA sums into the stacked gradient.
     index = jnp.arange(num)
@@ -188,7 +207,7 @@ def _layers(params: Params, num: int) -> list[Params]:
 
 
 def _unrolled_stack(bijector: Bijector, num: int) -> Bijector:
-    """:func:`stack` of ``num`` layers applied in a Python loop (params stacked as always)."""
+    """:func:`stack` of ``num`` layers applied in a Python loop."""
 
     def init(key: Key, x: Batch, context: Context = None) -> Params:
         keys = jax.random.split(key, num)
@@ -196,7 +215,10 @@ def _unrolled_stack(bijector: Bijector, num: int) -> Bijector:
         for i in reversed(range(num)):
             params[i] = bijector.init(keys[i], x, context)
             x, _ = bijector.inverse(params[i], x, context)
-        return jax.tree.map(lambda *a: jnp.stack(a), *params)
+        size = sum(jnp.size(a) for a in jax.tree.leaves(params))
+        if size > _LAYERS_MIN_PARAMS:
+            return Layers(params)
+        return saved_layout(Layers(params))
 
     def forward(params: Params, z: Batch, context: Context = None):
         logdet = jnp.zeros(z.shape[0], z.dtype)

@@ -150,20 +150,23 @@ def test_context_changes_the_map(name, key):
     assert not np.allclose(y1, y2, atol=1e-4)
 
 
-@pytest.mark.parametrize("split", [False, True], ids=["dynamic_slices", "split"])
-def test_unrolled_stacks_equal_the_scanned_stack(key, monkeypatch, split):
-    """The unrolled stack holds the same stacked params as the scanned one (the same draws
-    from a key, the same structure) and computes the same map, log-det and jitted gradient,
-    both ways, on params perturbed away from the identity: with layers taken by dynamic
-    slices (small stacks) and by one split per leaf (stacks over the size threshold)."""
-    if split:
-        monkeypatch.setattr(bj_base, "_SPLIT_MIN_PARAMS", 0)
+@pytest.mark.parametrize("layers", [False, True], ids=["stacked", "layers"])
+def test_unrolled_stacks_equal_the_scanned_stack(key, monkeypatch, layers):
+    """The unrolled stack holds the same params as the scanned one in the saved layout (the
+    same draws from a key, the same structure) and computes the same map, log-det and
+    jitted gradient, both ways, on params perturbed away from the identity: with stacked
+    params (small stacks) and with Layers (stacks over the size threshold), whose gradient
+    is Layers too."""
+    if layers:
+        monkeypatch.setattr(bj_base, "_LAYERS_MIN_PARAMS", 0)
     layer = _coupling(bj.alternating_mask(4))
     scanned, unrolled = bj.stack(layer, 3, max_unroll=0), bj.stack(layer, 3)
     x = jax.random.normal(key, (5, 4))
     stacked = scanned.init(jax.random.key(1), x)
     same = unrolled.init(jax.random.key(1), x)
-    assert jax.tree.structure(same) == jax.tree.structure(stacked)
+    assert isinstance(same, bj.Layers) == layers
+    assert jax.tree.structure(bj.saved_layout(same)) == jax.tree.structure(stacked)
+    same = bj.saved_layout(same)
     for a, b in zip(jax.tree.leaves(same), jax.tree.leaves(stacked), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     leaves, tree = jax.tree.flatten(stacked)
@@ -174,9 +177,11 @@ def test_unrolled_stacks_equal_the_scanned_stack(key, monkeypatch, split):
     for direction in ("forward", "inverse"):
         y_s, ld_s = getattr(scanned, direction)(stacked, x)
         assert float(jnp.max(jnp.abs(y_s - x))) > 0.05  # not the identity
-        y_u, ld_u = getattr(unrolled, direction)(stacked, x)
-        np.testing.assert_allclose(y_u, y_s, rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(ld_u, ld_s, rtol=1e-5, atol=1e-5)
+        mine = bj.memory_layout(stacked, unrolled.init(jax.random.key(1), x))
+        for bij, params in ((unrolled, mine), (scanned, mine), (unrolled, stacked)):
+            y_u, ld_u = getattr(bij, direction)(params, x)
+            np.testing.assert_allclose(y_u, y_s, rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(ld_u, ld_s, rtol=1e-5, atol=1e-5)
 
     # jitted, as in a train step: the gradient lands on the same rows of the stacked params
     def objective(bij):
@@ -186,28 +191,42 @@ def test_unrolled_stacks_equal_the_scanned_stack(key, monkeypatch, split):
 
         return jax.jit(jax.grad(f))
 
-    g_scan, g_unrolled = objective(scanned)(stacked), objective(unrolled)(stacked)
+    g_scan, g_unrolled = objective(scanned)(stacked), objective(unrolled)(mine)
+    assert isinstance(g_unrolled, bj.Layers) == layers
     assert float(max(jnp.max(jnp.abs(g)) for g in jax.tree.leaves(g_scan))) > 1e-3
+    g_unrolled = bj.saved_layout(g_unrolled)
     for a, b in zip(jax.tree.leaves(g_unrolled), jax.tree.leaves(g_scan), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_short_stacks_of_any_size_hold_stacked_params():
-    """A short stack's params are stacked arrays whatever its size: an 8-layer RealNVP at
-    dim 2 and at dim 784 (over the size at which the loop switches to splits) have the
-    same structure, every leaf with the leading layer axis."""
+def test_short_stacks_of_any_size_save_stacked_params():
+    """A short stack's saved params are stacked arrays whatever its size: an 8-layer
+    RealNVP at dim 2 and at dim 784 (over the size at which init returns Layers) have the
+    same saved structure, every leaf with the leading layer axis, and memory_layout
+    restores the large one's Layers from it."""
     from flowzoo import flows
 
     def params_of(dim):
         flow = flows.realnvp_bijector(dim, 8)
-        return jax.eval_shape(flow.init, jax.random.key(0), jnp.zeros((2, dim)))
+        return flow.init(jax.random.key(0), jnp.zeros((2, dim)))
 
     small, large = params_of(2), params_of(784)
-    assert jax.tree.structure(small) == jax.tree.structure(large)
-    assert sum(a.size for a in jax.tree.leaves(small)) <= bj_base._SPLIT_MIN_PARAMS
-    assert sum(a.size for a in jax.tree.leaves(large)) > bj_base._SPLIT_MIN_PARAMS
-    for params in (small, large):
+    assert not any(isinstance(n, bj.Layers) for n in jax.tree.leaves(small, is_leaf=_is_layers))
+    assert any(isinstance(n, bj.Layers) for n in jax.tree.leaves(large, is_leaf=_is_layers))
+    saved = bj.saved_layout(large)
+    assert jax.tree.structure(small) == jax.tree.structure(saved)
+    assert sum(a.size for a in jax.tree.leaves(small)) <= bj_base._LAYERS_MIN_PARAMS
+    assert sum(a.size for a in jax.tree.leaves(large)) > bj_base._LAYERS_MIN_PARAMS
+    for params in (small, saved):
         assert all(a.shape[0] == 4 for a in jax.tree.leaves(params))
+    back = bj.memory_layout(saved, large)
+    assert jax.tree.structure(back) == jax.tree.structure(large)
+    for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(large), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def _is_layers(node) -> bool:
+    return isinstance(node, bj.Layers)
 
 
 @pytest.mark.parametrize("max_unroll", [4, 0], ids=["unrolled", "scanned"])
@@ -222,9 +241,10 @@ def test_stack_refuses_params_of_another_layout(key, max_unroll):
     tup = tuple(jax.tree.map(lambda a, i=i: a[i], stacked) for i in range(3))
     with pytest.raises(ValueError, match="stacked along a leading axis of size 3") as err:
         stack.forward(tup, x)
-    assert "in a tuple of 3 entries" in str(err.value) and "jnp.stack" in str(err.value)
+    assert "in a tuple of 3 entries" in str(err.value) and "Layers(params)" in str(err.value)
     assert "FORMAT" not in str(err.value)
-    restacked = jax.tree.map(lambda *a: jnp.stack(a), *tup)
-    np.testing.assert_allclose(stack.inverse(restacked, x)[0], stack.inverse(stacked, x)[0])
+    np.testing.assert_allclose(stack.inverse(bj.Layers(tup), x)[0], stack.inverse(stacked, x)[0])
+    with pytest.raises(ValueError, match="stack of 3 layers got Layers of 2"):
+        stack.inverse(bj.Layers(tup[:2]), x)
     with pytest.raises(ValueError, match="leading axis of size 3"):
         stack.inverse(jax.tree.map(lambda a: a[:2], stacked), x)

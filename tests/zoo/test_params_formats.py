@@ -91,21 +91,60 @@ def test_old_runs_resume_and_save_format_5(name, tmp_path):
     assert np.all(np.isfinite(run.log_prob(x)))
 
 
-def test_short_stacks_of_any_size_build_the_same_params_structure():
-    """New runs carry one layout whatever the model size: the 8-layer RealNVP of the
+def test_short_stacks_of_any_size_save_one_layout(tmp_path):
+    """New runs carry one saved layout whatever the model size: the 8-layer RealNVP of the
     fixtures at dim 2 and at dim 784 (a short stack over 2^18 parameters, which format 4
-    held as a tuple) have params of the same structure, stacked along the layer axis."""
+    held as a tuple, and which now holds Layers in memory) save params and Adam moments of
+    the same structure, stacked along the layer axis; the files restore into Layers and
+    into stacked params alike, with the same values."""
+    import optax
+
+    from flowzoo import bijectors
+
     config = json.loads((FIXTURES / "format4_stacked" / "run.json").read_text())["config"]
     config["model"]["hidden"] = [64, 64]
 
-    def params_of(dim):
+    def state_of(dim):
         model = build_model(config, (dim,))
-        return jax.eval_shape(model.distribution.init, jax.random.key(0), jnp.zeros((2, dim)))
+        params = model.distribution.init(jax.random.key(0), jnp.ones((2, dim)))
+        return {"params": params, "opt": optax.adam(1e-3).init(params)}
 
-    small, large = params_of(2), params_of(784)
-    assert jax.tree.structure(small) == jax.tree.structure(large)
-    assert sum(a.size for a in jax.tree.leaves(large)) > 2**18
-    assert all(a.shape[0] == 4 for a in jax.tree.leaves(small) + jax.tree.leaves(large))
+    small, large = state_of(2), state_of(784)
+    is_layers = lambda n: isinstance(n, bijectors.Layers)  # noqa: E731
+    assert any(map(is_layers, jax.tree.leaves(large, is_leaf=is_layers)))
+    assert not any(map(is_layers, jax.tree.leaves(small, is_leaf=is_layers)))
+    stacked = bijectors.saved_layout(large)
+    assert jax.tree.structure(small) == jax.tree.structure(stacked)
+    assert sum(a.size for a in jax.tree.leaves(large["params"])) > 2**18
+    layer_leaves = jax.tree.leaves(small["params"]) + jax.tree.leaves(stacked["params"])
+    assert all(a.shape[0] == 4 for a in layer_leaves)
+
+    large["params"] = jax.tree.map(
+        lambda a: a + 0.01 * jnp.arange(a.size).reshape(a.shape) / a.size, large["params"]
+    )
+    ckpt.save(tmp_path / "layers", 1, large)
+    ckpt.save(tmp_path / "stacked", 1, bijectors.saved_layout(large))
+
+    def tree_metadata(run):
+        return json.loads((tmp_path / run / "1" / "state" / "_METADATA").read_text())[
+            "tree_metadata"
+        ]
+
+    assert tree_metadata("layers") == tree_metadata("stacked")  # the same files
+    assert not holds_a_tuple(tmp_path / "layers" / "1")
+    for target in (state_of(784), bijectors.saved_layout(state_of(784))):
+        got, step = ckpt.restore(tmp_path / "layers", target)
+        assert step == 1 and jax.tree.structure(got) == jax.tree.structure(target)
+        want = large if is_layers_anywhere(target) else bijectors.saved_layout(large)
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def is_layers_anywhere(tree) -> bool:
+    from flowzoo import bijectors
+
+    is_layers = lambda n: isinstance(n, bijectors.Layers)  # noqa: E731
+    return any(map(is_layers, jax.tree.leaves(tree, is_leaf=is_layers)))
 
 
 def test_a_run_of_a_newer_params_format_is_refused_naming_the_version(tmp_path):
