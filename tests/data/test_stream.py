@@ -112,22 +112,22 @@ def test_reads_only_own_rows_and_a_bounded_read_ahead():
     x = _images()
     key = jax.random.key(1)
     ref = _array_batches(np.arange(50), key, 30)
+    rows = [tuple(np.sort(ref[s, 2:5])) for s in range(30)]
     source = _Recording(x)
     stream = fzdata.streamed_batches(source, B, workers=2, prefetch=2)
     stream.read(key, 0, 3, 2, 5)
     stream.close()  # cancels queued steps; finished and running ones stay recorded
-    assert 3 <= len(source.calls) <= 9
-    for s, call in enumerate(source.calls):
-        np.testing.assert_array_equal(np.sort(call), np.sort(ref[s, 2:5]))
+    seen = [tuple(np.sort(c)) for c in list(source.calls)]
+    assert 3 <= len(seen) <= 9 and set(rows[:3]) <= set(seen) <= set(rows[:9])
 
-    source.calls.clear()
+    source = _Recording(x)  # a fresh record: the closed stream's last tasks may still run
     with fzdata.streamed_batches(source, B, workers=2, prefetch=2) as stream:
         for first in range(0, 12, 3):
             stream.read(key, first, 3, 2, 5)
         stream.read(key, 20, 2, 2, 5)  # out of sequence
-    seen = [tuple(np.sort(c)) for c in source.calls]
+    seen = [tuple(np.sort(c)) for c in list(source.calls)]
     for s in [*range(12), 20, 21]:
-        assert seen.count(tuple(np.sort(ref[s, 2:5]))) == 1, s
+        assert seen.count(rows[s]) == 1, s
     assert len(seen) <= 12 + 3 * 2 + 2 * 3  # read, read ahead, and the last read's ahead
 
 
