@@ -55,7 +55,9 @@ def keyed_permutation(key: Key, idx: Array, n: int) -> Array:
         return (left << half) | right
 
     x = encrypt(jnp.asarray(idx).astype(jnp.uint32))
-    # cycle-walk values that fall outside [0, n); the domain is < 4n, so walks are short
+    # cycle-walk values that fall outside [0, n); the domain is < 4n, so walks are short.
+    # n as uint32: a Python int of 2^31 or more does not fit the default int32
+    end = jnp.uint32(n)
     return jax.lax.while_loop(
-        lambda x: jnp.any(x >= n), lambda x: jnp.where(x >= n, encrypt(x), x), x
+        lambda x: jnp.any(x >= end), lambda x: jnp.where(x >= end, encrypt(x), x), x
     )

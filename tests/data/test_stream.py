@@ -58,9 +58,9 @@ class _Recording:
 
 def test_numpy_twin_equals_keyed_permutation():
     """keyed_permutation_np == keyed_permutation bit for bit (dtype uint32 too), for n from
-    1 to 2e9 (cycle-walks included: n = 50 walks out of [50, 64)); over arange(n) it is a
-    permutation."""
-    for seed, n in enumerate([1, 50, 65_537, 2_000_000_011]):
+    1 to 4e9 (cycle-walks included: n = 50 walks out of [50, 64); n over 2^31 does not fit
+    int32); over arange(n) it is a permutation."""
+    for seed, n in enumerate([1, 50, 65_537, 2_000_000_011, 4_000_000_007]):
         key = jax.random.key(seed)
         idx = np.arange(n) if n <= 50 else np.random.default_rng(seed).integers(0, n, 4000)
         got = fzdata.keyed_permutation_np(key, idx, n)
