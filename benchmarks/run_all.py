@@ -53,6 +53,7 @@ SCRIPTS: dict[str, Script] = {
         Script("spline_moons", "spline_moons.py"),
         Script("cnf_memory", "cnf_memory.py"),
         Script("input_pipeline", "input_pipeline.py"),
+        Script("fsdp_memory", "fsdp_memory.py"),
         Script("scaling", "scaling.py", default=False),
         Script("scale_study", "scale_study.py", default=False, timed=False),
         # the default coupling flow against flowjax on two moons over 20 seeds: the per-seed
