@@ -258,8 +258,17 @@ def _process_rows(mesh: Mesh, global_batch: int) -> tuple[int, int]:
 
 
 def _local_copy(tree: Any) -> Any:
-    """A process-local copy (arrays on this process's default device) of global arrays."""
-    return jax.tree.map(lambda x: jax.numpy.asarray(np.asarray(x)), tree)
+    """A process-local copy (arrays on this process's default device) of global arrays;
+    arrays split over several processes' devices (FSDP) are gathered, so every process
+    must call it."""
+    from jax.experimental import multihost_utils
+
+    def copy(x):
+        if isinstance(x, jax.Array) and not (x.is_fully_addressable or x.is_fully_replicated):
+            x = multihost_utils.process_allgather(x, tiled=True)
+        return jax.numpy.asarray(np.asarray(x))
+
+    return jax.tree.map(copy, tree)
 
 
 # --------------------------------------------------------------------------- fit

@@ -297,7 +297,8 @@ def check_batch_divides(batch_size: int, mesh: Mesh) -> None:
     if batch_size % n:
         raise ValueError(
             f"global batch size {batch_size} does not divide evenly over the {n} devices of "
-            f"the mesh's {' x '.join(repr(a) for a in axes)} axes; use a multiple of {n} "
+            f"the mesh's {' x '.join(repr(a) for a in axes)} "
+            f"{'axes' if len(axes) > 1 else 'axis'}; use a multiple of {n} "
             f"(e.g. {max(n, batch_size // n * n)})"
         )
 

@@ -7,10 +7,10 @@ line:
 * ``big``: a 21.7M-parameter RealNVP (dim 784, 9 couplings, hidden 2048) trained 20 steps
   on one device and with FSDP on a 1x8 mesh: per-step losses, per-device bytes, parameter
   layouts;
-* ``chain``: the :func:`moons` problem trained 8 steps with FSDP on 1x8 (the reference,
-  its final params in ``ROOT/ref.npz``), and trained with FSDP on a 2x4 mesh to step 4
+* ``chain``: the :func:`moons` problem trained with FSDP on a 2x4 mesh to step 4
   (checkpointed in ``ROOT/chain``, copied to ``ROOT/chain_at_4`` for the parent to resume
-  on one device), then resumed replicated on an 8x1 mesh to step 8;
+  on one device), then resumed replicated on an 8x1 mesh to step 8 (final params in
+  ``ROOT/resumed.npz``);
 * ``old``: a checkpoint in the per-layer tuple layout saved with its arrays split over 8
   devices, in ``ROOT/old``, for the parent (one device) to restore into a stacked target.
 """
@@ -96,26 +96,17 @@ def big() -> dict:
 def chain(root: Path) -> dict:
     t0 = time.perf_counter()
     args = moons()
-    ref = train.fit(
-        *args, num_steps=8, parallel=train.DataParallel("auto", param_sharding="fsdp"), **MOONS
-    )
-    np.savez(root / "ref.npz", *leaves(ref.state.params))
     ckpts = train.Checkpointing(root / "chain", keep=None)
     first = train.DataParallel(train.make_mesh((2, 4)), param_sharding="fsdp")
     at_4 = train.fit(*args, num_steps=4, parallel=first, checkpointing=ckpts, **MOONS)
     shutil.copytree(root / "chain", root / "chain_at_4")
     last = train.DataParallel(train.make_mesh((8, 1)))
     resumed = train.fit(*args, num_steps=8, parallel=last, checkpointing=ckpts, **MOONS)
-    got, want = leaves(resumed.state.params), leaves(ref.state.params)
+    np.savez(root / "resumed.npz", *leaves(resumed.state.params))
     return {
-        "ref_losses": [r["loss"] for r in ref.history],
-        "ref_specs": specs(ref.state.params),
         "at_4_losses": [r["loss"] for r in at_4.history],
         "at_4_mesh": at_4.mesh_shape,
-        "resumed_rel": max(
-            float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-12))
-            for a, b in zip(got, want, strict=True)
-        ),
+        "at_4_specs": specs(at_4.state.params),
         "resumed_step": int(resumed.state.step),
         "resumed_mesh": resumed.mesh_shape,
         "resumed_specs": specs(resumed.state.params),
