@@ -10,7 +10,8 @@ line:
 * ``chain``: the :func:`moons` problem trained with FSDP on a 2x4 mesh to step 4
   (checkpointed in ``ROOT/chain``, copied to ``ROOT/chain_at_4`` for the parent to resume
   on one device), then resumed replicated on an 8x1 mesh to step 8 (final params in
-  ``ROOT/resumed.npz``);
+  ``ROOT/resumed.npz``); and one ``make_train_step`` step from an FSDP-placed state on the
+  2x4 mesh (params in ``ROOT/stepped.npz``);
 * ``old``: a checkpoint in the per-layer tuple layout saved with its arrays split over 8
   devices, in ``ROOT/old``, for the parent (one device) to restore into a stacked target.
 """
@@ -103,7 +104,16 @@ def chain(root: Path) -> dict:
     last = train.DataParallel(train.make_mesh((8, 1)))
     resumed = train.fit(*args, num_steps=8, parallel=last, checkpointing=ckpts, **MOONS)
     np.savez(root / "resumed.npz", *leaves(resumed.state.params))
+    loss_fn, opt, params, batch_fn = args  # one make_train_step step on an FSDP state
+    state = train.put_state(train.init_train_state(params, opt), first.mesh, "fsdp")
+    key = MOONS["key"]
+    stepped, metrics = train.make_train_step(loss_fn, opt, mesh=first.mesh)(
+        state, key, batch_fn(key, 0)
+    )
+    np.savez(root / "stepped.npz", *leaves(stepped.params))
     return {
+        "step_loss": float(metrics["loss"]),
+        "step_specs": [specs(state.params), specs(stepped.params)],
         "at_4_losses": [r["loss"] for r in at_4.history],
         "at_4_mesh": at_4.mesh_shape,
         "at_4_specs": specs(at_4.state.params),

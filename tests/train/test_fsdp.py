@@ -112,7 +112,8 @@ def test_fsdp_splits_a_20m_model_eight_ways_and_trains_like_one_device(eight):
 def test_fsdp_2x4_losses_and_resume_on_8x1_and_on_one_device(eight):
     """fit with FSDP on a 2x4 mesh gives the one-device run's losses (1e-5) and checkpoints
     at step 4; resumed replicated on an 8x1 mesh, and resumed on this one-device process, it
-    ends within 1e-4 of the uninterrupted one-device run."""
+    ends within 1e-4 of the uninterrupted one-device run. make_train_step on an
+    FSDP-placed state keeps its layout and steps as on one device (1e-6)."""
     root, out = eight
     c = out["chain"]
     ref = train.fit(*fsdp_worker.moons(), num_steps=8, **fsdp_worker.MOONS)
@@ -127,6 +128,16 @@ def test_fsdp_2x4_losses_and_resume_on_8x1_and_on_one_device(eight):
     assert (rel := _rel([resumed[f"arr_{i}"] for i in range(len(resumed.files))], want)) <= 1e-4, (
         rel
     )
+
+    loss_fn, opt, params, batch_fn = fsdp_worker.moons()  # make_train_step keeps FSDP
+    key = fsdp_worker.MOONS["key"]
+    state = train.init_train_state(params, opt)
+    stepped, metrics = train.make_train_step(loss_fn, opt)(state, key, batch_fn(key, 0))
+    np.testing.assert_allclose(c["step_loss"], float(metrics["loss"]), rtol=1e-6)
+    assert c["step_specs"][1] == c["step_specs"][0] and str(P("fsdp")) in c["step_specs"][0]
+    got = np.load(root / "stepped.npz")
+    got = [got[f"arr_{i}"] for i in range(len(got.files))]
+    assert (rel := _rel(got, fsdp_worker.leaves(stepped.params))) <= 1e-6, rel
 
     checkpointing = train.Checkpointing(root / "chain_at_4")
     one = train.fit(
