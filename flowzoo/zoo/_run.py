@@ -581,15 +581,23 @@ def train_and_evaluate(
     for families without a tractable likelihood), ``test_nll_raw`` (raw units),
     ``energy_distance`` (model samples vs held-out data, up to 2000 of each, standardised
     units; for images pixel values in ``[0, 1]`` on the ``plot.quality_samples`` samples),
-    ``steps``, ``train_seconds``, ``wall_seconds``.
+    ``steps``, ``train_seconds``, ``wall_seconds``, and where it trained: ``mesh_shape``
+    (``[data, fsdp]`` devices), ``param_sharding`` and ``device_bytes`` (bytes of
+    ``params``, ``opt_state`` and ``ema_params`` held on one device,
+    :func:`flowzoo.train.per_device_bytes`).
 
-    Image data (``data.name`` ``"digits"`` or ``"mnist"``, :func:`flowzoo.data.image_dataset`)
-    is not standardised: dequantization and preprocessing are part of the model,
+    One process at a time trains a run directory: the run holds its lock
+    (:func:`flowzoo.train.run_lock`) from before it reads the directory to the end, and a
+    second ``train_and_evaluate`` of it raises :class:`flowzoo.train.RunLockedError`.
+
+    Image data (``data.name`` ``"digits"`` or ``"mnist"``, :func:`flowzoo.data.image_dataset`,
+    or a data set read from ``data.path``, :data:`flowzoo.data.DATASETS`: CIFAR-10/100,
+    downsampled ImageNet, a folder of images) is not standardised: dequantization and preprocessing are part of the model,
     ``model.data_levels`` is filled in from the data set, ``test_nll`` is the dequantization
     bound on ``-log P(x)`` in nats per image, every eval also logs ``eval/test_bpd`` (bits
     per dimension) to ``metrics.jsonl``, the summary holds ``test_bpd`` and ``samples.png``
     is a grid of samples (``plot.temperature``, default 1) beside held-out images. The
-    summary of an image run also holds the sample-quality figures of
+    summary of a digits or mnist run also holds the sample-quality figures of
     :func:`flowzoo.zoo.image_quality` on ``plot.quality_samples`` generated images (default
     1000; 0 skips them): ``fd``, ``legibility``, ``class_histogram`` and their real-image
     ``*_floor`` values.
