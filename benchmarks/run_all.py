@@ -52,6 +52,7 @@ SCRIPTS: dict[str, Script] = {
         Script("langevin", "langevin.py"),
         Script("spline_moons", "spline_moons.py"),
         Script("cnf_memory", "cnf_memory.py"),
+        Script("remat", "remat.py"),
         Script("input_pipeline", "input_pipeline.py"),
         Script("fsdp_memory", "fsdp_memory.py"),
         Script("scaling", "scaling.py", default=False),
