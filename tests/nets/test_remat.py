@@ -28,7 +28,7 @@ import optax
 import pytest
 
 from flowzoo import bijectors as bj
-from flowzoo import flows, nets
+from flowzoo import flows, nets, zoo
 
 TOL = {"rtol": 1e-6, "atol": 1e-6}
 # keep the barriers; LLVM's optimisation level 0 halves the compile time and leaves the
@@ -77,6 +77,21 @@ def test_policy_names_and_the_bad_name_error():
             bad()
     net = nets.mlp(2)
     assert nets.checkpointed(net, "none") is net
+
+
+def test_model_remat_key():
+    """``model.remat``: a schema choice (a bad name is refused before any work) for models
+    with a UNet or coupling conditioners, unknown for others (NCSN); with a flow-matching MLP
+    field it is refused by name."""
+    config = zoo.apply_overrides(zoo.load_experiment("moons_realnvp"), ["model.remat=dots"])
+    zoo.validate_config(config)
+    with pytest.raises(zoo.ConfigError, match="model.remat='most'.*one of 'none', 'full'"):
+        zoo.validate_config(zoo.apply_overrides(config, ["model.remat=most"]))
+    with pytest.raises(zoo.ConfigError, match="remat"):
+        zoo.apply_overrides(zoo.load_experiment("ncsn_moons"), ["model.remat=full"])
+    config = zoo.apply_overrides(zoo.load_experiment("fm_moons"), ["model.remat=full"])
+    with pytest.raises(zoo.ConfigError, match="model.remat applies to the UNet only"):
+        zoo.build_model(config, (2,))
 
 
 def test_coupling_conditioner_remat_same_values_and_gradients_less_memory():
