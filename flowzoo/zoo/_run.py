@@ -264,6 +264,8 @@ _RESUMABLE = {
     ("train", "param_sharding"),
     ("train", "mesh_shape"),
     ("train", "tensorboard"),
+    ("model", "remat"),
+    ("data", "workers"),
     ("plot", "n_samples"),
     ("plot", "grid"),
     ("plot", "temperature"),
