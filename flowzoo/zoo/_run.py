@@ -589,7 +589,7 @@ def train_and_evaluate(
     :func:`flowzoo.train.per_device_bytes`).
 
     One process at a time trains a run directory: the run holds its lock
-    (:func:`flowzoo.train.run_lock`) from before it reads the directory to the end, and a
+    (:func:`flowzoo.train.run_lock`) from its config check to the end, and a
     second ``train_and_evaluate`` of it raises :class:`flowzoo.train.RunLockedError`.
 
     Image data (``data.name`` ``"digits"`` or ``"mnist"``, :func:`flowzoo.data.image_dataset`,
@@ -618,13 +618,14 @@ def train_and_evaluate(
         initialize_distributed(distributed)
     mesh = _run_mesh(config, mesh)
     workdir = Path(workdir)
+    _check_resume(config, workdir)  # reads only: a refused config leaves the directory as is
     with run_lock(workdir, enabled=is_primary()):  # one trainer per run directory
         return _train_locked(config, given, workdir, mesh, progress, t_start)
 
 
 def _train_locked(config, given, workdir: Path, mesh, progress: bool, t_start: float):
     """``train_and_evaluate`` once the run directory's lock is held."""
-    _check_resume(config, workdir)
+    _check_resume(config, workdir)  # again: another process may have trained it meanwhile
     guide = _train_guide(given, config, workdir, progress, mesh)
     data = prepare_data(config)
     model = build_model(_model_config(config), data.event_shape)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flowzoo.zoo import ConfigError, build_model, default_config, load_experiment
+from flowzoo.zoo import ConfigError, build_model, complete_config, default_config, load_experiment
 from flowzoo.zoo import default_cfm_config as default_model_config
 
 
@@ -42,6 +42,7 @@ def test_ot_pipeline_config_trains_on_prefetched_pairs(key, tmp_path, monkeypatc
     config["model"] = default_model_config()
     config["model"].update(hidden=[8], coupling="exact_ot", ot_pipeline=True, ot_workers=1)
     config["train"].update(batch_size=16)
+    config = complete_config(config)  # as the run completes it
     model = build_model(config, (2,))
     x = np.asarray(jax.random.normal(key, (64, 2)))
     params = model.init(key, x)
