@@ -9,9 +9,6 @@ from ._base import chain as chain
 from ._base import invert as invert
 from ._base import stack as stack
 from ._base import sum_except_batch as sum_except_batch
-from ._layers import Layers as Layers
-from ._layers import memory_layout as memory_layout
-from ._layers import saved_layout as saved_layout
 from ._conv1x1 import conv1x1 as conv1x1
 from ._conv1x1 import lu_weight as lu_weight
 from ._conv1x1 import random_rotation as random_rotation
@@ -27,6 +24,9 @@ from ._elementwise import fixed_affine as fixed_affine
 from ._image_coupling import channel_coupling as channel_coupling
 from ._image_coupling import checkerboard_coupling as checkerboard_coupling
 from ._image_coupling import resnet_conditioner as resnet_conditioner
+from ._layers import Layers as Layers
+from ._layers import memory_layout as memory_layout
+from ._layers import saved_layout as saved_layout
 from ._masks import alternating_mask as alternating_mask
 from ._masks import channel_mask as channel_mask
 from ._masks import checkerboard_mask as checkerboard_mask
