@@ -1,5 +1,7 @@
 """Neural networks (the only place flax.linen is used), exposed as ``Network(init, apply)``."""
 
+from ._adm_unet import adm_unet as adm_unet
+from ._adm_unet import adm_unet_params_from_torch as adm_unet_params_from_torch
 from ._classifier import cnn_classifier as cnn_classifier
 from ._guided import guided as guided
 from ._made import made as made
