@@ -124,6 +124,26 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("run_dir")
     pl.add_argument("--out", default=None, help="output .png (default: RUN_DIR/curves.png)")
 
+    fw = sub.add_parser("fid-weights", help="the FID Inception weights")
+    fwsub = fw.add_subparsers(dest="fid_weights_command", required=True, parser_class=_Parser)
+    fc = fwsub.add_parser(
+        "convert",
+        help="convert pytorch-fid's pt_inception-2015-12-05-6726825d.pth to safetensors "
+        "(needs torch, once)",
+    )
+    fc.add_argument("path", help="the downloaded .pth file")
+    fc.add_argument("--out", default=None, help="output file (default: PATH with .safetensors)")
+
+    fs = sub.add_parser("fid-stats", help="FID reference statistics of a data set split (cached)")
+    fs.add_argument("dataset", help="a data set name (flowzoo.data.DATASETS), e.g. cifar10")
+    fs.add_argument("--path", required=True, help="the data set's file or folder")
+    fs.add_argument("--split", choices=("train", "test"), default="train")
+    fs.add_argument(
+        "--fid-weights", default=None, help="converted weights (default: $FLOWZOO_FID_WEIGHTS)"
+    )
+    fs.add_argument("--num-images", type=int, default=None, help="first N images (default: all)")
+    fs.add_argument("--batch-size", type=int, default=100, help="images per Inception call")
+
     b = sub.add_parser("bench", help="benchmarks")
     bsub = b.add_subparsers(dest="bench_command", required=True, parser_class=_BenchParser)
     bs = bsub.add_parser(
@@ -369,6 +389,37 @@ def _plot(args) -> int:
     return 0
 
 
+def _fid_weights(args) -> int:
+    from .metrics import convert_fid_weights
+
+    try:
+        out, published = convert_fid_weights(args.path, args.out)
+    except ImportError as err:
+        raise _UsageError(str(err)) from None
+    note = "the published file" if published else "NOT the published file's SHA-256"
+    print(
+        f"flowzoo: wrote {out} ({note}); use it with --fid-weights {out} or "
+        f"FLOWZOO_FID_WEIGHTS={out}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _fid_stats(args) -> int:
+    from .data import dataset_fid_statistics, fid_statistics_file
+
+    kwargs = {"split": args.split, "num_images": args.num_images}
+    file = fid_statistics_file(args.dataset, args.path, args.fid_weights, **kwargs)
+    cached = file.is_file()
+    mu, _ = dataset_fid_statistics(
+        args.dataset, args.path, args.fid_weights, batch_size=args.batch_size, **kwargs
+    )
+    verb = "found" if cached else "wrote"
+    print(f"flowzoo: {verb} {file} ({mu.shape[0]} features)", file=sys.stderr)
+    print(file)
+    return 0
+
+
 def _list(args) -> int:
     from .zoo import available_experiments
 
@@ -429,6 +480,7 @@ def _main(argv: list[str] | None) -> int:
     try:
         args = _parser().parse_args(argv)
         commands = {"train": _train, "sample": _sample, "eval": _eval, "list": _list, "plot": _plot}
+        commands.update({"fid-weights": _fid_weights, "fid-stats": _fid_stats})
         return {**commands, "bench": _bench}[args.command](args)
     except SystemExit as err:  # --help
         return int(err.code or 0)

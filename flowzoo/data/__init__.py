@@ -26,6 +26,8 @@ from ._dequant import quantize as quantize
 from ._dequant import scale_transform as scale_transform
 from ._dequant import shift_transform as shift_transform
 from ._dequant import uniform_dequantize as uniform_dequantize
+from ._fid_stats import dataset_fid_statistics as dataset_fid_statistics
+from ._fid_stats import fid_statistics_file as fid_statistics_file
 from ._folder import image_array as image_array
 from ._folder import image_folder as image_folder
 from ._imagenet import imagenet_png as imagenet_png

@@ -4,6 +4,9 @@ from ._adm_unet import adm_unet as adm_unet
 from ._adm_unet import adm_unet_params_from_torch as adm_unet_params_from_torch
 from ._classifier import cnn_classifier as cnn_classifier
 from ._guided import guided as guided
+from ._inception import FID_FEATURES as FID_FEATURES
+from ._inception import fid_inception as fid_inception
+from ._inception import fid_inception_shapes as fid_inception_shapes
 from ._made import made as made
 from ._made import made_masks as made_masks
 from ._mlp import ACTIVATIONS as ACTIVATIONS
