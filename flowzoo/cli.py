@@ -85,6 +85,12 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--workdir", default="runs", help="parent directory of runs (default: runs)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    t.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="build the model and compile one train step without data or training; print "
+        "its parameter count, FLOPs and memory (JSON) and exit",
+    )
     d = t.add_argument_group(
         "multi-process (multi-host) training",
         "run the same command once per process; all processes train one data-parallel model",
@@ -250,6 +256,8 @@ def _train(args) -> int:
     if args.print_config:
         print(json.dumps(config, indent=2))
         return 0
+    if args.dry_run:
+        return _dry_run(config)
     workdir = Path(args.workdir) / config["name"]
     print(f"flowzoo: training {config['name']} -> {workdir}", file=sys.stderr)
     summary = train_and_evaluate(
@@ -257,6 +265,27 @@ def _train(args) -> int:
     )
     if distributed is None or distributed.process_id == 0:
         print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _dry_run(config) -> int:
+    from .zoo import dry_run
+
+    report = dry_run(config)
+    gib = 2.0**30
+    flops = report["flops"]
+    print(f"parameters: {report['parameters']:,}")
+    if flops is None:
+        print(f"step FLOPs: not reported by the {report['backend']} backend")
+    else:
+        print(f"step FLOPs: {flops:.4g} ({flops / report['batch_size']:.4g} per example)")
+    if report["peak_bytes"] is not None:
+        print(
+            f"peak memory: {report['peak_bytes'] / gib:.3f} GiB (temporaries "
+            f"{report['temp_bytes'] / gib:.3f} GiB) on one {report['backend']} device"
+        )
+    print(f"compile: {report['compile_seconds']:.1f} s")
+    print(json.dumps(report, indent=2))
     return 0
 
 

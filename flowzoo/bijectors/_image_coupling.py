@@ -21,13 +21,18 @@ from ._transformers import DEFAULT_SCALE_BOUND, Transformer, affine_transformer
 
 
 def resnet_conditioner(
-    hidden: int = 64, num_blocks: int = 2, activation: str | Callable[[Array], Array] = "relu"
+    hidden: int = 64,
+    num_blocks: int = 2,
+    activation: str | Callable[[Array], Array] = "relu",
+    *,
+    residual: bool = True,
 ) -> ConditionerFactory:
     """Conditioner factory for image couplings: a :func:`flowzoo.nets.resnet` per coupling.
 
     ``make(out_shape)`` with ``out_shape = (H, W, K)`` builds a ResNet with ``hidden``
     channels, ``num_blocks`` residual blocks and ``K`` zero-initialised output channels. The
-    coupling passes ``context`` (optional) through to the network.
+    coupling passes ``context`` (optional) through to the network. ``residual=False`` with
+    ``num_blocks=1`` is Glow's conditioner (see :func:`flowzoo.nets.resnet`).
     """
 
     def make(out_shape: tuple[int, ...]) -> Network:
@@ -36,7 +41,9 @@ def resnet_conditioner(
                 f"resnet_conditioner builds conditioners for (H, W, C) events, got output shape "
                 f"{tuple(out_shape)}; use mlp_conditioner for vectors"
             )
-        return resnet(out_shape[-1], hidden, num_blocks, activation, zero_init_last=True)
+        return resnet(
+            out_shape[-1], hidden, num_blocks, activation, zero_init_last=True, residual=residual
+        )
 
     return make
 

@@ -53,6 +53,7 @@ def glow_bijector(
     conditioner: bj.ConditionerFactory | None = None,
     prior_conditioner: bj.ConditionerFactory | None = None,
     remat: str = "none",
+    residual: bool = True,
 ) -> bj.Bijector:
     """The Glow bijector on ``(batch, H, W, C)`` images (arguments: see :func:`glow`)."""
     levels, depth = count_arg(levels, "levels", "glow"), count_arg(depth, "depth", "glow")
@@ -60,7 +61,7 @@ def glow_bijector(
     num_blocks = count_arg(num_blocks, "num_blocks", "glow", minimum=0)
     shape = check_image_shape(image_shape, levels, "glow")
     cond = bj.checkpointed_conditioner(
-        conditioner or bj.resnet_conditioner(hidden, num_blocks), remat
+        conditioner or bj.resnet_conditioner(hidden, num_blocks, residual=residual), remat
     )
     prior = prior_conditioner or bj.resnet_conditioner(hidden, 0)
     prior = bj.checkpointed_conditioner(prior, remat) if split_prior else None
@@ -109,6 +110,9 @@ def glow(
       hidden: channels of the coupling (and split-prior) conditioner ResNets.
       num_blocks: residual blocks per coupling conditioner (default 1:
         ``conv3x3 -> [conv3x3 -> conv1x1] -> zero conv3x3``, close to the paper's network).
+      residual: ``False`` makes each block a plain ``conv1x1`` layer, so ``num_blocks=1``
+        is the paper's conditioner, ``conv3x3 -> conv1x1 -> zero conv3x3`` (ReLU between;
+        :func:`flowzoo.nets.resnet`): about 5x fewer parameters at 512 channels.
       lu: LU-decomposed 1x1 convolutions (log-det from the diagonal) instead of plain ones.
       split_prior: model the factored-out channels by ``N(mu(h), sigma(h))`` given the kept
         half ``h`` (learned, zero-initialised ``conv3x3 -> conv3x3`` net); ``False``: ``N(0, I)``.

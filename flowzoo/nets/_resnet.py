@@ -128,6 +128,7 @@ class _ResNet(nn.Module):
     num_blocks: int
     act: Callable[[Array], Array]
     zero_init_last: bool
+    residual: bool = True
 
     @nn.compact
     def __call__(self, x: Array, context: Array | None) -> Array:
@@ -136,6 +137,9 @@ class _ResNet(nn.Module):
             c = context.reshape(context.shape[0], -1).astype(h.dtype)
             h = h + nn.Dense(self.hidden)(c)[:, None, None, :]
         for _ in range(self.num_blocks):
+            if not self.residual:  # Glow's hidden layer: act -> conv1x1
+                h = nn.Conv(self.hidden, (1, 1), conv_general_dilated=_conv)(self.act(h))
+                continue
             r = nn.Conv(self.hidden, (3, 3), conv_general_dilated=_conv)(self.act(h))
             h = h + nn.Conv(self.hidden, (1, 1), conv_general_dilated=_conv)(self.act(r))
         last = nn.initializers.zeros if self.zero_init_last else nn.linear.default_kernel_init
@@ -155,6 +159,8 @@ def resnet(
     num_blocks: int = 2,
     activation_fn: str | Callable[[Array], Array] = "relu",
     zero_init_last: bool = True,
+    *,
+    residual: bool = True,
 ) -> Network:
     """A convolutional ResNet ``(batch, H, W, C_in) -> (batch, H, W, out_channels)``.
 
@@ -168,6 +174,10 @@ def resnet(
       activation_fn: activation (name or callable, see :func:`flowzoo.nets.activation`).
       zero_init_last: zero-initialise the output convolution (kernel and bias), so the network
         starts as the constant 0.
+      residual: ``False`` makes each block a plain ``act -> conv1x1`` layer, so
+        ``num_blocks=1`` is the conditioner of Glow (Kingma & Dhariwal 2018, openai/glow
+        ``f_``): ``conv3x3 -> act -> conv1x1 -> act -> conv3x3`` (without the ActNorm that
+        Glow's code applies after each hidden convolution).
 
     Returns:
       ``Network(init(key, x, context=None), apply(params, x, context=None))``. ``context``
@@ -177,7 +187,12 @@ def resnet(
     if num_blocks < 0:
         raise ValueError(f"num_blocks must be >= 0, got {num_blocks}")
     module = _ResNet(
-        int(out_channels), int(hidden), int(num_blocks), activation(activation_fn), zero_init_last
+        int(out_channels),
+        int(hidden),
+        int(num_blocks),
+        activation(activation_fn),
+        zero_init_last,
+        bool(residual),
     )
 
     def _check(x: Array) -> None:

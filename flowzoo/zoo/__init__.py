@@ -18,12 +18,16 @@ from ._config import load_experiment as load_experiment
 from ._config import resolve_experiment as resolve_experiment
 from ._config import schema_of as schema_of
 from ._config import validate_config as validate_config
+from ._dry_run import dry_run as dry_run
 from ._flow_matching import build_guided_cfm as build_guided_cfm
 from ._flow_matching import default_model_config as default_cfm_config
 from ._flow_matching import image_model_config as image_cfm_config
 from ._flow_matching import network as cfm_network
 from ._flow_matching import path_from_config as path_from_config
 from ._flow_matching import sampling_network as cfm_sampling_network
+from ._images import adm_unet_keys as adm_unet_keys
+from ._images import cifar10_data as cifar10_data
+from ._images import ddpm_train as ddpm_train
 from ._images import preprocessing as image_preprocessing
 from ._quality import ImageClassifier as ImageClassifier
 from ._quality import image_classifier as image_classifier

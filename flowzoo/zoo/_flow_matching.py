@@ -15,8 +15,10 @@ other random streams, so opt-in: runs recorded without it keep their batches);
 ``time_sampling`` (``"uniform"`` or ``"logit_normal"``), ``time_uniform_fraction`` (with
 logit-normal times, the weight of a uniform component mixed in), ``time_range``;
 network
-``net`` (``"mlp"``, ``"unet"`` or ``"auto"``: the UNet for rank-3 ``(H, W, C)`` events, the
-MLP otherwise), MLP ``hidden``, ``activation``, UNet ``channels`` and ``attention_heads``
+``net`` (``"mlp"``, ``"unet"``, ``"adm_unet"`` (torchcfm's CIFAR-10 UNet,
+:func:`flowzoo.nets.adm_unet`, with its keys ``num_channels``, ``channel_mult``,
+``num_res_blocks``, ``num_heads``, ``num_head_channels``, ``attention_resolutions``) or
+``"auto"``: the UNet for rank-3 ``(H, W, C)`` events, the MLP otherwise), MLP ``hidden``, ``activation``, UNet ``channels`` and ``attention_heads``
 (self-attention at the coarsest level; 0 for none), ``num_blocks``, ``conv``
 (``"im2col"``, or ``"xla"`` with ``train.steps_per_call=1``: see :func:`flowzoo.nets.unet`),
 ``dropout`` (in every residual block during training) and ``remat`` (a
@@ -333,7 +335,7 @@ CFM_SCHEMA: dict[str, Spec] = {
     "time_sampling": Choice("uniform", "logit_normal", default="uniform"),
     "time_uniform_fraction": Spec("float", 0.0, 1.0, default=0.0),
     "time_range": Spec("floats", 0.0, 1.0, length=(2, 2), default=[0.0, 1.0]),
-    "net": Choice("auto", "mlp", "unet", default="auto"),
+    "net": Choice("auto", "mlp", "unet", "adm_unet", default="auto"),
     "hidden": Widths(default=[256, 256, 256]),
     **unet_keys(),
     "remat": Choice(*nets.REMAT_POLICIES, default="none"),

@@ -42,13 +42,17 @@ def image_unet(cfg: dict[str, Any], kind: str, event_shape: tuple[int, ...]) -> 
     """The UNet of a continuous-time model config (its keys ``channels``, ``num_blocks``, one
     entry meaning the same at every level, ``embed_dim``, ``attention_heads``, ``conv``,
     ``dropout`` and ``remat`` (``"none"`` where the section has none), all in the completed
-    section) for ``kind == "unet"``.
+    section) for ``kind == "unet"``; torchcfm's CIFAR-10 UNet (:func:`flowzoo.nets.adm_unet`,
+    keys ``num_channels``, ``channel_mult``, ``num_res_blocks``, ``num_heads``,
+    ``num_head_channels``, ``attention_resolutions``) for ``kind == "adm_unet"``.
 
     ``kind`` is the resolved ``model.net``; ``dropout > 0`` or a ``remat`` policy with another
     network, or a UNet on events that are not ``(H, W, C)``, is refused with a ``ValueError``
     naming the key.
     """
     dropout, remat = float(cfg["dropout"]), cfg.get("remat", "none")
+    if kind == "adm_unet":
+        return _adm_unet(cfg, event_shape, dropout, remat)
     if kind != "unet":
         if dropout > 0.0:
             raise ValueError(f"model.dropout applies to the UNet only; model.net is {kind!r}")
@@ -67,6 +71,26 @@ def image_unet(cfg: dict[str, Any], kind: str, event_shape: tuple[int, ...]) -> 
         num_blocks=int(blocks[0]) if len(blocks) == 1 else tuple(blocks),
         remat=remat,
     )
+
+
+def _adm_unet(cfg: dict[str, Any], event_shape, dropout: float, remat: str) -> nets.Network:
+    if len(event_shape) != 3:
+        raise ValueError(f"model.net='adm_unet' needs (H, W, C) events, got {event_shape}")
+    try:
+        return nets.adm_unet(
+            tuple(event_shape),
+            int(cfg["num_channels"]),
+            int(cfg["num_res_blocks"]),
+            tuple(cfg["channel_mult"]),
+            int(cfg["num_heads"]),
+            int(cfg["num_head_channels"]),
+            tuple(cfg["attention_resolutions"]),
+            dropout,
+            conv=cfg["conv"],
+            remat=remat,
+        )
+    except ValueError as err:  # the network's own check, named as the config's keys
+        raise ValueError(f"model.net='adm_unet': {err}") from err
 
 
 def inner_params(cfg: dict[str, Any], params: Any) -> Any:
@@ -166,3 +190,49 @@ def with_image_data(cfg: dict[str, Any], event_shape: tuple[int, ...], inner: Mo
     return quantized_model(
         inner, tuple(event_shape), levels, preprocess=cfg["preprocess"], alpha=float(cfg["alpha"])
     )
+
+
+def cifar10_data(n_test: int = 10_000, path: str = "cifar-10-python.tar.gz") -> dict[str, Any]:
+    """The ``data`` section of the CIFAR-10 recipes: the official python-version tarball at
+    ``path`` (default: in the working directory), streamed from a memory map with random
+    horizontal flips, the first ``n_test`` test images evaluated."""
+    return {"name": "cifar10", "path": path, "stream": True, "flip": True, "n_test": n_test}
+
+
+def adm_unet_keys(**overrides: Any) -> dict[str, Any]:
+    """The ``model`` keys of torchcfm's CIFAR-10 UNet (``net: adm_unet``,
+    :func:`flowzoo.nets.adm_unet`): ``UNetModelWrapper(num_channels=128, num_res_blocks=2,
+    channel_mult=[1, 2, 2, 2], num_heads=4, num_head_channels=64, attention_resolutions="16",
+    dropout=0.1)``, with ``lax.conv`` convolutions (one step per compiled call)."""
+    keys = {
+        "net": "adm_unet",
+        "num_channels": 128,
+        "channel_mult": [1, 2, 2, 2],
+        "num_res_blocks": 2,
+        "num_heads": 4,
+        "num_head_channels": 64,
+        "attention_resolutions": [16],
+        "dropout": 0.1,
+        "conv": "xla",
+    }
+    return {**keys, **overrides}
+
+
+def ddpm_train(steps: int) -> dict[str, Any]:
+    """The ``train`` settings torchcfm's ``train_cifar10.py`` and DDPM (Ho et al. 2020,
+    appendix B) share: Adam 2e-4, 5,000 linear warm-up steps then constant, batch 128,
+    gradient clip 1, EMA 0.9999; ``steps`` steps, one compiled step per call, evaluated at
+    the end, checkpointed every 20,000 steps."""
+    return {
+        "steps": int(steps),
+        "batch_size": 128,
+        "lr": 2e-4,
+        "warmup_steps": 5_000,
+        "final_lr_fraction": 1.0,
+        "grad_clip": 1.0,
+        "ema_decay": 0.9999,
+        "steps_per_call": 1,
+        "eval_every": 0,
+        "checkpoint_every": 20_000,
+        "keep_checkpoints": 2,
+    }

@@ -400,10 +400,13 @@ def solver_spec(**kw) -> Spec:
 
 
 def unet_keys() -> dict[str, Spec]:
-    """Keys of the UNet a continuous-time model builds for images (:func:`flowzoo.nets.unet`):
-    ``channels`` per level (32, 64), ``num_blocks`` per level (one entry: the same at every
-    level; default 1), ``attention_heads`` (0), ``conv`` (``"im2col"``), ``dropout`` (0),
-    ``embed_dim`` (64)."""
+    """Keys of the UNets a continuous-time model builds for images. ``net: unet``
+    (:func:`flowzoo.nets.unet`): ``channels`` per level (32, 64), ``num_blocks`` per level
+    (one entry: the same at every level; default 1), ``attention_heads`` (0), ``embed_dim``
+    (64). ``net: adm_unet`` (:func:`flowzoo.nets.adm_unet`, torchcfm's CIFAR-10 UNet):
+    ``num_channels`` (128), ``channel_mult`` ([1, 2, 2, 2]), ``num_res_blocks`` (2),
+    ``num_heads`` (4), ``num_head_channels`` (64; -1: ``num_heads`` heads) and
+    ``attention_resolutions`` ([16]). Both: ``conv`` (``"im2col"``), ``dropout`` (0)."""
     return {
         "channels": Widths(default=[32, 64]),
         "num_blocks": Widths(default=[1]),
@@ -411,6 +414,16 @@ def unet_keys() -> dict[str, Spec]:
         "conv": Choice("im2col", "xla", default="im2col"),
         "dropout": Float(0.0, 1.0, hi_open=True, default=0.0),
         "embed_dim": Int(1, default=64),
+        # net "adm_unet" (flowzoo.nets.adm_unet, torchcfm's CIFAR-10 UNet); dropout, conv
+        # and remat are shared with the UNet
+        "num_channels": Int(1, default=128),
+        "channel_mult": Spec(
+            "floats", 0.0, None, lo_open=True, length=(1, 8), default=[1, 2, 2, 2]
+        ),
+        "num_res_blocks": Int(1, default=2),
+        "num_heads": Int(1, default=4),
+        "num_head_channels": Int(-1, default=64),
+        "attention_resolutions": Spec("ints", 1, None, length=(1, 8), default=[16]),
     }
 
 

@@ -237,7 +237,7 @@ register_model(
 SCORE_SDE_SCHEMA: dict[str, Spec] = {
     "sde": Choice(*SDES, required=True),
     "sde_kwargs": Spec("dict", default={}),
-    "net": Choice("auto", "mlp", "unet", default="auto"),
+    "net": Choice("auto", "mlp", "unet", "adm_unet", default="auto"),
     "hidden": Widths(),  # the MLP's widths: required with net "mlp", no default
     **unet_keys(),
     "remat": Choice(*REMAT_POLICIES, default="none"),
