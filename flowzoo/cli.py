@@ -86,6 +86,13 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     t.add_argument(
+        "--fid-weights",
+        metavar="PATH",
+        default=None,
+        help="converted FID Inception weights (flowzoo fid-weights convert): runs on a data "
+        "set read from files report FID (default: $FLOWZOO_FID_WEIGHTS; without: skipped)",
+    )
+    t.add_argument(
         "--dry-run",
         action="store_true",
         help="build the model and compile one train step without data or training; print "
@@ -261,7 +268,11 @@ def _train(args) -> int:
     workdir = Path(args.workdir) / config["name"]
     print(f"flowzoo: training {config['name']} -> {workdir}", file=sys.stderr)
     summary = train_and_evaluate(
-        config, workdir, progress=not args.no_progress, distributed=distributed
+        config,
+        workdir,
+        progress=not args.no_progress,
+        distributed=distributed,
+        fid_weights=args.fid_weights,
     )
     if distributed is None or distributed.process_id == 0:
         print(json.dumps(summary, indent=2))

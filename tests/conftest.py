@@ -119,3 +119,52 @@ def digits_classifier():
         env = {**os.environ, "XLA_FLAGS": flags}
         subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=600)
     return image_classifier("digits")
+
+
+# A child that holds a run directory's lock (flowzoo.train.run_lock) with the lock's module
+# file alone (standard library only, not the package with JAX), so that it starts in
+# milliseconds.
+_HOLD = """
+import importlib.util, sys, time
+spec = importlib.util.spec_from_file_location("lock", sys.argv[2])
+lock = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(lock)
+with lock.run_lock(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.fixture
+def lock_holder():
+    """``hold(workdir) -> Popen``: a child process holding ``workdir``'s run lock (returned
+    once it holds it; ``wait=False``: at once, for a child that may be refused); every
+    holder is killed at the end of the test."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import flowzoo.train
+
+    module = str(Path(flowzoo.train.__file__).with_name("_lock.py"))
+    procs = []
+
+    def hold(workdir, *, wait: bool = True):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _HOLD, str(workdir), module],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        procs.append(proc)
+        if wait:  # else the caller reads whether it got the lock
+            assert proc.stdout.readline().strip() == "held", proc.stderr.read()
+        return proc
+
+    yield hold
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()

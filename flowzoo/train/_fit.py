@@ -354,8 +354,11 @@ def fit(
         batch_size *= jax.process_count() if local_batches else 1
         check_batch_divides(batch_size, mesh)
     state = init_train_state(params, optimizer, ema=ema_decay is not None)
-    if mesh is not None:
-        state = put_state(state, mesh, parallel.param_sharding)
+    run_mesh = mesh
+    if run_mesh is None and isinstance(batch_fn, StreamBatches):  # host batches need a mesh
+        run_mesh = data_mesh(jax.devices()[:1])
+    if run_mesh is not None:  # placed as the step returns it: the step compiles once
+        state = put_state(state, run_mesh, parallel.param_sharding)
     book = _Bookkeeper(checkpointing.workdir, checkpointing.keep, checkpointing.metadata, eval_fn)
     state = book.restore(state)
     if tensorboard:
@@ -364,7 +367,7 @@ def fit(
         loss_fn,
         optimizer,
         batch_fn,
-        mesh,
+        run_mesh,
         (data_key, train_key),
         batch_size,
         local_batches,
@@ -429,13 +432,11 @@ def _make_runner(
     """``run(state, first, num) -> (state, metrics)``: ``num`` compiled steps from ``first``."""
     data_key, train_key = keys
     stream = isinstance(batch_fn, StreamBatches)
-    if stream:  # host batches, read ahead by the stream's workers, on a mesh of >= 1 device
-        mesh = data_mesh(jax.devices()[:1]) if mesh is None else mesh
-        if local_batches:
-            raise ValueError(
-                "a StreamBatches reads this process's rows of the global batch itself; "
-                "leave DataParallel(local_batches=False)"
-            )
+    if stream and local_batches:  # a stream reads on a mesh of >= 1 device (fit makes one)
+        raise ValueError(
+            "a StreamBatches reads this process's rows of the global batch itself; "
+            "leave DataParallel(local_batches=False)"
+        )
     if mesh is None:
         multi_step = make_multi_step(
             loss_fn, optimizer, batch_fn, ema_decay=ema_decay, compute_dtype=compute_dtype

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -511,7 +512,37 @@ def _sample_energy_distance(samples: np.ndarray, data: RunData) -> float:
     return float(metrics.energy_distance(x, y))
 
 
-def _summarise(config, model, params, data: RunData, nll, result, key) -> tuple[dict, np.ndarray]:
+def _fid_figures(config, samples: np.ndarray, weights) -> dict[str, Any]:
+    """FID of ``samples`` (grey levels) against the data set's training split
+    (:func:`flowzoo.data.dataset_fid_statistics`, cached), or why it was skipped."""
+    d = config["data"]
+    if weights is None:
+        return {
+            "fid": None,
+            "fid_skipped": "no FID Inception weights: pass --fid-weights PATH or set "
+            f"{metrics.FID_WEIGHTS_ENV} (make the file with: flowzoo fid-weights convert PATH)",
+        }
+    info = fzdata.DATASETS[d["name"]]
+    options = {k: d[k] for k in DATASET_OPTIONS if k in info.options}
+    reference = fzdata.dataset_fid_statistics(d["name"], d["path"], weights, **options)
+    images = np.clip(np.floor(samples), 0, info.levels - 1)
+    if info.levels == 256:
+        images = images.astype(np.uint8)  # the network reads uint8 as x / 255
+    else:
+        images = (images / (info.levels - 1)).astype(np.float32)
+    params = metrics.load_fid_weights(weights)
+    stats = metrics.fid_image_statistics(params, images, batch_size=min(100, len(images)))
+    value = metrics.fid(stats, reference)
+    return {
+        "fid": float(value),
+        "fid_samples": len(images),
+        "fid_reference": f"{d['name']} training split",
+    }
+
+
+def _summarise(
+    config, model, params, data: RunData, nll, result, key, fid_weights=None
+) -> tuple[dict, np.ndarray]:
     """The summary of a finished run (``result``: fit's :class:`~flowzoo.train.FitResult`)
     and its plotted samples."""
     p = config["plot"]
@@ -521,7 +552,11 @@ def _summarise(config, model, params, data: RunData, nll, result, key) -> tuple[
     # the quality classifiers are trained on the image sets that ship in packages
     in_package = config["data"]["name"] in fzdata.IMAGE_LEVELS
     n_quality = int(p["quality_samples"]) if data.levels and in_package else 0
-    samples = _raw_sample(model, params, s, key, max(n_plot, n_quality), float(p["temperature"]))
+    # FID: images of a data set read from files, with the Inception weights given
+    with_fid = config["data"]["name"] in fzdata.DATASETS and int(p["fid_samples"]) > 0
+    n_fid = int(p["fid_samples"]) if with_fid and fid_weights is not None else 0
+    n_draw = max(n_plot, n_quality, n_fid)
+    samples = _raw_sample(model, params, s, key, n_draw, float(p["temperature"]))
     quality = (
         image_quality(image_classifier(config["data"]["name"]), samples[:n_quality])
         if n_quality >= 2
@@ -537,11 +572,12 @@ def _summarise(config, model, params, data: RunData, nll, result, key) -> tuple[
         "param_sharding": config["train"]["param_sharding"],
         "device_bytes": dict(result.device_bytes),
     }
-    samples = samples[:n_plot]
     if data.levels is not None and nll is not None:  # discrete-data bits per dimension
         summary["test_bpd"] = float(metrics.bits_per_dim(-nll, data.event_shape))
     summary.update(quality)  # images: FD, legibility, class histogram and their floors
-    return summary, samples
+    if with_fid:
+        summary.update(_fid_figures(config, samples[:n_fid], fid_weights))
+    return summary, samples[:n_plot]
 
 
 def _plot_run(workdir: Path, config, model, params, data: RunData, summary, samples) -> None:
@@ -570,6 +606,7 @@ def train_and_evaluate(
     progress: bool = True,
     distributed: Distributed | None = None,
     mesh: Any = None,
+    fid_weights: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Train the model ``config`` describes, evaluate held-out NLL, write plots and a summary.
 
@@ -602,7 +639,15 @@ def train_and_evaluate(
     summary of a digits or mnist run also holds the sample-quality figures of
     :func:`flowzoo.zoo.image_quality` on ``plot.quality_samples`` generated images (default
     1000; 0 skips them): ``fd``, ``legibility``, ``class_histogram`` and their real-image
-    ``*_floor`` values.
+    ``*_floor`` values. The summary of a run on a data set read from files
+    (:data:`flowzoo.data.DATASETS`) holds ``fid``: the Fréchet Inception Distance of
+    ``plot.fid_samples`` generated images (default 10,000: FID-10k; 0 skips it) against
+    the data set's training split (:func:`flowzoo.metrics.fid`, the statistics cached by
+    :func:`flowzoo.data.dataset_fid_statistics`), with ``fid_samples`` and ``fid_reference``;
+    it needs the converted Inception weights, ``fid_weights`` (else
+    ``$FLOWZOO_FID_WEIGHTS``). Without them ``fid`` is ``None`` and ``fid_skipped`` says why
+    (also warned at the start of the run); a named file that does not exist fails before
+    training.
 
     A flow-matching run with a guide (``model.guide_steps > 0``) first trains the guide as its
     own run in ``workdir/guide``, then the main model; its samples, ``test_nll`` and quality
@@ -617,13 +662,31 @@ def train_and_evaluate(
     if distributed is not None:  # before any JAX computation
         initialize_distributed(distributed)
     mesh = _run_mesh(config, mesh)
+    fid_weights = _fid_weights(config, fid_weights)
     workdir = Path(workdir)
     _check_resume(config, workdir)  # reads only: a refused config leaves the directory as is
     with run_lock(workdir, enabled=is_primary()):  # one trainer per run directory
-        return _train_locked(config, given, workdir, mesh, progress, t_start)
+        return _train_locked(config, given, workdir, mesh, progress, t_start, fid_weights)
 
 
-def _train_locked(config, given, workdir: Path, mesh, progress: bool, t_start: float):
+def _fid_weights(config: dict[str, Any], given) -> Path | None:
+    """The FID weights file of a run that reports FID (checked now, before training), or
+    ``None``, with a warning when the run would report FID but no weights are given."""
+    if config["data"]["name"] not in fzdata.DATASETS or not config["plot"]["fid_samples"]:
+        return None
+    path = metrics.fid_weights_path(given)
+    if path is None and is_primary():
+        warnings.warn(
+            "FID will be skipped: no FID Inception weights (pass --fid-weights PATH or set "
+            f"{metrics.FID_WEIGHTS_ENV}; make the file with: flowzoo fid-weights convert PATH)",
+            stacklevel=3,
+        )
+    return path
+
+
+def _train_locked(
+    config, given, workdir: Path, mesh, progress: bool, t_start: float, fid_weights=None
+):
     """``train_and_evaluate`` once the run directory's lock is held."""
     _check_resume(config, workdir)  # again: another process may have trained it meanwhile
     guide = _train_guide(given, config, workdir, progress, mesh)
@@ -650,7 +713,9 @@ def _train_locked(config, given, workdir: Path, mesh, progress: bool, t_start: f
         if guide is not None:  # sample and evaluate the guided model (its own likelihood)
             model, final = _guided(config, data.event_shape, final, guide[0])
             nll = _final_nll(_evaluator(model, data, ema), result.state, final, workdir)
-        summary, samples = _summarise(config, model, final, data, nll, result, sample_key)
+        summary, samples = _summarise(
+            config, model, final, data, nll, result, sample_key, fid_weights
+        )
         summary["train_seconds"] = train_seconds
         if guide is not None:
             summary["guide_train_seconds"] = guide[1]

@@ -298,6 +298,7 @@ PLOT: Schema = {
     "grid": Int(2, 2000, default=200),
     "temperature": Positive(default=1.0),
     "quality_samples": Int(0, default=QUALITY_SAMPLES),
+    "fid_samples": Int(0, default=10_000),
 }
 
 

@@ -1,7 +1,9 @@
 """``flowzoo train`` on data sets read from local files in their published formats
 (``--set data.name=cifar10|imagenet32 --set data.path=...``): both train with streamed
-batches (CIFAR-10 with flips), a run killed with SIGKILL resumes to the uninterrupted run's
-params bit for bit, and every bad file gets one error line naming it.
+batches, and every bad file gets one error line naming it. CIFAR-10 with flips is trained by
+the recipes' tests (``tests/zoo/test_cifar_recipes.py``); a streamed run resumes to the
+uninterrupted run's params (``tests/data/test_stream.py``), and a run killed with SIGKILL
+resumes from its newest whole checkpoint (``tests/train/test_faults.py``).
 
 The files are written here as published: CIFAR-10's python-version tarball (protocol-2
 pickles with bytes keys, uint8 rows of R, G, B planes) and downsampled ImageNet 32x32's
@@ -16,20 +18,13 @@ import contextlib
 import io
 import json
 import pickle
-import signal
-import subprocess
-import sys
 import tarfile
-import time
 
-import jax
 import numpy as np
 import pytest
 from PIL import Image
 
-from flowzoo import checkpoint as ckpt
 from flowzoo import cli, zoo
-from flowzoo.zoo import load_run
 
 TINY = [
     "glow_digits",
@@ -135,46 +130,6 @@ def test_stream_keeps_the_images_on_the_host_and_off_the_device_otherwise(files)
     assert held.train_std.dtype == np.float32 and not isinstance(held.train_std, np.memmap)
     np.testing.assert_array_equal(held.train_std, streamed.train_std.astype(np.float32))
     assert streamed.train_std.shape == (40, 32, 32, 3) and streamed.levels == 256
-
-
-def test_cifar10_with_flips_trains(files, tmp_path):
-    argv = _data("cifar10", files["cifar10"], "--set", "data.flip=true")
-    rc, out, err = run_cli("train", *TINY, *argv, "--workdir", tmp_path)
-    assert rc == 0, err
-    assert json.loads(out)["steps"] == 12 and np.isfinite(json.loads(out)["test_nll"])
-
-
-def test_kill_9_and_resume_equals_the_uninterrupted_run(files, reference, tmp_path):
-    argv = ["train", *TINY, *_data("imagenet32", files["imagenet32"]), "--workdir", tmp_path]
-    slow = [*argv, "--set", "train.steps_per_call=1", "--set", "train.checkpoint_every=1"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "flowzoo.cli", *map(str, slow)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    checkpoints = tmp_path / "glow_digits" / "checkpoints"
-    try:
-        deadline = time.monotonic() + 180
-        while not any(
-            s >= 2 for s in (ckpt.all_steps(checkpoints) if checkpoints.exists() else [])
-        ):
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "no checkpoint after 180 s"
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.stderr.close()
-    killed_at = max(ckpt.all_steps(checkpoints))
-    assert proc.returncode == -signal.SIGKILL and 2 <= killed_at < 12
-    rc, _, err = run_cli(*argv)  # resumes from the newest checkpoint
-    assert rc == 0, err
-    got, want = load_run(tmp_path / "glow_digits"), load_run(reference)
-    assert got.step == want.step == 12
-    for a, b in zip(jax.tree.leaves(got.params), jax.tree.leaves(want.params), strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def _bad_files(root) -> list[tuple[str, object, str]]:
