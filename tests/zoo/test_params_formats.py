@@ -78,6 +78,7 @@ def test_old_runs_resume_and_save_format_5(name, tmp_path):
     run_dir, reference = copy_of(name, tmp_path)
     config = json.loads((run_dir / "run.json").read_text())["config"]
     config["train"]["steps"] = 350
+    config["plot"] = {**config.get("plot", {}), "n_samples": 200, "grid": 20}  # may change
     summary = train_and_evaluate(config, run_dir)
     assert np.isfinite(summary["test_nll"])
     assert json.loads((run_dir / "run.json").read_text())["params_format"] == _run.PARAMS_FORMAT
