@@ -286,10 +286,10 @@ def _dry_run(config) -> int:
     gib = 2.0**30
     flops = report["flops"]
     print(f"parameters: {report['parameters']:,}")
-    if flops is None:
-        print(f"step FLOPs: not reported by the {report['backend']} backend")
-    else:
-        print(f"step FLOPs: {flops:.4g} ({flops / report['batch_size']:.4g} per example)")
+    print(
+        f"step FLOPs: {flops:.4g} ({flops / report['batch_size']:.4g} per example; matrix "
+        "products and convolutions, forward and backward)"
+    )
     if report["peak_bytes"] is not None:
         print(
             f"peak memory: {report['peak_bytes'] / gib:.3f} GiB (temporaries "

@@ -19,6 +19,7 @@ from ._config import resolve_experiment as resolve_experiment
 from ._config import schema_of as schema_of
 from ._config import validate_config as validate_config
 from ._dry_run import dry_run as dry_run
+from ._dry_run import jaxpr_flops as jaxpr_flops
 from ._flow_matching import build_guided_cfm as build_guided_cfm
 from ._flow_matching import default_model_config as default_cfm_config
 from ._flow_matching import image_model_config as image_cfm_config

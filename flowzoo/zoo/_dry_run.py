@@ -61,6 +61,50 @@ def _example_batch(model, config: dict[str, Any], event_shape: tuple[int, ...]):
             close()
 
 
+def _dot_flops(eqn) -> float:
+    (contract, _), _ = eqn.params["dimension_numbers"]
+    lhs = eqn.invars[0].aval.shape
+    out = eqn.outvars[0].aval.shape
+    return 2.0 * float(np.prod(out)) * float(np.prod([lhs[d] for d in contract]))
+
+
+def _conv_flops(eqn) -> float:
+    rhs = eqn.invars[1].aval.shape
+    out = eqn.outvars[0].aval.shape
+    out_features = rhs[eqn.params["dimension_numbers"].rhs_spec[0]]
+    return 2.0 * float(np.prod(out)) * float(np.prod(rhs)) / out_features
+
+
+def _sub_jaxprs(eqn):
+    for value in eqn.params.values():
+        for v in value if isinstance(value, (list, tuple)) else (value,):
+            if hasattr(v, "jaxpr") and hasattr(v, "consts"):  # a ClosedJaxpr
+                yield v.jaxpr
+            elif hasattr(v, "eqns"):
+                yield v
+
+
+def jaxpr_flops(jaxpr) -> float:
+    """Multiply-add FLOPs (2 per multiply-add) of the matrix products and convolutions of a
+    jaxpr, the inner jaxprs of ``scan`` counted ``length`` times (XLA's cost analysis counts
+    a loop body once), of ``cond`` its costliest branch. Elementwise operations are not
+    counted (the model-FLOPs convention of MFU). A ``while`` body, whose trip count is
+    unknown, is counted once."""
+    total = 0.0
+    for eqn in jaxpr.eqns:
+        name = eqn.primitive.name
+        if name == "dot_general":
+            total += _dot_flops(eqn)
+        elif name == "conv_general_dilated":
+            total += _conv_flops(eqn)
+        elif name == "cond":
+            total += max((jaxpr_flops(b.jaxpr) for b in eqn.params["branches"]), default=0.0)
+        else:
+            inner = sum(jaxpr_flops(j) for j in _sub_jaxprs(eqn))
+            total += inner * (eqn.params["length"] if name == "scan" else 1)
+    return total
+
+
 def _first(analysis: Any) -> dict[str, Any]:
     """XLA's cost analysis: a dict, or a list with one dict per program on older JAX."""
     if isinstance(analysis, (list, tuple)):
@@ -77,8 +121,11 @@ def dry_run(config: dict[str, Any]) -> dict[str, Any]:
     (:data:`flowzoo.data.DATASETS` with a fixed shape, e.g. ``cifar10``) needs no file.
 
     Returns a dict: ``parameters`` (count), ``param_bytes``, ``event_shape``, ``batch_size``,
-    ``flops`` (per step, from XLA's cost analysis of the compiled step on this backend;
-    ``None`` where the backend reports none), ``flops_per_example``, ``argument_bytes``,
+    ``flops`` (per step: the matrix products and convolutions of the step's jaxpr, forward
+    and backward, scanned layers counted once per layer, :func:`jaxpr_flops`; the count
+    model-FLOPs utilisation divides), ``flops_per_example``, ``xla_flops`` (XLA's cost
+    analysis of the compiled step on this backend, elementwise work included, a loop body
+    counted once; ``None`` where the backend reports none), ``argument_bytes``,
     ``output_bytes``, ``temp_bytes`` and ``peak_bytes`` (arguments + outputs - aliased +
     temporaries: the step's memory on one device), ``compile_seconds`` (lowering and
     compiling) and ``backend``.
@@ -114,15 +161,16 @@ def dry_run(config: dict[str, Any]) -> dict[str, Any]:
     except Exception as err:
         raise ConfigError(f"the train step does not compile: {type(err).__name__}: {err}") from err
     compile_seconds = time.perf_counter() - t0
-    return _report(config, event_shape, state, compiled, compile_seconds)
+    flops = jaxpr_flops(jax.make_jaxpr(step)(state, key, batch).jaxpr)
+    return _report(config, event_shape, state, compiled, compile_seconds, flops)
 
 
-def _report(config, event_shape, state, compiled, compile_seconds: float) -> dict[str, Any]:
+def _report(config, event_shape, state, compiled, compile_seconds, flops) -> dict[str, Any]:
     leaves = jax.tree.leaves(state.params)
     n_params = int(sum(int(np.prod(x.shape)) for x in leaves))
     param_bytes = int(sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in leaves))
     cost = _first(compiled.cost_analysis())
-    flops = float(cost["flops"]) if cost.get("flops", 0) > 0 else None
+    xla_flops = float(cost["flops"]) if cost.get("flops", 0) > 0 else None
     mem = compiled.memory_analysis()
     sizes = {
         k: int(getattr(mem, f"{k}_size_in_bytes", 0) or 0) if mem is not None else None
@@ -139,7 +187,8 @@ def _report(config, event_shape, state, compiled, compile_seconds: float) -> dic
         "event_shape": list(event_shape),
         "batch_size": batch,
         "flops": flops,
-        "flops_per_example": None if flops is None else flops / batch,
+        "flops_per_example": flops / batch,
+        "xla_flops": xla_flops,
         "argument_bytes": sizes["argument"],
         "output_bytes": sizes["output"],
         "temp_bytes": sizes["temp"],

@@ -23,7 +23,7 @@ import pytest
 from safetensors.numpy import save_file
 
 from flowzoo import cli, data, metrics, nets
-from flowzoo.zoo import apply_overrides, build_model, complete_config, load_experiment
+from flowzoo.zoo import apply_overrides, build_model, complete_config, jaxpr_flops, load_experiment
 
 # per recipe: overrides that keep its structure (levels, scales, blocks, attention) at a
 # fraction of its width, so that 3 steps compile and run in seconds
@@ -160,3 +160,26 @@ def test_glow_cifar10_has_the_papers_size():
     model = _model(config)
     shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((2, 32, 32, 3)))
     assert _count(shapes) == 44_297_764
+
+
+def test_jaxpr_flops_counts_products_convolutions_and_scanned_layers():
+    """Closed forms: a matmul 2MNK, a convolution 2 x outputs x taps x in-channels, a scan
+    of L layers L times its body (XLA's cost analysis counts a loop body once), and a
+    gradient its forward product plus the weight gradient's."""
+    a, b = jnp.ones((3, 4)), jnp.ones((4, 5))
+    assert jaxpr_flops(jax.make_jaxpr(jnp.matmul)(a, b).jaxpr) == 2 * 3 * 4 * 5
+
+    def conv(x, w):
+        return jax.lax.conv_general_dilated(
+            x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+
+    x, w = jnp.ones((2, 8, 8, 3)), jnp.ones((3, 3, 3, 16))
+    assert jaxpr_flops(jax.make_jaxpr(conv)(x, w).jaxpr) == 2 * (2 * 8 * 8 * 16) * (3 * 3 * 3)
+
+    def layers(h, ws):
+        return jax.lax.scan(lambda c, wi: (c @ wi, None), h, ws)[0]
+
+    assert jaxpr_flops(jax.make_jaxpr(layers)(a[:2], jnp.ones((7, 4, 4))).jaxpr) == 7 * 64
+    grad = jax.make_jaxpr(jax.grad(lambda w_, x_: (x_ @ w_).sum()))(b, a)
+    assert jaxpr_flops(grad.jaxpr) == 2 * (2 * 3 * 4 * 5)
