@@ -1,7 +1,9 @@
 """Image sample quality: a classifier per data set, its Fréchet distance and legibility.
 
-FID (Heusel et al. 2017) compares Inception-v3 features, which need downloaded weights and
-mean little on 8x8 or 28x28 grey digits. flowzoo instead trains a small CNN
+FID (Heusel et al. 2017; :func:`flowzoo.metrics.fid`, for data sets read from files)
+compares Inception-v3 features, which need pytorch-fid's weights, fetched by hand, and mean
+little on 8x8 or 28x28 grey digits. For the offline digit sets flowzoo instead trains a
+small CNN
 (:func:`flowzoo.nets.cnn_classifier`) on the training split of each offline image data set,
 once, and caches it; its test accuracy is recorded and checked. A plain classifier is
 confidently wrong on images that are no digit at all (on uniform noise, 69% of the images got
