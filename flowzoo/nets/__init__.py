@@ -1,5 +1,9 @@
 """Neural networks (the only place flax.linen is used), exposed as ``Network(init, apply)``."""
 
+from ._adapters import from_equinox as from_equinox
+from ._adapters import from_haiku as from_haiku
+from ._adapters import from_linen as from_linen
+from ._adapters import from_nnx as from_nnx
 from ._adm_unet import adm_unet as adm_unet
 from ._adm_unet import adm_unet_params_from_torch as adm_unet_params_from_torch
 from ._classifier import cnn_classifier as cnn_classifier
