@@ -57,6 +57,9 @@ SCRIPTS: dict[str, Script] = {
         Script("fsdp_memory", "fsdp_memory.py"),
         Script("scaling", "scaling.py", default=False),
         Script("scale_study", "scale_study.py", default=False, timed=False),
+        # the fm_cifar10 / glow_cifar10 steps and sampling against torchcfm: minutes per
+        # compile on a CPU; the GPU run is benchmarks/device_run.sh
+        Script("accelerator", "accelerator.py", default=False, torch_threads=True),
         # the default coupling flow against flowjax on two moons over 20 seeds: the per-seed
         # differences are noise of about 0.02 nats, so the comparison is their mean and spread
         Script(

@@ -209,7 +209,8 @@ def test_every_script_in_the_table_renders_its_committed_json(run_all):
         assert getattr(module, script.render)(d).count("\n|---") >= 1, name
         if "checks" in d:
             assert module.check(d) == d["checks"], name
-    assert [n for n, s in run_all.SCRIPTS.items() if not s.default] == ["scaling", "scale_study"]
+    not_default = ["scaling", "scale_study", "accelerator"]
+    assert [n for n, s in run_all.SCRIPTS.items() if not s.default] == not_default
 
 
 def test_docs_only_regenerates_the_committed_docs_without_the_peers(tmp_path):

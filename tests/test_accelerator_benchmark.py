@@ -1,0 +1,114 @@
+"""benchmarks/accelerator.py: a reduced-size run (no torch), its targets and docs block from a
+GPU-shaped JSON, and (where torch and torchcfm are installed) the torchcfm contenders with the
+same network on both sides."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def accel():
+    sys.path.insert(0, str(BENCH))  # the module imports its sibling _common, as run_all does
+    spec = importlib.util.spec_from_file_location("bench_accelerator", BENCH / "accelerator.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reduced_size_run_without_torch(accel, tmp_path):
+    """The whole script at a small width (fm step, 4-step Euler sampling, Glow): every part
+    timed, the fm step's model FLOPs within a few percent of XLA's count (which leaves the
+    padded taps out and counts elementwise work in), memory and the matmul peak measured,
+    the JSON's checks those ``check`` finds (no peer: not decided), a docs block rendered."""
+    out = tmp_path / "accelerator.json"
+    args = ["--quick", "--no-torch", "--batch", "2", "--nfe", "4", "--repeats", "2"]
+    accel.main([*args, "--out", str(out)])
+    d = json.loads(out.read_text())
+    assert d["device"]["platform"] == "cpu" and d["quick"] and d["env"]["load_average"]
+    assert d["matmul_peak"]["fp32-highest"]["jax"] > 1e8 and not d["skipped"]
+    fz = d["fm"]["contenders"]["flowzoo fp32-highest"]
+    step = fz["step_s"]["median"]
+    assert 0 < step < 30 and fz["samples_per_s"] == pytest.approx(2 / step)
+    assert fz["peak_bytes"] > 0 and fz["compile_s"] > 0 and fz["mfu"] is None
+    flops = d["fm"]["flops"]
+    assert 0.9 < flops["total"] / flops["xla_flops"] < 1.15  # padded taps: a bit above XLA's
+    assert fz["of_matmul_peak"] == pytest.approx(
+        flops["total"] / step / d["matmul_peak"]["fp32-highest"]["jax"]
+    )
+    sample = d["sample"]
+    assert sample["nfe"] == 4 and sample["contenders"]["flowzoo"]["samples_per_s"] > 0
+    assert sample["flops"]["total"] > 0
+    glow = d["glow"]["contenders"]["flowzoo"]
+    assert glow["step_s"]["median"] > 0 and d["glow"]["flops"]["total"] > 0
+    assert glow["peak_bytes"] > 0 and glow["mode"] == "fp32-highest"
+    assert d["checks"] == accel.check(d) and [c["met"] for c in d["checks"]] == [None]
+    text = accel.render(d)
+    assert text.count("\n|---") == 4 and "| flowzoo fp32-highest | fp32-highest |" in text
+
+
+def _contender(name, library, mode, values, **extra):
+    steps = {"median": sorted(values)[len(values) // 2], "values": values}
+    return {"name": name, "library": library, "mode": mode, "step_s": steps,
+            "samples_per_s": 128 / steps["median"], **extra}  # fmt: skip
+
+
+def test_gpu_targets_take_the_faster_peer_and_the_median_round(accel):
+    """On a GPU: bf16 against torchcfm's faster bf16 contender (compiled here), per-round
+    ratios ``peer / flowzoo`` (1.2, 1.3, 1.25 -> median 1.25 >= 1.2), MFU >= 35%, and float32
+    >= 1.0 at each precision (0.95 misses)."""
+    contenders = [
+        _contender("flowzoo bf16", "flowzoo", "bf16", [1.0, 1.0, 1.0], mfu=0.4),
+        _contender("torchcfm eager bf16", "torchcfm", "bf16", [1.5, 1.6, 1.4]),
+        _contender("torchcfm compiled bf16", "torchcfm", "bf16", [1.2, 1.3, 1.25]),
+        _contender("flowzoo fp32-tf32", "flowzoo", "fp32-tf32", [2.0, 2.0, 2.0], mfu=0.2),
+        _contender("torchcfm eager fp32-tf32", "torchcfm", "fp32-tf32", [1.9, 1.9, 1.9]),
+    ]
+    d = {
+        "device": {
+            "platform": "gpu",
+            "kind": "NVIDIA H100 80GB HBM3",
+            "peaks": accel.PEAKS["H100"],
+        },  # fmt: skip
+        "fm": {
+            "batch": 128,
+            "flops": {"total": 2.3e12},
+            "contenders": {c["name"]: c for c in contenders},
+        },  # fmt: skip
+        "matmul_peak": {"bf16": {"shape": [8192] * 3, "jax": 7.9e14, "torch": 7.8e14}},
+    }
+    checks = accel.check(d)
+    assert [(c["value"], c["met"]) for c in checks] == [
+        (pytest.approx(1.25), True),
+        (0.4, True),
+        (pytest.approx(0.95), False),
+    ]
+    assert "torchcfm compiled bf16" in checks[0]["what"] and checks[2]["target"] == ">= 1.0"
+    text = accel.render(d)
+    assert "| bf16 | torchcfm compiled bf16 | 1.25x (1.23-1.27) | >= 1.2 | yes |" in text
+    assert "| fp32-tf32 | torchcfm eager fp32-tf32 | 0.95x" in text and "**no**" in text
+    assert "bf16 `8192x8192x8192`: jax 790, torch 780" in text
+
+
+def test_torchcfm_contenders_run_the_same_network(accel, tmp_path):
+    """With torch: torchcfm's eager step timed beside flowzoo's and checked against it, and
+    the sampling part's field evaluation equal on both sides with torchcfm's weights."""
+    pytest.importorskip("torch")
+    pytest.importorskip("torchcfm")
+    out = tmp_path / "accelerator.json"
+    args = ["--quick", "--batch", "2", "--nfe", "2", "--repeats", "1", "--parts", "fm,sample"]
+    accel.main([*args, "--torch-threads", "1", "--torch-compile", "", "--out", str(out)])
+    d = json.loads(out.read_text())
+    peer = d["fm"]["contenders"]["torchcfm eager fp32-highest"]
+    assert peer["step_s"]["median"] > 0 and peer["loss"] > 0
+    assert d["checks"][0]["what"].endswith("flowzoo / torchcfm eager fp32-highest")
+    assert isinstance(d["checks"][0]["met"], bool)
+    assert 0 < d["sample"]["velocity_max_abs_diff"] < 1e-4
+    assert set(d["sample"]["contenders"]) >= {"flowzoo", "torch eager"}
