@@ -27,10 +27,26 @@ from flowzoo.zoo import apply_overrides, build_model, complete_config, jaxpr_flo
 
 # per recipe: overrides that keep its structure (levels, scales, blocks, attention) at a
 # fraction of its width, so that 3 steps compile and run in seconds
+_UNET = [  # torchcfm's UNet at a quarter of its width, two levels, attention at 16x16, on
+    # batches of 2 (its convolutions by im2col: XLA:CPU runs lax.conv inside the solvers'
+    # loops an order of magnitude slower)
+    "model.num_channels=32",
+    "model.channel_mult=[1,2]",
+    "model.num_res_blocks=1",
+    "model.num_head_channels=16",
+    "model.conv=im2col",
+    "train.batch_size=2",
+    "data.n_test=2",
+]
 REDUCED = {
     "glow_cifar10": ["model.depth=1", "model.hidden=8"],
     "realnvp_cifar10": ["model.hidden=8", "model.num_blocks=1"],
-}
+    # and a few fixed solver steps for the samples and the likelihood of a 3-step model
+    "fm_cifar10": [*_UNET, "model.solver=euler", "model.num_steps=2",
+                   "model.log_prob_solver=euler", "model.log_prob_steps=2"],
+    "sde_cifar10": [*_UNET, "model.sample_steps=2", "model.log_prob_solver=euler",
+                    "model.log_prob_steps=2"],
+}  # fmt: skip
 COMMON = [
     "train.steps=3",
     "train.batch_size=8",
@@ -96,7 +112,7 @@ def test_recipe_trains_three_steps_on_a_cifar_file(name, cifar, fid_weights, tmp
     Inception compile at another batch size), the others say why FID was skipped."""
     monkeypatch.setenv("FLOWZOO_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv(metrics.FID_WEIGHTS_ENV, raising=False)
-    sets = _sets([*REDUCED[name], *COMMON, f"data.path={cifar}", "plot.fid_samples=2"])
+    sets = _sets([*COMMON, *REDUCED[name], f"data.path={cifar}", "plot.fid_samples=2"])
     fid = ["--fid-weights", fid_weights] if name == "glow_cifar10" else []
     if fid:
         stats = data.fid_statistics_file("cifar10", cifar, fid_weights)
