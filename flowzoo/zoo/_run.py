@@ -512,16 +512,19 @@ def _sample_energy_distance(samples: np.ndarray, data: RunData) -> float:
     return float(metrics.energy_distance(x, y))
 
 
+_NO_FID_WEIGHTS = (
+    "no FID Inception weights: pass --fid-weights PATH or set "
+    f"{metrics.FID_WEIGHTS_ENV} (make the file with: flowzoo fid-weights convert PATH)"
+)
+"""Why a run that would report FID did not (its warning and ``summary["fid_skipped"]``)."""
+
+
 def _fid_figures(config, samples: np.ndarray, weights) -> dict[str, Any]:
     """FID of ``samples`` (grey levels) against the data set's training split
     (:func:`flowzoo.data.dataset_fid_statistics`, cached), or why it was skipped."""
     d = config["data"]
     if weights is None:
-        return {
-            "fid": None,
-            "fid_skipped": "no FID Inception weights: pass --fid-weights PATH or set "
-            f"{metrics.FID_WEIGHTS_ENV} (make the file with: flowzoo fid-weights convert PATH)",
-        }
+        return {"fid": None, "fid_skipped": _NO_FID_WEIGHTS}
     info = fzdata.DATASETS[d["name"]]
     options = {k: d[k] for k in DATASET_OPTIONS if k in info.options}
     reference = fzdata.dataset_fid_statistics(d["name"], d["path"], weights, **options)
@@ -676,11 +679,7 @@ def _fid_weights(config: dict[str, Any], given) -> Path | None:
         return None
     path = metrics.fid_weights_path(given)
     if path is None and is_primary():
-        warnings.warn(
-            "FID will be skipped: no FID Inception weights (pass --fid-weights PATH or set "
-            f"{metrics.FID_WEIGHTS_ENV}; make the file with: flowzoo fid-weights convert PATH)",
-            stacklevel=3,
-        )
+        warnings.warn(f"FID will be skipped: {_NO_FID_WEIGHTS}", stacklevel=3)
     return path
 
 
