@@ -93,6 +93,13 @@ def _parser() -> argparse.ArgumentParser:
         "set read from files report FID (default: $FLOWZOO_FID_WEIGHTS; without: skipped)",
     )
     t.add_argument(
+        "--init",
+        choices=("pretrained",),
+        default=None,
+        help="fine-tune from the shipped weights of EXPERIMENT (new optimizer state; run name "
+        "EXPERIMENT_finetune unless --name is given)",
+    )
+    t.add_argument(
         "--dry-run",
         action="store_true",
         help="build the model and compile one train step without data or training; print "
@@ -106,8 +113,12 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--num-processes", type=int, metavar="N", help="total number of processes")
     d.add_argument("--process-id", type=int, metavar="I", help="this process's index, 0..N-1")
 
-    s = sub.add_parser("sample", help="draw samples from a trained run")
-    s.add_argument("run_dir")
+    run_help = (
+        "a run directory, or the name of a pretrained model (`flowzoo list`; ./runs/NAME "
+        "takes precedence, pretrained:NAME always means the shipped weights)"
+    )
+    s = sub.add_parser("sample", help="draw samples from a trained run or a pretrained model")
+    s.add_argument("run_dir", metavar="RUN", help=run_help)
     s.add_argument("-n", type=int, default=1000, help="number of samples")
     s.add_argument("--out", required=True, help="output .npy file (a directory gets samples.npy)")
     s.add_argument("--seed", type=int, default=0, help=f"0 .. {SEED_MAX}")
@@ -118,9 +129,12 @@ def _parser() -> argparse.ArgumentParser:
         help="mean negative log-likelihood of data under a trained run; image runs: sample "
         "quality (FD, legibility, class histogram, and the real-image floor)",
     )
-    e.add_argument("run_dir")
+    e.add_argument("run_dir", metavar="RUN", help=run_help)
     e.add_argument(
-        "--data", default=None, help=".npy/.npz array of shape (n, *event) (vector runs: required)"
+        "--data",
+        default=None,
+        help=".npy/.npz array of shape (n, *event) (vector runs, default: the run's held-out "
+        "split; image runs: 'test' for the held-out split's bits/dim)",
     )
     e.add_argument("--key", default=None, help="array name inside a .npz")
     e.add_argument(
@@ -173,8 +187,8 @@ def _parser() -> argparse.ArgumentParser:
         "--runs",
         type=_names,
         default=None,
-        help="comma-separated run directories of trained vector models (cfm, score_sde, "
-        "ncsn) to add as learned targets (without --targets: only these)",
+        help="comma-separated run directories of trained models (cfm, score_sde, ncsn), or "
+        "pretrained:NAME, to add as learned targets (without --targets: only these)",
     )
     bs.add_argument(
         "--reference",
@@ -256,6 +270,10 @@ def _train(args) -> int:
             file=sys.stderr,
         )
     config = apply_overrides(load_experiment(args.experiment), args.overrides)
+    init = None
+    if args.init == "pretrained":
+        init = _pretrained_init(config)
+        config["name"] = f"{config['name']}_finetune"
     if args.name:
         config["name"] = args.name
     validate_config(config)
@@ -273,10 +291,25 @@ def _train(args) -> int:
         progress=not args.no_progress,
         distributed=distributed,
         fid_weights=args.fid_weights,
+        init=init,
     )
     if distributed is None or distributed.process_id == 0:
         print(json.dumps(summary, indent=2))
     return 0
+
+
+def _pretrained_init(config):
+    """The shipped weights of the experiment ``config`` names, to fine-tune from."""
+    from .zoo import pretrained_names, pretrained_parts
+
+    name = config["name"]
+    if name not in pretrained_names():
+        have = ", ".join(pretrained_names()) or "none"
+        raise _UsageError(
+            f"--init pretrained: no pretrained weights for {name!r} (shipped: {have})"
+        )
+    print(f"flowzoo: fine-tuning from the pretrained weights of {name}", file=sys.stderr)
+    return pretrained_parts(name)
 
 
 def _dry_run(config) -> int:
@@ -321,15 +354,13 @@ def _sample(args) -> int:
     import jax
     import numpy as np
 
-    from .zoo import load_run
-
     if args.n < 1:
         raise _UsageError(f"-n must be >= 1, got {args.n}")
     if not (math.isfinite(args.temperature) and args.temperature > 0):
         raise _UsageError(f"--temperature must be a finite number > 0, got {args.temperature}")
     _check_seed(args.seed)
     out = _output_file(args.out, "samples.npy", ".npy")
-    run = load_run(args.run_dir)
+    run = _open_run(args.run_dir)
     x = run.sample(jax.random.key(args.seed), args.n, args.temperature)
     if not np.all(np.isfinite(x)):
         bad = int(np.sum(~np.all(np.isfinite(x.reshape(len(x), -1)), axis=1)))
@@ -347,23 +378,23 @@ def _eval(args) -> int:
 
     from .data import IMAGE_LEVELS
     from .train import json_safe
-    from .zoo import QUALITY_SAMPLES, image_classifier, image_quality, load_run
+    from .zoo import QUALITY_SAMPLES, image_classifier, image_quality, load_data
 
     _check_seed(args.seed)
     if args.samples is not None and args.samples != 0 and args.samples < 2:
         raise _UsageError(f"--samples must be 0 or >= 2, got {args.samples}")
-    run = load_run(args.run_dir)
+    run = _open_run(args.run_dir)
     dataset = str(run.config["data"]["name"]).lower()
     images = dataset in IMAGE_LEVELS
-    if args.data is None and not images:
-        raise _UsageError(
-            "--data is required for a vector run (only image runs have the sample-quality report)"
-        )
     n_quality = (QUALITY_SAMPLES if args.samples is None else args.samples) if images else 0
     if not images and args.samples:
         raise _UsageError("--samples applies to image runs only")
     result = {"step": run.step}
-    if args.data is not None:
+    if (args.data is None and not images) or args.data == "test":
+        if run.model.distribution is None:
+            raise _UsageError(f"model {run.config['model']['name']!r} has no likelihood")
+        result.update(_nll_figures(run, load_data(run.config)[1]))
+    elif args.data is not None:
         result.update(_data_nll(run, args.data, args.key))
     if n_quality:
         samples = run.sample(jax.random.key(args.seed), n_quality)
@@ -372,14 +403,31 @@ def _eval(args) -> int:
     return 0
 
 
+def _open_run(spec: str):
+    """The run ``spec`` names (:func:`flowzoo.zoo.open_run`), saying which when both exist."""
+    from .zoo import open_run
+
+    found = open_run(spec)
+    if found.notice:
+        print(f"flowzoo: note: {found.notice}", file=sys.stderr)
+    return found.run
+
+
 def _data_nll(run, path: str, key: str | None) -> dict:
     """Mean NLL of the array at ``path`` under ``run`` (raw and standardised units)."""
-    import numpy as np
-
-    from .data import check_batch, load_array, standardizer_log_det
+    from .data import check_batch, load_array
 
     x = load_array(path, key)
     check_batch(x, tuple(run.standardizer.shift.shape), path)
+    return _nll_figures(run, x)
+
+
+def _nll_figures(run, x) -> dict:
+    """Mean NLL of raw-unit ``x`` under ``run`` (raw and standardised units)."""
+    import numpy as np
+
+    from .data import standardizer_log_det
+
     lp = run.log_prob(x)
     nll = float(-np.mean(lp))
     if not math.isfinite(nll):
@@ -389,11 +437,14 @@ def _data_nll(run, path: str, key: str | None) -> dict:
             "are not finite): written as null",
             file=sys.stderr,
         )
-    return {
+    out = {
         "n": int(x.shape[0]),
         "nll": nll,
         "nll_standardized": nll + float(standardizer_log_det(run.standardizer)),
     }
+    if x.ndim == 4:  # images: the dequantisation bound in bits per dimension
+        out["bpd"] = nll / (math.prod(x.shape[1:]) * math.log(2))
+    return out
 
 
 def _write_atomic(path: Path, write) -> None:
@@ -461,9 +512,17 @@ def _fid_stats(args) -> int:
 
 
 def _list(args) -> int:
-    from .zoo import available_experiments
+    from .zoo import available_experiments, pretrained_names
 
-    print("\n".join(available_experiments()))
+    shipped = set(pretrained_names())
+    for name in available_experiments():
+        print(f"{name:<26} pretrained" if name in shipped else name)
+    if shipped:
+        print(
+            "(pretrained: weights ship with flowzoo; `flowzoo sample NAME`, `flowzoo eval NAME`, "
+            "`flowzoo train NAME --init pretrained`)",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -24,9 +24,7 @@ uniform draw) and mapped into the same space by the run's own preprocessing. Dig
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -102,19 +100,20 @@ def learned_target(run_dir: str | os.PathLike, reference: str = "data") -> Targe
     """The :class:`Target` of a trained vector run (see the module docstring).
 
     Args:
-      run_dir: a run directory written by ``flowzoo train``.
+      run_dir: a run directory written by ``flowzoo train``, ``pretrained:NAME`` or the name
+        of a pretrained model (:func:`flowzoo.zoo.open_run`).
       reference: ``"data"`` (held-out split) or ``"solve"`` (tight adaptive solve).
 
     Returns:
       A Target named ``run:<run name>`` (``run:<name>:solve`` for the solve reference) with
       no log-density (no MCMC rows) and the run's fields.
     """
-    from ..zoo import load_data, load_run
+    from ..zoo import load_data, open_run
 
     if reference not in REFERENCES:
         raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
-    run = load_run(run_dir)
-    shape = tuple(json.loads((Path(run_dir) / "run.json").read_text())["event_shape"])
+    run = open_run(str(run_dir)).run
+    shape = tuple(run.standardizer.shift.shape)
     if len(shape) not in (1, 3):
         raise ValueError(f"{run_dir}: learned targets need (d,) or (H, W, C) events, got {shape}")
     _, test = load_data(run.config)

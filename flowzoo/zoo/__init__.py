@@ -8,6 +8,9 @@ model's :class:`~flowzoo.distributions.Distribution`.
 
 from . import _cnf, _flow_matching, _flows, _score  # noqa: F401  (register the builders)
 from . import _schema as schema  # the sections (TOP, TRAIN, PLOT, data_schema), Spec, Int, ...
+from ._card import card_figures as card_figures
+from ._card import likelihood_figures as likelihood_figures
+from ._card import sample_figures as sample_figures
 from ._config import ExperimentSource as ExperimentSource
 from ._config import apply_overrides as apply_overrides
 from ._config import available_experiments as available_experiments
@@ -30,7 +33,17 @@ from ._images import adm_unet_keys as adm_unet_keys
 from ._images import cifar10_data as cifar10_data
 from ._images import ddpm_train as ddpm_train
 from ._images import preprocessing as image_preprocessing
+from ._pretrained import PRETRAINED_DIR as PRETRAINED_DIR
+from ._pretrained import Opened as Opened
+from ._pretrained import Pretrained as Pretrained
+from ._pretrained import export_pretrained as export_pretrained
+from ._pretrained import model_card as model_card
+from ._pretrained import open_run as open_run
+from ._pretrained import pretrained as pretrained
+from ._pretrained import pretrained_names as pretrained_names
+from ._pretrained import pretrained_parts as pretrained_parts
 from ._quality import ImageClassifier as ImageClassifier
+from ._quality import export_classifier as export_classifier
 from ._quality import image_classifier as image_classifier
 from ._quality import image_quality as image_quality
 from ._registry import MODELS as MODELS
@@ -43,9 +56,11 @@ from ._registry import register_model as register_model
 from ._run import EvaluationError as EvaluationError
 from ._run import Run as Run
 from ._run import RunData as RunData
+from ._run import RunParts as RunParts
 from ._run import build_optimizer as build_optimizer
 from ._run import load_data as load_data
 from ._run import load_run as load_run
+from ._run import load_run_parts as load_run_parts
 from ._run import prepare_data as prepare_data
 from ._run import train_and_evaluate as train_and_evaluate
 from ._schema import QUALITY_SAMPLES as QUALITY_SAMPLES
@@ -54,3 +69,6 @@ from ._score import score_network as score_sde_network
 from ._spec import ConfigError as ConfigError
 from ._spec import SectionCheck as SectionCheck
 from ._spec import Spec as Spec
+from ._weights import WeightsError as WeightsError
+from ._weights import read_weights as read_weights
+from ._weights import sha256_of as sha256_of

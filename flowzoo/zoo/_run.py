@@ -610,6 +610,7 @@ def train_and_evaluate(
     distributed: Distributed | None = None,
     mesh: Any = None,
     fid_weights: str | os.PathLike | None = None,
+    init: Any = None,
 ) -> dict[str, Any]:
     """Train the model ``config`` describes, evaluate held-out NLL, write plots and a summary.
 
@@ -657,6 +658,13 @@ def train_and_evaluate(
     figures are those of the guided field ``guide + w (main - guide)``
     (:func:`flowzoo.nets.guided`), and the summary adds ``guide_train_seconds`` and the main
     model's own likelihood, ``unguided_test_nll`` (and ``unguided_test_bpd`` for images).
+
+    ``init``: a :class:`~flowzoo.zoo.Pretrained` (:func:`flowzoo.zoo.pretrained_parts`) to
+    fine-tune from: training starts from its params with a new optimizer state (and EMA
+    equal to them), a guided run reuses its guide (written to ``workdir/guide``, not
+    trained), and the summary records ``init``. The config's model must be the one the
+    weights were trained with (else ConfigError). A run that already has checkpoints resumes
+    from them.
     """
     t_start = time.perf_counter()
     given = applicable_config(config)  # what run.json records
@@ -669,7 +677,7 @@ def train_and_evaluate(
     workdir = Path(workdir)
     _check_resume(config, workdir)  # reads only: a refused config leaves the directory as is
     with run_lock(workdir, enabled=is_primary()):  # one trainer per run directory
-        return _train_locked(config, given, workdir, mesh, progress, t_start, fid_weights)
+        return _train_locked(config, given, workdir, mesh, progress, t_start, fid_weights, init)
 
 
 def _fid_weights(config: dict[str, Any], given) -> Path | None:
@@ -684,15 +692,20 @@ def _fid_weights(config: dict[str, Any], given) -> Path | None:
 
 
 def _train_locked(
-    config, given, workdir: Path, mesh, progress: bool, t_start: float, fid_weights=None
+    config, given, workdir: Path, mesh, progress: bool, t_start: float, fid_weights=None, init=None
 ):
     """``train_and_evaluate`` once the run directory's lock is held."""
     _check_resume(config, workdir)  # again: another process may have trained it meanwhile
-    guide = _train_guide(given, config, workdir, progress, mesh)
+    if init is not None and init.guide_params is not None:
+        guide = _pretrained_guide(given, config, workdir, init)
+    else:
+        guide = _train_guide(given, config, workdir, progress, mesh)
     data = prepare_data(config)
     model = build_model(_model_config(config), data.event_shape)
     init_key, fit_key, sample_key = jax.random.split(jax.random.key(config["seed"]), 3)
     params = model.init(init_key, jnp.asarray(data.train_std[:1024], jnp.float32))
+    if init is not None:
+        params = _initial_params(params, init)
     _write_run_info(workdir, given, data)
     ema = config["train"]["ema_decay"] > 0
     ev = _evaluator(model, data, ema)
@@ -716,6 +729,8 @@ def _train_locked(
             config, model, final, data, nll, result, sample_key, fid_weights
         )
         summary["train_seconds"] = train_seconds
+        if init is not None:
+            summary["init"] = f"pretrained:{init.card['name']} (sha256 {init.card['sha256']})"
         if guide is not None:
             summary["guide_train_seconds"] = guide[1]
             summary["unguided_test_nll"] = main_nll
@@ -770,6 +785,45 @@ def _train_guide(given, config, workdir: Path, progress: bool, mesh) -> tuple[An
     return load_run(workdir / "guide").params, float(summary["train_seconds"])
 
 
+def _initial_params(params: Any, init: Any) -> Any:
+    """``init``'s main params, refused unless they have ``params``' structure and shapes."""
+    shapes = lambda tree: jax.tree.map(lambda a: tuple(jnp.shape(a)), tree)
+    if jax.tree.structure(params) != jax.tree.structure(init.main.params) or shapes(
+        params
+    ) != shapes(init.main.params):
+        raise ConfigError(
+            f"the pretrained weights of {init.card['name']} do not fit this config's model: "
+            "fine-tune with the model settings they were trained with (leave the model.* "
+            "keys as the experiment sets them)"
+        )
+    return jax.tree.map(lambda a, b: jnp.asarray(b, jnp.result_type(a)), params, init.main.params)
+
+
+def _pretrained_guide(given, config, workdir: Path, init: Any) -> tuple[Any, float]:
+    """The guide of a fine-tuned guided run: the pretrained one, written once as a finished
+    run in ``workdir/guide`` (so that :func:`load_run` finds it), never trained."""
+    guide_dir = workdir / "guide"
+    if (guide_dir / "run.json").is_file():
+        return load_run_parts(guide_dir).params, 0.0
+    guide_config = complete_config(_guide_run_config(given, config))
+    header = init.main.info
+    info = {**header, "config": _guide_run_config(given, config)}
+    _, event_shape, _, model = model_of_info(info, guide_dir)
+    params = _initial_params(
+        model.init(jax.random.key(0), jnp.zeros((2, *event_shape), jnp.float32)),
+        init._replace(main=init.main._replace(params=init.guide_params)),
+    )
+    ema = guide_config["train"]["ema_decay"] > 0
+    state = init_train_state(params, build_optimizer(guide_config), ema=ema)
+    steps = int(guide_config["train"]["steps"])
+    state = state._replace(step=jnp.asarray(steps, jnp.int32))
+    if is_primary():
+        guide_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.save(guide_dir / "checkpoints", steps, state, metadata={"name": guide_config["name"]})
+        (guide_dir / "run.json").write_text(json.dumps(info, indent=2))
+    return params, 0.0
+
+
 def _guided(config: dict[str, Any], event_shape, main: Any, guide: Any) -> tuple[Model, Any]:
     """The guided Model of ``config`` and its params from the main and guide params."""
     guidance = guidance_of(config)[0]
@@ -798,14 +852,19 @@ class EvaluationError(RuntimeError):
         )
 
 
-def load_run(run_dir: str | os.PathLike, step: int | None = None) -> Run:
-    """Rebuild the model of a run directory and restore its newest (or ``step``) checkpoint.
+class RunParts(NamedTuple):
+    """A run as stored: its ``run.json`` (``info``), the model it builds and the params it
+    samples with (EMA where the run keeps it), unguided; see :func:`load_run`."""
 
-    Raises:
-      ConfigError: ``run.json`` is missing or unreadable.
-      flowzoo.checkpoint.CheckpointError: no readable checkpoint.
-    """
-    run_dir = Path(run_dir)
+    info: dict[str, Any]
+    config: dict[str, Any]  # completed from the schema
+    model: Model
+    params: Any
+    standardizer: fzdata.Standardizer
+    step: int
+
+
+def _read_info(run_dir: Path) -> dict[str, Any]:
     info_path = run_dir / "run.json"
     if not run_dir.is_dir():
         raise ConfigError(
@@ -814,21 +873,45 @@ def load_run(run_dir: str | os.PathLike, step: int | None = None) -> Run:
     if not info_path.is_file():
         raise ConfigError(f"{run_dir} is not a flowzoo run (no run.json)")
     try:
-        info = json.loads(info_path.read_text())
+        return json.loads(info_path.read_text())
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{info_path} is corrupt ({type(err).__name__}: {err})") from err
+
+
+def model_of_info(info: dict[str, Any], where: Any):
+    """``(config, event_shape, standardizer, model)`` of a run's ``run.json`` contents.
+
+    Raises ConfigError (naming ``where``) for a corrupt record, a params format this version
+    cannot read, or an invalid config."""
+    try:
         config, event_shape = info["config"], tuple(info["event_shape"])
         s = fzdata.Standardizer(
             np.asarray(info["standardizer"]["shift"], np.float32),
             np.asarray(info["standardizer"]["scale"], np.float32),
         )
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise ConfigError(f"{info_path} is corrupt ({type(err).__name__}: {err})") from err
-    _check_params_format(info, config, run_dir)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ConfigError(
+            f"the run record of {where} is corrupt ({type(err).__name__}: {err})"
+        ) from err
+    _check_params_format(info, config, where)
     config = complete_config(config)  # a key the run leaves out has its default
     try:
         validate_config(config)
     except ConfigError as err:
-        raise ConfigError(f"{info_path} holds an invalid config: {err}") from err
-    model = build_model(_model_config(config), event_shape)
+        raise ConfigError(f"the run record of {where} holds an invalid config: {err}") from err
+    return config, event_shape, s, build_model(_model_config(config), event_shape)
+
+
+def load_run_parts(run_dir: str | os.PathLike, step: int | None = None) -> RunParts:
+    """The newest (or ``step``) checkpoint of a run directory, unguided (see :class:`RunParts`).
+
+    Raises:
+      ConfigError: ``run.json`` is missing or unreadable.
+      flowzoo.checkpoint.CheckpointError: no readable checkpoint.
+    """
+    run_dir = Path(run_dir)
+    info = _read_info(run_dir)
+    config, event_shape, s, model = model_of_info(info, run_dir)
     optimizer = build_optimizer(config)
     dummy = jnp.zeros((2, *event_shape), jnp.float32)
     params = model.init(jax.random.key(0), dummy)
@@ -836,12 +919,35 @@ def load_run(run_dir: str | os.PathLike, step: int | None = None) -> Run:
     target = init_train_state(params, optimizer, ema=ema)
     state, restored_step = ckpt.restore(run_dir / "checkpoints", target, step)
     params = state.ema_params if ema else state.params
-    if guidance_of(config) is not None:  # sample and evaluate with the guided field
-        if not (run_dir / "guide" / "run.json").is_file():
-            raise ConfigError(
-                f"{run_dir} samples with a guide (model.guide_steps > 0), but its guide run "
-                f"{run_dir / 'guide'} is missing; run the same `flowzoo train` command again "
-                "to train the guide (the main model's checkpoints are kept)"
-            )
-        model, params = _guided(config, event_shape, params, load_run(run_dir / "guide").params)
-    return Run(config, model, params, s, restored_step)
+    return RunParts(info, config, model, params, s, restored_step)
+
+
+def guided_run(config, event_shape, main: RunParts | Run, guide_params: Any) -> Run:
+    """The :class:`Run` that samples ``main``'s model with its guide's params."""
+    model, params = _guided(config, event_shape, main.params, guide_params)
+    return Run(config, model, params, main.standardizer, main.step)
+
+
+def load_run(run_dir: str | os.PathLike, step: int | None = None) -> Run:
+    """Rebuild the model of a run directory and restore its newest (or ``step``) checkpoint.
+
+    A guided run (``model.guide_steps > 0``) samples and evaluates with its guide, read from
+    ``run_dir/guide``.
+
+    Raises:
+      ConfigError: ``run.json`` is missing or unreadable.
+      flowzoo.checkpoint.CheckpointError: no readable checkpoint.
+    """
+    run_dir = Path(run_dir)
+    parts = load_run_parts(run_dir, step)
+    config = parts.config
+    if guidance_of(config) is None:
+        return Run(config, parts.model, parts.params, parts.standardizer, parts.step)
+    if not (run_dir / "guide" / "run.json").is_file():
+        raise ConfigError(
+            f"{run_dir} samples with a guide (model.guide_steps > 0), but its guide run "
+            f"{run_dir / 'guide'} is missing; run the same `flowzoo train` command again "
+            "to train the guide (the main model's checkpoints are kept)"
+        )
+    event_shape = tuple(parts.info["event_shape"])
+    return guided_run(config, event_shape, parts, load_run_parts(run_dir / "guide").params)

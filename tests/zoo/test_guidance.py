@@ -186,3 +186,32 @@ def test_guided_model_refuses_training_and_bad_keys_are_refused(run):
     trainable = build_model(plain, (2,))
     p = trainable.init(jax.random.key(0), x)
     assert "guide" not in p and np.isfinite(float(trainable.loss(p, jax.random.key(1), x)[0]))
+
+
+def test_exported_guided_run_loads_and_fine_tunes_with_its_guide(run, tmp_path):
+    """A guided run exported as pretrained weights (main + guide in one file) samples like
+    the run; fine-tuning from it writes the shipped guide as a finished run (not trained)
+    and trains the main model from the shipped params."""
+    from flowzoo.zoo import export_pretrained, pretrained, pretrained_parts
+
+    workdir, _ = run
+    export_pretrained(workdir, tmp_path / "ship", {"experiment": "guided"})
+    loaded, shipped = load_run(workdir), pretrained("guided", tmp_path / "ship")
+    key = jax.random.key(5)
+    np.testing.assert_array_equal(
+        shipped.model.sample(shipped.params, key, 50), loaded.model.sample(loaded.params, key, 50)
+    )
+    config = tiny_config()
+    config["train"].update(steps=20, lr=1e-6)
+    init = pretrained_parts("guided", tmp_path / "ship")
+    summary = train_and_evaluate(config, tmp_path / "ft", progress=False, init=init)
+    assert summary["guide_train_seconds"] == 0.0 and summary["init"].startswith("pretrained:")
+    guide = load_run(tmp_path / "ft" / "guide")
+    assert guide.step == 20
+    jax.tree.map(np.testing.assert_array_equal, guide.params, loaded.params["guide"])
+    tuned = load_run(tmp_path / "ft")  # at lr 1e-6, 20 steps stay next to the shipped params
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4),
+        tuned.params["main"],
+        loaded.params["main"],
+    )
