@@ -98,26 +98,10 @@ def key():
 
 @pytest.fixture(scope="session")
 def digits_classifier():
-    """The digits sample-quality classifier, trained once per session into ``FLOWZOO_CACHE``.
-
-    Trained in a subprocess at XLA's default optimisation: under this suite's fast-compile
-    flags its training loop runs about 10x slower. A lock file keeps the xdist workers from
-    training it twice."""
-    import fcntl
-    import subprocess
-    import sys
-    from pathlib import Path
-
+    """The digits sample-quality classifier that ships in the package (nothing is trained;
+    ``tests/zoo/test_quality.py`` trains the recipe itself)."""
     from flowzoo.zoo import image_classifier
 
-    cache = Path(os.environ["FLOWZOO_CACHE"])
-    cache.mkdir(parents=True, exist_ok=True)
-    with open(cache / "train.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        flags = os.environ.get("XLA_FLAGS", "").replace(_FAST_COMPILE, "").strip()
-        code = "from flowzoo.zoo import image_classifier; image_classifier('digits')"
-        env = {**os.environ, "XLA_FLAGS": flags}
-        subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=600)
     return image_classifier("digits")
 
 
