@@ -125,8 +125,9 @@ print(json.dumps({"accuracy": accuracy}))
 
 def test_the_classifier_recipe_trains():
     """The recipe (outlier exposure, random shifts) at 150 of its 1,500 steps already
-    classifies 90% of held-out digits (96% measured; the shipped one, at 1,500: 98.7%). In a child at
-    XLA's default optimisation: this suite's fast-compile flags slow its loop about 10x."""
+    classifies 90% of held-out digits (96% measured; the shipped one, at 1,500: 98.7%). In a
+    child at XLA's default optimisation: this suite's fast-compile flags slow its loop about
+    10x."""
     import json
     import os
     import subprocess
