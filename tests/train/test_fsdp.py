@@ -68,12 +68,9 @@ def _rel(got, want) -> float:
 @pytest.fixture(scope="module")
 def eight(tmp_path_factory):
     root = tmp_path_factory.mktemp("fsdp")
-    env = _env(8)  # XLA's default optimisation: the 20M-parameter steps run, not compile
-    for flag in ("--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true"):
-        env["XLA_FLAGS"] = env["XLA_FLAGS"].replace(flag, "")
     proc = subprocess.run(
         [sys.executable, str(WORKER), str(root)],
-        env=env,
+        env=_env(8),
         capture_output=True,
         text=True,
         timeout=600,
@@ -83,15 +80,16 @@ def eight(tmp_path_factory):
     return root, _last_json(proc.stdout)
 
 
-def test_fsdp_splits_a_20m_model_eight_ways_and_trains_like_one_device(eight):
-    """A 21.7M-parameter RealNVP: with FSDP on 8 devices each holds the ZeRO-3 share of
+def test_fsdp_splits_a_model_eight_ways_and_trains_like_one_device(eight):
+    """A 1.6M-parameter RealNVP: with FSDP on 8 devices each holds the ZeRO-3 share of
     params and Adam state (<= 1.3/8 of what one device holds, i.e. of the replicated
     bytes) and the first 20 losses equal the one-device run's (1e-5 relative)."""
     big = eight[1]["big"]
     assert eight[1]["device_count"] == 8
     shapes = [tuple(s) for s in big["shapes"]]
     n = sum(math.prod(s) for s in shapes)
-    assert n >= 20_000_000
+    assert n >= 1_500_000
+    assert sum(math.prod(s) for s in shapes if _split_dim(s, 8) is not None) >= 0.99 * n
     one, run = big["one"], big["fsdp_1x8"]
     assert one["device_bytes"] == {"params": 4 * n, "opt_state": 8 * n + 4, "ema_params": 0}
     assert run["mesh_shape"] == {"data": 1, "fsdp": 8}
