@@ -71,7 +71,7 @@ def test_two_process_cli_run(tmp_path):
     procs = [
         subprocess.Popen(
             [*cmd, *dist, "--process-id", str(i)],
-            env=_env(2),
+            env=_env(2, legacy_emitters=True),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

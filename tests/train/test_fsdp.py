@@ -70,7 +70,7 @@ def eight(tmp_path_factory):
     root = tmp_path_factory.mktemp("fsdp")
     proc = subprocess.run(
         [sys.executable, str(WORKER), str(root)],
-        env=_env(8),
+        env=_env(8, legacy_emitters=True),
         capture_output=True,
         text=True,
         timeout=600,
@@ -161,7 +161,7 @@ def test_cli_killed_on_eight_devices_resumes_on_four(tmp_path):
     cmd += ["--no-progress", "--workdir", str(tmp_path)]
     run = tmp_path / "moons_realnvp"
     slow = subprocess.Popen(
-        cmd, env=_env(8), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT
+        cmd, env=_env(8, True), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT
     )
     try:
         deadline = time.monotonic() + 180
@@ -178,7 +178,9 @@ def test_cli_killed_on_eight_devices_resumes_on_four(tmp_path):
     assert slow.returncode == -signal.SIGKILL
     assert 2 <= max(_ckpt_steps(run)) < 8
 
-    proc = subprocess.run(cmd, env=_env(4), capture_output=True, text=True, cwd=ROOT, timeout=300)
+    proc = subprocess.run(
+        cmd, env=_env(4, True), capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((run / "summary.json").read_text())
     loaded = zoo.load_run(run)  # onto this process's one device

@@ -29,9 +29,18 @@ WORKER = Path(__file__).with_name("parallel_worker.py")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _env(devices: int) -> dict[str, str]:
+LEGACY_EMITTERS = "--xla_cpu_use_fusion_emitters=false"
+"""XLA:CPU's elemental emitters: the small programs of these workers compile in about 0.6x
+the time of the default fusion emitters. The same HLO, so results agree to float32
+rounding, but not bit for bit: only for runs compared with a tolerance."""
+
+
+def _env(devices: int, legacy_emitters: bool = False) -> dict[str, str]:
+    """The environment of a worker on ``devices`` CPU devices, with this suite's compile
+    flags (conftest), plus :data:`LEGACY_EMITTERS` when asked."""
     env = dict(os.environ)
     flags = os.environ.get("XLA_FLAGS", "")  # keep the suite's compile flags (conftest)
+    flags += f" {LEGACY_EMITTERS}" if legacy_emitters else ""
     env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={devices}".strip()
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -48,7 +57,7 @@ def _last_json(stdout: str) -> dict:
 def _worker(*args, devices: int = 1, timeout: float = 240) -> dict:
     proc = subprocess.run(
         [sys.executable, str(WORKER), *map(str, args)],
-        env=_env(devices),
+        env=_env(devices, legacy_emitters=True),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -99,7 +108,7 @@ def test_two_processes_match_single_process(tmp_path):
     procs = [
         subprocess.Popen(
             [sys.executable, str(WORKER), "dist", f"localhost:{port}", "2", str(i), workdir, out],
-            env=_env(2),
+            env=_env(2, legacy_emitters=True),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
