@@ -101,6 +101,14 @@ QUICK_FM = [  # a UNet of the same structure, small enough to compile in seconds
     "model.dropout=0.0",
 ]
 QUICK_GLOW = ["model.levels=1", "model.depth=2", "model.hidden=16"]
+TINY_FM = [*QUICK_FM, "model.channel_mult=[1]", "model.attention_resolutions=[]"]
+"""``--tiny`` (the test suite's size): the quick UNet with one level and no attention, half
+its compile time; everything else as ``--quick``."""
+
+
+def fm_overrides(args) -> list[str]:
+    """The fm_cifar10 overrides of the run's size: none, ``--quick`` or ``--tiny``."""
+    return TINY_FM if args.tiny else QUICK_FM if args.quick else []
 
 
 # --------------------------------------------------------------------------- device, budget
@@ -403,7 +411,7 @@ def fm_specs(args, gpu: bool, torch_on: bool) -> list[dict[str, Any]]:
 
 def _build_fm(spec, args, dev: str):
     over = [f"train.batch_size={args.batch}", f"train.compute_dtype={spec['dtype']}"]
-    cfg = recipe("fm_cifar10", over + (QUICK_FM if args.quick else []))
+    cfg = recipe("fm_cifar10", over + fm_overrides(args))
     if spec["library"] == "flowzoo":
         case, rec, fargs = train_step_case(cfg, args.batch, spec["precision"], real_init=False)
         return case, rec, fargs
@@ -521,7 +529,7 @@ def run_sample(args, gpu: bool, torch_on: bool, budget: Budget) -> dict[str, Any
     """Euler, ``--nfe`` steps, of the fm_cifar10 network: flowzoo against torch loops."""
     if not budget.allows("sample", 0 if args.quick else 90):
         return None
-    m, n = recipe("fm_cifar10", QUICK_FM if args.quick else [])["model"], args.sample_batch
+    m, n = recipe("fm_cifar10", fm_overrides(args))["model"], args.sample_batch
     precision, dev = ("tf32" if gpu else "highest"), (torch_device() if torch_on else "cpu")
     net = zoo.cfm_network(m, SHAPE)
     solver = SolverConfig("euler", args.nfe)
@@ -714,6 +722,7 @@ def _check_for(d: dict[str, Any], row: dict[str, Any]) -> dict[str, Any] | None:
 def parse(argv, gpu: bool) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="a small UNet and Glow, short repeats")
+    p.add_argument("--tiny", action="store_true", help="--quick with a one-level UNet (tests)")
     p.add_argument("--batch", type=int, default=None, help="fm batch (default 128, quick 4)")
     p.add_argument("--glow-batch", type=int, default=None, help="default 64 on GPU, else --batch")
     p.add_argument("--sample-batch", type=int, default=None, help="default --batch on GPU, else 1")
@@ -732,6 +741,7 @@ def parse(argv, gpu: bool) -> argparse.Namespace:
     p.add_argument("--budget-s", type=float, default=None, help="skip parts that do not fit")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "accelerator.json"))  # fmt: skip
     a = p.parse_args(argv)
+    a.quick = a.quick or a.tiny
     a.batch = a.batch or (4 if a.quick else 128)
     a.glow_batch = a.glow_batch or (64 if gpu and not a.quick else a.batch)
     a.sample_batch = a.sample_batch or (a.batch if gpu else (2 if a.quick else 1))

@@ -24,12 +24,14 @@ def accel():
 
 
 def test_reduced_size_run_without_torch(accel, tmp_path):
-    """The whole script at a small width (fm step, 4-step Euler sampling, Glow): every part
-    timed, the fm step's model FLOPs within a few percent of XLA's count (which leaves the
-    padded taps out and counts elementwise work in), memory and the matmul peak measured,
-    the JSON's checks those ``check`` finds (no peer: not decided), a docs block rendered."""
+    """The whole script at ``--tiny`` size (fm step of a one-level UNet without attention,
+    4-step Euler sampling, Glow): every part timed, the fm step's model FLOPs within a few
+    percent of XLA's count (which leaves the padded taps out and counts elementwise work in;
+    the count of attention's batched products is checked in closed form in
+    tests/zoo/test_cifar_recipes.py), memory and the matmul peak measured, the JSON's checks
+    those ``check`` finds (no peer: not decided), a docs block rendered."""
     out = tmp_path / "accelerator.json"
-    args = ["--quick", "--no-torch", "--batch", "2", "--nfe", "4", "--repeats", "2"]
+    args = ["--tiny", "--no-torch", "--batch", "2", "--nfe", "4", "--repeats", "2"]
     accel.main([*args, "--out", str(out)])
     d = json.loads(out.read_text())
     assert d["device"]["platform"] == "cpu" and d["quick"] and d["env"]["load_average"]

@@ -179,11 +179,14 @@ def test_glow_cifar10_has_the_papers_size():
 
 
 def test_jaxpr_flops_counts_products_convolutions_and_scanned_layers():
-    """Closed forms: a matmul 2MNK, a convolution 2 x outputs x taps x in-channels, a scan
+    """Closed forms: a matmul 2MNK (batched: B times that), a convolution 2 x outputs x taps x in-channels, a scan
     of L layers L times its body (XLA's cost analysis counts a loop body once), and a
     gradient its forward product plus the weight gradient's."""
     a, b = jnp.ones((3, 4)), jnp.ones((4, 5))
     assert jaxpr_flops(jax.make_jaxpr(jnp.matmul)(a, b).jaxpr) == 2 * 3 * 4 * 5
+    q, k = jnp.ones((2, 6, 4)), jnp.ones((2, 7, 4))  # attention's products: batch 2, 6x7 of 4
+    scores = jax.make_jaxpr(lambda q, k: jnp.einsum("bqd,bkd->bqk", q, k))(q, k)
+    assert jaxpr_flops(scores.jaxpr) == 2 * 2 * 6 * 7 * 4
 
     def conv(x, w):
         return jax.lax.conv_general_dilated(
