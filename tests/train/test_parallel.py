@@ -37,10 +37,11 @@ rounding, but not bit for bit: only for runs compared with a tolerance."""
 
 def _env(devices: int, legacy_emitters: bool = False) -> dict[str, str]:
     """The environment of a worker on ``devices`` CPU devices, with this suite's compile
-    flags (conftest), plus :data:`LEGACY_EMITTERS` when asked."""
+    flags (conftest), plus :data:`LEGACY_EMITTERS` when asked (unless the suite's flags
+    already choose the emitters)."""
     env = dict(os.environ)
     flags = os.environ.get("XLA_FLAGS", "")  # keep the suite's compile flags (conftest)
-    flags += f" {LEGACY_EMITTERS}" if legacy_emitters else ""
+    flags += f" {LEGACY_EMITTERS}" if legacy_emitters and "fusion_emitters" not in flags else ""
     env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={devices}".strip()
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
