@@ -114,7 +114,8 @@ def _in_a_child_at_full_optimisation(name: str) -> None:
         **os.environ,
         "FLOWZOO_TEST_FULL_OPT": "1",
         "XLA_FLAGS": " ".join(f for f in flags if "optimization_level" not in f
-                              and "disable_expensive_passes" not in f),
+                              and "disable_expensive_passes" not in f
+                              and "fusion_emitters" not in f),
     }  # fmt: skip
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"{__file__}::{name}"],

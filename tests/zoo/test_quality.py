@@ -134,7 +134,7 @@ def test_the_classifier_recipe_trains():
     import sys
 
     flags = os.environ.get("XLA_FLAGS", "").split()
-    fast = ("optimization_level", "disable_expensive_passes")
+    fast = ("optimization_level", "disable_expensive_passes", "fusion_emitters")
     env = {**os.environ, "XLA_FLAGS": " ".join(f for f in flags if not any(x in f for x in fast))}
     out = subprocess.run(
         [sys.executable, "-c", _TRAIN_SHORT], env=env, check=True, capture_output=True, text=True
