@@ -9,6 +9,9 @@ its mean, whichever is larger (another CPU draws other samples: three draws span
 standard deviations of a figure's sampling noise). The JSON (``--out``,
 default ``benchmarks/results/pretrained.json``) holds both and the verdicts.
 
+``python benchmarks/pretrained.py cards`` renders every card into ``docs/pretrained.md``
+(between its ``cards:begin``/``cards:end`` markers); ``export`` does it too.
+
 ``python benchmarks/pretrained.py export --runs DIR --commit HASH [--times FILE]`` writes
 ``flowzoo/zoo/pretrained/NAME.{safetensors,json}`` for every run ``DIR/NAME`` of
 :data:`SHIPPED` (each trained by ``flowzoo train NAME`` at commit ``HASH``): the weights,
@@ -121,6 +124,72 @@ def export(args) -> None:
         print(f"{name}: {full['bytes']:,} bytes, {json.dumps(figures)[:200]}", flush=True)
 
 
+CARDS_BEGIN, CARDS_END = "<!-- cards:begin -->", "<!-- cards:end -->"
+
+
+def _card_figures(f: dict[str, Any]) -> str:
+    parts = []
+    if "test_bpd" in f:
+        parts.append(f"test bits/dim {_fig(f, 'test_bpd')} (n = {f['n_test']})")
+    if "test_nll" in f:
+        parts.append(f"test NLL {_fig(f, 'test_nll')} nats (n = {f['n_test']})")
+    if "energy_distance" in f:
+        parts.append(f"energy distance {_fig(f, 'energy_distance')} (n = {f['n_samples']})")
+    if "fd" in f:
+        parts.append(
+            f"FD {_fig(f, 'fd')}, legibility {_fig(f, 'legibility')} (n = {f['n_samples']}; "
+            f"real-image floor {f['fd_floor']:.2f}, {f['legibility_floor']:.3f})"
+        )
+    return "; ".join(parts)
+
+
+def _load_text(load: dict[str, Any] | None) -> str:
+    if not load:
+        return "load not recorded"
+    return (
+        f"load average {load.get('load_start')} at the start, {load.get('load_end')} at the "
+        f"end; {load.get('wall_seconds')} s for the whole command"
+    )
+
+
+def render_cards() -> str:
+    """The markdown of every shipped model card (one table row and one details block each)."""
+    from flowzoo import zoo
+
+    rows, blocks = [], []
+    for name in zoo.pretrained_names():
+        c = zoo.model_card(name)
+        t = c["training"]
+        guide = f" + {t['guide_train_seconds']:.0f} s guide" if t.get("guide_train_seconds") else ""
+        rows.append(
+            [
+                f"`{name}`",
+                f"{c['parameters']:,}",
+                f"{c['bytes'] / 2**20:.2f} MB {c['dtype']}",
+                f"{t['steps']:,} steps, {t['train_seconds']:.0f} s{guide}",
+                _card_figures(c["figures"]),
+            ]
+        )
+        blocks.append(
+            f"### {name}\n\n* command: `{c['command']}` at commit `{c['commit']}`\n"
+            f"* data: {c['data']}\n* machine: {t['machine']['cpu']}, {t['machine']['cores']} "
+            f"cores, shared ({_load_text(t.get('load_average'))})\n"
+            f"* file: `{c['file']}`, SHA-256 `{c['sha256']}`\n"
+        )
+    table = common.md_table(
+        ["model", "parameters", "on disk", "training", "figures (mean [min, max] over 3 draws)"],
+        rows,
+    )
+    return table + "\n\n" + "\n".join(blocks)
+
+
+def write_cards(path: Path = ROOT / "docs" / "pretrained.md") -> None:
+    text = path.read_text()
+    head, rest = text.split(CARDS_BEGIN)
+    _, tail = rest.split(CARDS_END)
+    path.write_text(f"{head}{CARDS_BEGIN}\n{render_cards()}\n{CARDS_END}{tail}")
+
+
 def _within_spread(measured: dict, card: dict) -> bool:
     lo, hi, mean = card["min"], card["max"], card["mean"]
     slack = max(hi - lo, 0.1 * abs(mean))
@@ -189,7 +258,9 @@ def check(d: dict[str, Any]) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("command", nargs="?", choices=("reproduce", "export"), default="reproduce")
+    ap.add_argument(
+        "command", nargs="?", choices=("reproduce", "export", "cards"), default="reproduce"
+    )
     ap.add_argument("--names", type=lambda s: [n for n in s.split(",") if n], default=None)
     ap.add_argument("--out", default=str(HERE / "results" / "pretrained.json"))
     ap.add_argument("--quick", action="store_true", help="(run_all) the same run")
@@ -201,6 +272,9 @@ def main(argv: list[str] | None = None) -> None:
         if not (args.runs and args.commit):
             ap.error("export needs --runs and --commit")
         export(args)
+        write_cards()
+    elif args.command == "cards":
+        write_cards()
     else:
         reproduce(args)
 

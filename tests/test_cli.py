@@ -24,7 +24,7 @@ import pytest
 
 from flowzoo import checkpoint as ckpt
 from flowzoo import cli, data
-from flowzoo.zoo import load_run
+from flowzoo.zoo import load_data, load_run
 
 NAME = "moons_realnvp"  # the default config's name: the run directory under --workdir
 TINY = [
@@ -154,8 +154,12 @@ def test_eval_matches_load_run(trained, moons_file):
     expected = -float(np.mean(run.log_prob(np.load(moons_file))))
     assert result["nll"] == pytest.approx(expected, abs=1e-5)
     assert "quality" not in result  # sample quality is for image runs
-    rc, _, err = run_cli("eval", trained[3])
-    assert_error(rc, err, 2, "--data is required for a vector run")
+    rc, out, err = run_cli("eval", trained[3])  # without --data: the run's held-out split
+    assert rc == 0, err
+    held_out = load_data(run.config)[1]
+    expected = -float(np.mean(run.log_prob(held_out)))
+    assert json.loads(out)["n"] == len(held_out)
+    assert json.loads(out)["nll"] == pytest.approx(expected, abs=1e-5)
     rc, _, err = run_cli("eval", trained[3], "--data", moons_file, "--samples", 100)
     assert_error(rc, err, 2, "--samples applies to image runs only")
 

@@ -58,6 +58,7 @@ from ._run import Run as Run
 from ._run import RunData as RunData
 from ._run import RunParts as RunParts
 from ._run import build_optimizer as build_optimizer
+from ._run import guided_run as guided_run
 from ._run import load_data as load_data
 from ._run import load_run as load_run
 from ._run import load_run_parts as load_run_parts
