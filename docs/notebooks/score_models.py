@@ -48,7 +48,7 @@ x_train_s, x_test_s = data.standardize(std, x_train), data.standardize(std, x_te
 
 # %%
 sde = paths.vp_sde()
-net = score.sde_score_network(sde, (2,), hidden=(128, 128, 128))
+net = score.sde_score_network(sde, (2,), hidden=(64, 64, 64))
 params = net.init(keys[2], jnp.full((256,), 0.5), x_train_s[:256])
 result = train.fit(
     score.sde_dsm_loss(net.apply, sde),
@@ -79,12 +79,22 @@ assert result.history[-1]["loss"] < result.history[0]["loss"]
 
 # %%
 n = 1000
-langevin = jax.random.normal(keys[5], (n, 2))
-for i, t in enumerate(jnp.geomspace(1.0, 0.01, 10)):  # 10 levels x 100 ULA steps
-    var_t = float(sde.marginal(jnp.zeros((1, 2)), t)[1]) ** 2
-    chain = samplers.ula(lambda x, t=t: score_t(jnp.full((x.shape[0],), t), x), 0.05 * var_t)
-    langevin = samplers.run_chain(chain, jax.random.fold_in(keys[4], i), langevin, 100, 100)
-    langevin = langevin.state.position
+levels = jnp.geomspace(1.0, 0.01, 10)  # 10 noise levels, 100 ULA steps at each
+
+
+@jax.jit  # the levels run in one compiled loop (lax.scan), not one compile per level
+def annealed_langevin(key, x):
+    def level(x, i):
+        t = levels[i]
+        var_t = sde.marginal(jnp.zeros((1, 2)), t)[1] ** 2
+        chain = samplers.ula(lambda x: score_t(jnp.full((x.shape[0],), t), x), 0.05 * var_t)
+        result = samplers.run_chain(chain, jax.random.fold_in(key, i), x, 100, 100)
+        return result.state.position, None
+
+    return jax.lax.scan(level, x, jnp.arange(len(levels)))[0]
+
+
+langevin = annealed_langevin(keys[4], jax.random.normal(keys[5], (n, 2)))
 reverse = samplers.reverse_sde_sample(sde, score_t, keys[6], (n, 2), 200)
 pc = samplers.pc_sample(sde, score_t, keys[6], (n, 2), 100)
 pf = samplers.pf_ode_sample(sde, score_t, keys[7], (n, 2), solver=SolverConfig("heun", 50)).samples
