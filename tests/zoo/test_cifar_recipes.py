@@ -77,6 +77,17 @@ def _cifar_batch(x: np.ndarray) -> bytes:
     return pickle.dumps(obj, protocol=2)
 
 
+def _one_blas_thread():
+    """NumPy's BLAS on one thread: FID's two 2048x2048 float64 eigendecompositions took
+    10x longer (15 s against 1.5 s) on OpenBLAS's two threads while the other pytest-xdist
+    worker held the second of the machine's 2 cores."""
+    try:
+        from threadpoolctl import threadpool_limits  # scikit-learn's dependency (dev extra)
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
+
+
 @pytest.fixture(scope="module")
 def cifar(tmp_path_factory):
     """A cifar-10-python.tar.gz with 8 images per batch (40 train, 8 test)."""
@@ -121,6 +132,7 @@ def test_recipe_trains_three_steps_on_a_cifar_file(name, cifar, fid_weights, tmp
         mu, sigma = metrics.fid_statistics(feats)
         np.savez(stats, mu=mu, sigma=sigma, n=np.int64(8))
     with contextlib.ExitStack() as stack:
+        stack.enter_context(_one_blas_thread())
         if not fid:  # the one-line warning, before training
             stack.enter_context(pytest.warns(UserWarning, match="FID will be skipped"))
         rc, out, err = _run_cli("train", name, *sets, *fid, "--workdir", tmp_path, "--no-progress")
