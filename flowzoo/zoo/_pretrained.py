@@ -180,6 +180,7 @@ def open_run(spec: str, runs_dir: str | os.PathLike = "runs") -> Opened:
 
     Raises:
       ConfigError: ``spec`` is neither a run directory nor a shipped model.
+      WeightsError: the shipped weights fail their checks (:func:`pretrained`).
     """
     if spec.startswith(PREFIX):
         name = spec[len(PREFIX) :]
@@ -188,10 +189,12 @@ def open_run(spec: str, runs_dir: str | os.PathLike = "runs") -> Opened:
     if path.is_dir():
         return Opened(load_run(path), str(path), None)
     if os.sep in spec or "/" in spec or spec not in pretrained_names():
+        if path.exists():  # a file: load_run says what is wrong with it
+            return Opened(load_run(path), str(path), None)
         have = ", ".join(pretrained_names()) or "none"
         raise ConfigError(
-            f"{spec!r} is neither a run directory nor a pretrained model (shipped: {have}); "
-            "train one with `flowzoo train`"
+            f"run directory {spec!r} does not exist, and no pretrained model has that name "
+            f"(shipped: {have}); train one with `flowzoo train`"
         )
     local = Path(runs_dir) / spec
     if (local / "run.json").is_file():

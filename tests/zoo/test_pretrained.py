@@ -180,7 +180,7 @@ def test_a_run_directory_takes_precedence_with_a_notice(tmp_path, monkeypatch):
     rc, _, err = run_cli("sample", "moons_realnvp", "-n", 8, "--out", "y.npy")
     assert rc == 0 and "flowzoo: note: using the run directory" in err
     rc, _, err = run_cli("sample", "no_such_model", "-n", 8, "--out", "y.npy")
-    assert rc == 2 and "neither a run directory nor a pretrained model" in err
+    assert rc == 2 and "does not exist, and no pretrained model has that name" in err
     # round trip: the run exported as shipped weights gives the same log-densities
     zoo.export_pretrained("runs/moons_realnvp", "ship", {"experiment": "moons_realnvp"})
     shipped = pretrained("moons_realnvp", tmp_path / "ship")
