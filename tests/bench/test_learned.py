@@ -85,19 +85,23 @@ def test_bench_cli_with_runs_writes_a_leaderboard_for_the_run(fm_run, tmp_path):
 
 
 def test_image_run_is_benchmarked_in_its_model_space(tmp_path_factory):
-    """A tiny fm_digits run (20 steps of a one-level UNet): the target lives in the
-    flattened model space ([-1, 1) after dequantization), the held-out reference is the 300
-    test images mapped there, and the sampler rows run on the UNet's field."""
+    """A tiny fm_digits run (4 steps of a one-level UNet without attention or dropout, on
+    batches of 16): the target lives in the flattened model space ([-1, 1) after
+    dequantization), the held-out reference is the 300 test images mapped there, and the
+    sampler rows run on the UNet's field."""
     run = _train(
         tmp_path_factory,
         "fm_digits",
-        "train.steps=20",
-        "train.checkpoint_every=20",
-        "train.steps_per_call=10",
+        "train.steps=4",
+        "train.batch_size=16",
+        "train.checkpoint_every=4",
+        "train.steps_per_call=2",
         "train.ema_decay=0",
         "train.warmup_steps=0",
         "model.channels=[8]",
         "model.embed_dim=16",
+        "model.attention_heads=0",
+        "model.dropout=0",
         "model.log_prob=none",
         "plot.n_samples=4",
         "plot.quality_samples=0",
