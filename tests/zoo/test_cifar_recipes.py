@@ -44,8 +44,10 @@ REDUCED = {
     # and a few fixed solver steps for the samples and the likelihood of a 3-step model
     "fm_cifar10": [*_UNET, "model.solver=euler", "model.num_steps=2",
                    "model.log_prob_solver=euler", "model.log_prob_steps=2"],
+    # the same UNet at one level (attention at 32x32): fm_cifar10 runs its two levels
     "sde_cifar10": [*_UNET, "model.sample_steps=2", "model.log_prob_solver=euler",
-                    "model.log_prob_steps=2"],
+                    "model.log_prob_steps=2", "model.channel_mult=[1]",
+                    "model.attention_resolutions=[32]"],
 }  # fmt: skip
 COMMON = [
     "train.steps=3",
