@@ -2,7 +2,9 @@
 
 ``flowzoo bench samplers`` runs :func:`run_benchmark`; :data:`TARGETS` holds the targets
 (Gaussian mixtures with exact diffusion and flow fields, Neal's funnel, Haario's banana, an
-ill-conditioned Gaussian); :func:`run_cell` scores one (target, sampler, budget) cell.
+ill-conditioned Gaussian, and the sampling literature's ``mog40``, ``many_well32`` and
+``blr_diabetes``, with their exact ``log_z``); :func:`run_cell` scores one (target,
+sampler, budget) cell.
 """
 
 from ._harness import Settings as Settings
@@ -23,4 +25,5 @@ from ._report import QUICK_TARGETS as QUICK_TARGETS
 from ._report import leaderboard as leaderboard
 from ._report import run_benchmark as run_benchmark
 from ._targets import TARGETS as TARGETS
+from ._targets import Reference as Reference
 from ._targets import Target as Target

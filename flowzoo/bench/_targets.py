@@ -9,81 +9,31 @@ is a Gaussian mixture, the exact time-dependent fields of diffusion and flow sam
   ``x1 ~ N(0, 100)``, ``x2 - 0.1 (x1^2 - 100) ~ N(0, 1)``;
 * ``ill_gaussian``: d=100, variances log-spaced over three decades (0.03 to 31.6);
 * ``gmm32``: 8 equal-weight isotropic Gaussians in d=32 (std 0.5, means drawn once with
-  seed 0 from N(0, 9 I)).
+  seed 0 from N(0, 9 I));
+* the sampling literature's ``mog40``, ``many_well32`` and ``blr_diabetes``: see
+  ``_literature.py``.
+
+``log_z`` (the exact log normalising constant of ``log_prob``) is 0 for every mixture, the
+funnel and the banana (each ``log_prob`` is a normalised density); the funnel also carries
+its exact moments (``v``: mean 0, std 3; ``x_i``: mean 0, std ``e^2.25``).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._types import Array, Batch, Key
 from ..data import two_moons
-from ..paths import SDE, Path
-from ..samplers import Problem
 from . import _mixture as gm
-
-
-class Target(NamedTuple):
-    """A distribution with ground truth.
-
-    * ``name``, ``dim``.
-    * ``sample(key, n) -> (n, dim)``: exact samples.
-    * ``log_prob(x) -> (n,)`` (``None`` for data-defined targets) and ``score(x)``.
-    * ``mixture``: the :class:`GaussianMixture` when the target is one (gives exact
-      diffusion / flow fields), else ``None``.
-    * ``step_size``: the Langevin step size MCMC rows use on this target.
-    * ``init_scale``: chains start from ``N(0, init_scale^2 I)``.
-    * ``fields``: for learned targets (:func:`flowzoo.bench.learned_target`), the
-      :class:`~flowzoo.samplers.Problem` fields of the trained model (its own SDE and score,
-      or path and velocity); ``problem`` then ignores its arguments.
-    """
-
-    name: str
-    dim: int
-    sample: Callable[[Key, int], Batch]
-    log_prob: Callable[[Batch], Array] | None
-    score: Callable[[Batch], Batch] | None
-    mixture: gm.GaussianMixture | None
-    step_size: float
-    init_scale: float
-    fields: dict | None = None
-
-    def problem(self, sde: SDE, path: Path) -> Problem:
-        """The :class:`flowzoo.samplers.Problem` of this target under ``sde`` and ``path``."""
-        fields = {}
-        if self.fields is not None:
-            return Problem(event_shape=(self.dim,), **self.fields)
-        if self.mixture is not None:
-            fields = dict(
-                sde=sde,
-                score_t=gm.sde_score(self.mixture, sde),
-                path=path,
-                velocity=gm.path_velocity(self.mixture, path),
-            )
-        return Problem(
-            event_shape=(self.dim,),
-            log_prob=self.log_prob,
-            score=self.score,
-            init=lambda key, n: self.init_scale * jax.random.normal(key, (n, self.dim)),
-            **fields,
-        )
-
-
-def _grad(log_prob):
-    return lambda x: jax.grad(lambda y: jnp.sum(log_prob(y)))(x)
-
-
-def _from_mixture(name: str, mix: gm.GaussianMixture, step: float, init: float) -> Target:
-    lp = lambda x: gm.log_prob(mix, x)
-    return Target(
-        name, mix.means.shape[1], lambda k, n: gm.sample(mix, k, n), lp, _grad(lp), mix, step, init
-    )
+from ._base import Reference as Reference
+from ._base import Target as Target
+from ._base import from_mixture as _from_mixture
+from ._base import grad_of as _grad
+from ._literature import blr_diabetes, many_well, mog40
 
 
 def eight_gaussians() -> Target:
@@ -126,7 +76,10 @@ def funnel(dim: int = 10) -> Target:
         v = 3.0 * jax.random.normal(kv, (n, 1))
         return jnp.concatenate([v, jnp.exp(0.5 * v) * jax.random.normal(kx, (n, dim - 1))], 1)
 
-    return Target("funnel", dim, sample, log_prob, _grad(log_prob), None, 0.01, 1.0)
+    # normalised (log N(v; 0, 9) + sum_i log N(x_i; 0, e^v)): log Z = 0; E[x_i^2] = E[e^v] = e^4.5
+    std = np.array([3.0] + [math.exp(2.25)] * (dim - 1))
+    ref = Reference(np.zeros(dim), std)
+    return Target("funnel", dim, sample, log_prob, _grad(log_prob), None, 0.01, 1.0, None, 0.0, ref)
 
 
 def banana(b: float = 0.1) -> Target:
@@ -140,7 +93,8 @@ def banana(b: float = 0.1) -> Target:
         x1 = 10.0 * z[:, 0]
         return jnp.stack([x1, z[:, 1] + b * (x1**2 - 100.0)], 1)
 
-    return Target("banana", 2, sample, log_prob, _grad(log_prob), None, 0.1, 3.0)
+    # normalised: a unit-Jacobian shear of N(0, diag(100, 1)), so log Z = 0
+    return Target("banana", 2, sample, log_prob, _grad(log_prob), None, 0.1, 3.0, log_z=0.0)
 
 
 def ill_gaussian(dim: int = 100) -> Target:
@@ -163,5 +117,8 @@ TARGETS: dict[str, Callable[[], Target]] = {
     "banana": banana,
     "ill_gaussian": ill_gaussian,
     "gmm32": gmm32,
+    "mog40": mog40,
+    "many_well32": many_well,
+    "blr_diabetes": blr_diabetes,
 }
 """Target factories by name."""
