@@ -72,4 +72,5 @@ from ._spec import SectionCheck as SectionCheck
 from ._spec import Spec as Spec
 from ._weights import WeightsError as WeightsError
 from ._weights import read_weights as read_weights
+from ._weights import save_weights as save_weights
 from ._weights import sha256_of as sha256_of

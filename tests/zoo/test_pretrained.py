@@ -93,9 +93,7 @@ def _rewrite(root, edit_tensors=None, edit_header=None) -> None:
         edit_tensors(tensors)
     if edit_header:
         edit_header(header)
-    from flowzoo.zoo._weights import save_weights
-
-    sha = save_weights(root / "moons_realnvp.safetensors", tensors, header)
+    sha = zoo.save_weights(root / "moons_realnvp.safetensors", tensors, header)
     card = json.loads((root / "moons_realnvp.json").read_text())
     (root / "moons_realnvp.json").write_text(json.dumps({**card, "sha256": sha}))
 
