@@ -3,9 +3,8 @@ XLA compiles, and one persistent XLA compilation cache for the whole test sessio
 
 Most tests are dominated by compiling small programs, not running them, so the suite asks
 XLA:CPU for less optimisation (``--xla_backend_optimization_level=0``,
-``--xla_llvm_disable_expensive_passes``) and for its elemental emitters instead of the fusion
-emitters (``--xla_cpu_use_fusion_emitters=false``): on this project's 2-core machine the
-image-model tests take a third less time and training-heavy tests about the same. Results stay within
+``--xla_llvm_disable_expensive_passes``): on this project's 2-core machine the image-model
+tests take a third less time and training-heavy tests about the same. Results stay within
 every test's tolerance; comparisons of two runs (resume == uninterrupted) use the same
 flags on both sides. Set ``FLOWZOO_TEST_FULL_OPT=1`` to test with XLA's default
 optimisation.
@@ -36,14 +35,26 @@ import tempfile
 import jax
 import pytest
 
+# NumPy's OpenBLAS on two threads runs 8-10x slower while another process holds the second
+# core, which under `pytest -n 2` is always so (a 2048x2048 eigendecomposition: 15 s against
+# 1.5 s): one BLAS thread per process. NumPy is loaded before this file (by pytest's
+# plugins), so the limit is set through threadpoolctl (scikit-learn's dependency), and the
+# environment variable covers the children the tests start.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+try:
+    from threadpoolctl import threadpool_limits
+
+    _ONE_BLAS_THREAD = threadpool_limits(1, user_api="blas")
+except ImportError:  # without threadpoolctl the library's own default stays
+    _ONE_BLAS_THREAD = None
+
 # The suite's programs are small and many: compile time, not run time, is its cost. XLA:CPU
-# at optimisation level 0, without LLVM's expensive passes, and with the elemental emitters
-# instead of the fusion emitters (a third less compile CPU on tests/zoo/test_guidance.py,
-# 43 -> 29 s) compiles them fastest. Children that run long loops drop these flags.
-_FAST_COMPILE = (
-    "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true "
-    "--xla_cpu_use_fusion_emitters=false"
-)
+# at optimisation level 0 and without LLVM's expensive passes compiles them fastest.
+# (XLA:CPU's elemental emitters, --xla_cpu_use_fusion_emitters=false, would cut a third more
+# compile CPU, but one computation compiled into two programs then differs in the last bit,
+# which the bit-exact resume tests catch: only workers compared with a tolerance use them.)
+# Children that run long loops drop these flags.
+_FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 if not os.environ.get("FLOWZOO_TEST_FULL_OPT") and "optimization_level" not in os.environ.get(
     "XLA_FLAGS", ""
 ):  # before the first computation initialises the backend; subprocesses inherit it
