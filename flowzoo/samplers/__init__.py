@@ -11,8 +11,15 @@ Fast diffusion solvers (DDIM, DPM-Solver++(2M), the EDM Heun sampler, exponentia
 Euler) take the SDE and its time-dependent score like the reverse SDE, and map them onto
 their papers' parametrisations (noise / data prediction, log-SNR, EDM sigma) through
 :mod:`._denoise`.
+
+Tuned samplers for unnormalised densities: blackjax's HMC and NUTS with Stan's window
+adaptation per chain (:func:`hmc_family_sample`), MALA with dual-averaging step adaptation
+(:func:`mala_adapted_sample`) and sequential Monte Carlo from a Gaussian reference with its
+``log Z`` (:func:`smc_sample`).
 """
 
+from ._adapt import AdaptedResult as AdaptedResult
+from ._adapt import mala_adapted_sample as mala_adapted_sample
 from ._annealed import AnnealedInfo as AnnealedInfo
 from ._annealed import AnnealedState as AnnealedState
 from ._annealed import annealed_langevin as annealed_langevin
@@ -24,6 +31,7 @@ from ._ddim import ddim_sample as ddim_sample
 from ._dpm_solver import dpm_solver_2m_sample as dpm_solver_2m_sample
 from ._edm import edm_heun_sample as edm_heun_sample
 from ._exp_euler import exp_euler_sample as exp_euler_sample
+from ._hmc import hmc_family_sample as hmc_family_sample
 from ._mala import MALAInfo as MALAInfo
 from ._mala import MALAState as MALAState
 from ._mala import mala as mala
@@ -43,6 +51,8 @@ from ._registry import register_sampler as register_sampler
 from ._registry import run as run
 from ._registry import supports as supports
 from ._reverse_sde import reverse_sde_sample as reverse_sde_sample
+from ._smc import SMCResult as SMCResult
+from ._smc import smc_sample as smc_sample
 from ._ula import ULAInfo as ULAInfo
 from ._ula import ULAState as ULAState
 from ._ula import ula as ula

@@ -10,7 +10,11 @@ underneath; the integrators (reverse SDE, predictor-corrector, probability-flow 
 flow-matching ODEs) are single calls. Every entry reports the number of function
 evaluations (NFE: evaluations of the score, log-density or vector field on the whole batch)
 and, for chains with an accept/reject step, the mean acceptance rate over every step and
-chain (NaN for samplers without one).
+chain (NaN for samplers without one). The tuned entries: ``hmc``, ``nuts`` (blackjax's
+kernels) and ``mala_adapted`` adapt each chain over a warm-up, report the gradients a chain
+spent (warm-up included, averaged over chains) and the acceptance after the warm-up;
+``smc`` anneals from the problem's Gaussian reference and reports ``log Z``
+(``SamplerInfo.log_z``, ``ess``).
 """
 
 from __future__ import annotations
@@ -24,15 +28,18 @@ import jax.numpy as jnp
 from .._types import Array, Batch, Key
 from ..integrate import SOLVERS, SolverConfig, solver_adaptive
 from ..paths import SDE, Path
+from ._adapt import mala_adapted_sample
 from ._base import run_chain
 from ._ddim import ddim_sample
 from ._dpm_solver import dpm_solver_2m_sample
 from ._edm import edm_heun_sample
 from ._exp_euler import exp_euler_sample
+from ._hmc import hmc_family_sample
 from ._mala import mala
 from ._ode import flow_ode_sample, pf_ode_sample
 from ._pc import pc_sample
 from ._reverse_sde import reverse_sde_sample
+from ._smc import SMC_MOVES, smc_sample
 from ._ula import ula
 
 
@@ -47,6 +54,9 @@ class Problem(NamedTuple):
       (SDE time: t=0 data, t=T noise) for annealed Langevin, reverse SDE, PC and PF-ODE.
     * ``path`` and ``velocity(t, x)``: a flow-matching path and its marginal velocity
       (flow-matching time: t=0 noise, t=1 data) for the flow ODE solvers.
+    * ``reference_scale``: ``s``, a float or an array broadcastable to ``event_shape``: the
+      normalised reference ``N(0, diag(s^2))`` that SMC anneals from (the prior of a
+      posterior, a broad Gaussian otherwise); its ``log Z`` estimates are of ``log_prob``.
     """
 
     event_shape: tuple[int, ...]
@@ -57,6 +67,7 @@ class Problem(NamedTuple):
     score_t: Callable[[Array, Batch], Batch] | None = None
     path: Path | None = None
     velocity: Callable[[Array, Batch], Batch] | None = None
+    reference_scale: float | Array | None = None
 
 
 class SamplerInfo(NamedTuple):
@@ -64,11 +75,19 @@ class SamplerInfo(NamedTuple):
     for an accept/reject chain the acceptance probability ``min(1, exp(log ratio))`` averaged
     over every step and chain (whatever ``trace``), NaN for every other sampler; ``trace``: for
     Markov chains run with ``trace=k``, the positions at ``k`` evenly spaced steps
-    ``(k, n, *event)`` (for effective sample sizes), else ``None``."""
+    ``(k, n, *event)`` (for effective sample sizes), else ``None``; ``log_z``: float32, a
+    sampler's estimate of ``log Z`` of the unnormalised ``log_prob`` (SMC), else NaN;
+    ``ess``: float32, the effective sample size of the importance weights behind the
+    returned samples (SMC: at the last temperature, before the final resampling), else NaN.
+    Adapted chains (``hmc``, ``nuts``, ``mala_adapted``) average ``acceptance_rate`` over
+    the sampling steps after their warm-up; their ``nfe`` is the gradient evaluations a
+    chain spent, warm-up included, averaged over the chains and rounded."""
 
     nfe: Array
     acceptance_rate: Array
     trace: Array | None = None
+    log_z: Array | float = float("nan")
+    ess: Array | float = float("nan")
 
 
 Needs = tuple[tuple[str, ...], ...]
@@ -134,6 +153,11 @@ def _score(problem: Problem) -> Callable[[Batch], Batch]:
 
 
 def _ula(key, problem, n, num_steps, *, step_size=0.01, temperature=1.0, trace=0):
+    """ULA at a fixed step: ``step_size`` as given (default 0.01; flowzoo bench passes the
+    target's ``Target.step_size``, the Langevin step its MALA rows get too). Not adapted:
+    without an accept/reject step there is no acceptance rate to tune towards, and ULA's
+    bias grows with the step (stationary variance ``s^2 / (1 - h / (2 s^2))`` on
+    ``N(0, s^2)``), so the step is the caller's statement of the bias it accepts."""
     k0, k1 = jax.random.split(key)
     score = _score(problem)
     chain = ula(lambda x: score(x) / temperature, step_size)
@@ -161,6 +185,74 @@ def _mala_steps(budget: int, **options: Any) -> int:
     steps a chain without that initial evaluation (ULA, blackjax's MALA) runs at ``B``."""
     del options
     return max(1, budget)
+
+
+HMC_LEAPFROG = 7
+"""Leapfrog steps of an ``hmc`` transition, and the nominal cost of a ``nuts`` transition
+(a trajectory of three doublings has 2^3 - 1 = 7 steps): a budget buys both samplers the
+same number of transitions. Seven fits one transition and the initial gradient into the
+smallest budget flowzoo bench runs (8)."""
+
+
+def _adapted(algorithm: str, **defaults: Any):
+    """A registry entry for an adapted chain from the problem's ``init``: ``"mala"``
+    (:func:`mala_adapted_sample`) or blackjax's ``"hmc"``/``"nuts"``
+    (:func:`hmc_family_sample`), whose keywords are its options (``defaults`` first). NFE:
+    the gradients a chain spent, warm-up included, averaged over the chains and rounded."""
+
+    def run(key, problem, n, num_steps, *, trace=0, **options):
+        k0, k1 = jax.random.split(key)
+        x0, kw = problem.init(k0, n), {**defaults, **options, "trace": trace}
+        if algorithm == "mala":
+            out = mala_adapted_sample(problem.log_prob, k1, x0, num_steps, **kw)
+        else:
+            out = hmc_family_sample(algorithm, problem.log_prob, k1, x0, num_steps, **kw)
+        nfe = jnp.round(jnp.mean(out.grads.astype(jnp.float32)))
+        return out.position, _info(nfe, out.acceptance, out.trace)
+
+    return run
+
+
+def _hmc_nfe(num_steps: int, *, num_integration_steps: int = HMC_LEAPFROG, **options) -> int:
+    """The initial gradient and ``num_integration_steps`` per transition, warm-up included.
+    For ``nuts`` (no such option) the nominal cost: NUTS's is random, so budgets assume
+    :data:`HMC_LEAPFROG` gradients a transition, and a run reports what it spent."""
+    del options
+    return 1 + num_integration_steps * num_steps
+
+
+def _hmc_steps(budget: int, *, num_integration_steps: int = HMC_LEAPFROG, **options) -> int:
+    """The most transitions whose gradients fit in ``budget`` (at least one)."""
+    del options
+    return max(1, (budget - 1) // num_integration_steps)
+
+
+def _within_budget(budget: int, **options: Any) -> int:
+    """``budget - 1`` steps: with the initial evaluation, ``budget`` in all (at least one)."""
+    del options
+    return max(1, budget - 1)
+
+
+def _smc(key, problem, n, num_steps, **options):
+    """SMC over ``num_steps`` temperatures from ``N(0, diag(reference_scale^2))``, with the
+    options of :func:`smc_sample`; reports ``log_z`` and ``ess``."""
+    out = smc_sample(
+        problem.log_prob, key, n, problem.reference_scale, problem.event_shape, num_steps, **options
+    )
+    info = _info(_smc_nfe(num_steps, **options), out.acceptance)
+    return out.position, info._replace(log_z=out.log_z, ess=out.ess)
+
+
+def _smc_nfe(num_steps: int, *, num_moves: int = SMC_MOVES, **options: Any) -> int:
+    """One gradient at the start and one per move: ``1 + num_moves * num_steps``."""
+    del options
+    return 1 + num_moves * num_steps
+
+
+def _smc_steps(budget: int, *, num_moves: int = SMC_MOVES, **options: Any) -> int:
+    """The most temperatures whose moves fit in ``budget`` with the initial gradient."""
+    del options
+    return max(1, (budget - 1) // num_moves)
 
 
 _LEVELS = 10  # annealed Langevin's default number of noise levels
@@ -315,12 +407,27 @@ def _ode_spec(fn, needs: Needs, solver: str) -> SamplerSpec:
 
 
 _SCORE_T: Needs = (("sde",), ("score_t",))
+_CHAIN: Needs = (("init",), ("log_prob",))
 _EDM = dict(nfe=_edm_nfe, steps_for=_edm_steps)
 
 SAMPLERS: dict[str, SamplerSpec] = {
     "ula": SamplerSpec(_ula, (("init",), ("score", "log_prob")), "chain"),
     "mala": SamplerSpec(
         _mala, (("init",), ("log_prob",)), "chain", nfe=_mala_nfe, steps_for=_mala_steps
+    ),
+    "mala_adapted": SamplerSpec(
+        _adapted("mala"), _CHAIN, "chain", nfe=_mala_nfe, steps_for=_within_budget
+    ),
+    "hmc": SamplerSpec(
+        _adapted("hmc", num_integration_steps=HMC_LEAPFROG),
+        _CHAIN,
+        "chain",
+        nfe=_hmc_nfe,
+        steps_for=_hmc_steps,
+    ),
+    "nuts": SamplerSpec(_adapted("nuts"), _CHAIN, "chain", nfe=_hmc_nfe, steps_for=_hmc_steps),
+    "smc": SamplerSpec(
+        _smc, (("log_prob",), ("reference_scale",)), "chain", nfe=_smc_nfe, steps_for=_smc_steps
     ),
     "annealed_langevin": SamplerSpec(_annealed, _SCORE_T, "chain", steps_for=_annealed_steps),
     "reverse_sde": SamplerSpec(_reverse_sde, _SCORE_T, "sde"),
