@@ -60,6 +60,8 @@ SCRIPTS: dict[str, Script] = {
         # the fm_cifar10 / glow_cifar10 steps and sampling against torchcfm: minutes per
         # compile on a CPU; the GPU run is benchmarks/device_run.sh
         Script("accelerator", "accelerator.py", default=False, torch_threads=True),
+        # every shipped model's card measured again on the installed weights (minutes)
+        Script("pretrained", "pretrained.py", default=False, timed=False),
         # one velocity network written with flowzoo.nets, linen, nnx, equinox and haiku (the
         # adapters), trained on two moons over five seeds: test NLL and resume from a checkpoint
         Script("adapters", "adapters.py", default=False, timed=False),
