@@ -891,14 +891,14 @@ def model_of_info(info: dict[str, Any], where: Any):
         )
     except (KeyError, TypeError, ValueError) as err:
         raise ConfigError(
-            f"the run record of {where} is corrupt ({type(err).__name__}: {err})"
+            f"the run record in {where} is corrupt ({type(err).__name__}: {err})"
         ) from err
     _check_params_format(info, config, where)
     config = complete_config(config)  # a key the run leaves out has its default
     try:
         validate_config(config)
     except ConfigError as err:
-        raise ConfigError(f"the run record of {where} holds an invalid config: {err}") from err
+        raise ConfigError(f"the run record in {where} holds an invalid config: {err}") from err
     return config, event_shape, s, build_model(_model_config(config), event_shape)
 
 
@@ -911,7 +911,7 @@ def load_run_parts(run_dir: str | os.PathLike, step: int | None = None) -> RunPa
     """
     run_dir = Path(run_dir)
     info = _read_info(run_dir)
-    config, event_shape, s, model = model_of_info(info, run_dir)
+    config, event_shape, s, model = model_of_info(info, run_dir / "run.json")
     optimizer = build_optimizer(config)
     dummy = jnp.zeros((2, *event_shape), jnp.float32)
     params = model.init(jax.random.key(0), dummy)
