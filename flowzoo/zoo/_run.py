@@ -705,7 +705,7 @@ def _train_locked(
     init_key, fit_key, sample_key = jax.random.split(jax.random.key(config["seed"]), 3)
     params = model.init(init_key, jnp.asarray(data.train_std[:1024], jnp.float32))
     if init is not None:
-        params = _initial_params(params, init)
+        params = _initial_params(params, init.main.params, init.card["name"])
     _write_run_info(workdir, given, data)
     ema = config["train"]["ema_decay"] > 0
     ev = _evaluator(model, data, ema)
@@ -785,18 +785,18 @@ def _train_guide(given, config, workdir: Path, progress: bool, mesh) -> tuple[An
     return load_run(workdir / "guide").params, float(summary["train_seconds"])
 
 
-def _initial_params(params: Any, init: Any) -> Any:
-    """``init``'s main params, refused unless they have ``params``' structure and shapes."""
+def _initial_params(template: Any, weights: Any, name: str) -> Any:
+    """``weights`` cast to ``template``'s dtypes, refused unless they have its structure and
+    shapes (``name``: the pretrained model, for the message)."""
     shapes = lambda tree: jax.tree.map(lambda a: tuple(jnp.shape(a)), tree)
-    if jax.tree.structure(params) != jax.tree.structure(init.main.params) or shapes(
-        params
-    ) != shapes(init.main.params):
+    same = jax.tree.structure(template) == jax.tree.structure(weights)
+    if not same or shapes(template) != shapes(weights):
         raise ConfigError(
-            f"the pretrained weights of {init.card['name']} do not fit this config's model: "
-            "fine-tune with the model settings they were trained with (leave the model.* "
-            "keys as the experiment sets them)"
+            f"the pretrained weights of {name} do not fit this config's model: fine-tune with "
+            "the model settings they were trained with (leave the model.* keys as the "
+            "experiment sets them)"
         )
-    return jax.tree.map(lambda a, b: jnp.asarray(b, jnp.result_type(a)), params, init.main.params)
+    return jax.tree.map(lambda a, b: jnp.asarray(b, jnp.result_type(a)), template, weights)
 
 
 def _pretrained_guide(given, config, workdir: Path, init: Any) -> tuple[Any, float]:
@@ -805,14 +805,12 @@ def _pretrained_guide(given, config, workdir: Path, init: Any) -> tuple[Any, flo
     guide_dir = workdir / "guide"
     if (guide_dir / "run.json").is_file():
         return load_run_parts(guide_dir).params, 0.0
-    guide_config = complete_config(_guide_run_config(given, config))
-    header = init.main.info
-    info = {**header, "config": _guide_run_config(given, config)}
+    given_guide = _guide_run_config(given, config)
+    guide_config = complete_config(given_guide)
+    info = {**init.main.info, "config": given_guide}
     _, event_shape, _, model = model_of_info(info, guide_dir)
-    params = _initial_params(
-        model.init(jax.random.key(0), jnp.zeros((2, *event_shape), jnp.float32)),
-        init._replace(main=init.main._replace(params=init.guide_params)),
-    )
+    template = model.init(jax.random.key(0), jnp.zeros((2, *event_shape), jnp.float32))
+    params = _initial_params(template, init.guide_params, init.card["name"])
     ema = guide_config["train"]["ema_decay"] > 0
     state = init_train_state(params, build_optimizer(guide_config), ema=ema)
     steps = int(guide_config["train"]["steps"])
