@@ -3,6 +3,7 @@ that build a target from a log-density or from a Gaussian mixture."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -47,6 +48,10 @@ class Target(NamedTuple):
       where it is not known.
     * ``reference``: the target's :class:`Reference` moments (and samples), ``None`` where
       none are shipped.
+    * ``reference_scale``: ``s`` of the normalised Gaussian ``N(0, s^2 I)`` that SMC anneals
+      from (:attr:`flowzoo.samplers.Problem.reference_scale`): the prior's std for a
+      posterior, otherwise the target's largest marginal std rounded up to an integer, so
+      the reference covers the target; ``None`` for targets without a log-density.
     """
 
     name: str
@@ -60,6 +65,7 @@ class Target(NamedTuple):
     fields: dict | None = None
     log_z: float | None = None
     reference: Reference | None = None
+    reference_scale: float | None = None
 
     def problem(self, sde: SDE, path: Path) -> Problem:
         """The :class:`flowzoo.samplers.Problem` of this target under ``sde`` and ``path``."""
@@ -78,6 +84,7 @@ class Target(NamedTuple):
             log_prob=self.log_prob,
             score=self.score,
             init=lambda key, n: self.init_scale * jax.random.normal(key, (n, self.dim)),
+            reference_scale=self.reference_scale,
             **fields,
         )
 
@@ -91,9 +98,10 @@ def from_mixture(
     name: str, mix: gm.GaussianMixture, step: float, init: float, reference: bool = False
 ) -> Target:
     """The :class:`Target` of a Gaussian mixture: exact samples, log-density, autodiff score,
-    the exact diffused fields, ``log_z = 0`` (a mixture is normalised), and with
-    ``reference`` its exact moments."""
+    the exact diffused fields, ``log_z = 0`` (a mixture is normalised), SMC's reference scale
+    (the largest marginal std rounded up), and with ``reference`` its exact moments."""
     lp = lambda x: gm.log_prob(mix, x)
+    moments = mixture_moments(mix)
     return Target(
         name,
         mix.means.shape[1],
@@ -104,7 +112,8 @@ def from_mixture(
         step,
         init,
         log_z=0.0,
-        reference=mixture_moments(mix) if reference else None,
+        reference=moments if reference else None,
+        reference_scale=float(math.ceil(np.max(moments.std))),
     )
 
 

@@ -152,7 +152,9 @@ def many_well(dim: int = 32) -> Target:
     # largest marginal std 1.24 -> 2
     name = "many_well32" if dim == 32 else f"many_well{dim}"
     sample = lambda key, n: _many_well_sample(key, n, wells)
-    return Target(name, dim, sample, log_prob, grad_of(log_prob), None, 0.01, 2.0, None, log_z, ref)
+    return Target(
+        name, dim, sample, log_prob, grad_of(log_prob), None, 0.01, 2.0, None, log_z, ref, 2.0
+    )
 
 
 def diabetes_design() -> tuple[np.ndarray, np.ndarray]:
@@ -204,5 +206,16 @@ def blr_diabetes(prior_var: float = 1.0, noise_sd: float = 0.7) -> Target:
     ref = Reference(mean, np.sqrt(np.diag(cov)))
     init = math.sqrt(prior_var)
     return Target(
-        "blr_diabetes", d, sample, log_prob, grad_of(log_prob), None, step, init, None, log_z, ref
+        "blr_diabetes",
+        d,
+        sample,
+        log_prob,
+        grad_of(log_prob),
+        None,
+        step,
+        init,
+        None,
+        log_z,
+        ref,
+        init,
     )
