@@ -3,7 +3,7 @@
 ``flowzoo train [EXPERIMENT] [--set key=value ...] [--coordinator HOST:PORT --num-processes N
 --process-id I]``, ``flowzoo sample RUN_DIR -n N --out F``,
 ``flowzoo eval RUN_DIR --data F``, ``flowzoo list``, ``flowzoo bench samplers [--targets ...]
-[--samplers ...] [--nfe 4,8,...] [--out DIR] [--quick] [--seed N]``. Bad input ends with a one-line
+[--samplers ...] [--nfe 16,128,...] [--out DIR] [--quick] [--seeds 0,1,2]``. Bad input ends with a one-line
 ``flowzoo: error: ...`` on stderr and exit status 2 (1 for a failed training run or an
 unexpected error, whose full traceback goes to a log file named in that line; set
 ``FLOWZOO_TRACEBACK=1`` to see it raised instead).
@@ -178,10 +178,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     bs.add_argument("--targets", type=_names, default=None, help="comma-separated (default: all)")
     bs.add_argument("--samplers", type=_names, default=None, help="comma-separated (default: all)")
-    bs.add_argument("--nfe", type=_ints, default=None, help="NFE budgets, e.g. 4,8,16,32")
+    bs.add_argument(
+        "--nfe",
+        type=_ints,
+        default=None,
+        help="NFE budgets for every target, e.g. 16,128,1024 (default: each target's three)",
+    )
     bs.add_argument("--out", default="bench/samplers", help="output directory")
     bs.add_argument("--quick", action="store_true")  # help: _BenchParser
-    bs.add_argument("--seed", type=int, default=0, help=f"0 .. {SEED_MAX}")
+    bs.add_argument(
+        "--seeds",
+        type=_ints,
+        default=None,
+        help=f"comma-separated seeds, each 0 .. {SEED_MAX} (default 0,1,2: mean ± sd over them)",
+    )
+    bs.add_argument("--seed", type=int, default=None, help="one seed (same as --seeds N)")
     bs.add_argument("--n", type=int, default=None)  # help: _BenchParser
     bs.add_argument(
         "--runs",
@@ -235,13 +246,17 @@ def _output_file(out: str, default_name: str, suffix: str) -> Path:
 def _bench(args) -> int:
     from .bench import run_benchmark
 
-    _check_seed(args.seed)
+    if args.seed is not None and args.seeds is not None:
+        raise _UsageError("give --seed or --seeds, not both")
+    seeds = [args.seed] if args.seed is not None else args.seeds
+    for seed in seeds or []:
+        _check_seed(seed)
     run_benchmark(
         args.out,
         targets=args.targets,
         samplers=args.samplers,
         nfe=args.nfe,
-        seed=args.seed,
+        seeds=seeds,
         quick=args.quick,
         progress=not args.no_progress,
         runs=args.runs,

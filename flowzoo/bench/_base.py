@@ -34,7 +34,8 @@ class Target(NamedTuple):
     """A distribution with ground truth.
 
     * ``name``, ``dim``.
-    * ``sample(key, n) -> (n, dim)``: exact samples.
+    * ``sample(key, n) -> (n, dim)``: exact samples; ``None`` for targets that carry
+      ``reference.samples`` instead (posteriors without an exact sampler).
     * ``log_prob(x) -> (n,)`` (``None`` for data-defined targets) and ``score(x)``.
     * ``mixture``: the :class:`GaussianMixture` when the target is one (gives exact
       diffusion / flow fields), else ``None``.
@@ -56,7 +57,7 @@ class Target(NamedTuple):
 
     name: str
     dim: int
-    sample: Callable[[Key, int], Batch]
+    sample: Callable[[Key, int], Batch] | None
     log_prob: Callable[[Batch], Array] | None
     score: Callable[[Batch], Batch] | None
     mixture: gm.GaussianMixture | None
@@ -94,12 +95,10 @@ def grad_of(log_prob: Callable[[Batch], Array]) -> Callable[[Batch], Batch]:
     return lambda x: jax.grad(lambda y: jnp.sum(log_prob(y)))(x)
 
 
-def from_mixture(
-    name: str, mix: gm.GaussianMixture, step: float, init: float, reference: bool = False
-) -> Target:
+def from_mixture(name: str, mix: gm.GaussianMixture, step: float, init: float) -> Target:
     """The :class:`Target` of a Gaussian mixture: exact samples, log-density, autodiff score,
-    the exact diffused fields, ``log_z = 0`` (a mixture is normalised), SMC's reference scale
-    (the largest marginal std rounded up), and with ``reference`` its exact moments."""
+    the exact diffused fields, ``log_z = 0`` (a mixture is normalised), its exact moments as
+    ``reference``, and SMC's reference scale (the largest marginal std rounded up)."""
     lp = lambda x: gm.log_prob(mix, x)
     moments = mixture_moments(mix)
     return Target(
@@ -112,7 +111,7 @@ def from_mixture(
         step,
         init,
         log_z=0.0,
-        reference=moments if reference else None,
+        reference=moments,
         reference_scale=float(math.ceil(np.max(moments.std))),
     )
 

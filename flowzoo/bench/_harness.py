@@ -116,24 +116,77 @@ def _distances(x, ref, key):
 # runs called fm_moons) never share a cache entry
 _REFERENCES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _SCORES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_SHIPPED: dict[int, tuple] = {}  # shipped reference samples: id -> (array, cache)
+
+
+def reference_size(target: Target, n: int) -> int:
+    """How many samples a cell of ``n`` is scored on: ``n`` for a target with exact samples;
+    for one that carries only ``reference.samples`` (``sample`` is ``None``), at most half
+    the shipped samples, so the noise floor compares two disjoint halves of the same size."""
+    if target.sample is not None:
+        return n
+    if target.reference is None or target.reference.samples is None:
+        raise ValueError(
+            f"target {target.name!r} has neither an exact sampler nor reference samples"
+        )
+    return min(n, target.reference.samples.shape[0] // 2)
+
+
+def _shipped(target: Target, key, m: int, part: int):
+    """``m`` reference samples from one half (``part`` 0 or 1) of a random split of the
+    shipped ones, without replacement."""
+    pool = np.asarray(target.reference.samples, np.float32)
+    order = np.asarray(jax.random.permutation(key, pool.shape[0]))
+    half = order[part * (pool.shape[0] // 2) :][:m]
+    return jnp.asarray(pool[half])
 
 
 def reference_samples(target: Target, seed: int, n: int):
-    """The ``n`` exact samples every cell of ``target`` is scored against (computed once per
-    process: for a learned target with a solve reference this is a Tsit5 solve)."""
-    cache = _REFERENCES.setdefault(target.sample, {})
+    """The reference samples every cell of ``target`` is scored against (computed once per
+    process): ``n`` exact samples (for a learned target with a solve reference, a Tsit5
+    solve), or for a target without an exact sampler :func:`reference_size` of its shipped
+    reference samples."""
+    if target.sample is not None:
+        cache = _REFERENCES.setdefault(target.sample, {})
+    else:  # shipped samples: keyed by the array object, kept alive by the cache itself
+        cache = _SHIPPED.setdefault(id(target.reference.samples), (target.reference.samples, {}))[1]
     if (seed, n) not in cache:
-        cache[seed, n] = target.sample(jax.random.fold_in(jax.random.key(seed), 1), n)
+        key = jax.random.fold_in(jax.random.key(seed), 1)
+        if target.sample is None:
+            cache[seed, n] = _shipped(target, key, reference_size(target, n), 0)
+        else:
+            cache[seed, n] = target.sample(key, n)
     return cache[seed, n]
 
 
+def moment_errors(target: Target, x) -> dict[str, float]:
+    """Errors of the sample's moments in units of the target's reference standard
+    deviations ``s_i``: ``mean_error_sd`` = RMS over coordinates of ``(xbar_i - m_i) / s_i``,
+    ``mean_error_sd_max`` its largest coordinate, ``std_error_rel`` = RMS of
+    ``(sd_i(x) - s_i) / s_i``. Empty without reference moments."""
+    ref = target.reference
+    if ref is None:
+        return {}
+    xn = np.asarray(x, np.float64)
+    z = (xn.mean(0) - ref.mean) / ref.std
+    r = (xn.std(0, ddof=1) - ref.std) / ref.std
+    return {
+        "mean_error_sd": float(np.sqrt(np.mean(z**2))),
+        "mean_error_sd_max": float(np.max(np.abs(z))),
+        "std_error_rel": float(np.sqrt(np.mean(r**2))),
+    }
+
+
 def score_samples(target: Target, x, ref, key) -> dict[str, Any]:
-    """The sample-quality metrics of ``x`` against exact samples ``ref`` (same n)."""
+    """The sample-quality metrics of ``x`` against reference samples ``ref``: the distances
+    on the first ``len(ref)`` rows of ``x``, the moment errors (:func:`moment_errors`) on
+    all of ``x``."""
     x = jnp.asarray(x, jnp.float32)
     if not bool(jnp.all(jnp.isfinite(x))):
         return {"diverged": True}
-    xn, rn = np.asarray(x, np.float64), np.asarray(ref, np.float64)
-    ed, mmd, sw2 = _distances(x, jnp.asarray(ref, jnp.float32), key)
+    m = ref.shape[0]
+    xn, rn = np.asarray(x[:m], np.float64), np.asarray(ref, np.float64)
+    ed, mmd, sw2 = _distances(x[:m], jnp.asarray(ref, jnp.float32), key)
     out: dict[str, Any] = {
         "diverged": False,
         "energy_distance": float(ed),
@@ -141,6 +194,7 @@ def score_samples(target: Target, x, ref, key) -> dict[str, Any]:
         "sliced_w2": float(sw2),
         "mean_error": float(np.linalg.norm(xn.mean(0) - rn.mean(0))),
         "cov_error": _cov_error(xn, rn),
+        **moment_errors(target, x),
     }
     if target.mixture is not None:
         out["mode_coverage"] = _coverage(target.mixture, x)
@@ -151,7 +205,10 @@ def score_samples(target: Target, x, ref, key) -> dict[str, Any]:
     return out
 
 
-def _chain_stats(info, wall: float, num_steps: int, n: int) -> dict[str, float]:
+def _chain_stats(info, wall: float, n: int) -> dict[str, float]:
+    """Acceptance and, from the second half of the trace, ESS per coordinate (total over
+    the ``n`` chains): its mean per second of steady-state wall time and per gradient
+    evaluation, where the gradients are the ``n`` chains' reported NFE (warm-up included)."""
     out = {"acceptance_rate": float(info.acceptance_rate)}
     if info.trace is not None:
         half = np.asarray(info.trace)[info.trace.shape[0] // 2 :]
@@ -160,8 +217,22 @@ def _chain_stats(info, wall: float, num_steps: int, n: int) -> dict[str, float]:
             ess_min=float(ess.min()),
             ess_mean=float(ess.mean()),
             ess_per_second=float(ess.mean() / wall),
-            ess_per_gradient=float(ess.mean() / (num_steps * n)),
+            ess_per_gradient=float(ess.mean() / (max(int(info.nfe), 1) * n)),
         )
+    return out
+
+
+def _estimates(target: Target, info) -> dict[str, float]:
+    """A sampler's own ``log Z`` and importance ESS (SMC, flow samplers), and the error of
+    ``log Z`` against the target's exact value where both exist."""
+    out = {}
+    log_z, ess = float(info.log_z), float(info.ess)
+    if math.isfinite(log_z):
+        out["log_z"] = log_z
+        if target.log_z is not None:
+            out["log_z_error"] = log_z - target.log_z
+    if math.isfinite(ess):
+        out["importance_ess"] = ess
     return out
 
 
@@ -218,9 +289,10 @@ def run_cell(target: Target, name: str, budget: int | float, seed: int, settings
         "wall_seconds": wall,
         "kind": kind_of(name),
         **score_samples(target, x, ref, jax.random.fold_in(key, 99)),
+        **_estimates(target, info),
     }
     if traced:
-        cell.update(_chain_stats(info, wall, steps, settings.n))
+        cell.update(_chain_stats(info, wall, settings.n))
     elif kind_of(name) == "chain":
         cell["acceptance_rate"] = float(info.acceptance_rate)
     cell["scoring_seconds"] = time.perf_counter() - t_score
@@ -229,21 +301,33 @@ def run_cell(target: Target, name: str, budget: int | float, seed: int, settings
     return cell
 
 
+def _exact_pair(target: Target, base, p: int, n: int):
+    """Pair ``p`` of independent exact samples of size :func:`reference_size` (two disjoint
+    halves of the shipped reference samples for a target without an exact sampler)."""
+    if target.sample is None:
+        m, key = reference_size(target, n), jax.random.fold_in(base, p)
+        return _shipped(target, key, m, 0), _shipped(target, key, m, 1)
+    a = target.sample(jax.random.fold_in(base, 2 * p), n)
+    return a, target.sample(jax.random.fold_in(base, 2 * p + 1), n)
+
+
 def noise_floor(target: Target, seed: int, settings: Settings, pairs: int = 8) -> dict[str, float]:
-    """The typical magnitude of each distance between two independent exact samples of size
-    n: the mean absolute value over ``pairs`` pairs (the estimates are unbiased, so a single
-    pair can land near zero by chance)."""
+    """The typical magnitude of each metric for exact sampling at this n: for the distances
+    between two independent exact samples, the mean absolute value over ``pairs`` pairs (the
+    estimates are unbiased, so a single pair can land near zero by chance); for the moment
+    errors, their mean over the same exact samples."""
     base = jax.random.fold_in(jax.random.key(seed), 1000)
     out: dict[str, list[float]] = {"energy_distance": [], "mmd": [], "sliced_w2": []}
     for p in range(pairs):
-        a = target.sample(jax.random.fold_in(base, 2 * p), settings.n)
-        b = target.sample(jax.random.fold_in(base, 2 * p + 1), settings.n)
+        a, b = _exact_pair(target, base, p, settings.n)
         ed, mmd, sw2 = _distances(
             jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32), jax.random.fold_in(base, p)
         )
         out["energy_distance"].append(abs(float(ed)))
         out["mmd"].append(abs(float(mmd)))
         out["sliced_w2"].append(float(sw2))
+        for k, v in moment_errors(target, a).items():
+            out.setdefault(k, []).append(v)
     return {k: float(np.mean(v)) for k, v in out.items()}
 
 

@@ -73,7 +73,7 @@ def mog40() -> Target:
         jnp.full(40, 1 / 40), means, jnp.full((40, 2), MOG40_STD**2, jnp.float32)
     )
     # step 0.25 * 1.7247 = 0.43 -> 0.4; largest marginal std 24.97 -> 25
-    return from_mixture("mog40", mix, 0.4, 25.0, reference=True)
+    return from_mixture("mog40", mix, 0.4, 25.0)
 
 
 def double_well_log_prob(x1: Array, x2: Array) -> Array:

@@ -1,10 +1,12 @@
 """``flowzoo bench samplers``: run the cells, keep results, write the leaderboard and plots.
 
 ``results.json`` holds the environment (versions, CPU count, load average before and after),
-the settings, the noise floors and one record per cell; a rerun with the same ``--out``
-skips the cells it already holds. ``leaderboard.md`` has, per target, the best sampler at
-each NFE budget and every sampler's energy distance by budget; ``<target>.png`` plots energy
-distance against NFE and against steady-state wall time (log axes, one curve per sampler).
+the settings, the noise floors and one record per cell (target, sampler, budget, seed); a
+rerun with the same ``--out`` skips the cells it already holds. Each target runs at its
+three default budgets (:func:`default_budgets`) over :data:`DEFAULT_SEEDS`.
+``leaderboard.md`` (:func:`flowzoo.bench.leaderboard`) reports means and standard deviations
+over the seeds and names a winner only beyond the seed-to-seed spread; ``<target>.png`` plots
+energy distance against NFE and against steady-state wall time.
 """
 
 from __future__ import annotations
@@ -18,18 +20,43 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..samplers import SAMPLERS
-from ._harness import Settings, budgets_for, finite, kind_of, noise_floor, run_cell
+from ._harness import Settings, budgets_for, kind_of, noise_floor, run_cell
+from ._leaderboard import leaderboard, plot_target
 from ._learned import learned_target
 from ._peers import PEERS, available
 from ._targets import TARGETS
 
-DEFAULT_NFE = (8, 16, 32, 64, 128, 256, 512, 1024)
-QUICK_NFE = (16, 64, 256)
-QUICK_TARGETS = ("eight_gaussians", "two_moons", "banana")
+DEFAULT_NFE = (16, 128, 1024)
+"""The default gradient (NFE) budgets of the 2-D targets and of learned targets."""
+LITERATURE_NFE = (64, 512, 4096)
+"""The default budgets of the higher-dimensional and the sampling literature's targets,
+where tuned chains need a warm-up and SMC a fine temperature ladder."""
+_LITERATURE = (
+    "funnel",
+    "ill_gaussian",
+    "gmm32",
+    "mog40",
+    "many_well32",
+    "blr_diabetes",
+    "logreg_breast_cancer",
+    "lgcp_synthetic",
+)
+DEFAULT_SEEDS = (0, 1, 2)
+"""Every cell runs once per seed; the leaderboard reports mean ± sd over them."""
+QUICK_TARGETS = ("mog40", "many_well32", "blr_diabetes")
+QUICK_NFE = (LITERATURE_NFE[0],)
+"""``--quick``: the smallest default budget of its three targets."""
 QUICK_SETTINGS = Settings(n=500, repeats=1, warmup=False, rtols=(1e-2,))
 """``--quick``: fewer and smaller cells, one timed run without warm-up (timings indicative
 only), one tolerance for the adaptive solvers."""
+
+
+def default_budgets(target: str) -> tuple[int, ...]:
+    """The three NFE budgets ``target`` runs at unless ``--nfe`` says otherwise."""
+    return LITERATURE_NFE if target in _LITERATURE else DEFAULT_NFE
 
 
 def _check_names(kind: str, names: list[str], choices) -> list[str]:
@@ -88,7 +115,7 @@ def run_benchmark(
     targets: list[str] | None = None,
     samplers: list[str] | None = None,
     nfe: list[int] | None = None,
-    seed: int = 0,
+    seeds: list[int] | None = None,
     quick: bool = False,
     progress: bool = True,
     runs: list[str] | None = None,
@@ -97,7 +124,9 @@ def run_benchmark(
 ) -> dict[str, Any]:
     """Run every missing cell, then write ``results.json``, ``leaderboard.md`` and plots.
 
-    ``runs``: run directories whose trained fields become learned targets
+    ``nfe``: budgets for every target (default: each target's :func:`default_budgets`;
+    ``--quick``: :data:`QUICK_NFE`). ``seeds``: default :data:`DEFAULT_SEEDS`. ``runs``: run
+    directories whose trained fields become learned targets
     (:func:`flowzoo.bench.learned_target` with ``reference``); without ``targets`` only
     those are benchmarked. ``n``: samples per cell (default: the settings').
     """
@@ -120,9 +149,15 @@ def run_benchmark(
             f"{', '.join(sorted({PEERS[s].package for s in missing}))}; install the bench "
             "extra: pip install -e '.[bench]'"
         )
-    nfe = [int(b) for b in (nfe or (QUICK_NFE if quick else DEFAULT_NFE))]
-    if any(b < 1 for b in nfe):
+    if nfe is not None and any(int(b) < 1 for b in nfe):
         raise ValueError(f"--nfe budgets must be >= 1, got {nfe}")
+    seeds = [int(k) for k in (seeds if seeds is not None else DEFAULT_SEEDS)]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds must be distinct integers, got {seeds}")
+
+    def budgets(t: str) -> list[int]:
+        return [int(b) for b in (nfe or (QUICK_NFE if quick else default_budgets(t)))]
+
     settings = QUICK_SETTINGS if quick else Settings()
     if n is not None:
         settings = settings._replace(n=int(n))
@@ -133,17 +168,18 @@ def run_benchmark(
     results.update(environment=environment(), settings=settings._asdict())
     done = {_key(c) for c in results["cells"]}
     todo = [
-        (t, s, b)
+        (t, s, b, seed)
         for t in targets
         for s in samplers
-        for b in budgets_for(s, nfe, settings)
+        for b in budgets_for(s, budgets(t), settings)
+        for seed in seeds
         if f"{t}|{s}|{b}|{seed}|{settings.n}" not in done
     ]
     bar = _bar(len(todo), progress)
     built = {name: learned[name] if name in learned else TARGETS[name]() for name in targets}
     t_start = time.perf_counter()
     added: list[dict] = []
-    for t, s, b in todo:
+    for t, s, b, seed in todo:
         floor_key = f"{t}|{seed}|{settings.n}"
         if floor_key not in results["noise_floor"]:
             results["noise_floor"][floor_key] = noise_floor(built[t], seed, settings)
@@ -186,10 +222,15 @@ def run_benchmark(
             "harness_fraction": (run_s - sampler_s - scoring_s) / sampler_s,
         }
     _save(path, results)
-    cells = [c for c in results["cells"] if c["target"] in targets and c["seed"] == seed]
-    (out / "leaderboard.md").write_text(leaderboard(cells, results["noise_floor"], seed))
+    cells = [
+        c
+        for c in results["cells"]
+        if c["target"] in targets and c["seed"] in seeds and c["n"] == settings.n
+    ]
+    (out / "leaderboard.md").write_text(leaderboard(cells, results["noise_floor"]))
     for t in targets:
-        floor = results["noise_floor"].get(f"{t}|{seed}|{settings.n}", {}).get("energy_distance")
+        floors = [results["noise_floor"].get(f"{t}|{k}|{settings.n}", {}) for k in seeds]
+        floor = float(np.mean([f.get("energy_distance", np.nan) for f in floors]))
         plot_target(out / f"{t}.png", [c for c in cells if c["target"] == t], floor)
     return results
 
@@ -200,92 +241,3 @@ def _bar(total: int, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, unit="cell", dynamic_ncols=True, file=sys.stderr)
-
-
-def _fmt(v, floor=None) -> str:
-    if not finite(v):
-        return "diverged"
-    at_floor = floor is not None and finite(floor) and v <= 2 * abs(floor)
-    return f"{v:.4f}" + ("*" if at_floor else "")
-
-
-def leaderboard(cells: list[dict], floors: dict, seed: int) -> str:
-    """The Markdown leaderboard: per target, best sampler per budget and every curve."""
-    lines = [
-        "# Sampler leaderboard",
-        "",
-        "Energy distance to exact samples (lower is better). The noise floor is the mean",
-        "absolute energy distance between independent exact samples of the same size; the",
-        "estimate is unbiased, so it can be negative. `*`: within twice the floor,",
-        "indistinguishable from exact sampling at this n.",
-        "",
-    ]
-    for target in sorted({c["target"] for c in cells}):
-        rows = [c for c in cells if c["target"] == target]
-        n = rows[0]["n"]
-        floor = floors.get(f"{target}|{seed}|{n}", {}).get("energy_distance")
-        lines += [f"## {target}", "", f"n = {n}; noise floor {_fmt(floor)}.", ""]
-        budgets = sorted({c["budget"] for c in rows if c["kind"] != "ode" or c["num_steps"]})
-        best = []
-        for b in budgets:
-            ok = [c for c in rows if c["budget"] == b and finite(c.get("energy_distance"))]
-            if ok:
-                top = min(ok, key=lambda c: c["energy_distance"])
-                best.append(
-                    f"| {b:g} | {top['sampler']} | {top['nfe']} | {_fmt(top['energy_distance'])} |"
-                )
-        lines += [
-            "| NFE budget | best sampler | NFE used | energy distance |",
-            "|---|---|---|---|",
-            *best,
-            "",
-        ]
-        cols = sorted({c["budget"] for c in rows})
-        lines += [
-            "| sampler | " + " | ".join(f"{b:g}" for b in cols) + " |",
-            "|---|" + "---|" * len(cols),
-        ]
-        for s in sorted({c["sampler"] for c in rows}):
-            by_b = {c["budget"]: c for c in rows if c["sampler"] == s}
-            cells_txt = [
-                _fmt(by_b[b].get("energy_distance"), floor) if b in by_b else "" for b in cols
-            ]
-            lines.append(f"| {s} | " + " | ".join(cells_txt) + " |")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def plot_target(path: Path, rows: list[dict], floor: float | None = None) -> None:
-    """Energy distance against NFE and against wall time, one curve per sampler; values
-    below a tenth of the noise floor are drawn at that level, the floor as a dashed line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
-    low = 0.1 * floor if floor and floor > 0 else 1e-5
-    colors = plt.get_cmap("tab20")
-    for i, s in enumerate(sorted({c["sampler"] for c in rows})):
-        pts = [c for c in rows if c["sampler"] == s and finite(c.get("energy_distance"))]
-        pts = sorted((c for c in pts if c.get("nfe")), key=lambda c: c["nfe"])
-        if not pts:
-            continue
-        ed = [max(c["energy_distance"], low) for c in pts]
-        style = dict(marker="os^v"[i % 4], color=colors(i % 20), label=s, ms=4)
-        axes[0].plot([c["nfe"] for c in pts], ed, **style)
-        axes[1].plot([c["wall_seconds"] for c in pts], ed, **style)
-    for ax, xlabel in zip(axes, ("NFE", "steady-state wall time (s)"), strict=True):
-        if floor and floor > 0:
-            ax.axhline(
-                floor, color="k", ls="--", lw=1, label="noise floor" if ax is axes[1] else None
-            )
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("energy distance to exact samples")
-    axes[1].legend(fontsize=7, ncol=2)
-    fig.suptitle(rows[0]["target"] if rows else "")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)

@@ -97,18 +97,11 @@ def banana(b: float = 0.1) -> Target:
         return jnp.stack([x1, z[:, 1] + b * (x1**2 - 100.0)], 1)
 
     # normalised: a unit-Jacobian shear of N(0, diag(100, 1)), so log Z = 0; marginal stds
-    # 10 and sqrt(1 + b^2 Var(x1^2)) = sqrt(1 + 0.01 * 2e4) = 14.2 -> SMC's reference 15
+    # 10 and sqrt(1 + b^2 Var(x1^2)) = sqrt(1 + 0.01 * 2e4) = 14.2 (E x2 = 0): exact
+    # reference moments, and SMC's reference 15
+    ref = Reference(np.zeros(2), np.array([10.0, math.sqrt(1.0 + 2e4 * b**2)]))
     return Target(
-        "banana",
-        2,
-        sample,
-        log_prob,
-        _grad(log_prob),
-        None,
-        0.1,
-        3.0,
-        log_z=0.0,
-        reference_scale=15.0,
+        "banana", 2, sample, log_prob, _grad(log_prob), None, 0.1, 3.0, None, 0.0, ref, 15.0
     )
 
 

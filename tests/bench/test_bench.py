@@ -21,26 +21,36 @@ SMALL = bench.Settings(n=1000, repeats=1, trace=16)
 @pytest.mark.parametrize("name", sorted(bench.TARGETS))
 def test_exact_samples_score_at_the_noise_floor(name):
     """Exact samples score like exact samples: within 5 standard deviations of the energy
-    distance between independent exact samples (its spread, from 8 pairs)."""
+    distance between independent exact samples (its spread, from 8 pairs), and moment
+    errors within 3 times the floor's (their mean over exact samples). Targets without an
+    exact sampler compare two disjoint halves of their shipped reference samples."""
     target = bench.TARGETS[name]()
-    floor = bench.noise_floor(target, 0, SMALL)["energy_distance"]
-    pairs = [
-        float(
-            metrics.energy_distance(
-                target.sample(jax.random.key(100 + 2 * i), SMALL.n),
-                target.sample(jax.random.key(101 + 2 * i), SMALL.n),
-            )
-        )
-        for i in range(8)
-    ]
-    spread = float(np.std(pairs))
+    floors = bench.noise_floor(target, 0, SMALL)
+    floor = floors["energy_distance"]
+    base = jax.random.key(100)
+    pairs = [_pair(target, jax.random.fold_in(base, i)) for i in range(8)]
+    spread = float(np.std([float(metrics.energy_distance(a, b)) for a, b in pairs]))
     assert 0.2 * spread < floor < 3 * spread  # the reported floor is the typical magnitude
-    x = target.sample(jax.random.key(7), SMALL.n)
-    ref = target.sample(jax.random.fold_in(jax.random.key(0), 1), SMALL.n)
+    x, ref = _pair(target, jax.random.key(7))
     out = bench.score_samples(target, x, ref, jax.random.key(1))
     assert abs(out["energy_distance"]) < 5 * spread, (out, spread)
     if out.get("mode_coverage") is not None:
         assert out["mode_coverage"] == 1.0
+    for k in ("mean_error_sd", "std_error_rel"):
+        assert (k in out) == (target.reference is not None)
+        if k in out:
+            assert out[k] < 3 * floors[k], (k, out[k], floors[k])
+
+
+def _pair(target, key):
+    """Two independent exact samples of the size cells are scored at."""
+    if target.sample is None:
+        pool = np.asarray(target.reference.samples, np.float32)
+        m = bench.reference_size(target, SMALL.n)
+        order = np.asarray(jax.random.permutation(key, pool.shape[0]))
+        return jnp.asarray(pool[order[:m]]), jnp.asarray(pool[order[m : 2 * m]])
+    k1, k2 = jax.random.split(key)
+    return target.sample(k1, SMALL.n), target.sample(k2, SMALL.n)
 
 
 def test_exact_samplers_have_the_stated_moments():
@@ -100,7 +110,7 @@ def test_a_broken_sampler_ranks_last_on_every_target(monkeypatch, name):
     assert broken["diverged"] or broken["energy_distance"] > worst, (name, broken, worst)
 
 
-BUDGETS = sorted(set(bench.DEFAULT_NFE) | set(bench.QUICK_NFE))
+BUDGETS = sorted(set(bench.DEFAULT_NFE) | set(bench.LITERATURE_NFE) | set(bench.QUICK_NFE))
 
 
 @pytest.mark.parametrize("name", sorted(samplers.SAMPLERS))
@@ -146,15 +156,19 @@ def test_cli_runs_skips_finished_cells_and_rejects_unknown_names(tmp_path, capsy
         str(tmp_path),
         "--no-progress",
         "--quick",
+        "--seeds",
+        "0,1",
     ]
     assert cli.main(args) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     assert {c["sampler"] for c in results["cells"]} == {"ddim", "mala"}
+    assert sorted(c["seed"] for c in results["cells"]) == [0, 0, 1, 1]
     assert results["settings"]["n"] == bench.QUICK_SETTINGS.n  # what --help says --quick uses
     mala = next(c for c in results["cells"] if c["sampler"] == "mala")
     assert mala["num_steps"] == 16 and mala["nfe"] == 17 and 0 < mala["acceptance_rate"] < 1
     assert {"load_average_start", "load_average_end", "versions"} <= set(results["environment"])
-    assert (tmp_path / "leaderboard.md").read_text().count("eight_gaussians") >= 1
+    board = (tmp_path / "leaderboard.md").read_text()
+    assert "## eight_gaussians" in board and "seeds 0, 1" in board and " ± " in board
     assert (tmp_path / "eight_gaussians.png").stat().st_size > 1000
     before = (tmp_path / "results.json").read_text()
     assert cli.main(args) == 0  # every cell is done: nothing is rerun
@@ -168,3 +182,48 @@ def test_cli_runs_skips_finished_cells_and_rejects_unknown_names(tmp_path, capsy
     assert len(err) == 1 and "unknown target nope" in err[0] and "eight_gaussians" in err[0]
     assert cli.main(["bench", "samplers", "--samplers", "ddim,nope", "--out", str(tmp_path)]) == 2
     assert "unknown sampler nope" in capsys.readouterr().err
+
+
+def _cells(values: dict[str, list[float]]) -> list[dict]:
+    """Leaderboard cells of one target and budget: sampler -> energy distance per seed."""
+    return [
+        {
+            "target": "t",
+            "sampler": s,
+            "budget": 64.0,
+            "seed": k,
+            "n": 100,
+            "nfe": 64,
+            "num_steps": 64,
+            "energy_distance": v,
+        }
+        for s, vals in values.items()
+        for k, v in enumerate(vals)
+    ]
+
+
+@pytest.mark.parametrize(
+    "values, floor, want",
+    [
+        # a consistent gap far beyond the spread: a winner
+        ({"a": [0.10, 0.11, 0.12], "b": [0.30, 0.32, 0.31]}, 0.01, ["a"]),
+        # better on average, but the paired differences swing by more than their mean
+        ({"a": [0.10, 0.20, 0.12], "b": [0.15, 0.12, 0.16]}, 0.01, ["a", "b"]),
+        # both within the noise floor: indistinguishable from exact sampling
+        ({"a": [-0.004, 0.001, -0.002], "b": [0.004, 0.005, 0.003]}, 0.01, ["a", "b"]),
+        # one seed: only a gap beyond the floor names a winner
+        ({"a": [0.10], "b": [0.105], "c": [0.5]}, 0.01, ["a", "b"]),
+        # a sampler that diverged on one seed does not compete
+        ({"a": [0.10, float("nan"), 0.1], "b": [0.2, 0.2, 0.21]}, 0.01, ["b"]),
+    ],
+)
+def test_the_leaderboard_names_a_winner_only_beyond_the_noise(values, floor, want):
+    grouped = bench._leaderboard.group(_cells(values))
+    runs = {s: by for (_, s, _), by in grouped.items()}
+    best, tied = bench.ties(runs, floor)
+    assert best == want[0] and tied == want
+    board = bench.leaderboard(
+        _cells(values), {f"t|{k}|100": {"energy_distance": floor} for k in range(3)}
+    )
+    assert (f"**{want[0]}**" in board) == (len(want) == 1)
+    assert ("tie: " + ", ".join(want) in board) == (len(want) > 1)
