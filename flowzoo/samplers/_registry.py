@@ -14,7 +14,9 @@ chain (NaN for samplers without one). The tuned entries: ``hmc``, ``nuts`` (blac
 kernels) and ``mala_adapted`` adapt each chain over a warm-up, report the gradients a chain
 spent (warm-up included, averaged over chains) and the acceptance after the warm-up;
 ``smc`` anneals from the problem's Gaussian reference and reports ``log Z``
-(``SamplerInfo.log_z``, ``ess``).
+(``SamplerInfo.log_z``, ``ess``); so do ``flow_realnvp``, ``flow_spline`` and ``flow_iaf``
+(kind ``"flow"``: a flow trained by reverse KL, then importance weights), which
+:mod:`flowzoo.flows` defines and ``import flowzoo.zoo`` registers.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ class SamplerInfo(NamedTuple):
     over every step and chain (whatever ``trace``), NaN for every other sampler; ``trace``: for
     Markov chains run with ``trace=k``, the positions at ``k`` evenly spaced steps
     ``(k, n, *event)`` (for effective sample sizes), else ``None``; ``log_z``: float32, a
-    sampler's estimate of ``log Z`` of the unnormalised ``log_prob`` (SMC), else NaN;
+    sampler's estimate of ``log Z`` of the unnormalised ``log_prob`` (SMC, flows), else NaN;
     ``ess``: float32, the effective sample size of the importance weights behind the
     returned samples (SMC: at the last temperature, before the final resampling), else NaN.
     Adapted chains (``hmc``, ``nuts``, ``mala_adapted``) average ``acceptance_rate`` over
@@ -95,8 +97,8 @@ Needs = tuple[tuple[str, ...], ...]
 which must be set, e.g. ``(("init",), ("score", "log_prob"))`` (``init``, and ``score`` or
 ``log_prob``)."""
 
-KINDS = ("chain", "sde", "ode")
-"""The kinds of sampler: Markov chain, stochastic integrator, deterministic integrator."""
+KINDS = ("chain", "sde", "ode", "flow")
+"""The kinds of sampler: Markov chain, stochastic or deterministic integrator, trained flow."""
 
 
 def _one_per_step(num_steps: int, **options: Any) -> int:

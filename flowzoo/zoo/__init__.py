@@ -4,8 +4,14 @@ One module per family registers its builders here (``realnvp``, ``glow``, ``real
 ``image_coupling``, ``ffjord``, ``cfm``, ``ncsn``, ``ebm``, ``score_sde``); a builder turns a
 config's ``model`` section into a :class:`Model`: a loss and a sampler wrapped around the
 model's :class:`~flowzoo.distributions.Distribution`.
+
+Importing it also registers the flow samplers of :data:`flowzoo.flows.FLOW_SAMPLERS`
+(``flow_realnvp``, ``flow_spline``, ``flow_iaf``) in :data:`flowzoo.samplers.SAMPLERS`.
 """
 
+from ..flows import FLOW_SAMPLERS as _FLOW_SAMPLERS
+from ..samplers import SAMPLERS as _SAMPLERS
+from ..samplers import register_sampler as _register_sampler
 from . import _cnf, _flow_matching, _flows, _score  # noqa: F401  (register the builders)
 from . import _schema as schema  # the sections (TOP, TRAIN, PLOT, data_schema), Spec, Int, ...
 from ._card import card_figures as card_figures
@@ -74,3 +80,7 @@ from ._weights import WeightsError as WeightsError
 from ._weights import read_weights as read_weights
 from ._weights import save_weights as save_weights
 from ._weights import sha256_of as sha256_of
+
+for _name, _spec in _FLOW_SAMPLERS.items():  # the flows layer does not register itself
+    if _name not in _SAMPLERS:
+        _register_sampler(_name, _spec)

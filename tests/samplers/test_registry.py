@@ -15,7 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flowzoo import paths, samplers
+import flowzoo.zoo  # noqa: F401  (registers the flow samplers, so the registry is complete)
+from flowzoo import flows, paths, samplers
 from flowzoo.integrate import SOLVERS, SolverConfig, solver_adaptive
 
 MU, STD = jnp.array([1.0, -0.5]), jnp.array([0.5, 1.5])
@@ -76,10 +77,11 @@ for _solver in ("tsit5", "dopri5"):
 
 
 TUNED = {"hmc", "nuts", "mala_adapted", "smc"}  # tests/samplers/test_adapted.py
+FLOWS = set(flows.FLOW_SAMPLERS)  # tests/flows/test_reverse_kl.py
 
 
 def test_every_registered_sampler_is_tested():
-    assert set(SETTINGS) | TUNED == set(samplers.SAMPLERS)
+    assert set(SETTINGS) | TUNED | FLOWS == set(samplers.SAMPLERS)
 
 
 @pytest.mark.parametrize("name", sorted(SETTINGS))
