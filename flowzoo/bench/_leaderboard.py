@@ -47,11 +47,28 @@ def stat(by_seed: dict[int, dict], key: str) -> tuple[float, float, int]:
     return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0, v.size
 
 
+OVER_BUDGET = 1.1
+"""A cell whose mean reported NFE exceeds its budget by more than this factor (NUTS, whose
+trajectory lengths are random and whose budget buys transitions at a nominal cost) is shown
+with the NFE it used but does not compete at that budget."""
+
+
+def over_budget(by_seed: dict[int, dict]) -> float | None:
+    """The mean NFE used where it exceeds :data:`OVER_BUDGET` times the cells' NFE budget
+    (fixed-step cells only), else ``None``."""
+    cells = list(by_seed.values())
+    if not all(c.get("num_steps") and c.get("nfe") for c in cells):
+        return None
+    used = float(np.mean([c["nfe"] for c in cells]))
+    return used if used > OVER_BUDGET * float(cells[0]["budget"]) else None
+
+
 def ties(runs: dict[str, dict[int, dict]], floor: float | None) -> tuple[str | None, list[str]]:
     """The best sampler of one budget and the samplers that tie with it (best first).
 
-    ``runs``: sampler -> seed -> cell. Only samplers finite on every seed compete."""
-    means = {s: stat(by, METRIC)[0] for s, by in runs.items()}
+    ``runs``: sampler -> seed -> cell. Only samplers finite on every seed and within the
+    budget (:func:`over_budget`) compete."""
+    means = {s: stat(by, METRIC)[0] for s, by in runs.items() if over_budget(by) is None}
     ok = sorted((s for s, m in means.items() if math.isfinite(m)), key=means.get)
     if not ok:
         return None, []
@@ -120,8 +137,13 @@ def _target_section(target: str, grouped: dict, floors: dict) -> list[str]:
         best, tied = ties({s: by for (s, bb), by in rows.items() if bb == b}, floor)
         value = _pm(*stat(rows[best, b], METRIC)) if best else ""
         lines.append(f"| {b:g} | {_winner_text(best, tied)} | {value} |")
-    lines += ["", "Energy distance, mean ± sd over the seeds:", ""]
-    lines += _table(rows, samplers, budgets, lambda by: _pm(*stat(by, METRIC)))
+    lines += [
+        "",
+        "Energy distance, mean ± sd over the seeds (`[NFE n]`: the cell spent n evaluations,",
+        f"over {OVER_BUDGET:g} times its budget, and does not compete):",
+        "",
+    ]
+    lines += _table(rows, samplers, budgets, _ed_text)
     cells = [c for by in rows.values() for c in by.values()]
     if any("mean_error_sd" in c for c in cells):
         lines += [
@@ -165,6 +187,11 @@ def floors_text(floors: dict, target: str, seeds: list[int], n: int) -> str:
     return f"{m:.3f} / {s:.3f}"
 
 
+def _ed_text(by: dict) -> str:
+    used = over_budget(by)
+    return _pm(*stat(by, METRIC)) + (f" [NFE {used:.0f}]" if used is not None else "")
+
+
 def _moments_text(by: dict) -> str:
     m, s = stat(by, "mean_error_sd"), stat(by, "std_error_rel")
     if not math.isfinite(m[0]):
@@ -191,7 +218,8 @@ def leaderboard(cells: list[dict], floors: dict) -> str:
         "independent exact samples of the same size; the estimate is unbiased, so it can be",
         "negative. A winner is named only where it beats every other sampler beyond the",
         "seed-to-seed spread (paired over the seeds: one-sided 95% t bound) and beyond the",
-        "noise floor; otherwise the samplers that tie with the best are listed.",
+        "noise floor; otherwise the samplers that tie with the best are listed. Cells that",
+        f"spent more than {OVER_BUDGET:g} times their NFE budget do not compete.",
         "",
     ]
     grouped = group(cells)

@@ -193,7 +193,7 @@ def _cells(values: dict[str, list[float]]) -> list[dict]:
             "budget": 64.0,
             "seed": k,
             "n": 100,
-            "nfe": 64,
+            "nfe": 320 if s == "over" else 64,
             "num_steps": 64,
             "energy_distance": v,
         }
@@ -215,6 +215,8 @@ def _cells(values: dict[str, list[float]]) -> list[dict]:
         ({"a": [0.10], "b": [0.105], "c": [0.5]}, 0.01, ["a", "b"]),
         # a sampler that diverged on one seed does not compete
         ({"a": [0.10, float("nan"), 0.1], "b": [0.2, 0.2, 0.21]}, 0.01, ["b"]),
+        # nor does one that spent more than 1.1 times the budget (nfe_a: 5 x 64)
+        ({"over": [0.01, 0.01, 0.01], "b": [0.2, 0.2, 0.21]}, 0.01, ["b"]),
     ],
 )
 def test_the_leaderboard_names_a_winner_only_beyond_the_noise(values, floor, want):
@@ -227,3 +229,4 @@ def test_the_leaderboard_names_a_winner_only_beyond_the_noise(values, floor, wan
     )
     assert (f"**{want[0]}**" in board) == (len(want) == 1)
     assert ("tie: " + ", ".join(want) in board) == (len(want) > 1)
+    assert ("[NFE 320]" in board) == ("over" in values)
