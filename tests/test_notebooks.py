@@ -17,7 +17,7 @@ import pytest
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "docs" / "notebooks").glob("*.py"))
 
 
-def test_the_five_tutorials_exist():
+def test_the_six_tutorials_exist():
     names = {p.stem for p in NOTEBOOKS}
     assert names == {
         "compose_a_flow",
@@ -25,6 +25,7 @@ def test_the_five_tutorials_exist():
         "score_models",
         "benchmark_a_sampler",
         "data_parallel",
+        "pretrained_models",
     }
 
 

@@ -45,7 +45,7 @@ def run_cli(*argv) -> tuple[int, str, str]:
 
 def test_the_zoo_ships_the_models_the_recipes_train():
     required = {"moons_realnvp", "moons_spline", "moons_maf", "fm_moons", "sbcfm_8gaussians"}
-    required |= {"si_moons", "ncsn_moons", "ebm_8gaussians", "glow_mnist"}
+    required |= {"si_moons", "ncsn_moons", "ebm_8gaussians", "glow_mnist", "fm_mnist"}
     required |= {"realnvp_digits", "glow_digits", "sde_digits"}
     assert required <= set(SHIPPED)
     total = sum(model_card(n)["bytes"] for n in SHIPPED)
