@@ -60,12 +60,15 @@ SHIPPED = (
 SUMMARY_KEYS = ("test_nll", "test_bpd", "energy_distance", "fd", "legibility", "steps")
 
 
-def _data_text(config: dict[str, Any]) -> str:
+def _data_text(config: dict[str, Any], n_test: int | None = None) -> str:
+    """The card's data line; ``n_test``: the test images the figures used (the split can
+    be smaller than ``data.n_test``)."""
     d = config["data"]
     if d["name"] in ("digits", "mnist"):
+        n = n_test if n_test is not None else min(int(d["n_test"]), 5000)
         return (
             f"{d['name']} (flowzoo.data.image_dataset), fixed split: training split; held-out "
-            f"figures on the first {min(int(d['n_test']), 5000)} test images"
+            f"figures on the first {n} test images"
         )
     return (
         f"{d['name']} (flowzoo.data.toy), seed {config['seed']}: {d['n_train']} training "
@@ -120,6 +123,7 @@ def export(args) -> None:
         figures = zoo.card_figures(zoo.pretrained(name))
         full = json.loads(path.read_text())
         full["figures"] = {**figures, "seconds": round(time.perf_counter() - t, 1)}
+        full["data"] = _data_text(zoo.complete_config(config), figures.get("n_test"))
         path.write_text(json.dumps(full, indent=2) + "\n")
         print(f"{name}: {full['bytes']:,} bytes, {json.dumps(figures)[:200]}", flush=True)
 
