@@ -21,6 +21,7 @@ def sampler_table(budget: int = 64) -> str:
     """A Markdown table of what every registered sampler states about itself (kind, needed
     ``Problem`` fields, adaptivity, the steps a budget buys and their NFE), read from
     ``flowzoo.samplers.SAMPLERS`` with each sampler's default options."""
+    import flowzoo.zoo  # noqa: F401  (registers the flow samplers)
     from flowzoo.samplers import SAMPLERS
 
     rows = [

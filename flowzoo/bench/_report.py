@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import zoo as _zoo  # noqa: F401  (importing zoo registers the flow samplers)
 from ..samplers import SAMPLERS
 from ._harness import Settings, budgets_for, kind_of, noise_floor, run_cell
 from ._leaderboard import leaderboard, plot_target
