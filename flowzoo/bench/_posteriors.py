@@ -138,7 +138,7 @@ def logreg_breast_cancer(reference: bool = True) -> Target:
         return log_lik + _std_normal_log_prob(w)
 
     # a quarter of the reference covariance's smallest eigenvalue, see the reference JSON
-    return _posterior("logreg_breast_cancer", d, log_prob, 0.002, reference)
+    return _posterior("logreg_breast_cancer", d, log_prob, 0.003, reference)
 
 
 def lgcp_covariance(grid: int = 32) -> np.ndarray:

@@ -11,7 +11,10 @@ is a Gaussian mixture, the exact time-dependent fields of diffusion and flow sam
 * ``gmm32``: 8 equal-weight isotropic Gaussians in d=32 (std 0.5, means drawn once with
   seed 0 from N(0, 9 I));
 * the sampling literature's ``mog40``, ``many_well32`` and ``blr_diabetes``: see
-  ``_literature.py``.
+  ``_literature.py``;
+* the posteriors without exact samples, ``logreg_breast_cancer`` (d=31) and
+  ``lgcp_synthetic`` (d=1024), with reference moments and samples from long runs: see
+  ``_posteriors.py``.
 
 ``log_z`` (the exact log normalising constant of ``log_prob``) is 0 for every mixture, the
 funnel and the banana (each ``log_prob`` is a normalised density); the funnel also carries
@@ -34,6 +37,7 @@ from ._base import Target as Target
 from ._base import from_mixture as _from_mixture
 from ._base import grad_of as _grad
 from ._literature import blr_diabetes, many_well, mog40
+from ._posteriors import lgcp_synthetic, logreg_breast_cancer
 
 
 def eight_gaussians() -> Target:
@@ -128,5 +132,7 @@ TARGETS: dict[str, Callable[[], Target]] = {
     "mog40": mog40,
     "many_well32": many_well,
     "blr_diabetes": blr_diabetes,
+    "logreg_breast_cancer": logreg_breast_cancer,
+    "lgcp_synthetic": lgcp_synthetic,
 }
 """Target factories by name."""
