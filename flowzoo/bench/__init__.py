@@ -3,8 +3,9 @@
 ``flowzoo bench samplers`` runs :func:`run_benchmark`; :data:`TARGETS` holds the targets
 (Gaussian mixtures with exact diffusion and flow fields, Neal's funnel, Haario's banana, an
 ill-conditioned Gaussian, and the sampling literature's ``mog40``, ``many_well32`` and
-``blr_diabetes``, with their exact ``log_z``); :func:`run_cell` scores one (target,
-sampler, budget) cell.
+``blr_diabetes`` with their exact ``log_z``, and the posteriors ``logreg_breast_cancer`` and
+``lgcp_synthetic`` with shipped reference samples); :func:`run_cell` scores one (target,
+sampler, budget, seed) cell and :func:`leaderboard` reports them over the seeds.
 """
 
 from ._harness import Settings as Settings
