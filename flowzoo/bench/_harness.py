@@ -1,8 +1,8 @@
 """The sampler benchmark: every (target, sampler, NFE budget, seed) cell, timed and scored.
 
-A cell compiles ``samplers.run(name, key, problem, n, num_steps)`` once (compile time is
-reported apart), runs it once to warm up and then ``repeats`` times (the median is the
-steady-state wall time), and scores the samples against ``n`` exact samples of the target:
+A cell compiles ``samplers.run(name, key, problem, n, num_steps)`` once, shared by its
+seeds (compile time is reported apart, 0 where a seed reused the program), runs it once to
+warm up and then ``repeats`` times (the median is the steady-state wall time), and scores the samples against ``n`` exact samples of the target:
 energy distance and MMD (with the noise floor, exact against exact, beside them), sliced W2,
 mean and covariance errors, mode coverage for mixtures, KSD where the score is known, the
 reported NFE, and for Markov chains the acceptance rate and the effective sample size per
@@ -116,6 +116,9 @@ def _distances(x, ref, key):
 # runs called fm_moons) never share a cache entry
 _REFERENCES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _SCORES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_PROGRAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""Compiled cells by target (its log-density, sampler or field) and (sampler, steps, n,
+options): the seeds of a cell share one program (the key is its argument)."""
 _SHIPPED: dict[int, tuple] = {}  # shipped reference samples: id -> (array, cache)
 
 
@@ -255,15 +258,21 @@ def run_cell(target: Target, name: str, budget: int | float, seed: int, settings
         options["trace"] = settings.trace
     salt = zlib.crc32(f"{target.name}/{name}".encode()) % 2**31  # stable across processes
     key = jax.random.fold_in(jax.random.key(seed), salt)
+    owner = target.log_prob or target.sample
+    programs = _PROGRAMS.setdefault(owner, {})
+    program = (name, steps, settings.n, repr(sorted(options.items())))
+    cached = program in programs  # another seed of this cell: the same program, a new key
     if peer is not None and not peer.jittable:  # a PyTorch peer: nothing to compile
         compiled, compile_s = (lambda k: peer.run(k, problem, target, settings.n, steps)), 0.0
+    elif cached:
+        compiled, compile_s = programs[program], 0.0
     else:
         if peer is not None:
             fn = jax.jit(lambda k: peer.run(k, problem, target, settings.n, steps))
         else:
             fn = jax.jit(lambda k: run(name, k, problem, settings.n, steps, **options))
         t0 = time.perf_counter()
-        compiled = fn.lower(key).compile()
+        compiled = programs[program] = fn.lower(key).compile()
         compile_s = time.perf_counter() - t0
     t_warm = time.perf_counter()
     if settings.warmup:
@@ -286,6 +295,7 @@ def run_cell(target: Target, name: str, budget: int | float, seed: int, settings
         "num_steps": steps,
         "nfe": int(info.nfe),
         "compile_seconds": compile_s,
+        "compile_reused": cached,
         "wall_seconds": wall,
         "kind": kind_of(name),
         **score_samples(target, x, ref, jax.random.fold_in(key, 99)),
