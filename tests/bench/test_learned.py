@@ -69,6 +69,8 @@ def test_bench_cli_with_runs_writes_a_leaderboard_for_the_run(fm_run, tmp_path):
         "flow_ode_euler",
         "--nfe",
         "2,8",
+        "--seeds",
+        "0",
         "--out",
         str(out),
         "--no-progress",
