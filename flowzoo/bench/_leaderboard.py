@@ -3,11 +3,11 @@ of each metric over the seeds, winners that beat the runner-up beyond the seed-t
 spread, and the plots.
 
 A winner is named at a budget only where the best sampler (lowest mean energy distance over
-the seeds) beats every other one beyond the noise: the paired differences over the common
-seeds, ``d_s = ED(other, s) - ED(best, s)``, must have a mean above the one-sided 95%
+the seeds) beats the runner-up beyond the noise: the paired differences over the common
+seeds, ``d_s = ED(runner-up, s) - ED(best, s)``, must have a mean above the one-sided 95%
 Student-t bound ``t_{k-1} sd(d) / sqrt(k)`` and above the exact-sampling noise floor; two
 samplers whose means are both within the floor tie. Otherwise the cell lists the samplers
-that tie with the best. Energy distance estimates are unbiased, so they can be negative;
+that tie with the best, in the order of their means, down to the first one the best beats. Energy distance estimates are unbiased, so they can be negative;
 plots draw them on a symmetric-log axis that is linear within the noise floor.
 """
 
@@ -66,8 +66,11 @@ def over_budget(by_seed: dict[int, dict]) -> float | None:
 def ties(runs: dict[str, dict[int, dict]], floor: float | None) -> tuple[str | None, list[str]]:
     """The best sampler of one budget and the samplers that tie with it (best first).
 
-    ``runs``: sampler -> seed -> cell. Only samplers finite on every seed and within the
-    budget (:func:`over_budget`) compete."""
+    Samplers are taken in the order of their means; each ties while it cannot be told from
+    the best, and the first that can ends the list (a sampler with a still higher mean counts
+    as beaten even when its own seeds scatter widely). So a winner is named exactly where
+    the best beats the runner-up. ``runs``: sampler -> seed -> cell. Only samplers finite on
+    every seed and within the budget (:func:`over_budget`) compete."""
     means = {s: stat(by, METRIC)[0] for s, by in runs.items() if over_budget(by) is None}
     ok = sorted((s for s, m in means.items() if math.isfinite(m)), key=means.get)
     if not ok:
@@ -81,8 +84,9 @@ def ties(runs: dict[str, dict[int, dict]], floor: float | None) -> tuple[str | N
         if d.size > 1:
             bound = max(bound, T95.get(d.size, 1.645) * d.std(ddof=1) / math.sqrt(d.size))
         both_at_floor = means[best] <= fl and means[s] <= fl
-        if d.size == 0 or both_at_floor or d.mean() <= bound:
-            tied.append(s)
+        if not (d.size == 0 or both_at_floor or d.mean() <= bound):
+            break  # beaten: so is every sampler with a higher mean
+        tied.append(s)
     return best, tied
 
 

@@ -217,6 +217,8 @@ def _cells(values: dict[str, list[float]]) -> list[dict]:
         ({"a": [0.10, float("nan"), 0.1], "b": [0.2, 0.2, 0.21]}, 0.01, ["b"]),
         # nor does one that spent more than 1.1 times the budget (nfe_a: 5 x 64)
         ({"over": [0.01, 0.01, 0.01], "b": [0.2, 0.2, 0.21]}, 0.01, ["b"]),
+        # the runner-up is beaten: a worse sampler whose seeds scatter does not make a tie
+        ({"a": [0.01, 0.02, 0.0], "b": [0.5, 0.55, 0.52], "c": [1.0, 9.0, 4.0]}, 0.01, ["a"]),
     ],
 )
 def test_the_leaderboard_names_a_winner_only_beyond_the_noise(values, floor, want):
