@@ -22,8 +22,7 @@ were (an explicit ``where``), and is counted in ``ReverseKLResult.skipped``.
 Sampling: ``n`` fresh draws, self-normalised importance weights ``log w = log p(x) - log
 q(x)`` (a non-finite ``log w`` counts as ``-inf``: weight zero), ``log Z = logsumexp(log w)
 - log n`` (unbiased for ``Z``), ``ESS = (sum w)^2 / sum w^2``, and systematic resampling
-(Carpenter, Clifford & Fearnhead 1999) to ``n`` equally weighted samples. The resampling is
-written here because the SMC sampler's is private to :mod:`flowzoo.samplers`.
+(:func:`flowzoo.samplers.systematic_resample`, SMC's) to ``n`` equally weighted samples.
 
 Budget (the NFE of the registry entries ``flow_realnvp``, ``flow_spline``, ``flow_iaf``):
 one gradient of ``log_prob`` on the batch per training step and one evaluation of the final
@@ -46,7 +45,7 @@ import optax
 
 from .._types import Array, Batch, Key, Params
 from ..distributions import Distribution
-from ..samplers import Problem, SamplerInfo, SamplerSpec
+from ..samplers import Problem, SamplerInfo, SamplerSpec, systematic_resample
 from ._autoregressive import iaf
 from ._realnvp import realnvp
 
@@ -157,13 +156,6 @@ def _train(loss, params: Params, key: Key, num_steps: int, learning_rate, max_gr
     return params, losses, jnp.sum(skipped).astype(jnp.int32)
 
 
-def _systematic(key: Key, log_w: Array) -> Array:
-    """``n`` ancestor indices drawn systematically from the normalised ``exp(log_w)``."""
-    n = log_w.shape[0]
-    u = (jax.random.uniform(key) + jnp.arange(n)) / n
-    return jnp.minimum(jnp.searchsorted(jnp.cumsum(jax.nn.softmax(log_w)), u), n - 1)
-
-
 def _weighted(dist, params, log_prob, s, key: Key, n: int):
     """``n`` draws, their log-weights, ``log Z``, ESS and the resampled draws."""
     k_draw, k_resample = jax.random.split(key)
@@ -175,7 +167,7 @@ def _weighted(dist, params, log_prob, s, key: Key, n: int):
     any_ok = jnp.isfinite(top)
     log_z = top - math.log(n)
     ess = jnp.where(any_ok, jnp.exp(2.0 * top - jax.nn.logsumexp(2.0 * log_w)), 0.0)
-    idx = jnp.where(any_ok, _systematic(k_resample, log_w), jnp.arange(n))
+    idx = jnp.where(any_ok, systematic_resample(k_resample, log_w), jnp.arange(n))
     return x[idx], log_z, ess, log_w
 
 

@@ -53,6 +53,7 @@ from ._registry import supports as supports
 from ._reverse_sde import reverse_sde_sample as reverse_sde_sample
 from ._smc import SMCResult as SMCResult
 from ._smc import smc_sample as smc_sample
+from ._smc import systematic_resample as systematic_resample
 from ._ula import ULAInfo as ULAInfo
 from ._ula import ULAState as ULAState
 from ._ula import ula as ula

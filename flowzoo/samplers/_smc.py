@@ -64,8 +64,9 @@ def _sum_event(a: Array) -> Array:
     return jnp.sum(a.reshape(a.shape[0], -1), 1)
 
 
-def _systematic(key: Key, log_w: Array) -> Array:
-    """Systematic resampling: ``n`` ancestor indices for the normalised ``exp(log_w)``."""
+def systematic_resample(key: Key, log_w: Array) -> Array:
+    """Systematic resampling (Carpenter, Clifford & Fearnhead 1999): ``n`` ancestor indices
+    ``(n,)`` int for the normalised weights ``exp(log_w)``, ``log_w`` ``(n,)``."""
     n = log_w.shape[0]
     cdf = jnp.cumsum(jax.nn.softmax(log_w))
     u = (jax.random.uniform(key) + jnp.arange(n)) / n
@@ -149,7 +150,7 @@ def smc_sample(
         ess = _ess(log_w)
         keys = jax.random.split(jax.random.fold_in(k_run, k), num_moves + 1)
         resample = (ess < resample_threshold * n) | (k == num_temperatures)
-        idx = jnp.where(resample, _systematic(keys[0], log_w), jnp.arange(n))
+        idx = jnp.where(resample, systematic_resample(keys[0], log_w), jnp.arange(n))
         parts = jax.tree.map(lambda a: a[idx], parts._replace(log_w=log_w))
         parts = parts._replace(log_w=jnp.where(resample, 0.0, parts.log_w))
         carry = (parts, log_h, acc_sum)
