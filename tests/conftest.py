@@ -49,12 +49,19 @@ except ImportError:  # without threadpoolctl the library's own default stays
     _ONE_BLAS_THREAD = None
 
 # The suite's programs are small and many: compile time, not run time, is its cost. XLA:CPU
-# at optimisation level 0 and without LLVM's expensive passes compiles them fastest.
-# (XLA:CPU's elemental emitters, --xla_cpu_use_fusion_emitters=false, would cut a third more
-# compile CPU, but one computation compiled into two programs then differs in the last bit,
-# which the bit-exact resume tests catch: only workers compared with a tolerance use them.)
+# at optimisation level 0, without LLVM's expensive passes and with its elemental emitters
+# (--xla_cpu_use_fusion_emitters=false; the default fusion emitters take about 1.5x the
+# compile time: tests/flows/test_glow.py, tests/cnf/test_cnf.py and
+# tests/bijectors/test_image.py in 112 s against 170 s, two interleaved runs each) compiles
+# them fastest. Codegen only: the same HLO is computed, but one computation compiled into two
+# different programs (another steps_per_call, another batch_fn) may then differ in the last
+# bit. The tests that promise bit-exact resume across programs run their training in child
+# processes with the default emitters (tests/train/test_parallel.py: EXACT_EMITTERS).
 # Children that run long loops drop these flags.
-_FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+_FAST_COMPILE = (
+    "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true "
+    "--xla_cpu_use_fusion_emitters=false"
+)
 if not os.environ.get("FLOWZOO_TEST_FULL_OPT") and "optimization_level" not in os.environ.get(
     "XLA_FLAGS", ""
 ):  # before the first computation initialises the backend; subprocesses inherit it

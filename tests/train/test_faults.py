@@ -3,7 +3,9 @@ NaN data; and mixed precision (bf16 compute, f32 params / log-dets / loss).
 
 The kill -9 test runs ``tests/train/parallel_worker.py fit`` in a subprocess (slowed by a
 sleeping eval_fn so it can be killed mid-run), restarts it, and compares the final state
-bit for bit with an uninterrupted run in this process.
+bit for bit with an uninterrupted run of the same worker; all three processes compile with
+XLA:CPU's default emitters, as users run (the suite's elemental emitters may round two
+programs of one computation differently in the last bit: tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -65,6 +67,11 @@ def _equal(a, b):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+def _close(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
+
+
 def _steps(ckpt_dir: Path) -> list[int]:
     """Finished checkpoints, read from the directory listing (no orbax)."""
     if not ckpt_dir.is_dir():
@@ -75,14 +82,22 @@ def _steps(ckpt_dir: Path) -> list[int]:
 # --------------------------------------------------------------------------- kill -9
 
 
-def test_kill_9_and_restart_equals_uninterrupted(worker, problem, reference, tmp_path):
+def test_kill_9_and_restart_equals_uninterrupted(worker, tmp_path):
     """SIGKILL a training process after its step-4 checkpoint (mid-run, possibly mid-save),
     restart it on the same workdir: the final state equals an uninterrupted run exactly."""
     workdir, out = tmp_path / "run", tmp_path / "final.npz"
     cmd = [sys.executable, str(WORKER), "fit", out, workdir]
+    ref_out = tmp_path / "uninterrupted.npz"
+    uninterrupted = subprocess.Popen(  # beside the slow run, which mostly sleeps
+        [*map(str, [sys.executable, WORKER, "fit", ref_out, tmp_path / "ref", 0])],
+        env=_env(1, exact=True),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
     slow = subprocess.Popen(
         [*map(str, cmd), "0.3"],
-        env=_env(1),
+        env=_env(1, exact=True),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         cwd=ROOT,
@@ -106,7 +121,12 @@ def test_kill_9_and_restart_equals_uninterrupted(worker, problem, reference, tmp
     assert f'"step": {killed_at},' in "".join(lines)  # logged up to (or past) its checkpoint
 
     proc = subprocess.run(
-        [*map(str, cmd), "0"], env=_env(1), capture_output=True, text=True, cwd=ROOT, timeout=240
+        [*map(str, cmd), "0"],
+        env=_env(1, exact=True),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=240,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _last_json(proc.stdout)["step"] == worker.STEPS
@@ -121,15 +141,15 @@ def test_kill_9_and_restart_equals_uninterrupted(worker, problem, reference, tmp
     eval_steps = [r["step"] for r in records if "eval_seconds" in r]
     assert eval_steps == sorted(set(eval_steps)) and max(eval_steps) <= killed_at
 
-    assert worker.STEPS == 12  # the reference run's length
-    got = np.load(out)
-    leaves = jax.tree.leaves(reference.state)
-    assert len(got.files) == len(leaves)
-    for i, leaf in enumerate(leaves):
+    assert uninterrupted.wait(timeout=240) == 0, uninterrupted.stderr.read().decode()[-3000:]
+    uninterrupted.stderr.close()
+    got, want = np.load(out), np.load(ref_out)
+    assert len(got.files) == len(want.files) > 0
+    for name in want.files:
         if jax.default_backend() == "cpu":
-            np.testing.assert_array_equal(got[f"arr_{i}"], np.asarray(leaf))
+            np.testing.assert_array_equal(got[name], want[name])
         else:  # see docs/scaling.md: on an H200 with deterministic ops, 1-ulp differences
-            np.testing.assert_allclose(got[f"arr_{i}"], np.asarray(leaf), rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6)
 
 
 # --------------------------------------------------------------------------- SIGTERM
@@ -264,7 +284,9 @@ def test_nan_in_data_is_reported_not_trained_on(problem, reference, tmp_path):
     assert ckpt.all_steps(tmp_path / "checkpoints") == [4]
     target = train.init_train_state(problem[2], problem[1])
     restored, _ = ckpt.restore(tmp_path / "checkpoints", target)
-    _equal(restored, _reference_checkpoint(problem, reference, 4))
+    # its batch_fn makes this run another program than the reference's: equal to float32
+    # rounding under the suite's emitters (bit-exact resume is the kill -9 test's)
+    _close(restored, _reference_checkpoint(problem, reference, 4))
 
 
 def test_nan_in_data_with_finite_loss_is_not_trained_on(key):

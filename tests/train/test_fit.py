@@ -280,7 +280,12 @@ def test_nan_loss_stops_with_step_and_metric(tiny, reference, tmp_path):
     restored, step = ckpt.restore(tmp_path / "checkpoints", target)
     assert step == 5 and int(restored.step) == 5
     assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(restored))
-    _assert_trees_equal(restored, _reference_checkpoint(tiny, reference, 5))
+    # its batch_fn makes this run another program than the reference's: equal to float32
+    # rounding under the suite's emitters (tests/conftest.py; bit-exact resume is
+    # tests/train/test_faults.py's kill -9 test)
+    want = jax.tree.leaves(_reference_checkpoint(tiny, reference, 5))
+    for x, y in zip(jax.tree.leaves(restored), want, strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
 
 
 def test_nan_gradient_names_grad_norm(tmp_path):

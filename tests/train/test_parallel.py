@@ -30,18 +30,26 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 LEGACY_EMITTERS = "--xla_cpu_use_fusion_emitters=false"
-"""XLA:CPU's elemental emitters: the small programs of these workers compile in about 0.6x
-the time of the default fusion emitters. The same HLO, so results agree to float32
-rounding, but not bit for bit: only for runs compared with a tolerance."""
+"""XLA:CPU's elemental emitters (the suite's default, tests/conftest.py): the small programs
+of these workers compile in about 0.6x the time of the default fusion emitters. The same
+HLO, so results agree to float32 rounding, but not bit for bit across programs."""
+EXACT_EMITTERS = "--xla_cpu_use_fusion_emitters=true"
+"""XLA:CPU's default fusion emitters, as users run: for workers whose results are compared
+bit for bit with a run of another program (another steps_per_call, a resumed run)."""
 
 
-def _env(devices: int, legacy_emitters: bool = False) -> dict[str, str]:
+def _env(devices: int, legacy_emitters: bool = False, exact: bool = False) -> dict[str, str]:
     """The environment of a worker on ``devices`` CPU devices, with this suite's compile
     flags (conftest), plus :data:`LEGACY_EMITTERS` when asked (unless the suite's flags
-    already choose the emitters)."""
+    already choose the emitters), or with :data:`EXACT_EMITTERS` instead of the suite's
+    choice when ``exact``."""
     env = dict(os.environ)
     flags = os.environ.get("XLA_FLAGS", "")  # keep the suite's compile flags (conftest)
-    flags += f" {LEGACY_EMITTERS}" if legacy_emitters and "fusion_emitters" not in flags else ""
+    if exact:
+        kept = [f for f in flags.split() if "fusion_emitters" not in f]
+        flags = " ".join([*kept, EXACT_EMITTERS])
+    elif legacy_emitters and "fusion_emitters" not in flags:
+        flags += f" {LEGACY_EMITTERS}"
     env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={devices}".strip()
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -12,6 +12,7 @@ import io
 import json
 import math
 import shutil
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -29,6 +30,7 @@ from flowzoo.zoo import (
 )
 
 SHIPPED = pretrained_names()
+ROOT = Path(__file__).resolve().parents[2]
 
 # held-out examples for the fixed-seed likelihood check: the likelihoods of continuous-time
 # models (an ODE with the exact divergence, 64 tangents per image on digits) get fewer
@@ -58,7 +60,20 @@ def test_the_zoo_ships_the_models_the_recipes_train():
         assert card["sha256"] == zoo.sha256_of(zoo.PRETRAINED_DIR / card["file"])
 
 
-@pytest.mark.parametrize("name", SHIPPED)
+# fm_mnist's check (the same computation, on its first four test images) is a cell of the
+# pretrained_models notebook, which tests/test_notebooks.py executes: one CNF likelihood of
+# the MNIST UNet in the suite, not two
+CHECKED_IN_THE_NOTEBOOK = {"fm_mnist": ROOT / "docs" / "notebooks" / "pretrained_models.py"}
+
+
+def test_the_models_checked_in_a_notebook_are_checked_there():
+    for name, source in CHECKED_IN_THE_NOTEBOOK.items():
+        text = source.read_text()
+        assert f'zoo.pretrained("{name}")' in text and "run.log_prob(test)" in text
+        assert "3 * se" in text  # tests/test_notebooks.py runs every docs/notebooks/*.py
+
+
+@pytest.mark.parametrize("name", sorted(set(SHIPPED) - set(CHECKED_IN_THE_NOTEBOOK)))
 def test_shipped_model_reproduces_its_card(name):
     """Likelihood models: the mean NLL (bits/dim for images) of the first ``k`` held-out
     examples lies within three standard errors of the card's mean over all of them (the
