@@ -8,10 +8,11 @@ exact) over ``--seeds`` seeds (default 8) for each setting below, and writes the
 
 * **budget**: 2 MALA moves a temperature at ``K`` = 255, 1,023, 2,047 temperatures (the
   bench budgets 512, 2,048 and 4,096 gradients a particle), 1,000 particles;
-* **particles or temperatures** at the budget of 4,096 gradients a particle (``n * (1 + K *
-  moves)`` gradients in all, the same in each row): 1,000 particles and 2,047
-  temperatures, 4,000 particles and 511 temperatures (the output keeps all of them), 500
-  and 4,095 at one move, and 1, 4 and 8 moves a temperature;
+* **particles or temperatures**: 4,000 particles and 511 temperatures (the same total
+  gradients as 1,000 particles at 2,047, a quarter of the budget a particle); 500 and
+  1,000 particles at 4,095 temperatures of one move (the budget of 4,096 a particle); and
+  1,000 particles at 4 and 8 moves a temperature (1,023 and 511 temperatures, the same
+  budget a particle);
 * **schedule**: ``b_k = (k / K)^power`` for power 1, 2 and 4 (the default) at 2,047
   temperatures;
 * **the leaderboard's cell**: 2,000 particles, 2,047 temperatures, the defaults.
