@@ -43,6 +43,11 @@ measured in the same run (both libraries; the faster counts). Parameters are ran
 drawn by numpy in the shapes ``init`` gives (step time does not depend on the values, and
 XLA:CPU takes seconds to compile a UNet's random init), torchcfm's by torch.
 
+On CPU flowzoo's step compiles with ``flowzoo.train.compiler_options`` (XLA's Eigen
+convolutions in place of YNNPACK's), as ``flowzoo train`` compiles it; ``--cpu-conv-ab`` (on by
+default on CPU without ``--quick``) also times it with XLA's defaults
+(``FLOWZOO_CPU_CONV=ynnpack``) and reports ``fm.cpu_conv_speedup``, the paired ratio.
+
 Memory: flowzoo, XLA's buffer assignment of the compiled step (``_common.memory``; no buffer
 donation, so the state is counted in and out); torchcfm on a GPU, the growth of
 ``torch.cuda.max_memory_allocated`` over one step plus the contender's own parameters, EMA,
@@ -57,6 +62,7 @@ Run: ``python benchmarks/accelerator.py [--quick] [--batch 8] [--torch-threads 2
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import math
@@ -77,7 +83,7 @@ except ImportError:  # imported as benchmarks.accelerator
 from flowzoo import flow_matching as fm
 from flowzoo import nets, zoo
 from flowzoo.integrate import SolverConfig
-from flowzoo.train import ema_warmup, init_train_state, make_train_step
+from flowzoo.train import compiler_options, ema_warmup, init_train_state, make_train_step
 
 torch = common.LazyImport("torch")
 tcfm = common.LazyImport("torchcfm.conditional_flow_matching")
@@ -400,12 +406,13 @@ def fm_specs(args, gpu: bool, torch_on: bool) -> list[dict[str, Any]]:
         for precision in precisions:
             variants = ["jit"] + (["eager"] if torch_on else [])
             variants += ["compiled"] if torch_on and dtype in args.torch_compile else []
+            variants += ["jit-ynnpack"] if args.cpu_conv_ab and not gpu else []
             for variant in variants:
-                lib = "flowzoo" if variant == "jit" else "torchcfm"
+                lib = "flowzoo" if variant.startswith("jit") else "torchcfm"
                 mode = mode_of(dtype, precision)
-                name = f"{lib}" + ("" if lib == "flowzoo" else f" {variant}") + f" {mode}"
-                specs.append(dict(name=name, library=lib, variant=variant, dtype=dtype,
-                                  precision=precision, mode=mode))  # fmt: skip
+                tag = {"jit": "", "jit-ynnpack": " ynnpack-conv"}.get(variant, f" {variant}")
+                specs.append(dict(name=f"{lib}{tag} {mode}", library=lib, variant=variant,
+                                  dtype=dtype, precision=precision, mode=mode))  # fmt: skip
     return specs
 
 
@@ -413,18 +420,38 @@ def _build_fm(spec, args, dev: str):
     over = [f"train.batch_size={args.batch}", f"train.compute_dtype={spec['dtype']}"]
     cfg = recipe("fm_cifar10", over + fm_overrides(args))
     if spec["library"] == "flowzoo":
-        case, rec, fargs = train_step_case(cfg, args.batch, spec["precision"], real_init=False)
+        conv = "ynnpack" if spec["variant"] == "jit-ynnpack" else "eigen"
+        with _cpu_conv(conv):
+            case, rec, fargs = train_step_case(cfg, args.batch, spec["precision"], False)
         return case, rec, fargs
     compiled = spec["variant"] == "compiled"
     case, rec = torch_train_case(cfg, args.batch, spec["dtype"], spec["precision"], compiled, dev)
     return case, rec, None
 
 
+CPU_CONV_ENV = "FLOWZOO_CPU_CONV"
+
+
+@contextlib.contextmanager
+def _cpu_conv(choice: str):  # noqa: D401
+    """Build flowzoo's step with ``FLOWZOO_CPU_CONV=choice`` (``flowzoo.train``'s CPU
+    compiler options: ``eigen``, its default, or ``ynnpack``, XLA's own defaults)."""
+    old = os.environ.get(CPU_CONV_ENV)
+    os.environ[CPU_CONV_ENV] = choice
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(CPU_CONV_ENV, None)
+        else:
+            os.environ[CPU_CONV_ENV] = old
+
+
 def run_fm(args, gpu: bool, torch_on: bool, budget: Budget) -> dict[str, Any]:
     """The fm_cifar10 step of every contender, timed in interleaved rounds. A contender is
     built only while the time it needs, the timing and the later parts' share still fit."""
     dev = torch_device() if torch_on else "cpu"
-    needs = {"jit": 90, "eager": 20, "compiled": 200} if not args.quick else {}
+    needs = {"jit": 90, "jit-ynnpack": 90, "eager": 20, "compiled": 200} if not args.quick else {}
     later = 0 if args.quick else 60 + 90 * ("sample" in args.parts) + 120 * ("glow" in args.parts)
     cases, records, flops = {}, {}, None
     for spec in fm_specs(args, gpu, torch_on):
@@ -595,6 +622,14 @@ def derive(d: dict[str, Any]) -> None:
             c["of_matmul_peak"] = rate / best if best else None
             if c.get("variant") == "compiled":
                 c["compile_s"] = max(c["first_call_s"] - c["step_s"]["median"], 0.0)
+    fm_contenders = (d.get("fm") or {}).get("contenders") or {}
+    for c in fm_contenders.values():  # the CPU convolution A/B: YNNPACK time / Eigen time
+        if c.get("variant") != "jit-ynnpack" or "step_s" not in c:
+            continue
+        own = fm_contenders.get(c["name"].replace(" ynnpack-conv", ""), {})
+        if "step_s" in own:
+            pair = np.asarray(c["step_s"]["values"]) / np.asarray(own["step_s"]["values"])
+            d["fm"]["cpu_conv_speedup"] = {"mode": c["mode"], **common.summarize(pair.tolist())}
 
 
 def fm_ratios(d: dict[str, Any]) -> list[dict[str, Any]]:
@@ -603,7 +638,7 @@ def fm_ratios(d: dict[str, Any]) -> list[dict[str, Any]]:
     contenders = (d.get("fm") or {}).get("contenders", {}).values()
     timed = [c for c in contenders if "step_s" in c]
     rows = []
-    for fz in [c for c in timed if c["library"] == "flowzoo"]:
+    for fz in [c for c in timed if c["library"] == "flowzoo" and c.get("variant", "jit") == "jit"]:
         peers = [c for c in timed if c["library"] == "torchcfm" and c["mode"] == fz["mode"]]
         best = max(peers, key=lambda c: c["samples_per_s"], default=None)
         row = {"mode": fz["mode"], "flowzoo": fz, "peer": best, "ratio": None}
@@ -700,6 +735,10 @@ def render(d: dict[str, Any]) -> str:
         for r in fm_ratios(d)
     ]
     text += [common.md_table(["mode", "torchcfm's best", "flowzoo / it", "target", "met"], rows)]
+    if ab := d["fm"].get("cpu_conv_speedup"):
+        text += ["", f"flowzoo's step with XLA's YNNPACK convolutions (XLA:CPU's default) takes "
+                 f"{common.fmt_rounds(ab)} the time of its step with Eigen convolutions "
+                 f"(`flowzoo.train.compiler_options`, {ab['mode']}; paired rounds)."]  # fmt: skip
     for part, title in (("sample", "ODE sampling"), ("glow", "glow_cifar10 train step")):
         p = d.get(part)
         if p:
@@ -733,6 +772,9 @@ def parse(argv, gpu: bool) -> argparse.Namespace:
     default_compile = "bfloat16,float32,sample" if gpu else ""  # minutes per compile on 2 cores
     p.add_argument("--torch-compile", default=default_compile, help="dtypes (and 'sample')")
     p.add_argument("--no-torch", action="store_true", help="flowzoo only")
+    p.add_argument("--cpu-conv-ab", action=argparse.BooleanOptionalAction, default=None,
+                   help="on CPU, flowzoo's fm step also with XLA's YNNPACK convolutions "
+                   "(default: on CPU, off with --quick)")  # fmt: skip
     p.add_argument("--torchdyn", action=argparse.BooleanOptionalAction, help="default: on GPU")
     p.add_argument("--torch-threads", type=int, default=os.cpu_count())
     p.add_argument("--device-name", default=None, help="device kind for the peak table")
@@ -746,6 +788,7 @@ def parse(argv, gpu: bool) -> argparse.Namespace:
     a.glow_batch = a.glow_batch or (64 if gpu and not a.quick else a.batch)
     a.sample_batch = a.sample_batch or (a.batch if gpu else (2 if a.quick else 1))
     a.torchdyn = gpu if a.torchdyn is None else a.torchdyn
+    a.cpu_conv_ab = (not gpu and not a.quick) if a.cpu_conv_ab is None else a.cpu_conv_ab
     a.repeats = a.repeats or (3 if a.quick else 7 if gpu else 5)
     a.block_s = a.block_s or (0.05 if a.quick else 0.3 if gpu else 1.0)
     for name in ("parts", "dtypes", "precisions", "torch_compile"):
@@ -781,6 +824,7 @@ def main(argv=None) -> dict[str, Any]:
         "device": device_info(args.device_name),
         "torch_threads": args.torch_threads if torch_on else None,
         "peer": "torchcfm" if torch_on else None,
+        "compiler_options": compiler_options(),
         "config": {k: v for k, v in vars(args).items() if k != "out"},
         "skipped": budget.skipped,
     }

@@ -42,8 +42,9 @@ def test_reduced_size_run_without_torch(accel, tmp_path):
     assert fz["peak_bytes"] > 0 and fz["compile_s"] > 0 and fz["mfu"] is None
     flops = d["fm"]["flops"]
     assert 0.9 < flops["total"] / flops["xla_flops"] < 1.15  # padded taps: a bit above XLA's
+    peak = d["matmul_peak"]["fp32-highest"]  # the faster library's (torch, where installed)
     assert fz["of_matmul_peak"] == pytest.approx(
-        flops["total"] / step / d["matmul_peak"]["fp32-highest"]["jax"]
+        flops["total"] / step / max(peak["jax"], peak["torch"] or 0.0)
     )
     sample = d["sample"]
     assert sample["nfe"] == 4 and sample["contenders"]["flowzoo"]["samples_per_s"] > 0
@@ -97,6 +98,47 @@ def test_gpu_targets_take_the_faster_peer_and_the_median_round(accel):
     assert "| bf16 | torchcfm compiled bf16 | 1.25x (1.23-1.27) | >= 1.2 | yes |" in text
     assert "| fp32-tf32 | torchcfm eager fp32-tf32 | 0.95x" in text and "**no**" in text
     assert "bf16 `8192x8192x8192`: jax 790, torch 780" in text
+
+
+def test_cpu_conv_ab_is_a_diagnostic_not_a_contender(accel):
+    """On CPU, the YNNPACK-convolution row gets its own paired ratio against flowzoo's step
+    (YNNPACK time / Eigen time per round) and takes no part in the torchcfm target."""
+    contenders = [
+        _contender(
+            "flowzoo fp32-highest", "flowzoo", "fp32-highest", [2.0, 2.2, 2.1], variant="jit"
+        ),  # fmt: skip
+        _contender(
+            "flowzoo ynnpack-conv fp32-highest",
+            "flowzoo",
+            "fp32-highest",
+            [2.4, 2.2, 2.31],
+            variant="jit-ynnpack",
+        ),  # fmt: skip
+        _contender(
+            "torchcfm eager fp32-highest",
+            "torchcfm",
+            "fp32-highest",
+            [2.0, 2.0, 2.0],
+            variant="eager",
+        ),  # fmt: skip
+    ]
+    d = {
+        "device": {"platform": "cpu", "kind": "cpu", "peaks": None},
+        "torch_threads": 2,
+        "fm": {
+            "batch": 8,
+            "flops": {"total": 3e11},
+            "contenders": {c["name"]: c for c in contenders},
+        },
+        "matmul_peak": {},
+    }
+    accel.derive(d)
+    ab = d["fm"]["cpu_conv_speedup"]
+    assert ab["values"] == pytest.approx([1.2, 1.0, 1.1]) and ab["median"] == pytest.approx(1.1)
+    checks = accel.check(d)
+    assert len(checks) == 1 and "flowzoo / torchcfm eager" in checks[0]["what"]
+    assert checks[0]["value"] == pytest.approx(2.0 / 2.1) and checks[0]["met"] is False
+    assert "takes 1.10x (1.05-1.15) the time of its step with Eigen" in accel.render(d)
 
 
 def test_torchcfm_contenders_run_the_same_network(accel, tmp_path):

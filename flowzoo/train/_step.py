@@ -11,6 +11,10 @@ One update rule (:func:`apply_update`) serves every way of running it:
 * :func:`make_pmap_train_step`: ``jax.pmap`` over local devices, gradients averaged with
   ``lax.pmean`` (for code built around ``pmap``).
 
+The ``jax.jit`` steps compile with :func:`flowzoo.train.compiler_options` (on CPU: XLA's
+Eigen convolutions in place of YNNPACK's, see ``_compile.py``); ``pmap`` takes no compiler
+options and compiles with XLA's defaults.
+
 Mixed precision (``compute_dtype=jnp.bfloat16``): the float32 parameters are cast to
 bfloat16 for the forward/backward pass only; the batch stays float32, gradients, the
 optimizer state, the EMA and the master parameters stay float32, and the loss is returned
@@ -33,6 +37,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from .._types import Array, Key, Params
+from ._compile import jit as _jit
 
 LossFn = Callable[[Params, Key, Any], tuple[Array, dict[str, Array]]]
 """``loss(params, key, batch) -> (scalar loss, metrics dict of scalars)``."""
@@ -419,7 +424,7 @@ def _jit_keeping_placement(fn: Callable, mesh: Mesh, rest: tuple) -> Callable:
         leaves, treedef = jax.tree.flatten(shardings)
         key = (treedef, tuple(leaves))
         if key not in compiled:
-            compiled[key] = jax.jit(
+            compiled[key] = _jit(
                 fn, in_shardings=(shardings, *rest), out_shardings=(shardings, rep)
             )
         return compiled[key](state, *args)
@@ -457,7 +462,7 @@ def make_train_step(
         )
 
     if mesh is None:
-        return jax.jit(step) if jit else step
+        return _jit(step) if jit else step
     compiled = _jit_keeping_placement(step, mesh, (replicated(mesh), batch_sharding(mesh)))
 
     def sharded_step(state: TrainState, key: Key, batch: Any):
@@ -564,7 +569,7 @@ def make_multi_step(
             return state, jax.tree.map(lambda v: v[None], metrics)
         return jax.lax.scan(body, state, None, length=num)
 
-    return jax.jit(run, static_argnums=3)
+    return _jit(run, static_argnums=3)
 
 
 def make_sharded_multi_step(

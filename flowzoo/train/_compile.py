@@ -1,0 +1,101 @@
+"""XLA compiler options of the compiled train steps.
+
+On CPU, XLA hands every convolution to YNNPACK by default. Its kernel-gradient convolution
+(and any 1x1 convolution) runs at about half the rate of XLA's Eigen convolution at the
+shapes of an image UNet at small batch, which makes a UNet train step 10-15% slower
+(``benchmarks/accelerator.py``'s ``--cpu-conv-ab`` contender measures it). The train steps
+therefore compile on CPU with YNNPACK kept for dots and reductions only: XLA's defaults
+less ``individual_convolution``. Programs without a convolution compile to the same code.
+
+``FLOWZOO_CPU_CONV=ynnpack`` keeps XLA's defaults (for comparisons); ``eigen`` (the default)
+applies the options. Other backends compile with their defaults.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from typing import Any
+
+import jax
+
+CPU_CONV_ENV = "FLOWZOO_CPU_CONV"
+CPU_CONV_CHOICES = ("eigen", "ynnpack")
+
+# XLA's default YNNPACK fusion types on CPU, less INDIVIDUAL_CONVOLUTION. A list option
+# set through compiler options takes exact enum names (the env flag's "-type" form is
+# refused there); tests/train/test_compile.py checks that this list keeps every dot and
+# reduction fusion of the default and moves only the convolutions.
+_CPU_OPTIONS = {
+    "xla_cpu_experimental_ynn_fusion_type": (
+        "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"
+    )
+}
+
+
+def cpu_conv_choice() -> str:
+    """The CPU convolution backend the train steps compile with (``FLOWZOO_CPU_CONV``)."""
+    choice = os.environ.get(CPU_CONV_ENV, "eigen").strip().lower() or "eigen"
+    if choice not in CPU_CONV_CHOICES:
+        raise ValueError(
+            f"{CPU_CONV_ENV}={choice!r}: expected one of {', '.join(CPU_CONV_CHOICES)}"
+        )
+    return choice
+
+
+@functools.cache
+def _cpu_options_accepted() -> bool:
+    """Whether this jaxlib takes the options (an XLA without the option refuses it)."""
+    try:
+        x = jax.device_put(jax.numpy.zeros(1), jax.devices("cpu")[0])
+        jax.jit(lambda x: x + 1, compiler_options=_CPU_OPTIONS).lower(x).compile()
+    except Exception:  # noqa: BLE001 - any refusal means: compile with the defaults
+        return False
+    return True
+
+
+def compiler_options(backend: str | None = None) -> dict[str, str] | None:
+    """The options the train steps compile with on ``backend`` (default: JAX's default
+    backend): the CPU options above, or ``None`` (the backend's defaults)."""
+    backend = backend or jax.default_backend()
+    if backend != "cpu" or cpu_conv_choice() != "eigen" or not _cpu_options_accepted():
+        return None
+    return dict(_CPU_OPTIONS)
+
+
+class _TopLevelOptions:
+    """``jax.jit(fn)`` compiled with ``options`` where JAX allows them: at top level.
+
+    JAX refuses compiler options on a jit traced inside another transformation
+    (``jax.jit``, ``vmap``, ``grad``, ``make_jaxpr``, ``scan``); there the plain jit runs,
+    and the enclosing program compiles with its own options. ``lower``, ``trace`` and the
+    other attributes are the top-level jit's.
+    """
+
+    def __init__(self, fn: Callable, options: dict[str, str], kwargs: dict[str, Any]):
+        self._top = jax.jit(fn, compiler_options=options, **kwargs)
+        self._nested = jax.jit(fn, **kwargs)
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((args, kwargs))):
+            return self._nested(*args, **kwargs)
+        try:
+            return self._top(*args, **kwargs)
+        except ValueError as err:  # traced inside a transformation through closed-over values
+            if "compiler_options" not in str(err):
+                raise
+            return self._nested(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._top, name)
+
+
+def jit(fn: Callable, **kwargs: Any) -> Callable:
+    """``jax.jit(fn, **kwargs)`` with :func:`compiler_options` of the default backend (at
+    top level; a call traced inside another transformation compiles with that one's)."""
+    options = compiler_options()
+    if options is None:
+        return jax.jit(fn, **kwargs)
+    return _TopLevelOptions(fn, options, kwargs)
