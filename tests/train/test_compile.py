@@ -16,7 +16,6 @@ import optax
 import pytest
 
 from flowzoo import train
-from flowzoo.train import _compile
 
 pytestmark = pytest.mark.skipif(jax.default_backend() != "cpu", reason="CPU compiler options")
 
@@ -104,12 +103,12 @@ def test_train_step_compiles_with_the_options():
 
 
 def test_conv_choice(monkeypatch):
-    monkeypatch.setenv(_compile.CPU_CONV_ENV, "ynnpack")
+    monkeypatch.setenv("FLOWZOO_CPU_CONV", "ynnpack")
     assert train.compiler_options() is None
-    monkeypatch.setenv(_compile.CPU_CONV_ENV, "Eigen")
+    monkeypatch.setenv("FLOWZOO_CPU_CONV", "Eigen")
     assert train.compiler_options() is not None
     assert train.compiler_options("gpu") is None
-    monkeypatch.setenv(_compile.CPU_CONV_ENV, "mkl")
+    monkeypatch.setenv("FLOWZOO_CPU_CONV", "mkl")
     with pytest.raises(ValueError, match="FLOWZOO_CPU_CONV='mkl': expected one of eigen, ynnpack"):
         train.compiler_options()
 
