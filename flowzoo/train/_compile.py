@@ -1,11 +1,12 @@
 """XLA compiler options of the compiled train steps.
 
-On CPU, XLA hands every convolution to YNNPACK by default. Its kernel-gradient convolution
-(and any 1x1 convolution) runs at about half the rate of XLA's Eigen convolution at the
-shapes of an image UNet at small batch, which makes a UNet train step 10-15% slower
-(``benchmarks/accelerator.py``'s ``--cpu-conv-ab`` contender measures it). The train steps
-therefore compile on CPU with YNNPACK kept for dots and reductions only: XLA's defaults
-less ``individual_convolution``. Programs without a convolution compile to the same code.
+On CPU, XLA hands every convolution to YNNPACK by default. At the shapes of an image UNet
+at small batch, YNNPACK's kernel-gradient and 1x1 convolutions run well below the rate of
+its forward convolutions and of XLA's Eigen convolution, which slows a UNet train step
+down (``benchmarks/accelerator.py``'s ``--cpu-conv-ab`` row measures by how much; the
+figures are in ``docs/benchmarks.md``). The train steps therefore compile on CPU with
+YNNPACK kept for dots and reductions only: XLA's defaults less ``individual_convolution``.
+Programs without a convolution compile to the same code.
 
 ``FLOWZOO_CPU_CONV=ynnpack`` keeps XLA's defaults (for comparisons); ``eigen`` (the default)
 applies the options. Other backends compile with their defaults.
