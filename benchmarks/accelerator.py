@@ -62,7 +62,6 @@ Run: ``python benchmarks/accelerator.py [--quick] [--batch 8] [--torch-threads 2
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import json
 import math
@@ -70,6 +69,7 @@ import os
 import time
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -421,30 +421,14 @@ def _build_fm(spec, args, dev: str):
     cfg = recipe("fm_cifar10", over + fm_overrides(args))
     if spec["library"] == "flowzoo":
         conv = "ynnpack" if spec["variant"] == "jit-ynnpack" else "eigen"
-        with _cpu_conv(conv):
+        # flowzoo.train reads FLOWZOO_CPU_CONV when it builds the step: eigen (its
+        # default) or ynnpack (XLA's own defaults)
+        with mock.patch.dict(os.environ, {"FLOWZOO_CPU_CONV": conv}):
             case, rec, fargs = train_step_case(cfg, args.batch, spec["precision"], False)
         return case, rec, fargs
     compiled = spec["variant"] == "compiled"
     case, rec = torch_train_case(cfg, args.batch, spec["dtype"], spec["precision"], compiled, dev)
     return case, rec, None
-
-
-CPU_CONV_ENV = "FLOWZOO_CPU_CONV"
-
-
-@contextlib.contextmanager
-def _cpu_conv(choice: str):  # noqa: D401
-    """Build flowzoo's step with ``FLOWZOO_CPU_CONV=choice`` (``flowzoo.train``'s CPU
-    compiler options: ``eigen``, its default, or ``ynnpack``, XLA's own defaults)."""
-    old = os.environ.get(CPU_CONV_ENV)
-    os.environ[CPU_CONV_ENV] = choice
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(CPU_CONV_ENV, None)
-        else:
-            os.environ[CPU_CONV_ENV] = old
 
 
 def run_fm(args, gpu: bool, torch_on: bool, budget: Budget) -> dict[str, Any]:
@@ -626,8 +610,9 @@ def derive(d: dict[str, Any]) -> None:
     for c in fm_contenders.values():  # the CPU convolution A/B: YNNPACK time / Eigen time
         if c.get("variant") != "jit-ynnpack" or "step_s" not in c:
             continue
-        own = fm_contenders.get(c["name"].replace(" ynnpack-conv", ""), {})
-        if "step_s" in own:
+        own = next((o for o in fm_contenders.values() if o.get("variant") == "jit"
+                    and o["mode"] == c["mode"] and "step_s" in o), None)  # fmt: skip
+        if own is not None:
             pair = np.asarray(c["step_s"]["values"]) / np.asarray(own["step_s"]["values"])
             d["fm"]["cpu_conv_speedup"] = {"mode": c["mode"], **common.summarize(pair.tolist())}
 
