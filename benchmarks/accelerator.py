@@ -66,6 +66,7 @@ import copy
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,7 @@ except ImportError:  # imported as benchmarks.accelerator
     from benchmarks import _common as common
 
 from flowzoo import flow_matching as fm
+from flowzoo import malloc as flowzoo_malloc
 from flowzoo import nets, zoo
 from flowzoo.integrate import SolverConfig
 from flowzoo.train import compiler_options, ema_warmup, init_train_state, make_train_step
@@ -703,7 +705,7 @@ def render(d: dict[str, Any]) -> str:
     head = ["contender", "mode", "compile", "step", "samples/s", "memory", "MFU", "of matmul peak"]
     text = [
         f"Device: {dev['kind']} ({dev['platform']}); torch on {d.get('torch_threads')} "
-        f"thread(s). fm_cifar10 train step, batch {d['fm']['batch']}, "
+        f"thread(s); memory allocator {d.get('allocator', 'system')} (both). fm_cifar10 train step, batch {d['fm']['batch']}, "
         f"{(d['fm'].get('flops') or {}).get('total', 0) / 1e9:.1f} GFLOP per step:",
         "",
         common.md_table(head, _contender_rows(d["fm"])),
@@ -794,6 +796,8 @@ def _summary_table(d: dict[str, Any]) -> str:
 
 
 def main(argv=None) -> dict[str, Any]:
+    if argv is None:  # a script run: on the allocator `flowzoo train` would use (malloc.py)
+        flowzoo_malloc.relaunch([__file__, *sys.argv[1:]])
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # torch shares the GPU
     gpu = jax.default_backend() == "gpu"
     args = parse(argv, gpu)
@@ -810,6 +814,7 @@ def main(argv=None) -> dict[str, Any]:
         "torch_threads": args.torch_threads if torch_on else None,
         "peer": "torchcfm" if torch_on else None,
         "compiler_options": compiler_options(),
+        "allocator": flowzoo_malloc.loaded_allocator(),
         "config": {k: v for k, v in vars(args).items() if k != "out"},
         "skipped": budget.skipped,
     }

@@ -60,6 +60,9 @@ SCRIPTS: dict[str, Script] = {
         # the fm_cifar10 / glow_cifar10 steps and sampling against torchcfm: minutes per
         # compile on a CPU; the GPU run is benchmarks/device_run.sh
         Script("accelerator", "accelerator.py", default=False, torch_threads=True),
+        # the same fm_cifar10 step on glibc's malloc and on each preloadable allocator
+        # (flowzoo.malloc), one child process per allocator
+        Script("malloc", "malloc.py", default=False, torch_threads=True),
         # every shipped model's card measured again on the installed weights (minutes)
         Script("pretrained", "pretrained.py", default=False, timed=False),
         # one velocity network written with flowzoo.nets, linen, nnx, equinox and haiku (the

@@ -23,7 +23,12 @@ import traceback
 import warnings
 from pathlib import Path
 
+from . import malloc
+
 SEED_MAX = 2**63 - 1
+_COMPILING = ("train", "sample", "eval", "bench", "fid-stats")
+"""The commands that compile models: the ``flowzoo`` command starts them on the memory
+allocator ``FLOWZOO_MALLOC`` chooses (see :mod:`flowzoo.malloc`)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -570,6 +575,12 @@ def _crash_log(err: BaseException) -> Path | None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``flowzoo`` command; returns the exit status."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if argv is None and sys.argv[1:2] and sys.argv[1] in _COMPILING:
+        try:  # the allocator of FLOWZOO_MALLOC (flowzoo.malloc); returns unless it re-executes
+            malloc.relaunch(["-m", "flowzoo.cli", *sys.argv[1:]])
+        except ValueError as err:
+            print(f"flowzoo: error: {err}", file=sys.stderr)
+            return 2
     try:
         return _main(argv)
     except Exception as err:  # a bug or an unforeseen failure: one line, traceback to a file

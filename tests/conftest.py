@@ -48,6 +48,12 @@ try:
 except ImportError:  # without threadpoolctl the library's own default stays
     _ONE_BLAS_THREAD = None
 
+# The flowzoo command re-executes itself under a faster allocator when one is installed
+# (flowzoo.malloc; the dev extra installs mimalloc): a second interpreter start for each CLI
+# subprocess a test starts, which buys nothing for the suite's small programs. The children
+# keep glibc's malloc; tests/test_malloc.py sets FLOWZOO_MALLOC itself where it tests that.
+os.environ.setdefault("FLOWZOO_MALLOC", "system")
+
 # The suite's programs are small and many: compile time, not run time, is its cost. XLA:CPU
 # at optimisation level 0, without LLVM's expensive passes and with its elemental emitters
 # (--xla_cpu_use_fusion_emitters=false; the default fusion emitters take about 1.5x the

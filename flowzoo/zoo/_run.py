@@ -25,6 +25,7 @@ import flowzoo
 from .. import checkpoint as ckpt
 from .. import data as fzdata
 from .. import metrics, plots
+from ..malloc import loaded_allocator
 from ..train import (
     DATA_AXIS,
     FSDP_AXIS,
@@ -729,6 +730,7 @@ def _train_locked(
             config, model, final, data, nll, result, sample_key, fid_weights
         )
         summary["train_seconds"] = train_seconds
+        summary["allocator"] = loaded_allocator()  # the malloc the step's buffers came from
         if init is not None:
             summary["init"] = f"pretrained:{init.card['name']} (sha256 {init.card['sha256']})"
         if guide is not None:
