@@ -12,6 +12,7 @@ _LAZY = (
     "cnf",
     "flow_matching",
     "integrate",
+    "malloc",
     "paths",
     "plots",
     "samplers",
