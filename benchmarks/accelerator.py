@@ -23,7 +23,9 @@ What is timed (every figure a steady-state median over interleaved blocks,
   per-GPU batch).
 * ``sample`` -- Euler with 100 steps (100 NFE) of the fm_cifar10 network for
   ``--sample-batch`` images: flowzoo's ``flow_matching.distribution(...).sample`` with
-  ``SolverConfig("euler", 100)`` under ``jax.jit``, against the same loop in torch
+  ``SolverConfig("euler", 100)`` under ``flowzoo.train.jit`` (as ``flowzoo sample`` compiles
+  it: on CPU with Eigen convolutions; ``--cpu-conv-ab`` adds the same solve compiled with
+  XLA's defaults, the ``flowzoo ynnpack-conv`` row, and ``sample.cpu_conv_speedup``), against the same loop in torch
   (``x + dt * model(t, x)`` on ``linspace(0, 1, 101)``, eager and compiled) and torchdyn's
   ``NeuralODE(solver="euler")``, which torchcfm's example samples with (``--torchdyn``; by
   default on a GPU). Both sides run the same weights (torchcfm's, perturbed, converted by
@@ -86,6 +88,7 @@ from flowzoo import malloc as flowzoo_malloc
 from flowzoo import nets, zoo
 from flowzoo.integrate import SolverConfig
 from flowzoo.train import compiler_options, ema_warmup, init_train_state, make_train_step
+from flowzoo.train import jit as flowzoo_jit
 
 torch = common.LazyImport("torch")
 tcfm = common.LazyImport("torchcfm.conditional_flow_matching")
@@ -564,25 +567,36 @@ def run_sample(args, gpu: bool, torch_on: bool, budget: Budget) -> dict[str, Any
         return jax.random.fold_in(carry[0], 1), dist.sample(p, carry[0], n)
 
     carry = (jax.random.key(3), jnp.zeros((n, *SHAPE)))
-    make = lambda: (_Precise(jax.jit(solve), JAX_PRECISION[precision]), (params, carry))  # noqa: E731
-    comp = common.measure_compile(make, repeats=1, keep_compiled=True)
-    compiled = comp.pop("compiled")
+    variants = {"flowzoo": "eigen"}
+    if args.cpu_conv_ab and not gpu:
+        variants["flowzoo ynnpack-conv"] = "ynnpack"
+    cases, first, comps = {}, {}, {}
+    for name, conv in variants.items():
+        # flowzoo.train.jit reads FLOWZOO_CPU_CONV when it builds the program
+        with mock.patch.dict(os.environ, {"FLOWZOO_CPU_CONV": conv}):
+            jitted = flowzoo_jit(solve)
+        make = lambda j=jitted: (_Precise(j, JAX_PRECISION[precision]), (params, carry))  # noqa: E731
+        comps[name] = common.measure_compile(make, repeats=1, keep_compiled=True)
+        compiled = comps[name].pop("compiled")
+        cases[name] = (lambda c, f=compiled: f(params, c), carry)
     out["flops"] = {"total": model_flops(solve, params, carry)}
-    cases, first = {"flowzoo": (lambda c: compiled(params, c), carry)}, {}
     if torch_on:
         torch_cases, first = _torch_sample_cases(args, tnet, precision, dev, budget)
         cases.update(torch_cases)
     timed = single_call_rounds(cases, min(args.repeats, 5))
     records = {}
     for name, tm in timed.items():
-        rec = {"name": name, "library": "flowzoo" if name == "flowzoo" else "torch"}
+        ours = name in variants
+        rec = {"name": name, "library": "flowzoo" if ours else "torch"}
         rec.update(mode=mode_of("float32", precision), step_s=tm["step_s"])
         if name in first:
             rec.update(variant="compiled", first_call_s=first[name])
+        if ours:
+            rec["variant"] = "jit" if variants[name] == "eigen" else "jit-ynnpack"
+            rec.update(compile_s=comps[name]["total_s"]["median"], memory=comps[name]["memory"])
+            rec["peak_bytes"] = comps[name]["memory"]["xla_step_bytes"]
         rec["samples_per_s"] = n / tm["step_s"]["median"]
         records[name] = rec
-    records["flowzoo"].update(compile_s=comp["total_s"]["median"], memory=comp["memory"])
-    records["flowzoo"]["peak_bytes"] = comp["memory"]["xla_step_bytes"]
     return {**out, "contenders": records}
 
 
@@ -608,15 +622,16 @@ def derive(d: dict[str, Any]) -> None:
             c["of_matmul_peak"] = rate / best if best else None
             if c.get("variant") == "compiled":
                 c["compile_s"] = max(c["first_call_s"] - c["step_s"]["median"], 0.0)
-    fm_contenders = (d.get("fm") or {}).get("contenders") or {}
-    for c in fm_contenders.values():  # the CPU convolution A/B: YNNPACK time / Eigen time
-        if c.get("variant") != "jit-ynnpack" or "step_s" not in c:
-            continue
-        own = next((o for o in fm_contenders.values() if o.get("variant") == "jit"
-                    and o["mode"] == c["mode"] and "step_s" in o), None)  # fmt: skip
-        if own is not None:
-            pair = np.asarray(c["step_s"]["values"]) / np.asarray(own["step_s"]["values"])
-            d["fm"]["cpu_conv_speedup"] = {"mode": c["mode"], **common.summarize(pair.tolist())}
+    for part in ("fm", "sample"):  # the CPU convolution A/B: YNNPACK time / Eigen time
+        contenders = (d.get(part) or {}).get("contenders") or {}
+        for c in contenders.values():
+            if c.get("variant") != "jit-ynnpack" or "step_s" not in c:
+                continue
+            own = next((o for o in contenders.values() if o.get("variant") == "jit"
+                        and o["mode"] == c["mode"] and "step_s" in o), None)  # fmt: skip
+            if own is not None:
+                pair = np.asarray(c["step_s"]["values"]) / np.asarray(own["step_s"]["values"])
+                d[part]["cpu_conv_speedup"] = {"mode": c["mode"], **common.summarize(pair.tolist())}
 
 
 def fm_ratios(d: dict[str, Any]) -> list[dict[str, Any]]:
@@ -732,6 +747,10 @@ def render(d: dict[str, Any]) -> str:
             extra = f", {p['nfe']} NFE ({p['solver']})" if part == "sample" else ""
             text += ["", f"{title}, batch {p['batch']}{extra}:", ""]
             text += [common.md_table(head, _contender_rows(p))]
+            if ab := p.get("cpu_conv_speedup"):
+                text += ["", f"flowzoo's solve with XLA's YNNPACK convolutions takes "
+                         f"{common.fmt_rounds(ab)} the time of its solve with Eigen "
+                         f"convolutions (`flowzoo.train.jit`; paired rounds)."]  # fmt: skip
     text += ["", _peaks_line(d)]
     if d.get("skipped"):
         text += ["", "Skipped for the time budget: " + "; ".join(d["skipped"]) + "."]

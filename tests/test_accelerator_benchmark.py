@@ -9,6 +9,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -28,11 +29,12 @@ def test_reduced_size_run_without_torch(accel, tmp_path):
     4-step Euler sampling, Glow): every part timed, the fm step's model FLOPs within a few
     percent of XLA's count (which leaves the padded taps out and counts elementwise work in;
     the count of attention's batched products is checked in closed form in
-    tests/zoo/test_cifar_recipes.py), memory and the matmul peak measured, the JSON's checks
+    tests/zoo/test_cifar_recipes.py), memory and the matmul peak measured, the CPU
+    convolution A/B of the step and of sampling (``--cpu-conv-ab``), the JSON's checks
     those ``check`` finds (no peer: not decided), a docs block rendered."""
     out = tmp_path / "accelerator.json"
     args = ["--tiny", "--no-torch", "--batch", "2", "--nfe", "4", "--repeats", "2"]
-    accel.main([*args, "--out", str(out)])
+    accel.main([*args, "--cpu-conv-ab", "--out", str(out)])
     d = json.loads(out.read_text())
     assert d["device"]["platform"] == "cpu" and d["quick"] and d["env"]["load_average"]
     assert d["matmul_peak"]["fp32-highest"]["jax"] > 1e8 and not d["skipped"]
@@ -49,12 +51,23 @@ def test_reduced_size_run_without_torch(accel, tmp_path):
     sample = d["sample"]
     assert sample["nfe"] == 4 and sample["contenders"]["flowzoo"]["samples_per_s"] > 0
     assert sample["flops"]["total"] > 0
+    # sampling compiles as flowzoo sample does (flowzoo.train.jit: Eigen convolutions);
+    # --cpu-conv-ab adds the solve with XLA's defaults and their paired ratio
+    rows = sample["contenders"]
+    assert rows["flowzoo"]["variant"] == "jit"
+    assert rows["flowzoo ynnpack-conv"]["variant"] == "jit-ynnpack"
+    pair = np.asarray(rows["flowzoo ynnpack-conv"]["step_s"]["values"]) / np.asarray(
+        rows["flowzoo"]["step_s"]["values"]
+    )
+    assert sample["cpu_conv_speedup"]["values"] == pytest.approx(pair.tolist())
+    assert d["fm"]["cpu_conv_speedup"]["median"] > 0
     glow = d["glow"]["contenders"]["flowzoo"]
     assert glow["step_s"]["median"] > 0 and d["glow"]["flops"]["total"] > 0
     assert glow["peak_bytes"] > 0 and glow["mode"] == "fp32-highest"
     assert d["checks"] == accel.check(d) and [c["met"] for c in d["checks"]] == [None]
     text = accel.render(d)
     assert text.count("\n|---") == 4 and "| flowzoo fp32-highest | fp32-highest |" in text
+    assert "the time of its solve with Eigen convolutions" in text
 
 
 def _contender(name, library, mode, values, **extra):

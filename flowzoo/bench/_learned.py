@@ -32,6 +32,7 @@ import numpy as np
 
 from .. import bijectors
 from .. import data as fzdata
+from .._compile import jit
 from ..integrate import SolverConfig
 from ..paths import ve_sde
 from ..samplers import flow_ode_sample, pf_ode_sample
@@ -139,7 +140,7 @@ def learned_target(run_dir: str | os.PathLike, reference: str = "data") -> Targe
     else:
         tight = SolverConfig("tsit5", None, 1e-5, 1e-5)
         if "velocity" in fields:
-            solve = jax.jit(
+            solve = jit(
                 lambda key, n: (
                     flow_ode_sample(
                         fields["velocity"],
@@ -153,7 +154,7 @@ def learned_target(run_dir: str | os.PathLike, reference: str = "data") -> Targe
                 static_argnums=1,
             )
         else:
-            solve = jax.jit(
+            solve = jit(
                 lambda key, n: (
                     pf_ode_sample(
                         fields["sde"], fields["score_t"], key, (n, dim), solver=tight

@@ -15,6 +15,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from .._compile import jit
 from .._types import Array, Batch, Float, Key, count_arg
 from ..integrate import SolverConfig, solve_ode
 
@@ -41,7 +42,7 @@ def reflow_pairs(
     chunk = count_arg(chunk_size, "chunk_size", "reflow_pairs")
     shape = tuple(int(s) for s in event_shape)
     x0 = noise_scale * jax.random.normal(key, (n, *shape), jnp.float32)
-    solve = jax.jit(lambda y: solve_ode(velocity_fn, y, 0.0, 1.0, **solver.check()._asdict()).y1)
+    solve = jit(lambda y: solve_ode(velocity_fn, y, 0.0, 1.0, **solver.check()._asdict()).y1)
     x1 = jnp.concatenate([solve(x0[i : i + chunk]) for i in range(0, n, chunk)], axis=0)
     return jnp.stack([x0, x1], axis=1)
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator
 
-import jax
 import numpy as np
 
+from .._compile import jit
 from .._types import ArrayLike, Float, Params, Shaped
 from ..nets import fid_inception
 from ._frechet import _as_features, gaussian_frechet_distance
@@ -26,7 +26,7 @@ Statistics = tuple[np.ndarray, np.ndarray]
 
 @functools.cache
 def _jitted_apply():
-    return jax.jit(fid_inception().apply)
+    return jit(fid_inception().apply)  # on CPU: Eigen convolutions (flowzoo/_compile.py)
 
 
 def _check_images(images) -> int:

@@ -1,7 +1,8 @@
 """Training: ``TrainState``, compiled train steps (jit, sharded, pmap), the ``fit`` loop, and
 the persistent-CD step of energy models. Config-driven runs are in :mod:`flowzoo.zoo`."""
 
-from ._compile import compiler_options as compiler_options
+from .._compile import compiler_options as compiler_options
+from .._compile import jit as jit
 from ._distributed import Distributed as Distributed
 from ._distributed import DistributedError as DistributedError
 from ._distributed import check_distributed as check_distributed

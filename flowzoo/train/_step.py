@@ -12,7 +12,7 @@ One update rule (:func:`apply_update`) serves every way of running it:
   ``lax.pmean`` (for code built around ``pmap``).
 
 The ``jax.jit`` steps compile with :func:`flowzoo.train.compiler_options` (on CPU: XLA's
-Eigen convolutions in place of YNNPACK's, see ``_compile.py``); ``pmap`` takes no compiler
+Eigen convolutions in place of YNNPACK's, see ``flowzoo/_compile.py``); ``pmap`` takes no compiler
 options and compiles with XLA's defaults.
 
 Mixed precision (``compute_dtype=jnp.bfloat16``): the float32 parameters are cast to
@@ -36,8 +36,8 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from .._compile import jit as _jit
 from .._types import Array, Key, Params
-from ._compile import jit as _jit
 
 LossFn = Callable[[Params, Key, Any], tuple[Array, dict[str, Array]]]
 """``loss(params, key, batch) -> (scalar loss, metrics dict of scalars)``."""

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import data as fzdata
+from .._compile import jit
 from ..train import init_train_state, make_train_step
 from ._config import complete_config, validate_config
 from ._registry import build_model
@@ -157,7 +158,7 @@ def dry_run(config: dict[str, Any]) -> dict[str, Any]:
     key = jax.eval_shape(lambda: jax.random.key(0))
     t0 = time.perf_counter()
     try:
-        compiled = jax.jit(step).lower(state, key, batch).compile()
+        compiled = jit(step).lower(state, key, batch).compile()  # as flowzoo train compiles it
     except Exception as err:
         raise ConfigError(f"the train step does not compile: {type(err).__name__}: {err}") from err
     compile_seconds = time.perf_counter() - t0

@@ -25,6 +25,7 @@ import flowzoo
 from .. import checkpoint as ckpt
 from .. import data as fzdata
 from .. import metrics, plots
+from .._compile import jit as _jit
 from ..malloc import loaded_allocator
 from ..train import (
     DATA_AXIS,
@@ -181,19 +182,19 @@ class Run(NamedTuple):
 
 
 def _raw_log_prob(model: Model, params, s, x, batch: int = 8192) -> np.ndarray:
-    fn = jax.jit(lambda p, v: model.distribution.log_prob(p, fzdata.standardize(s, v)))
+    fn = _jit(lambda p, v: model.distribution.log_prob(p, fzdata.standardize(s, v)))
     out = [np.asarray(fn(params, jnp.asarray(x[i : i + batch]))) for i in range(0, len(x), batch)]
     return np.concatenate(out) + float(fzdata.standardizer_log_det(s))
 
 
 def _raw_sample(model, params, s, key, n, temperature=1.0) -> np.ndarray:
-    fn = jax.jit(lambda p, k: model.sample(p, k, n, temperature=temperature))
+    fn = _jit(lambda p, k: model.sample(p, k, n, temperature=temperature))
     return np.asarray(fzdata.unstandardize(s, fn(params, key)))
 
 
 def _chunked_nll(model: Model, x: jax.Array, chunk: int = 250):
     """``params -> mean(-log_prob(params, x))`` over ``x`` in jitted chunks of ``chunk``."""
-    fn = jax.jit(lambda p, v: -jnp.sum(model.distribution.log_prob(p, v)))
+    fn = _jit(lambda p, v: -jnp.sum(model.distribution.log_prob(p, v)))
 
     def nll(params):
         total = sum(fn(params, x[i : i + chunk]) for i in range(0, len(x), chunk))
@@ -406,7 +407,7 @@ def _evaluator(model: Model, data: RunData, ema: bool) -> _Evaluator:
     if model.distribution is None:
         return _Evaluator(None, None, {})
     if data.levels is None:
-        test_nll = jax.jit(lambda p: -jnp.mean(model.distribution.log_prob(p, data.test_std)))
+        test_nll = _jit(lambda p: -jnp.mean(model.distribution.log_prob(p, data.test_std)))
     else:  # images: chunked eval, nats per image (discrete)
         test_nll = _chunked_nll(model, data.test_std)
     last: dict[str, Any] = {}

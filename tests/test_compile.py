@@ -1,4 +1,5 @@
-"""The train steps' XLA compiler options (flowzoo/train/_compile.py).
+"""flowzoo's XLA compiler options (flowzoo/_compile.py, public as ``flowzoo.train``'s
+``compiler_options`` and ``jit``).
 
 On CPU the options move convolutions from YNNPACK to XLA's Eigen convolution and leave
 every other program as XLA's defaults compile it. Read from the optimised HLO, which names
@@ -129,3 +130,36 @@ def test_step_composes_with_transformations():
     mapped, _ = jax.vmap(step, in_axes=(None, None, 0))(state, key, batch[None])
     for other in (nested.params, closed.params, jax.tree.map(lambda a: a[0], mapped.params)):
         np.testing.assert_allclose(other["w"], top.params["w"], rtol=1e-6)
+
+
+def _conv_forward(w, x):
+    return jax.lax.conv_general_dilated(
+        x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+
+
+def test_jit_compiles_a_forward_convolution_with_eigen():
+    """``train.jit`` is what sampling, likelihoods and FID compile with: a forward
+    convolution (an image network's sampling step) leaves YNNPACK, which ``jax.jit`` puts it
+    in, and the outputs agree to float32 rounding."""
+    w, x, _ = _conv_args()
+    default = _ynn_kinds(jax.jit(_conv_forward).lower(w, x).compile().as_text())
+    ours = _ynn_kinds(train.jit(_conv_forward).lower(w, x).compile().as_text())
+    assert "conv" in default
+    assert "conv" not in ours
+    a, b = np.asarray(jax.jit(_conv_forward)(w, x)), np.asarray(train.jit(_conv_forward)(w, x))
+    np.testing.assert_allclose(b, a, rtol=0, atol=1e-5 * np.max(np.abs(a)))
+
+
+def test_jit_takes_jax_jit_arguments_and_composes():
+    """Static arguments pass through; inside ``vmap`` and another ``jit`` it runs as a plain
+    jit with the same values."""
+    w, x, _ = _conv_args()
+    f = train.jit(lambda w, x, k: _conv_forward(w, x)[..., :k], static_argnums=2)
+    top = f(w, x, 4)
+    assert top.shape == (*x.shape[:-1], 4)
+    nested = jax.jit(lambda w, x: f(w, x, 4))(w, x)
+    mapped = jax.vmap(lambda xi: f(w, xi[None], 4)[0])(x)
+    tol = 1e-5 * float(np.max(np.abs(top)))  # YNNPACK and Eigen sum in different orders
+    np.testing.assert_allclose(nested, top, rtol=0, atol=tol)
+    np.testing.assert_allclose(mapped, top, rtol=0, atol=tol)

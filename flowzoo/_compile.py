@@ -1,15 +1,19 @@
-"""XLA compiler options of the compiled train steps.
+"""XLA compiler options of flowzoo's compiled programs.
 
-On CPU, XLA hands every convolution to YNNPACK by default. At the shapes of an image UNet
-at small batch, YNNPACK's kernel-gradient and 1x1 convolutions run well below the rate of
-its forward convolutions and of XLA's Eigen convolution, which slows a UNet train step
-down (``benchmarks/accelerator.py``'s ``--cpu-conv-ab`` row measures by how much; the
-figures are in ``docs/benchmarks.md``). The train steps therefore compile on CPU with
-YNNPACK kept for dots and reductions only: XLA's defaults less ``individual_convolution``.
-Programs without a convolution compile to the same code.
+On CPU, XLA hands every convolution to YNNPACK by default. At the shapes of image networks
+at small batch, YNNPACK's convolutions run below the rate of XLA's Eigen convolution: its
+kernel-gradient and 1x1 convolutions in a train step, and its forward convolutions in
+sampling and feature extraction (``benchmarks/accelerator.py`` measures both, the figures
+are in ``docs/benchmarks.md``). flowzoo therefore compiles its programs on CPU with YNNPACK
+kept for dots and reductions only: XLA's defaults less ``individual_convolution``. That
+covers the train steps (:mod:`flowzoo.train`), a run's sampling and likelihoods
+(:class:`flowzoo.zoo.Run`), the train step a ``--dry-run`` reports, the ODE solves of
+learned benchmark targets and of reflow, and the Inception features of FID. Programs
+without a convolution compile to the same code.
 
 ``FLOWZOO_CPU_CONV=ynnpack`` keeps XLA's defaults (for comparisons); ``eigen`` (the default)
-applies the options. Other backends compile with their defaults.
+applies the options. Other backends compile with their defaults. :func:`jit` is
+``jax.jit`` with these options; ``flowzoo.train.jit`` is the public name.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ CPU_CONV_CHOICES = ("eigen", "ynnpack")
 
 # XLA's default YNNPACK fusion types on CPU, less INDIVIDUAL_CONVOLUTION. A list option
 # set through compiler options takes exact enum names (the env flag's "-type" form is
-# refused there); tests/train/test_compile.py checks that this list keeps every dot and
+# refused there); tests/test_compile.py checks that this list keeps every dot and
 # reduction fusion of the default and moves only the convolutions.
 _CPU_OPTIONS = {
     "xla_cpu_experimental_ynn_fusion_type": (
@@ -36,7 +40,7 @@ _CPU_OPTIONS = {
 
 
 def cpu_conv_choice() -> str:
-    """The CPU convolution backend the train steps compile with (``FLOWZOO_CPU_CONV``)."""
+    """The CPU convolution backend flowzoo's programs compile with (``FLOWZOO_CPU_CONV``)."""
     choice = os.environ.get(CPU_CONV_ENV, "eigen").strip().lower() or "eigen"
     if choice not in CPU_CONV_CHOICES:
         raise ValueError(
@@ -57,7 +61,7 @@ def _cpu_options_accepted() -> bool:
 
 
 def compiler_options(backend: str | None = None) -> dict[str, str] | None:
-    """The options the train steps compile with on ``backend`` (default: JAX's default
+    """The options flowzoo's programs compile with on ``backend`` (default: JAX's default
     backend): the CPU options above, or ``None`` (the backend's defaults)."""
     backend = backend or jax.default_backend()
     if backend != "cpu" or cpu_conv_choice() != "eigen" or not _cpu_options_accepted():
@@ -94,8 +98,13 @@ class _TopLevelOptions:
 
 
 def jit(fn: Callable, **kwargs: Any) -> Callable:
-    """``jax.jit(fn, **kwargs)`` with :func:`compiler_options` of the default backend (at
-    top level; a call traced inside another transformation compiles with that one's)."""
+    """``jax.jit(fn, **kwargs)`` compiled with :func:`compiler_options` of the default
+    backend: on CPU, XLA's Eigen convolutions in place of YNNPACK's (the same program
+    elsewhere). A call traced inside another transformation (``jit``, ``vmap``, ``grad``,
+    ``scan``) compiles with the enclosing program's options, since JAX takes compiler
+    options only at top level. ``lower``, ``trace`` and ``eval_shape`` are the top-level
+    jit's. Compile your own programs of flowzoo's image networks with it to get the
+    convolutions flowzoo's train steps, sampling and FID use."""
     options = compiler_options()
     if options is None:
         return jax.jit(fn, **kwargs)
