@@ -25,13 +25,14 @@ What is timed (every figure a steady-state median over interleaved blocks,
   ``--sample-batch`` images: flowzoo's ``flow_matching.distribution(...).sample`` with
   ``SolverConfig("euler", 100)`` under ``flowzoo.train.jit`` (as ``flowzoo sample`` compiles
   it: on CPU with Eigen convolutions; ``--cpu-conv-ab`` adds the same solve compiled with
-  XLA's defaults, the ``flowzoo ynnpack-conv`` row, and ``sample.cpu_conv_speedup``), against the same loop in torch
-  (``x + dt * model(t, x)`` on ``linspace(0, 1, 101)``, eager and compiled) and torchdyn's
-  ``NeuralODE(solver="euler")``, which torchcfm's example samples with (``--torchdyn``; by
-  default on a GPU). Both sides run the same weights (torchcfm's, perturbed, converted by
-  ``nets.adm_unet_params_from_torch``); ``velocity_max_abs_diff`` compares one field
-  evaluation. A solve takes seconds on a CPU, so each timed block is one solve
-  (:func:`single_call_rounds`), the order alternating every round.
+  XLA's defaults, the ``flowzoo ynnpack-conv`` row, and ``sample.cpu_conv_speedup``),
+  against the same loop in torch (``x + dt * model(t, x)`` on ``linspace(0, 1, 101)``,
+  eager and compiled) and torchdyn's ``NeuralODE(solver="euler")``, which torchcfm's
+  example samples with (``--torchdyn``; by default on a GPU). Both sides run the same
+  weights (torchcfm's, perturbed, converted by ``nets.adm_unet_params_from_torch``);
+  ``velocity_max_abs_diff`` compares one field evaluation. A solve takes seconds on a
+  CPU, so each timed block is one solve (:func:`single_call_rounds`), the order
+  alternating every round.
 
 Model FLOPs are counted from the program, not measured: ``zoo.jaxpr_flops`` of the jaxpr of
 flowzoo's step, as ``flowzoo train --dry-run`` counts them (2 per multiply-add of every matrix
@@ -575,7 +576,8 @@ def run_sample(args, gpu: bool, torch_on: bool, budget: Budget) -> dict[str, Any
         # flowzoo.train.jit reads FLOWZOO_CPU_CONV when it builds the program
         with mock.patch.dict(os.environ, {"FLOWZOO_CPU_CONV": conv}):
             jitted = flowzoo_jit(solve)
-        make = lambda j=jitted: (_Precise(j, JAX_PRECISION[precision]), (params, carry))  # noqa: E731
+        precise = _Precise(jitted, JAX_PRECISION[precision])
+        make = lambda p=precise: (p, (params, carry))  # noqa: E731
         comps[name] = common.measure_compile(make, repeats=1, keep_compiled=True)
         compiled = comps[name].pop("compiled")
         cases[name] = (lambda c, f=compiled: f(params, c), carry)

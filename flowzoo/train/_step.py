@@ -12,8 +12,8 @@ One update rule (:func:`apply_update`) serves every way of running it:
   ``lax.pmean`` (for code built around ``pmap``).
 
 The ``jax.jit`` steps compile with :func:`flowzoo.train.compiler_options` (on CPU: XLA's
-Eigen convolutions in place of YNNPACK's, see ``flowzoo/_compile.py``); ``pmap`` takes no compiler
-options and compiles with XLA's defaults.
+Eigen convolutions in place of YNNPACK's, see ``flowzoo/_compile.py``); ``pmap`` takes no
+compiler options and compiles with XLA's defaults.
 
 Mixed precision (``compute_dtype=jnp.bfloat16``): the float32 parameters are cast to
 bfloat16 for the forward/backward pass only; the batch stays float32, gradients, the
