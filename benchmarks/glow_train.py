@@ -16,14 +16,24 @@ steps), images/s = batch / step time, and memory: XLA's ``memory_analysis()`` of
 step (arguments + outputs + temporaries - aliased, i.e. the buffers one step needs) and the
 process peak RSS (``ru_maxrss``, everything the process touched, compilation included).
 Then the compile time of the 28x28x1 step at depth 32 vs depth 8 (target ratio <= 1.5: the
-steps of a level run in one ``lax.scan``).
+steps of a level run in one ``lax.scan``). The step compiles as flowzoo's train steps do
+(``flowzoo.train.jit``: on CPU, XLA's Eigen convolutions).
 
-Run ``python benchmarks/glow_train.py [--quick] [--sizes 28x28x1,32x32x3] [--out PATH]``.
+``--conv-ab`` also times, interleaved with flowzoo's step, the same step with the ResNet
+conditioner's convolutions differentiated by JAX's own rules (``lax``: both gradients; and
+``lax_dx``: the input gradient only, the kernel's by flowzoo's per-tap matmuls). Inside the
+level's ``lax.scan`` those gradients are convolutions in a non-canonical form, which XLA:CPU
+runs in a naive loop nest (its canonicalisation pass visits top-level convolutions only);
+``conv_ab.speedup_*`` is the median paired ratio of their step time to flowzoo's.
+
+Run ``python benchmarks/glow_train.py [--quick] [--conv-ab] [--sizes 28x28x1,32x32x3]
+[--out PATH]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import resource
 import sys
@@ -40,6 +50,7 @@ except ImportError:  # imported as benchmarks.glow_train
     from benchmarks import _common as common
 
 import flowzoo
+import flowzoo.nets._resnet as resnet_conv  # the A/B swaps the conditioner's convolution
 
 LR = 1e-3
 HIDDEN = 64
@@ -73,7 +84,73 @@ def build(shape, levels, depth, hidden, batch):
         params = jax.jit(flow.init)(jax.random.key(1), x)  # ActNorm data-dependent init
         return params, opt.init(params), x
 
-    return jax.jit(step), abstract, concrete
+    return flowzoo.train.jit(step), abstract, concrete
+
+
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _lax_dx_conv(x, w, padding):
+    """The A/B's ``lax_dx``: flowzoo's per-tap kernel tangent, JAX's input transpose."""
+    return jax.lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=_NHWC)
+
+
+@_lax_dx_conv.defjvp
+def _lax_dx_jvp(padding, primals, tangents):
+    x, w = primals
+    dx, dw = tangents
+    y = _lax_dx_conv(x, w, padding)
+    dy = jax.lax.conv_general_dilated(dx, w, (1, 1), padding, dimension_numbers=_NHWC)
+    return y, dy + resnet_conv._taps_conv(x, dw, padding, y.shape[1:3])
+
+
+def _lax_conv(x, w, padding):
+    """The A/B's ``lax``: ``lax.conv_general_dilated`` with JAX's gradients."""
+    return jax.lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=_NHWC)
+
+
+CONV_VARIANTS = {"lax": _lax_conv, "lax_dx": _lax_dx_conv}
+
+
+def compiled_with_conv(conv, shape, levels, cfg):
+    """Build and compile the step with ``conv`` as the conditioner's convolution (the
+    swap lasts while the step is traced)."""
+    kept = resnet_conv.conv_tap_grad
+    resnet_conv.conv_tap_grad = conv
+    try:
+        jitted, abstract, concrete = build(shape, levels, cfg.depth, cfg.hidden, cfg.batch)
+        compiled = jitted.lower(*abstract).compile()
+    finally:
+        resnet_conv.conv_tap_grad = kept
+    return compiled, concrete
+
+
+def measure_conv_ab(shape, levels, cfg, compiled, concrete) -> dict[str, Any]:
+    """Step time of flowzoo's step and of the ``CONV_VARIANTS`` steps, interleaved, with
+    the paired per-round ratios (variant / flowzoo) and the variants' first losses."""
+    print(f"  conv A/B {'x'.join(map(str, shape))} ...", flush=True)
+    steps = {"flowzoo": (compiled, concrete)}
+    for name, conv in CONV_VARIANTS.items():
+        steps[name] = compiled_with_conv(conv, shape, levels, cfg)
+    cases, losses = {}, {}
+    for name, (fn, make) in steps.items():
+        params, opt_state, x = make()
+        losses[name] = float(fn(params, opt_state, x)[2])
+        cases[name] = ((lambda c, fn=fn, x=x: fn(c[0], c[1], x)), (params, opt_state, 0.0))
+    rounds = common.interleaved_steady(
+        cases, repeats=cfg.repeats, target_block_s=cfg.block_seconds, warmup=1
+    )
+    out: dict[str, Any] = {"first_loss_bpd": losses}
+    base = rounds["flowzoo"]["step_s"]
+    for name in CONV_VARIANTS:
+        out[name] = rounds[name]
+        pair = [
+            v / b for v, b in zip(rounds[name]["step_s"]["values"], base["values"], strict=True)
+        ]
+        out[f"speedup_{name}"] = common.summarize(pair)
+    out["flowzoo"] = rounds["flowzoo"]
+    return out
 
 
 def compile_step(jitted, abstract) -> tuple[Any, dict[str, float]]:
@@ -126,6 +203,7 @@ def measure_size(shape, cfg) -> dict[str, Any]:
     )["glow"]
     final = float(steady.pop("carry")[2])
     t = steady["step_s"]["median"]
+    conv_ab = measure_conv_ab(shape, levels, cfg, compiled, concrete) if cfg.conv_ab else None
     return {
         "image_shape": list(shape),
         "levels": levels,
@@ -139,6 +217,7 @@ def measure_size(shape, cfg) -> dict[str, Any]:
         "final_loss_bpd": final,
         **steady,
         "images_per_s": cfg.batch / t,
+        "conv_ab": conv_ab,
     }
 
 
@@ -210,6 +289,14 @@ def report(results, depth) -> str:
                 ],
             ),
         ]
+    for r in results:
+        if r.get("conv_ab"):
+            ab = r["conv_ab"]
+            lines.append(
+                f"\nconv A/B {'x'.join(map(str, r['image_shape']))}: step time over flowzoo's: "
+                f"lax_dx {common.fmt_rounds(ab['speedup_lax_dx'])}, "
+                f"lax {common.fmt_rounds(ab['speedup_lax'])}"
+            )
     lines.append(f"\npeak RSS of the process: {_mib(peak_rss_bytes())}")
     return "\n".join(lines)
 
@@ -265,6 +352,26 @@ def render(d: dict) -> str:
             rows,
         )
     ]
+    ab = [r for r in d["sizes"] if r.get("conv_ab")]
+    if ab:
+        out += [
+            "",
+            common.md_table(
+                ["image", "flowzoo step", "`lax_dx` step", "`lax` step", "`lax_dx` / flowzoo",
+                 "`lax` / flowzoo"],
+                [
+                    [
+                        "x".join(map(str, r["image_shape"])),
+                        common.fmt_seconds(common.dig(r, "conv_ab", "flowzoo", "step_s", "median")),
+                        common.fmt_seconds(common.dig(r, "conv_ab", "lax_dx", "step_s", "median")),
+                        common.fmt_seconds(common.dig(r, "conv_ab", "lax", "step_s", "median")),
+                        common.fmt_rounds(common.dig(r, "conv_ab", "speedup_lax_dx")),
+                        common.fmt_rounds(common.dig(r, "conv_ab", "speedup_lax")),
+                    ]
+                    for r in ab
+                ],
+            ),
+        ]  # fmt: skip
     dc = d.get("depth_compile")
     if dc:
         keys = sorted((k for k in dc if k.isdigit()), key=int)
@@ -303,6 +410,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--hidden", type=int, default=HIDDEN)
     ap.add_argument("--batch", type=int, default=None)
     ap.add_argument("--no-depth", action="store_true", help="skip the depth 32 vs 8 compile")
+    ap.add_argument(
+        "--conv-ab",
+        action="store_true",
+        help="also time the step with JAX's own convolution gradients (interleaved)",
+    )
     ap.add_argument("--repeats", type=int, default=None, help="steady-state repeats")
     ap.add_argument("--compile-repeats", type=int, default=1)
     ap.add_argument("--block-seconds", type=float, default=None)
@@ -344,6 +456,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "loss": "mean NLL in bits/dim of a fixed uniform[-0.5, 0.5) batch",
             "dtype": "float32",
             "donate": False,
+            "jit": "flowzoo.train.jit (on CPU: XLA's Eigen convolutions)",
+            "conv_ab": cfg.conv_ab,
             "quick": cfg.quick,
             "repeats": cfg.repeats,
             "compile_repeats": cfg.compile_repeats,

@@ -47,12 +47,18 @@ def _taps_conv(x: Array, w: Array, padding, out_hw: tuple[int, int]) -> Array:
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def conv_tap_grad(x: Array, w: Array, padding) -> Array:
-    """Stride-1 NHWC convolution (HWIO kernel) whose kernel tangent is per-tap matmuls.
+    """Stride-1 NHWC convolution (HWIO kernel) whose gradients XLA:CPU runs fast in loops.
 
-    Equal to ``lax.conv_general_dilated(x, w, (1, 1), padding)``; its custom JVP computes
-    the kernel's tangent as one matmul per tap, which XLA:CPU runs fast inside ``lax.scan``
-    (where the default convolution gradient is tens of times slower). ``padding``: ``"SAME"``,
-    ``"VALID"`` or explicit pairs.
+    Equal to ``lax.conv_general_dilated(x, w, (1, 1), padding)``. XLA:CPU hands a
+    convolution to its Eigen kernels only in the canonical form (NHWC input, HWIO kernel,
+    NHWC output); its pass that rewrites other forms into that one visits the top-level
+    computation only, so a gradient convolution inside a ``while`` body (``lax.scan`` over
+    the steps of a Glow level, a multi-step train call) runs in a naive loop nest, several
+    times slower at XLA's default optimisation. Reverse mode transposes this custom JVP into
+    canonical pieces: the kernel's tangent into one matmul per tap of shifted inputs, the
+    input's tangent into a convolution with an HWIO kernel (the JVP convolves ``dx`` with the
+    kernel's channel axes swapped, labelled HWOI, which transposes to the HWIO form).
+    ``padding``: ``"SAME"``, ``"VALID"`` or explicit pairs.
     """
     return jax.lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=_NHWC)
 
@@ -62,9 +68,13 @@ def _conv_jvp(padding, primals, tangents):
     x, w = primals
     dx, dw = tangents
     y = conv_tap_grad(x, w, padding)
-    # linear in (dx, dw); reverse mode transposes the dw term into per-tap matmuls instead
-    # of the kernel-gradient convolution
-    dy = jax.lax.conv_general_dilated(dx, w, (1, 1), padding, dimension_numbers=_NHWC)
+    # linear in (dx, dw). The dx term is the same convolution with the kernel stored with
+    # swapped channel axes (HWOI): its transpose, the input gradient, is then an HWIO
+    # convolution (JAX's transpose swaps the kernel's channel labels); the dw term's
+    # transpose is per-tap matmuls instead of the kernel-gradient convolution
+    w_oi = jnp.swapaxes(w, 2, 3)
+    dn = ("NHWC", "HWOI", "NHWC")
+    dy = jax.lax.conv_general_dilated(dx, w_oi, (1, 1), padding, dimension_numbers=dn)
     return y, dy + _taps_conv(x, dw, padding, y.shape[1:3])
 
 
@@ -79,13 +89,13 @@ def _conv(
     feature_group_count=1,
     **kwargs,
 ):
-    """``lax.conv_general_dilated`` with a loop-friendly kernel gradient on CPU.
+    """``lax.conv_general_dilated`` with loop-friendly gradients on CPU.
 
-    XLA:CPU runs the kernel-gradient convolution inside a ``while`` loop (the ``lax.scan``
-    over the steps of a Glow level) tens of times slower than outside one. A ``custom_jvp``
-    writes the kernel tangent as one matmul per kernel tap of shifted inputs, which reverse
-    mode transposes into matmuls (a Glow gradient about ten times faster).
-    Other backends and non-plain convolutions use ``lax.conv_general_dilated`` unchanged.
+    XLA:CPU runs non-canonical convolutions inside a ``while`` loop (the ``lax.scan`` over
+    the steps of a Glow level) in a naive loop nest; :func:`conv_tap_grad` gives reverse
+    mode canonical pieces only (per-tap matmuls for the kernel, an HWIO convolution for the
+    input). Other backends and non-plain convolutions use ``lax.conv_general_dilated``
+    unchanged.
     The output is named ``"conv"`` for the ``"conv_outputs"`` remat policy.
     """
     plain = (

@@ -25,10 +25,11 @@ from ._time import _batch_times, sinusoidal_embedding
 class _Conv(nn.Module):
     """A ``SAME``-padded 2-D convolution (NHWC, HWIO kernel) computed as patches @ kernel.
 
-    XLA:CPU runs ``conv_general_dilated`` inside a ``lax.scan`` body (the training loop of
-    :func:`flowzoo.train.fit`) tens of times slower than at top level; this im2col form
-    (shifted slices concatenated on the channel axis, then one matmul) runs at about the
-    same speed in both. ``impl="xla"`` uses ``lax.conv_general_dilated`` instead (the same
+    XLA:CPU runs the gradients of ``conv_general_dilated`` inside a ``lax.scan`` body (the
+    training loop of :func:`flowzoo.train.fit`) as naive loop nests, tens of times slower
+    than at top level (it rewrites them into its Eigen kernels' form at top level only);
+    this im2col form (shifted slices concatenated on the channel axis, then one matmul)
+    runs at about the same speed in both. ``impl="xla"`` uses ``lax.conv_general_dilated`` instead (the same
     parameters and the same ``SAME`` padding), the faster choice for a step compiled without
     a loop around it (``train.steps_per_call = 1``): there it beats im2col inside ``fit``'s
     scan.
@@ -188,8 +189,8 @@ def unet(
     ``conv`` picks how convolutions are computed, with the same parameters either way:
     ``"im2col"`` (patches @ kernel; fast inside a ``lax.scan``, such as ``fit``'s loop of
     several steps per call) or ``"xla"`` (``lax.conv_general_dilated``; faster when the step
-    is compiled without a loop, ``steps_per_call=1``, and an order of magnitude slower
-    inside one on XLA:CPU).
+    is compiled without a loop, ``steps_per_call=1``; its gradients run an order of
+    magnitude slower inside one on XLA:CPU).
 
     ``dropout > 0`` drops features of every residual block before its second convolution
     with that probability (the DDPM UNet's regulariser; Ho et al. 2020 used 0.1 on CIFAR-10).

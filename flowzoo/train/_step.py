@@ -546,8 +546,9 @@ def make_multi_step(
     there is one dispatch (and no host-to-device copy) per ``num`` steps. Metrics are
     stacked along a leading axis of length ``num``. ``num`` is static: each distinct value
     compiles once. ``num == 1`` compiles the step without a loop around it: XLA:CPU runs
-    ``lax.conv`` inside a loop body, even one of length 1, an order of magnitude slower
-    than at top level (see :func:`flowzoo.nets.unet`'s ``conv``).
+    the gradient convolutions of ``lax.conv`` inside a loop body, even one of length 1, as
+    naive loop nests, an order of magnitude slower than at top level (it rewrites them into
+    its Eigen kernels' form at top level only; see :func:`flowzoo.nets.unet`'s ``conv``).
     """
     check_compute_dtype(compute_dtype)
 

@@ -202,3 +202,23 @@ def test_resnet_conv_gradients_match_lax_conv(key, padding):
     _, t_mine = jax.jvp(mine, (x, w), (tx, tw))
     _, t_ref = jax.jvp(ref, (x, w), (tx, tw))
     np.testing.assert_allclose(t_mine, t_ref, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU's convolution forms")
+def test_glow_gradient_compiles_to_canonical_convolutions_inside_its_scan(key):
+    """The steps of a Glow level run in a ``lax.scan``; XLA:CPU rewrites a convolution into
+    its Eigen (NHWC input, HWIO kernel) form at top level only, so every convolution of the
+    gradient, the loop body's included, must already have that form. Plain ``lax.conv``
+    fails this: its input gradient carries an HWOI kernel (``b01f_01oi->b01f``)."""
+    flow = glow((8, 8, 2), levels=1, depth=8, hidden=8)
+    x = jax.random.normal(key, (2, 8, 8, 2))
+    params = flow.init(key, x)
+    grad = jax.jit(jax.grad(lambda p: -jnp.mean(flow.log_prob(p, x))))
+    hlo = grad.lower(params).compile().as_text()
+    labels = [
+        line.split("dim_labels=")[1].split(",")[0]
+        for line in hlo.splitlines()
+        if " convolution(" in line
+    ]
+    assert "while(" in hlo and labels  # the steps are scanned and convolve
+    assert set(labels) == {"b01f_01io->b01f"}, labels
