@@ -116,16 +116,20 @@ def pytest_configure(config):
         jax.config.update("jax_default_matmul_precision", precision)
 
 
-_FAST_FLAG_NAMES = ("optimization_level", "disable_expensive_passes", "fusion_emitters")
-
-
-def full_optimisation_env() -> dict[str, str]:
+def _full_optimisation_env() -> dict[str, str]:
     """This process's environment for a child at XLA's default optimisation: the
-    fast-compile flags above removed, ``FLOWZOO_TEST_FULL_OPT=1`` so that the child's own
+    ``_FAST_COMPILE`` flags removed, ``FLOWZOO_TEST_FULL_OPT=1`` so that the child's own
     conftest adds none back."""
-    flags = os.environ.get("XLA_FLAGS", "").split()
-    kept = [f for f in flags if not any(name in f for name in _FAST_FLAG_NAMES)]
+    fast = {f.split("=")[0] for f in _FAST_COMPILE.split()}
+    kept = [f for f in os.environ.get("XLA_FLAGS", "").split() if f.split("=")[0] not in fast]
     return {**os.environ, "FLOWZOO_TEST_FULL_OPT": "1", "XLA_FLAGS": " ".join(kept)}
+
+
+@pytest.fixture
+def full_optimisation_env() -> dict[str, str]:
+    """The environment of a child process at XLA's default optimisation (for tests that
+    start a script rather than a pytest child; see the ``full_opt`` marker below)."""
+    return _full_optimisation_env()
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -146,7 +150,7 @@ def pytest_pyfunc_call(pyfuncitem):
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", pyfuncitem.nodeid],
         cwd=pyfuncitem.config.rootpath,
-        env=full_optimisation_env(),
+        env=_full_optimisation_env(),
         capture_output=True,
         text=True,
         timeout=600,
