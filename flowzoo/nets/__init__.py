@@ -7,6 +7,10 @@ from ._adapters import from_nnx as from_nnx
 from ._adm_unet import adm_unet as adm_unet
 from ._adm_unet import adm_unet_params_from_torch as adm_unet_params_from_torch
 from ._classifier import cnn_classifier as cnn_classifier
+from ._dropout import Dropout as Dropout
+from ._dropout import dropout as dropout
+from ._dropout import dropout_mask as dropout_mask
+from ._dropout import threefry2x32 as threefry2x32
 from ._guided import guided as guided
 from ._inception import FID_FEATURES as FID_FEATURES
 from ._inception import fid_inception as fid_inception

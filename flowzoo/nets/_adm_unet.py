@@ -23,6 +23,7 @@ import numpy as np
 from jax.ad_checkpoint import checkpoint_name
 
 from .._types import Array, Float, Key, Params, count_arg
+from ._dropout import Dropout
 from ._mlp import Network, _fan_in_uniform
 from ._remat import CONV_NAME, remat_policy
 from ._time import _batch_times
@@ -116,7 +117,7 @@ class _ResBlock(nn.Module):
         h = h + e.astype(h.dtype)[:, None, None, :]
         h = nn.silu(_group_norm(h, "out_layers_0"))
         if self.dropout > 0.0:
-            h = nn.Dropout(self.dropout, deterministic=not train)(h)
+            h = Dropout(self.dropout, deterministic=not train)(h)
         h = _Conv2d(self.out_ch, impl=self.conv, zero_init=True, name="out_layers_3")(h)
         if x.shape[-1] != self.out_ch:
             x = _Conv2d(self.out_ch, 1, padding=0, impl=self.conv, name="skip_connection")(x)

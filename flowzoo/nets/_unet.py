@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
 from .._types import Array, Key, Params
+from ._dropout import Dropout
 from ._mlp import Network
 from ._remat import CONV_NAME, remat_policy
 from ._time import _batch_times, sinusoidal_embedding
@@ -89,7 +90,7 @@ class _ResBlock(nn.Module):
         h = h + nn.Dense(self.ch)(emb)[:, None, None, :]
         h = nn.silu(_norm(self.ch)(h))
         if self.dropout > 0.0:  # before the second conv, as in the DDPM UNet (Ho et al. 2020)
-            h = nn.Dropout(self.dropout, deterministic=not train)(h)
+            h = Dropout(self.dropout, deterministic=not train)(h)
         h = _Conv(self.ch, (3, 3), impl=self.conv)(h)
         skip = x if x.shape[-1] == self.ch else _Conv(self.ch, (1, 1), impl=self.conv)(x)
         return skip + h
