@@ -55,6 +55,9 @@ SCRIPTS: dict[str, Script] = {
         Script("remat", "remat.py"),
         Script("input_pipeline", "input_pipeline.py"),
         Script("fsdp_memory", "fsdp_memory.py"),
+        # the fused dropout of flowzoo.nets against jax.random.bernoulli's and torch's, and
+        # the fm_cifar10 step with each of the two JAX draws
+        Script("dropout", "dropout.py", torch_threads=True),
         Script("scaling", "scaling.py", default=False),
         Script("scale_study", "scale_study.py", default=False, timed=False),
         # the fm_cifar10 / glow_cifar10 steps and sampling against torchcfm: minutes per
