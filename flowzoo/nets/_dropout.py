@@ -3,17 +3,13 @@
 ``jax.random.bernoulli`` draws its bits with Threefry-2x32, which JAX lowers on CPU as a
 ``fori_loop`` of five iterations over the whole array (a rolled loop keeps the program
 small). XLA:CPU runs that loop as separate full-array passes, so the draw costs several times
-the arithmetic it needs; in the CIFAR-10 UNet's train step the dropout masks were a
-noticeable share of the step. Here the same hash (Threefry-2x32 with 20 rounds, Salmon et
+the arithmetic it needs, a noticeable share of a UNet's train step. Here the same hash (Threefry-2x32 with 20 rounds, Salmon et
 al. 2011, "Parallel random numbers: as easy as 1, 2, 3") is written out round by round on
 a counter per element, so XLA fuses it with the compare and the select into one
 elementwise loop. ``benchmarks/dropout.py`` measures both draws.
 
-The mask of element ``(i, j...)`` of ``x`` is the first word of
-``threefry2x32(key_words, (flat index of j within an example, i))`` compared with
-``keep * 2**32``, where ``key_words`` are two words drawn from ``key`` with
-``jax.random.bits``. It depends on the key, the example's index and the element's position
-within the example, not on the batch size, and it is the same on every backend.
+The mask's words are those of ``jax.random.bits(key, shape)`` (:func:`random_bits`), so
+a mask depends on the key and each element's index only, and is the same on every backend.
 """
 
 from __future__ import annotations
@@ -56,45 +52,62 @@ def threefry2x32(key: tuple[Array, Array], counter: tuple[Array, Array]) -> tupl
     return x0, x1
 
 
-def dropout_mask(key: Key, keep: float, shape: tuple[int, ...]) -> Array:
-    """A boolean array of ``shape``, each element ``True`` with probability ``keep``
-    (to within ``2**-32``), independently, from ``key`` (see the module docstring).
+def _is_threefry(key: Key) -> bool:
+    """Whether ``key`` draws with JAX's Threefry-2x32 (a typed key of that implementation,
+    or raw ``uint32[2]`` key data under JAX's default implementation)."""
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return str(jax.random.key_impl(key)) == "threefry2x32"
+    impl = str(jax.config.jax_default_prng_impl)
+    return impl == "threefry2x32" and key.dtype == jnp.uint32 and key.shape == (2,)
 
-    ``shape`` has a leading batch axis; one example may hold at most ``2**32`` elements.
+
+def random_bits(key: Key, shape: tuple[int, ...]) -> Array:
+    """``jax.random.bits(key, shape, jnp.uint32)``, fused for Threefry keys.
+
+    For a Threefry-2x32 key (JAX's default) and fewer than ``2**32`` elements this hashes
+    the row-major index of each element, as JAX's partitionable Threefry (its default,
+    ``jax_threefry_partitionable``) does, with :func:`threefry2x32`, and returns the same
+    words; other keys and larger shapes call ``jax.random.bits``.
+    """
+    shape = tuple(int(s) for s in shape)
+    size = math.prod(shape)
+    if (
+        not _is_threefry(key)
+        or size >= 2**32
+        or not jax.config.jax_threefry_partitionable
+        or not shape
+    ):
+        return jax.random.bits(key, shape, jnp.uint32)
+    words = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    index = jnp.zeros(shape, jnp.uint32)
+    stride = 1
+    for axis in range(len(shape) - 1, -1, -1):
+        index = index + jax.lax.broadcasted_iota(jnp.uint32, shape, axis) * np.uint32(stride)
+        stride *= shape[axis]
+    hi, lo = threefry2x32((words[0], words[1]), (jnp.zeros(shape, jnp.uint32), index))
+    return hi ^ lo
+
+
+def dropout_mask(key: Key, keep: float, shape: tuple[int, ...]) -> Array:
+    """A boolean array of ``shape``, each element ``True`` with probability ``keep`` (to
+    within ``2**-32``), independently: ``random_bits(key, shape) < keep * 2**32``.
+
+    Element ``(i, ...)`` of the mask depends on the key and its row-major index only, so an
+    example's mask does not depend on the batch size.
     """
     if not 0.0 <= keep <= 1.0:
         raise ValueError(f"dropout_mask: keep must be in [0, 1], got {keep!r}")
     shape = tuple(int(s) for s in shape)
-    if not shape:
-        shape_in, per_example = (1,), 1
-    else:
-        shape_in, per_example = shape, math.prod(shape[1:])
     if keep >= 1.0:
         return jnp.ones(shape, bool)
-    if per_example > 2**32:
-        raise ValueError(
-            f"dropout_mask: one example of shape {shape[1:]} holds {per_example} elements; "
-            "at most 2**32 are supported"
-        )
-    words = jax.random.bits(key, (2,), jnp.uint32)
-    example = jax.lax.broadcasted_iota(jnp.uint32, shape_in, 0)
-    within = jnp.zeros(shape_in, jnp.uint32)
-    stride = 1
-    for axis in range(len(shape_in) - 1, 0, -1):
-        within = within + jax.lax.broadcasted_iota(jnp.uint32, shape_in, axis) * np.uint32(
-            stride % 2**32
-        )
-        stride *= shape_in[axis]
-    bits, _ = threefry2x32((words[0], words[1]), (within, example))
-    return (bits < np.uint32(min(round(keep * 2**32), 2**32 - 1))).reshape(shape)
+    return random_bits(key, shape) < np.uint32(min(round(keep * 2**32), 2**32 - 1))
 
 
 def dropout(key: Key, rate: float, x: Array) -> Array:
     """Inverted dropout: each element of ``x`` zeroed with probability ``rate``, the rest
     divided by ``1 - rate`` (as ``flax.linen.Dropout``), with :func:`dropout_mask`.
 
-    ``x``: any shape with a leading batch axis (a scalar counts as one element).
-    ``rate`` in ``[0, 1]``; 0 returns ``x``, 1 returns zeros.
+    ``x``: any shape. ``rate`` in ``[0, 1]``; 0 returns ``x``, 1 returns zeros.
     """
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"dropout: rate must be in [0, 1], got {rate!r}")
