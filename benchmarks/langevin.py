@@ -11,6 +11,10 @@ timed call runs ``--steps-per-call`` chain steps for every chain:
 * ``ula_virtual_tree``: the same solve with one ``VirtualBrownianTree`` per chain (vmapped).
 * ``mala_handwritten``, ``mala_flowzoo`` (``run_chain`` of :func:`flowzoo.samplers.mala`),
   ``mala_blackjax`` (``blackjax.mala`` vmapped over chains; optional import).
+* ``ula_handwritten_fused``, ``mala_blackjax_fused``: the hand-written ULA scan and blackjax's
+  MALA drawing from ``flowzoo.prng.fused_key(key)``: the same numbers as from ``key``, with
+  the Threefry hash fused into each step, as flowzoo's samplers draw (``run_chain``,
+  ``solve_sde`` and ``samplers.run`` wrap their keys).
 
 Compile time (lower + XLA compile of a fresh function) and XLA's memory analysis of the
 compiled call (``_common.memory``) are measured separately. Ratios are
@@ -21,12 +25,7 @@ KSD (IMQ, exact mixture score) and MMD against exact mixture samples of 2,000 ch
 
 Run: python benchmarks/langevin.py [--quick]
 
-Measured 2026-11-22 (2 shared CPU cores, load average 10-12, jax 0.10.2, diffrax 0.7.2,
-blackjax 1.7.1; ``--repeats 21``; two full runs): ULA through diffrax / hand-written scan
-1.08 and 1.14 (wall), 1.12 and 1.12 (CPU time); ``run_chain(ula)`` 0.99-1.07; per-chain
-VirtualBrownianTree 10-24x slower; MALA (flowzoo) 1.40x and 1.19x blackjax's chain-steps/s
-(wall), 1.43x (CPU), on par with the hand-written MALA scan. KSD/MMD of all samplers after
-1,000 steps are at the level of exact samples (|KSD| < 3e-3, |MMD| < 3e-3).
+The figures of the committed run are in ``docs/benchmarks.md`` (langevin).
 """
 
 from __future__ import annotations
@@ -56,7 +55,7 @@ from _common import (  # noqa: E402
     write_json,
 )
 
-from flowzoo import metrics  # noqa: E402
+from flowzoo import metrics, prng  # noqa: E402
 from flowzoo.integrate import solve_sde  # noqa: E402
 from flowzoo.metrics import kernel_stein_discrepancy  # noqa: E402
 from flowzoo.samplers import mala, run_chain, ula, ula_sample  # noqa: E402
@@ -115,6 +114,9 @@ def make_cases(h, steps, chains, blackjax):
 
     cases = {
         "ula_handwritten": ula_hand,
+        # the same scan drawing from flowzoo.prng.fused_key(key): the same numbers, the
+        # Threefry hash fused into each step (what flowzoo's samplers do with their keys)
+        "ula_handwritten_fused": lambda key, x: ula_hand(prng.fused_key(key), x),
         "ula_diffrax": lambda key, x: ula_sample(score, key, x, h, steps),
         "ula_run_chain": lambda key, x: (
             run_chain(ula(score, h), key, x, steps, steps).state.position
@@ -149,6 +151,7 @@ def make_cases(h, steps, chains, blackjax):
             return jax.lax.scan(body, state, jnp.arange(steps))[0].position
 
         cases["mala_blackjax"] = mala_bj
+        cases["mala_blackjax_fused"] = lambda key, x: mala_bj(prng.fused_key(key), x)
     return cases
 
 
@@ -267,11 +270,15 @@ def main():
     for kind, field in (("wall", "step_s"), ("cpu", "cpu_s")):
         t = lambda n, field=field: steady[n][field]["median"] if n in steady else None
         if t("ula_handwritten"):
-            for n in ("ula_diffrax", "ula_run_chain", "ula_virtual_tree"):
+            for n in ("ula_handwritten_fused", "ula_diffrax", "ula_run_chain", "ula_virtual_tree"):
                 if t(n):
                     ratios[f"{kind}:{n}/ula_handwritten"] = t(n) / t("ula_handwritten")
         if t("mala_blackjax") and t("mala_flowzoo"):
             ratios[f"{kind}:mala_flowzoo_speedup_vs_blackjax"] = t("mala_blackjax") / t(
+                "mala_flowzoo"
+            )
+        if t("mala_blackjax_fused") and t("mala_flowzoo"):
+            ratios[f"{kind}:mala_flowzoo_speedup_vs_blackjax_fused"] = t("mala_blackjax_fused") / t(
                 "mala_flowzoo"
             )
         if t("mala_handwritten") and t("mala_flowzoo"):

@@ -15,6 +15,7 @@ _LAZY = (
     "malloc",
     "paths",
     "plots",
+    "prng",
     "samplers",
     "score",
     "train",

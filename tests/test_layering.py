@@ -25,7 +25,7 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 public names only."""
 
 LAYERS: list[set[str]] = [
-    {"_types", "_numerics", "_compile", "malloc"},
+    {"_types", "_numerics", "_compile", "malloc", "prng"},
     {"nets", "integrate", "distributions", "bijectors", "metrics", "data"},
     {"paths"},
     {"samplers"},
