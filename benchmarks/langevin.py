@@ -13,8 +13,7 @@ timed call runs ``--steps-per-call`` chain steps for every chain:
   ``mala_blackjax`` (``blackjax.mala`` vmapped over chains; optional import).
 * ``ula_handwritten_fused``, ``mala_blackjax_fused``: the hand-written ULA scan and blackjax's
   MALA drawing from ``flowzoo.prng.fused_key(key)``: the same numbers as from ``key``, with
-  the Threefry hash fused into each step, as flowzoo's samplers draw (``run_chain``,
-  ``solve_sde`` and ``samplers.run`` wrap their keys).
+  the Threefry hash written out for XLA to fuse into each step.
 
 Compile time (lower + XLA compile of a fresh function) and XLA's memory analysis of the
 compiled call (``_common.memory``) are measured separately. Ratios are
@@ -115,7 +114,7 @@ def make_cases(h, steps, chains, blackjax):
     cases = {
         "ula_handwritten": ula_hand,
         # the same scan drawing from flowzoo.prng.fused_key(key): the same numbers, the
-        # Threefry hash fused into each step (what flowzoo's samplers do with their keys)
+        # Threefry hash written out for XLA to fuse into each step
         "ula_handwritten_fused": lambda key, x: ula_hand(prng.fused_key(key), x),
         "ula_diffrax": lambda key, x: ula_sample(score, key, x, h, steps),
         "ula_run_chain": lambda key, x: (

@@ -13,7 +13,10 @@ fuses with whatever consumes them. :data:`FUSED_THREEFRY` is a JAX PRNG implemen
 ``random_bits`` return word for word what JAX's partitionable Threefry (its default,
 ``jax_threefry_partitionable``) returns, so every ``jax.random`` function draws the same
 numbers from a key wrapped by :func:`fused_key` as from the key itself: only the program
-differs. ``benchmarks/dropout.py`` and ``benchmarks/langevin.py`` measure both.
+differs. Whether it is faster depends on the consumer: XLA may copy the fused hash into every
+fusion that reads the numbers, so code whose draws feed several consumers can run slower.
+:mod:`flowzoo.nets`' dropout draws this way; elsewhere it is the caller's choice.
+``benchmarks/dropout.py`` and ``benchmarks/langevin.py`` measure both.
 """
 
 from __future__ import annotations

@@ -23,7 +23,6 @@ import jax
 import jax.numpy as jnp
 
 from .._types import Array, Key, PyTree
-from ..prng import fused_key
 
 Drift = Callable[[Array, PyTree], PyTree]
 """``drift(t, y) -> dy/dt`` with the structure of ``y`` (``y`` batched: ``(chains, *event)``)."""
@@ -147,7 +146,6 @@ def solve_sde(
             max_steps=num_steps + 1,
         )
 
-    key = fused_key(key)  # the same Brownian increments, the hash fused into each step on CPU
     if brownian == "unsafe":
         sol = solve(diffrax.UnsafeBrownianPath(_shape_struct(y0), key), y0, drift, diffusion)
         ys = sol.ys

@@ -9,7 +9,6 @@ import jax
 import jax.numpy as jnp
 
 from .._types import Array, Batch, Key
-from ..prng import fused_key
 
 
 class Sampler(NamedTuple):
@@ -56,7 +55,6 @@ def run_chain(
     """
     if thin < 1 or num_steps % thin:
         raise ValueError(f"num_steps ({num_steps}) must be a positive multiple of thin ({thin})")
-    key = fused_key(key)  # the same draws, the hash fused into each step on CPU
     state0 = sampler.init(positions)
     info_shape = jax.eval_shape(sampler.step, key, state0)[1]
     total0 = jax.tree.map(

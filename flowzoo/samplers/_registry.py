@@ -30,7 +30,6 @@ import jax.numpy as jnp
 from .._types import Array, Batch, Key
 from ..integrate import SOLVERS, SolverConfig, solver_adaptive
 from ..paths import SDE, Path
-from ..prng import fused_key
 from ._adapt import mala_adapted_sample
 from ._base import run_chain
 from ._ddim import ddim_sample
@@ -531,5 +530,4 @@ def run(
     bad_steps = num_steps is None or isinstance(num_steps, bool) or int(num_steps) < 1
     if not spec.adaptive and bad_steps:
         raise ValueError(f"sampler {name!r} needs num_steps >= 1, got {num_steps!r}")
-    # the same draws as from ``key``, with the hash fused into each step on CPU
-    return spec.fn(fused_key(key), problem, n, num_steps, **options)
+    return spec.fn(key, problem, n, num_steps, **options)

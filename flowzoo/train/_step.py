@@ -38,7 +38,6 @@ from jax.sharding import PartitionSpec as P
 
 from .._compile import jit as _jit
 from .._types import Array, Key, Params
-from ..prng import fused_key
 
 LossFn = Callable[[Params, Key, Any], tuple[Array, dict[str, Array]]]
 """``loss(params, key, batch) -> (scalar loss, metrics dict of scalars)``."""
@@ -176,8 +175,7 @@ def apply_update(
         (mixed precision); the loss, metrics and gradients come back as float32.
     """
     compute_dtype = check_compute_dtype(compute_dtype)
-    # fused_key: the same draws as from ``key``, the hash fused into the step on CPU
-    step_key = jax.random.fold_in(fused_key(key), state.step)
+    step_key = jax.random.fold_in(key, state.step)
     if axis_name is not None:
         step_key = jax.random.fold_in(step_key, jax.lax.axis_index(axis_name))
 
