@@ -139,7 +139,7 @@ def _parser() -> argparse.ArgumentParser:
         "--data",
         default=None,
         help=".npy/.npz array of shape (n, *event) (vector runs, default: the run's held-out "
-        "split; image runs: 'test' for the held-out split's bits/dim)",
+        "split; image runs: 'test' for the held-out split's bits/dim; 'none': no likelihood)",
     )
     e.add_argument("--key", default=None, help="array name inside a .npz")
     e.add_argument(
@@ -149,6 +149,21 @@ def _parser() -> argparse.ArgumentParser:
         help="image runs: generated images scored for sample quality (default 1000; 0: none)",
     )
     e.add_argument("--seed", type=int, default=0, help=f"sampling seed, 0 .. {SEED_MAX}")
+    e.add_argument(
+        "--fid-weights",
+        metavar="PATH",
+        default=None,
+        help="converted FID Inception weights (default: $FLOWZOO_FID_WEIGHTS): runs on a data "
+        "set read from files (cifar10, ...) report FID against its training split",
+    )
+    e.add_argument(
+        "--fid-samples",
+        type=int,
+        default=None,
+        metavar="N",
+        help="samples for FID (default: the run's plot.fid_samples, 10,000; papers report "
+        "50,000; 0: no FID)",
+    )
 
     sub.add_parser("list", help="list available experiments")
 
@@ -396,21 +411,35 @@ def _sample(args) -> int:
 def _eval(args) -> int:
     import jax
 
-    from .data import IMAGE_LEVELS
+    from .data import DATASETS, IMAGE_LEVELS
+    from .metrics import fid_weights_path
     from .train import json_safe
     from .zoo import QUALITY_SAMPLES, image_classifier, image_quality, load_data
 
     _check_seed(args.seed)
     if args.samples is not None and args.samples != 0 and args.samples < 2:
         raise _UsageError(f"--samples must be 0 or >= 2, got {args.samples}")
+    if args.fid_samples is not None and args.fid_samples != 0 and args.fid_samples < 2:
+        raise _UsageError(f"--fid-samples must be 0 or >= 2, got {args.fid_samples}")
     run = _open_run(args.run_dir)
     dataset = str(run.config["data"]["name"]).lower()
     images = dataset in IMAGE_LEVELS
     n_quality = (QUALITY_SAMPLES if args.samples is None else args.samples) if images else 0
     if not images and args.samples:
         raise _UsageError("--samples applies to image runs only")
+    with_fid = dataset in DATASETS
+    if not with_fid and (args.fid_weights is not None or args.fid_samples):
+        raise _UsageError(
+            f"FID applies to runs on a data set read from files ({', '.join(DATASETS)}); "
+            f"this run trained on {dataset!r}"
+        )
+    n_fid = int(run.config["plot"]["fid_samples"] if args.fid_samples is None else args.fid_samples)
+    # the weights are checked before the (long) likelihood pass
+    fid_weights = fid_weights_path(args.fid_weights) if with_fid and n_fid else None
     result = {"step": run.step}
-    if (args.data is None and not images) or args.data == "test":
+    if args.data == "none":
+        pass
+    elif (args.data is None and not images) or args.data == "test":
         if run.model.distribution is None:
             raise _UsageError(f"model {run.config['model']['name']!r} has no likelihood")
         result.update(_nll_figures(run, load_data(run.config)[1]))
@@ -419,6 +448,8 @@ def _eval(args) -> int:
     if n_quality:
         samples = run.sample(jax.random.key(args.seed), n_quality)
         result["quality"] = image_quality(image_classifier(dataset), samples)
+    if with_fid and n_fid:
+        result.update(run.fid(jax.random.key(args.seed), n_fid, fid_weights))
     print(json.dumps(json_safe(result), allow_nan=False))
     return 0
 

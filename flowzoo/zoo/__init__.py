@@ -59,6 +59,7 @@ from ._registry import ModelEntry as ModelEntry
 from ._registry import build_model as build_model
 from ._registry import from_distribution as from_distribution
 from ._registry import register_model as register_model
+from ._run import IMAGE_SAMPLE_BATCH as IMAGE_SAMPLE_BATCH
 from ._run import EvaluationError as EvaluationError
 from ._run import Run as Run
 from ._run import RunData as RunData
@@ -69,6 +70,7 @@ from ._run import load_data as load_data
 from ._run import load_run as load_run
 from ._run import load_run_parts as load_run_parts
 from ._run import prepare_data as prepare_data
+from ._run import sample_batch as sample_batch
 from ._run import train_and_evaluate as train_and_evaluate
 from ._schema import QUALITY_SAMPLES as QUALITY_SAMPLES
 from ._schema import applicable_config as applicable_config

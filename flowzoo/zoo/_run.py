@@ -174,11 +174,65 @@ class Run(NamedTuple):
         levels = _image_levels(self.config)
         if levels is not None:  # integer grey levels 0..levels-1, checked (DataError if not)
             x = fzdata.check_images(x, levels, "eval data").astype(np.float32)
-        return _raw_log_prob(self.model, self.params, self.standardizer, x)
+        batch = IMAGE_LOG_PROB_BATCH if levels is not None else 8192
+        return _raw_log_prob(self.model, self.params, self.standardizer, x, batch)
 
     def sample(self, key, n: int, temperature: float = 1.0) -> np.ndarray:
-        """``n`` samples in raw units."""
-        return _raw_sample(self.model, self.params, self.standardizer, key, n, temperature)
+        """``n`` samples in raw units, drawn ``plot.sample_batch`` per compiled call
+        (:func:`sample_batch`)."""
+        return _raw_sample(
+            self.model, self.params, self.standardizer, key, n, temperature,
+            batch=sample_batch(self.config),
+        )  # fmt: skip
+
+    def fid(
+        self, key, n: int, weights: str | os.PathLike | None = None, temperature: float = 1.0
+    ) -> dict[str, Any]:
+        """FID of ``n`` samples (drawn as :meth:`sample` draws them) against the training
+        split of the run's data set (a data set read from files, :data:`flowzoo.data.DATASETS`;
+        its statistics cached by :func:`flowzoo.data.dataset_fid_statistics`).
+
+        ``weights``: the converted Inception weights (``flowzoo fid-weights convert``), else
+        ``$FLOWZOO_FID_WEIGHTS``. Returns ``{"fid", "fid_samples", "fid_reference"}``, or
+        ``{"fid": None, "fid_skipped": why}`` without weights. FID-10k and FID-50k are not
+        comparable (the estimate is biased upwards at fewer samples): papers report FID-50k.
+        """
+        name = str(self.config["data"]["name"]).lower()
+        if name not in fzdata.DATASETS:
+            raise ConfigError(
+                f"FID needs a data set read from files ({', '.join(fzdata.DATASETS)}); "
+                f"this run trained on {name!r}"
+            )
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 2:
+            raise ConfigError(f"FID needs at least 2 samples, got {n!r}")
+        path = metrics.fid_weights_path(weights)
+        if path is None:
+            return {"fid": None, "fid_skipped": _NO_FID_WEIGHTS}
+        return _fid_figures(self.config, self.sample(key, int(n), temperature), path)
+
+
+IMAGE_SAMPLE_BATCH = 1000
+"""Images drawn per compiled sampling call when ``plot.sample_batch`` is 0 (automatic)."""
+
+IMAGE_LOG_PROB_BATCH = 250
+"""Images per compiled likelihood call of :meth:`Run.log_prob`, and examples per chunk of the
+train-time test NLL."""
+
+
+def sample_batch(config: dict[str, Any]) -> int | None:
+    """Points drawn per compiled sampling call for ``config``: ``plot.sample_batch`` when
+    positive; when 0, :data:`IMAGE_SAMPLE_BATCH` for image data and ``None`` (all at once)
+    for vector data.
+
+    A draw of ``n <= batch`` is one call, ``model.sample(params, key, n)``; a larger one is
+    ``ceil(n / batch)`` calls of ``batch`` points with keys ``fold_in(key, i)``, the last
+    cut to ``n`` (one compiled program, whatever ``n``). A network's activations at once
+    for 10,000 CIFAR-10 images would not fit a GPU's memory.
+    """
+    value = int(config.get("plot", {}).get("sample_batch", 0) or 0)
+    if value > 0:
+        return value
+    return IMAGE_SAMPLE_BATCH if _image_levels(config) is not None else None
 
 
 def _raw_log_prob(model: Model, params, s, x, batch: int = 8192) -> np.ndarray:
@@ -187,12 +241,18 @@ def _raw_log_prob(model: Model, params, s, x, batch: int = 8192) -> np.ndarray:
     return np.concatenate(out) + float(fzdata.standardizer_log_det(s))
 
 
-def _raw_sample(model, params, s, key, n, temperature=1.0) -> np.ndarray:
-    fn = _jit(lambda p, k: model.sample(p, k, n, temperature=temperature))
-    return np.asarray(fzdata.unstandardize(s, fn(params, key)))
+def _raw_sample(model, params, s, key, n, temperature=1.0, batch: int | None = None) -> np.ndarray:
+    """``n`` samples in raw units, ``batch`` per compiled call (see :func:`sample_batch`)."""
+    size = n if batch is None or n <= batch else batch
+    fn = _jit(lambda p, k: model.sample(p, k, size, temperature=temperature))
+    if size == n:
+        return np.asarray(fzdata.unstandardize(s, fn(params, key)))
+    keys = [jax.random.fold_in(key, i) for i in range(-(-n // size))]
+    chunks = [np.asarray(fzdata.unstandardize(s, fn(params, k))) for k in keys]
+    return np.concatenate(chunks)[:n]
 
 
-def _chunked_nll(model: Model, x: jax.Array, chunk: int = 250):
+def _chunked_nll(model: Model, x: jax.Array, chunk: int = IMAGE_LOG_PROB_BATCH):
     """``params -> mean(-log_prob(params, x))`` over ``x`` in jitted chunks of ``chunk``."""
     fn = _jit(lambda p, v: -jnp.sum(model.distribution.log_prob(p, v)))
 
@@ -561,7 +621,9 @@ def _summarise(
     with_fid = config["data"]["name"] in fzdata.DATASETS and int(p["fid_samples"]) > 0
     n_fid = int(p["fid_samples"]) if with_fid and fid_weights is not None else 0
     n_draw = max(n_plot, n_quality, n_fid)
-    samples = _raw_sample(model, params, s, key, n_draw, float(p["temperature"]))
+    samples = _raw_sample(
+        model, params, s, key, n_draw, float(p["temperature"]), batch=sample_batch(config)
+    )
     quality = (
         image_quality(image_classifier(config["data"]["name"]), samples[:n_quality])
         if n_quality >= 2

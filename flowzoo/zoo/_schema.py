@@ -299,7 +299,10 @@ PLOT: Schema = {
     "temperature": Positive(default=1.0),
     "quality_samples": Int(0, default=QUALITY_SAMPLES),
     "fid_samples": Int(0, default=10_000),
+    "sample_batch": Int(0, default=0),
 }
+"""``sample_batch``: points drawn per compiled sampling call (:func:`flowzoo.zoo.sample_batch`;
+0: 1,000 for images, all at once for vector data)."""
 
 
 def _model_schema(config: Any, models: Models) -> ModelSchema | None:

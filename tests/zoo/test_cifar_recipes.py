@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from flowzoo import cli, data, metrics, nets
+from flowzoo import cli, data, metrics, nets, zoo
 from flowzoo.zoo import apply_overrides, build_model, complete_config, jaxpr_flops, load_experiment
 
 # per recipe: overrides that keep its structure (levels, scales, blocks, attention) at a
@@ -145,6 +145,22 @@ def test_recipe_trains_three_steps_on_a_cifar_file(name, cifar, fid_weights, tmp
     if fid:
         assert summary["fid_samples"] == 2 and summary["fid"] > 0
         assert summary["fid_reference"] == "cifar10 training split"
+        # the trained run's FID afterwards: flowzoo eval, without the likelihood pass
+        run_dir = tmp_path / name
+        rc, out, err = _run_cli(
+            "eval", run_dir, "--data", "none", *fid, "--fid-samples", "2", "--seed", "3"
+        )
+        assert rc == 0, err
+        found = json.loads(out)
+        assert found["fid_samples"] == 2 and "nll" not in found and "bpd" not in found
+        direct = zoo.load_run(run_dir).fid(jax.random.key(3), 2, fid_weights)
+        assert found["fid"] == pytest.approx(direct["fid"], rel=1e-6) and found["fid"] > 0
+        # without weights: FID is skipped and says why; too few samples are refused
+        rc, out, err = _run_cli("eval", run_dir, "--data", "none", "--fid-samples", "2")
+        assert rc == 0, err
+        assert json.loads(out)["fid"] is None and "fid-weights convert" in out
+        rc, _, err = _run_cli("eval", run_dir, "--data", "none", *fid, "--fid-samples", "1")
+        assert rc == 2 and "--fid-samples must be 0 or >= 2" in err
     else:
         assert summary["fid"] is None and "flowzoo fid-weights convert" in summary["fid_skipped"]
     info = json.loads((tmp_path / name / "run.json").read_text())
