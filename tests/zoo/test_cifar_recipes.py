@@ -161,6 +161,9 @@ def test_recipe_trains_three_steps_on_a_cifar_file(name, cifar, fid_weights, tmp
         assert json.loads(out)["fid"] is None and "fid-weights convert" in out
         rc, _, err = _run_cli("eval", run_dir, "--data", "none", *fid, "--fid-samples", "1")
         assert rc == 2 and "--fid-samples must be 0 or >= 2" in err
+        missing = tmp_path / "no_such_weights.safetensors"
+        rc, _, err = _run_cli("eval", run_dir, "--fid-weights", missing, "--fid-samples", "2")
+        assert rc == 2 and f"FID weights file {missing} does not exist" in err
     else:
         assert summary["fid"] is None and "flowzoo fid-weights convert" in summary["fid_skipped"]
     info = json.loads((tmp_path / name / "run.json").read_text())

@@ -5,11 +5,14 @@ The reference is the model's own sampler, called directly."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 import jax
 import numpy as np
 import pytest
 
-from flowzoo import data, zoo
+from flowzoo import cli, data, zoo
 
 
 def _direct(run: zoo.Run, key, n: int) -> np.ndarray:
@@ -53,3 +56,7 @@ def test_fid_needs_a_data_set_read_from_files():
     run = zoo.pretrained("moons_realnvp")
     with pytest.raises(zoo.ConfigError, match="FID needs a data set read from files"):
         run.fid(jax.random.key(0), 10)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        rc = cli.main(["eval", "pretrained:moons_realnvp", "--fid-samples", "10"])
+    assert rc == 2 and "FID applies to runs on a data set read from files" in err.getvalue()
