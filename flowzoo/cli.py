@@ -437,13 +437,11 @@ def _eval(args) -> int:
     # the weights are checked before the (long) likelihood pass
     fid_weights = fid_weights_path(args.fid_weights) if with_fid and n_fid else None
     result = {"step": run.step}
-    if args.data == "none":
-        pass
-    elif (args.data is None and not images) or args.data == "test":
+    if args.data == "test" or (args.data is None and not images):
         if run.model.distribution is None:
             raise _UsageError(f"model {run.config['model']['name']!r} has no likelihood")
         result.update(_nll_figures(run, load_data(run.config)[1]))
-    elif args.data is not None:
+    elif args.data not in (None, "none"):  # "none": no likelihood
         result.update(_data_nll(run, args.data, args.key))
     if n_quality:
         samples = run.sample(jax.random.key(args.seed), n_quality)

@@ -174,7 +174,7 @@ class Run(NamedTuple):
         levels = _image_levels(self.config)
         if levels is not None:  # integer grey levels 0..levels-1, checked (DataError if not)
             x = fzdata.check_images(x, levels, "eval data").astype(np.float32)
-        batch = IMAGE_LOG_PROB_BATCH if levels is not None else 8192
+        batch = IMAGE_LOG_PROB_BATCH if levels is not None else VECTOR_LOG_PROB_BATCH
         return _raw_log_prob(self.model, self.params, self.standardizer, x, batch)
 
     def sample(self, key, n: int, temperature: float = 1.0) -> np.ndarray:
@@ -214,6 +214,9 @@ class Run(NamedTuple):
 IMAGE_SAMPLE_BATCH = 1000
 """Images drawn per compiled sampling call when ``plot.sample_batch`` is 0 (automatic)."""
 
+VECTOR_LOG_PROB_BATCH = 8192
+"""Points per compiled likelihood call of vector data (:meth:`Run.log_prob`, density grids)."""
+
 IMAGE_LOG_PROB_BATCH = 250
 """Images per compiled likelihood call of :meth:`Run.log_prob`, and examples per chunk of the
 train-time test NLL."""
@@ -229,13 +232,13 @@ def sample_batch(config: dict[str, Any]) -> int | None:
     cut to ``n`` (one compiled program, whatever ``n``). A network's activations at once
     for 10,000 CIFAR-10 images would not fit a GPU's memory.
     """
-    value = int(config.get("plot", {}).get("sample_batch", 0) or 0)
+    value = int(config["plot"]["sample_batch"])
     if value > 0:
         return value
     return IMAGE_SAMPLE_BATCH if _image_levels(config) is not None else None
 
 
-def _raw_log_prob(model: Model, params, s, x, batch: int = 8192) -> np.ndarray:
+def _raw_log_prob(model: Model, params, s, x, batch: int = VECTOR_LOG_PROB_BATCH) -> np.ndarray:
     fn = _jit(lambda p, v: model.distribution.log_prob(p, fzdata.standardize(s, v)))
     out = [np.asarray(fn(params, jnp.asarray(x[i : i + batch]))) for i in range(0, len(x), batch)]
     return np.concatenate(out) + float(fzdata.standardizer_log_det(s))
