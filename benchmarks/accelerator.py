@@ -19,6 +19,13 @@ What is timed (every figure a steady-state median over interleaved blocks,
   ("highest")`` and ``cudnn.allow_tf32 = False``) and ``tf32`` (JAX ``"tensorfloat32"``, its
   default on GPU; torch ``"high"`` and ``cudnn.allow_tf32 = True``). bfloat16 contenders run
   with the ``tf32`` setting for what stays in float32.
+* ``split`` -- where the float32 ``fm`` step's time goes, per library, in one interleaved
+  set: the step, its loss alone without gradients (``forward``; flowzoo's compiled as the
+  step is, torch's under ``no_grad``) and its optimizer update alone (``update``: clipping,
+  Adam, the schedule and the EMA on fixed random gradients, reached through a linear loss
+  ``sum(params * grads)`` on both sides, so both also pay one pass over the parameters for
+  it); ``rest`` = step - forward - update, round by round, is the backward pass with the
+  forward's saved activations. Last in line: a ``--budget-s`` run drops it first.
 * ``glow`` -- the ``glow_cifar10`` step (flowzoo only) at ``--glow-batch`` (64, the paper's
   per-GPU batch).
 * ``sample`` -- Euler with 100 steps (100 NFE) of the fm_cifar10 network for
@@ -59,7 +66,7 @@ over the whole run. ``--budget-s`` skips what no longer fits (``skipped`` says w
 JSON is written after every part.
 
 Run: ``python benchmarks/accelerator.py [--quick] [--batch 8] [--torch-threads 2]
-[--parts fm,sample,glow] [--out PATH]``; on a lent GPU: ``benchmarks/device_run.sh``.
+[--parts fm,sample,glow,split] [--out PATH]``; on a lent GPU: ``benchmarks/device_run.sh``.
 """
 
 from __future__ import annotations
@@ -216,14 +223,9 @@ class _Precise:
             return self.fn.lower(*args)
 
 
-def train_step_case(cfg: dict[str, Any], batch: int, precision: str | None, real_init: bool):
-    """A flowzoo train step of ``cfg`` (image data, 256 levels) compiled for ``batch``.
-
-    Returns ``(case, record, flops_args)``: ``case`` is ``(step, state)`` for
-    ``interleaved_steady``, ``record`` its compile time and memory, ``flops_args`` what
-    :func:`model_flops` needs. ``real_init``: the model's own ``init`` (data-dependent, as
-    Glow's ActNorm needs), else :func:`numpy_params`.
-    """
+def _flowzoo_training(cfg: dict[str, Any], batch: int, real_init: bool):
+    """``(model, optimizer, ema_decay, state, key, batch)`` of ``cfg`` as ``flowzoo train``
+    builds them (image data, 256 levels); params by ``init`` or :func:`numpy_params`."""
     model = zoo.build_model({**cfg, "model": {**cfg["model"], "data_levels": 256}}, SHAPE)
     opt = zoo.build_optimizer(cfg)
     t = cfg["train"]
@@ -235,6 +237,19 @@ def train_step_case(cfg: dict[str, Any], batch: int, precision: str | None, real
     else:
         params = numpy_params(jax.eval_shape(model.init, jax.random.key(0), x[:2]))
     state = jax.jit(lambda p: init_train_state(p, opt, ema is not None))(params)
+    return model, opt, ema, state, key, x
+
+
+def train_step_case(cfg: dict[str, Any], batch: int, precision: str | None, real_init: bool):
+    """A flowzoo train step of ``cfg`` (image data, 256 levels) compiled for ``batch``.
+
+    Returns ``(case, record, flops_args)``: ``case`` is ``(step, state)`` for
+    ``interleaved_steady``, ``record`` its compile time and memory, ``flops_args`` what
+    :func:`model_flops` needs. ``real_init``: the model's own ``init`` (data-dependent, as
+    Glow's ActNorm needs), else :func:`numpy_params`.
+    """
+    model, opt, ema, state, key, x = _flowzoo_training(cfg, batch, real_init)
+    t = cfg["train"]
     dtype = None if t["compute_dtype"] == "float32" else t["compute_dtype"]
     step = make_train_step(model.loss, opt, ema_decay=ema, compute_dtype=dtype)
     jax_precision = JAX_PRECISION.get(precision) if precision else None
@@ -304,8 +319,12 @@ def _bytes(tensors) -> int:
     return int(sum(t.numel() * t.element_size() for t in tensors if t is not None))
 
 
-def torch_train_case(cfg, batch: int, dtype: str, precision: str, compiled: bool, dev: str):
-    """torchcfm's CIFAR-10 step; returns ``((step, carry), record)``."""
+def _torch_training(cfg, batch: int, dtype: str, precision: str, compiled: bool, dev: str):
+    """torchcfm's CIFAR-10 training (``train_cifar10.py``): ``(closures, net, last)`` where
+    ``closures`` maps ``step`` (the train step), ``forward`` (its loss without gradients) and
+    ``update`` (gradient clipping, Adam, the schedule and the EMA on fixed random gradients,
+    through a linear loss whose gradient they are) to ``fn(carry) -> carry``, and ``last``
+    holds the step's last loss."""
     t = cfg["train"]
     torch.manual_seed(0)
     net = torch_unet(cfg["model"]).to(dev).train()
@@ -316,23 +335,50 @@ def torch_train_case(cfg, batch: int, dtype: str, precision: str, compiled: bool
     matcher = tcfm.ConditionalFlowMatcher(sigma=0.0)
     model = torch.compile(net) if compiled else net
     x1 = torch.rand(batch, SHAPE[2], SHAPE[0], SHAPE[1], device=dev) * 2 - 1
+    grads = [torch.randn_like(w) / math.sqrt(max(w[0].numel(), 1)) for w in net.parameters()]
     last = {}
 
-    def step(carry):
-        set_torch_precision(precision)
-        opt.zero_grad()
+    def loss_of_batch():
         tt, xt, ut = matcher.sample_location_and_conditional_flow(torch.randn_like(x1), x1)
         with torch.autocast(dev, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
             vt = model(tt, xt)
-        loss = torch.mean((vt.float() - ut) ** 2)
+        return torch.mean((vt.float() - ut) ** 2)
+
+    def apply(loss):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), t["grad_clip"])
         opt.step()
         sched.step()
         _ema(net, ema_net, t["ema_decay"])
+
+    def step(carry):
+        set_torch_precision(precision)
+        opt.zero_grad()
+        loss = loss_of_batch()
+        apply(loss)
         last["loss"] = loss.detach()
         return carry
 
+    def forward(carry):
+        set_torch_precision(precision)
+        with torch.no_grad():
+            carry.value = loss_of_batch()
+        return carry
+
+    def update(carry):
+        opt.zero_grad()
+        apply(sum(torch.sum(w * g) for w, g in zip(net.parameters(), grads, strict=True)))
+        return carry
+
+    return {"step": step, "forward": forward, "update": update}, (net, ema_net, opt), last
+
+
+def torch_train_case(cfg, batch: int, dtype: str, precision: str, compiled: bool, dev: str):
+    """torchcfm's CIFAR-10 step; returns ``((step, carry), record)``."""
+    closures, (net, ema_net, opt), last = _torch_training(
+        cfg, batch, dtype, precision, compiled, dev
+    )
+    step = closures["step"]
     carry = TorchCarry(dev)
     calls = []
     for _ in range(2):  # the first call compiles (torch.compile) or warms cuDNN up
@@ -477,6 +523,82 @@ def run_glow(args, gpu: bool, budget: Budget) -> dict[str, Any] | None:
     rec.update(step_s=tm["step_s"], cpu_s=tm["cpu_s"]["median"], precision=precision)
     rec.update(samples_per_s=batch / tm["step_s"]["median"], mode=mode_of("float32", precision))
     return {"batch": batch, "flops": flops, "contenders": {"flowzoo": rec}}
+
+
+SPLIT_PARTS = ("step", "forward", "update")
+
+
+def _linear_loss(params, key, grads):
+    """``sum(params * grads)``: its gradient is ``grads``, so a train step of it is the
+    optimizer update on fixed gradients (plus the one pass that computes this loss)."""
+    pairs = zip(jax.tree.leaves(params), jax.tree.leaves(grads), strict=True)
+    return sum(jnp.vdot(p, g) for p, g in pairs), {}
+
+
+def flowzoo_split_cases(cfg: dict[str, Any], batch: int, precision: str) -> dict[str, tuple]:
+    """flowzoo's fm step, its loss alone (forward, no gradients) and its update alone (the
+    same ``apply_update`` on fixed random gradients, :func:`_linear_loss`), compiled as
+    ``flowzoo train`` compiles the step; ``name -> (step, carry)``."""
+    model, opt, ema, state, key, x = _flowzoo_training(cfg, batch, False)
+    grads = numpy_params(jax.eval_shape(lambda: state.params), seed=1)
+    programs = {
+        "step": (make_train_step(model.loss, opt, ema_decay=ema), (state, key, x)),
+        "forward": (flowzoo_jit(lambda p, k, b: model.loss(p, k, b)[0]), (state.params, key, x)),
+        "update": (make_train_step(_linear_loss, opt, ema_decay=ema), (state, key, grads)),
+    }
+    cases = {}
+    for part, (fn, args) in programs.items():
+        compiled = _Precise(fn, JAX_PRECISION[precision]).lower(*args).compile()
+        if part == "forward":
+            cases[f"flowzoo {part}"] = (
+                lambda c, f=compiled: f(state.params, key, x),
+                jnp.zeros(()),
+            )
+        else:
+            rest = args[1:]
+            cases[f"flowzoo {part}"] = (lambda s, f=compiled, r=rest: f(s, *r)[0], state)
+    return cases
+
+
+def run_split(args, gpu: bool, torch_on: bool, budget: Budget) -> dict[str, Any] | None:
+    """Where the float32 fm step's time goes, per library: the step, its forward pass alone
+    and its optimizer update alone, timed in one interleaved set; ``rest`` (the backward pass
+    with the forward's saved activations) is step - forward - update, round by round."""
+    if not budget.allows("split", 0 if args.quick else 150):
+        return None
+    precision = args.precisions[0]
+    over = [f"train.batch_size={args.batch}", "train.compute_dtype=float32", *fm_overrides(args)]
+    cfg = recipe("fm_cifar10", over)
+    cases = flowzoo_split_cases(cfg, args.batch, precision)
+    libraries = ["flowzoo"]
+    if torch_on:
+        dev = torch_device()
+        closures, _, _ = _torch_training(cfg, args.batch, "float32", precision, False, dev)
+        cases.update({f"torchcfm {k}": (fn, TorchCarry(dev)) for k, fn in closures.items()})
+        libraries.append("torchcfm")
+    timed = common.interleaved_steady(cases, args.repeats, args.block_s)
+    out = {"batch": args.batch, "mode": mode_of("float32", precision), "libraries": {}}
+    for lib in libraries:
+        rounds = {k: np.asarray(timed[f"{lib} {k}"]["step_s"]["values"]) for k in SPLIT_PARTS}
+        rounds["rest"] = rounds["step"] - rounds["forward"] - rounds["update"]
+        out["libraries"][lib] = {k: v.tolist() for k, v in rounds.items()}
+    return out
+
+
+def split_rows(split: dict[str, Any]) -> list[list[Any]]:
+    """Per part: each library's median seconds and the median of the per-round ratios
+    torchcfm / flowzoo (above 1: flowzoo's part is the faster)."""
+    libs = split["libraries"]
+    rows = []
+    for part in ("forward", "rest", "update", "step"):
+        ours = np.asarray(libs["flowzoo"][part])
+        row = [part, common.fmt_seconds(float(np.median(ours)))]
+        if "torchcfm" in libs:
+            theirs = np.asarray(libs["torchcfm"][part])
+            ratio = common.summarize((theirs / ours).tolist())
+            row += [common.fmt_seconds(float(np.median(theirs))), common.fmt_rounds(ratio)]
+        rows.append(row)
+    return rows
 
 
 def _torch_sampler(net, n: int, nfe: int, precision: str, dev: str, node=None):
@@ -753,6 +875,14 @@ def render(d: dict[str, Any]) -> str:
                 text += ["", f"flowzoo's solve with XLA's YNNPACK convolutions takes "
                          f"{common.fmt_rounds(ab)} the time of its solve with Eigen "
                          f"convolutions (`flowzoo.train.jit`; paired rounds)."]  # fmt: skip
+    if split := d.get("split"):
+        head = ["part", "flowzoo"] + (
+            ["torchcfm", "torchcfm / flowzoo"] if "torchcfm" in split["libraries"] else []
+        )
+        text += ["", f"Where the fm_cifar10 step's time goes, batch {split['batch']}, "
+                 f"{split['mode']} (medians of one interleaved set; `rest` = step - forward - "
+                 "update, round by round: the backward pass, with the forward's saved "
+                 "activations):", "", common.md_table(head, split_rows(split))]  # fmt: skip
     text += ["", _peaks_line(d)]
     if d.get("skipped"):
         text += ["", "Skipped for the time budget: " + "; ".join(d["skipped"]) + "."]
@@ -774,7 +904,7 @@ def parse(argv, gpu: bool) -> argparse.Namespace:
     p.add_argument("--glow-batch", type=int, default=None, help="default 64 on GPU, else --batch")
     p.add_argument("--sample-batch", type=int, default=None, help="default --batch on GPU, else 1")
     p.add_argument("--nfe", type=int, default=100, help="Euler steps of the sampling part")
-    p.add_argument("--parts", default="fm,sample,glow")
+    p.add_argument("--parts", default="fm,sample,glow,split")
     p.add_argument("--dtypes", default="bfloat16,float32" if gpu else "float32")
     p.add_argument("--precisions", default="tf32,highest" if gpu else "highest")
     default_compile = "bfloat16,float32,sample" if gpu else ""  # minutes per compile on 2 cores
@@ -855,8 +985,9 @@ def main(argv=None) -> dict[str, Any]:
     runs = {"fm": lambda: run_fm(args, gpu, torch_on, budget)}
     runs["sample"] = lambda: run_sample(args, gpu, torch_on, budget)
     runs["glow"] = lambda: run_glow(args, gpu, budget)
+    runs["split"] = lambda: run_split(args, gpu, torch_on, budget)
     d["fm"] = {"batch": args.batch, "flops": None, "contenders": {}}
-    for part in [p for p in ("fm", "sample", "glow") if p in args.parts]:
+    for part in [p for p in ("fm", "sample", "glow", "split") if p in args.parts]:
         d[part] = runs[part]()
         save()
     save(final=True)

@@ -65,9 +65,14 @@ def test_reduced_size_run_without_torch(accel, tmp_path):
     assert glow["step_s"]["median"] > 0 and d["glow"]["flops"]["total"] > 0
     assert glow["peak_bytes"] > 0 and glow["mode"] == "fp32-highest"
     assert d["checks"] == accel.check(d) and [c["met"] for c in d["checks"]] == [None]
+    split = d["split"]["libraries"]["flowzoo"]  # step, forward alone, update alone, rest
+    assert all(len(split[k]) == 2 and min(split[k]) > 0 for k in ("step", "forward", "update"))
+    rest = np.subtract(np.subtract(split["step"], split["forward"]), split["update"])
+    assert split["rest"] == pytest.approx(rest.tolist())
     text = accel.render(d)
-    assert text.count("\n|---") == 4 and "| flowzoo fp32-highest | fp32-highest |" in text
+    assert text.count("\n|---") == 5 and "| flowzoo fp32-highest | fp32-highest |" in text
     assert "the time of its solve with Eigen convolutions" in text
+    assert "Where the fm_cifar10 step's time goes, batch 2" in text
 
 
 def _contender(name, library, mode, values, **extra):
@@ -154,13 +159,35 @@ def test_cpu_conv_ab_is_a_diagnostic_not_a_contender(accel):
     assert "takes 1.10x (1.05-1.15) the time of its step with Eigen" in accel.render(d)
 
 
+def test_split_ratios_pair_the_rounds(accel):
+    """The split table: per part, each library's median and the median of the per-round
+    ratios torchcfm / flowzoo (rounds 2/1, 3/2, 6/4 -> 1.5), ``rest`` included as stored."""
+    split = {
+        "batch": 8,
+        "mode": "fp32-highest",
+        "libraries": {
+            "flowzoo": {"step": [1.0, 2.0, 4.0], "forward": [0.5] * 3, "update": [0.1] * 3,
+                        "rest": [0.4, 1.4, 3.4]},
+            "torchcfm": {"step": [2.0, 3.0, 6.0], "forward": [0.5] * 3, "update": [0.3] * 3,
+                         "rest": [1.2, 2.2, 5.2]},
+        },
+    }  # fmt: skip
+    rows = {r[0]: r for r in accel.split_rows(split)}
+    assert list(rows) == ["forward", "rest", "update", "step"]
+    assert rows["step"] == ["step", "2.00 s", "3.00 s", "1.50x (1.50-1.75)"]
+    assert rows["update"][3] == "3.00x (3.00-3.00)" and rows["forward"][3].startswith("1.00x")
+    only_ours = {**split, "libraries": {"flowzoo": split["libraries"]["flowzoo"]}}
+    assert accel.split_rows(only_ours)[0] == ["forward", "500.00 ms"]
+
+
 def test_torchcfm_contenders_run_the_same_network(accel, tmp_path):
     """With torch: torchcfm's eager step timed beside flowzoo's and checked against it, and
     the sampling part's field evaluation equal on both sides with torchcfm's weights."""
     pytest.importorskip("torch")
     pytest.importorskip("torchcfm")
     out = tmp_path / "accelerator.json"
-    args = ["--quick", "--batch", "2", "--nfe", "2", "--repeats", "1", "--parts", "fm,sample"]
+    args = ["--quick", "--batch", "2", "--nfe", "2", "--repeats", "1"]
+    args += ["--parts", "fm,sample,split"]
     accel.main([*args, "--torch-threads", "1", "--torch-compile", "", "--out", str(out)])
     d = json.loads(out.read_text())
     peer = d["fm"]["contenders"]["torchcfm eager fp32-highest"]
@@ -169,3 +196,5 @@ def test_torchcfm_contenders_run_the_same_network(accel, tmp_path):
     assert isinstance(d["checks"][0]["met"], bool)
     assert 0 < d["sample"]["velocity_max_abs_diff"] < 1e-4
     assert set(d["sample"]["contenders"]) >= {"flowzoo", "torch eager"}
+    theirs = d["split"]["libraries"]["torchcfm"]  # torchcfm's forward and update alone
+    assert min(theirs["forward"]) > 0 and min(theirs["update"]) > 0
