@@ -553,22 +553,18 @@ def flowzoo_split_cases(cfg: dict[str, Any], batch: int, precision: str) -> dict
     ``flowzoo train`` compiles the step; ``name -> (step, carry)``."""
     model, opt, ema, state, key, x = _flowzoo_training(cfg, batch, False)
     grads = numpy_params(jax.eval_shape(lambda: state.params), seed=1)
-    programs = {
-        "step": (make_train_step(model.loss, opt, ema_decay=ema), (state, key, x)),
-        "forward": (flowzoo_jit(lambda p, k, b: model.loss(p, k, b)[0]), (state.params, key, x)),
-        "update": (make_train_step(_linear_loss, opt, ema_decay=ema), (state, key, grads)),
-    }
+    precise = JAX_PRECISION[precision]
     cases = {}
-    for part, (fn, args) in programs.items():
-        compiled = _Precise(fn, JAX_PRECISION[precision]).lower(*args).compile()
-        if part == "forward":
-            cases[f"flowzoo {part}"] = (
-                lambda c, f=compiled: f(state.params, key, x),
-                jnp.zeros(()),
-            )
-        else:
-            rest = args[1:]
-            cases[f"flowzoo {part}"] = (lambda s, f=compiled, r=rest: f(s, *r)[0], state)
+    chained = {  # each call starts from the state the last one returned, as in training
+        "step": (make_train_step(model.loss, opt, ema_decay=ema), (key, x)),
+        "update": (make_train_step(_linear_loss, opt, ema_decay=ema), (key, grads)),
+    }
+    for part, (fn, rest) in chained.items():
+        compiled = _Precise(fn, precise).lower(state, *rest).compile()
+        cases[f"flowzoo {part}"] = (lambda s, f=compiled, r=rest: f(s, *r)[0], state)
+    forward = flowzoo_jit(lambda p, k, b: model.loss(p, k, b)[0])
+    compiled = _Precise(forward, precise).lower(state.params, key, x).compile()
+    cases["flowzoo forward"] = (lambda _, f=compiled: f(state.params, key, x), None)
     return cases
 
 
