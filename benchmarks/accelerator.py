@@ -320,11 +320,11 @@ def _bytes(tensors) -> int:
 
 
 def _torch_training(cfg, batch: int, dtype: str, precision: str, compiled: bool, dev: str):
-    """torchcfm's CIFAR-10 training (``train_cifar10.py``): ``(closures, net, last)`` where
-    ``closures`` maps ``step`` (the train step), ``forward`` (its loss without gradients) and
-    ``update`` (gradient clipping, Adam, the schedule and the EMA on fixed random gradients,
-    through a linear loss whose gradient they are) to ``fn(carry) -> carry``, and ``last``
-    holds the step's last loss."""
+    """torchcfm's CIFAR-10 training (``train_cifar10.py``): ``(closures, (net, ema_net,
+    optimizer), last)``. ``closures`` maps ``step`` (the train step), ``forward`` (its loss
+    without gradients) and ``update`` (gradient clipping, Adam, the schedule and the EMA on
+    fixed random gradients, through a linear loss whose gradient they are) to
+    ``fn(carry) -> carry``; ``last`` holds the step's last loss."""
     t = cfg["train"]
     torch.manual_seed(0)
     net = torch_unet(cfg["model"]).to(dev).train()
@@ -568,7 +568,7 @@ def flowzoo_split_cases(cfg: dict[str, Any], batch: int, precision: str) -> dict
     return cases
 
 
-def run_split(args, gpu: bool, torch_on: bool, budget: Budget) -> dict[str, Any] | None:
+def run_split(args, torch_on: bool, budget: Budget) -> dict[str, Any] | None:
     """Where the float32 fm step's time goes, per library: the step, its forward pass alone
     and its optimizer update alone, timed in one interleaved set; ``rest`` (the backward pass
     with the forward's saved activations) is step - forward - update, round by round."""
@@ -997,7 +997,7 @@ def main(argv=None) -> dict[str, Any]:
     runs = {"fm": lambda: run_fm(args, gpu, torch_on, budget)}
     runs["sample"] = lambda: run_sample(args, gpu, torch_on, budget)
     runs["glow"] = lambda: run_glow(args, gpu, budget)
-    runs["split"] = lambda: run_split(args, gpu, torch_on, budget)
+    runs["split"] = lambda: run_split(args, torch_on, budget)
     d["fm"] = {"batch": args.batch, "flops": None, "contenders": {}}
     for part in [p for p in ("fm", "sample", "glow", "split") if p in args.parts]:
         d[part] = runs[part]()
