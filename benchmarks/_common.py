@@ -226,6 +226,30 @@ def summarize(values: Sequence[float]) -> dict[str, Any]:
     }
 
 
+def rounds_ratio(rounds: Mapping[str, Any], num: str, den: str) -> dict[str, Any] | None:
+    """Case ``num``'s step time over ``den``'s in :func:`interleaved_steady`'s ``rounds``,
+    round by round (the rounds pair them), summarised; ``None`` if either is missing."""
+    if num not in rounds or den not in rounds:
+        return None
+    a, b = rounds[num]["step_s"]["values"], rounds[den]["step_s"]["values"]
+    return summarize([x / y for x, y in zip(a, b, strict=True)])
+
+
+class Ready:
+    """The carry of a step that blocks itself (a torch step on a CPU): what
+    :func:`interleaved_steady` calls ``block_until_ready`` on."""
+
+    def block_until_ready(self):
+        return self
+
+
+def accelerator():
+    """``benchmarks/accelerator.py`` as a module: the ``fm_cifar10`` recipe and its train
+    step (:func:`accelerator.train_step_case`), which other scripts time variants of."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    return importlib.import_module("accelerator")
+
+
 # --------------------------------------------------------------------------- compile time
 
 

@@ -48,18 +48,11 @@ RATE = 0.1
 UNET_MODULE = "flowzoo.nets._adm_unet"
 
 
-def _accelerator():
-    sys.path.insert(0, str(HERE))
-    import accelerator
-
-    return accelerator
-
-
 def dropout_shapes(cfg: dict[str, Any], batch: int) -> list[tuple[int, ...]]:
     """The input shapes of every dropout layer of ``cfg``'s UNet at ``batch`` (traced)."""
     from flowzoo import nets, zoo
 
-    A = _accelerator()
+    A = common.accelerator()
     shapes: list[tuple[int, ...]] = []
 
     class Recording(nets.Dropout):
@@ -109,21 +102,17 @@ def mask_cases(shapes, torch_threads: int | None) -> dict[str, tuple]:
         torch.set_num_threads(torch_threads)
         txs = [torch.ones(s) for s in shapes]
 
-        class Done:
-            def block_until_ready(self):
-                return self
-
         def torch_step(carry):
             for x in txs:
                 torch.nn.functional.dropout(x, RATE, training=True)
             return carry
 
-        cases["torch"] = (torch_step, Done())
+        cases["torch"] = (torch_step, common.Ready())
     return cases
 
 
 def step_cases(cfg: dict[str, Any], batch: int) -> tuple[dict[str, tuple], dict[str, Any]]:
-    A = _accelerator()
+    A = common.accelerator()
     cases, records = {}, {}
     for name, cls in (("flowzoo", None), ("flax", nn.Dropout)):
         patch = mock.patch(f"{UNET_MODULE}.Dropout", cls) if cls else mock.MagicMock()
@@ -131,14 +120,6 @@ def step_cases(cfg: dict[str, Any], batch: int) -> tuple[dict[str, tuple], dict[
             case, record, _ = A.train_step_case(cfg, batch, "highest", False)
         cases[name], records[name] = case, {"compile_s": record["compile_s"]}
     return cases, records
-
-
-def ratio(rounds: dict[str, Any], num: str, den: str) -> dict[str, Any] | None:
-    """``num``'s step time over ``den``'s, median and range over the interleaved rounds."""
-    if num not in rounds or den not in rounds:
-        return None
-    a, b = rounds[num]["step_s"]["values"], rounds[den]["step_s"]["values"]
-    return common.summarize([x / y for x, y in zip(a, b, strict=True)])
 
 
 def render(d: dict[str, Any]) -> str:
@@ -198,7 +179,7 @@ def main(argv=None) -> dict[str, Any]:
 
     malloc.relaunch([__file__, *(argv if argv is not None else sys.argv[1:])])
     args = parse(argv)
-    A = _accelerator()
+    A = common.accelerator()
     quick = [o for o in A.QUICK_FM if not o.startswith("model.dropout")]
     overrides = [f"train.batch_size={args.batch}", "train.compute_dtype=float32"]
     overrides += [*quick, f"model.dropout={RATE}"] if args.quick else []
@@ -221,14 +202,19 @@ def main(argv=None) -> dict[str, Any]:
             "allocator": malloc.loaded_allocator(),
         },
         "masks": masks,
-        "mask_ratios": {n: (ratio(masks, n, "flowzoo") or {}).get("median") for n in masks},
+        "mask_ratios": {
+            n: (common.rounds_ratio(masks, n, "flowzoo") or {}).get("median") for n in masks
+        },
     }
     if not args.no_step:
         cases, records = step_cases(cfg, args.batch)
         rounds = common.interleaved_steady(cases, repeats=args.repeats)
         for name in rounds:
             rounds[name]["compile_s"] = records[name]["compile_s"]
-        d["step"] = {"rounds": rounds, "flax_over_flowzoo": ratio(rounds, "flax", "flowzoo")}
+        d["step"] = {
+            "rounds": rounds,
+            "flax_over_flowzoo": common.rounds_ratio(rounds, "flax", "flowzoo"),
+        }
     common.write_json(args.out, d)
     print(render(d))
     return d

@@ -58,6 +58,9 @@ SCRIPTS: dict[str, Script] = {
         # the fused dropout of flowzoo.nets against jax.random.bernoulli's and torch's, and
         # the fm_cifar10 step with each of the two JAX draws
         Script("dropout", "dropout.py", torch_threads=True),
+        # the UNet's GroupNorm and attention against their direct formulations (flax's
+        # GroupNorm, q/k/v sliced from the interleaved projection) and torch's layers
+        Script("adm_layers", "adm_layers.py", torch_threads=True),
         Script("scaling", "scaling.py", default=False),
         Script("scale_study", "scale_study.py", default=False, timed=False),
         # the fm_cifar10 / glow_cifar10 steps and sampling against torchcfm: minutes per

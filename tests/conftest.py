@@ -171,6 +171,29 @@ def pytest_unconfigure(config):
         shutil.rmtree(os.environ.get("FLOWZOO_CACHE", ""), ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """``load_benchmark(name)``: ``benchmarks/<name>.py`` imported as a module, as
+    ``run_all.py`` runs it (its sibling ``_common`` importable; registered in
+    ``sys.modules``, which flax's dataclass modules need)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+
+    def load(name: str):
+        if str(bench) not in sys.path:
+            sys.path.insert(0, str(bench))
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", bench / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+
+
 @pytest.fixture
 def key():
     """A fixed PRNG key; tests derive sub-keys from it with ``jax.random.split``/``fold_in``."""

@@ -4,24 +4,15 @@ same network on both sides."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
 
 @pytest.fixture(scope="module")
-def accel():
-    sys.path.insert(0, str(BENCH))  # the module imports its sibling _common, as run_all does
-    spec = importlib.util.spec_from_file_location("bench_accelerator", BENCH / "accelerator.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def accel(load_benchmark):
+    return load_benchmark("accelerator")
 
 
 def test_reduced_size_run_without_torch(accel, tmp_path):

@@ -94,10 +94,38 @@ def _dense(features: int, fan_in: int, dtype: Any, name: str, zero: bool = False
     return nn.Dense(features, dtype=dtype, kernel_init=init, bias_init=init, name=name)
 
 
+class _GroupNorm(nn.Module):
+    """torchcfm's ``GroupNorm32`` on NHWC: 32 groups, eps 1e-5, computed in float32, cast
+    back to the input's dtype; ``scale`` (ones) and ``bias`` (zeros) of shape ``(C,)``,
+    the parameters of ``flax.linen.GroupNorm``.
+
+    The statistics are sums over the positions per channel (reductions along the leading
+    axis, which XLA vectorises over the channels), then over the ``C / 32`` channels of each
+    group; variance ``E[x^2] - E[x]^2``, as ``flax.linen.GroupNorm``'s default. The result
+    is one affine map per sample and channel. ``flax.linen.GroupNorm`` computes the same
+    function with reductions over the positions and the channels of a group at once, which
+    XLA runs slower on CPU (``benchmarks/adm_layers.py`` times both, forward and backward).
+    """
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        n, c = x.shape[0], x.shape[-1]
+        per = c // _GROUPS
+        scale = self.param("scale", nn.initializers.ones, (c,), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (c,), jnp.float32)
+        xf = x.astype(jnp.float32).reshape(n, -1, c)
+        count = xf.shape[1] * per
+        mean = xf.sum(axis=1).reshape(n, _GROUPS, per).sum(axis=-1) / count
+        mean2 = jnp.square(xf).sum(axis=1).reshape(n, _GROUPS, per).sum(axis=-1) / count
+        rstd = jax.lax.rsqrt(jnp.maximum(mean2 - jnp.square(mean), 0.0) + 1e-5)
+        a = jnp.repeat(rstd, per, axis=1) * scale.astype(jnp.float32)[None, :]  # (n, C)
+        b = bias.astype(jnp.float32)[None, :] - jnp.repeat(mean, per, axis=1) * a
+        return (xf * a[:, None, :] + b[:, None, :]).reshape(x.shape).astype(x.dtype)
+
+
 def _group_norm(x: Array, name: str) -> Array:
-    """torchcfm's ``GroupNorm32``: 32 groups, eps 1e-5, computed in float32, cast back."""
-    norm = nn.GroupNorm(_GROUPS, epsilon=1e-5, dtype=jnp.float32, name=name)
-    return norm(x.astype(jnp.float32)).astype(x.dtype)
+    """torchcfm's ``GroupNorm32`` (:class:`_GroupNorm`) named ``name``."""
+    return _GroupNorm(name=name)(x)
 
 
 class _ResBlock(nn.Module):
@@ -124,11 +152,36 @@ class _ResBlock(nn.Module):
         return x + h
 
 
+class _Linear(nn.Module):
+    """The ``kernel`` ``(fan_in, features)`` and ``bias`` ``(features,)`` of a
+    ``torch.nn.Linear`` (or 1x1 ``Conv1d``), as ``nn.Dense`` names and initialises them
+    (:func:`_dense`), cast to ``dtype``; the caller contracts them in its own layout."""
+
+    features: int
+    dtype: Any
+    zero: bool = False
+
+    @nn.compact
+    def __call__(self, fan_in: int) -> tuple[Array, Array]:
+        init = _ZERO if self.zero else _fan_in_uniform(fan_in)
+        kernel = self.param("kernel", init, (fan_in, self.features))
+        bias = self.param("bias", init, (self.features,))
+        return kernel.astype(self.dtype), bias.astype(self.dtype)
+
+
 class _Attention(nn.Module):
     """``AttentionBlock`` with ``QKVAttentionLegacy``: GN, 1x1 qkv projection whose channels
     are ``(heads, [q, k, v], head_dim)``, softmax attention over the H*W positions (q and k
     each scaled by ``head_dim ** -0.25``, softmax in float32), zero-initialised output
-    projection, residual."""
+    projection, residual.
+
+    The projections contract the kernels viewed per head (``(C, heads, 3, head_dim)`` and
+    ``(heads, head_dim, C)``), so q, k, v and the attention output stay head-major
+    ``(N, heads, HW, head_dim)``: every product is a batched matmul on contiguous operands,
+    with no slice of the interleaved qkv channels in between. Slicing q, k and v out of the
+    projection, as torchcfm does, gives the same function and a slower program on CPU
+    (``benchmarks/adm_layers.py`` times both).
+    """
 
     heads: int
     dtype: Any
@@ -136,15 +189,22 @@ class _Attention(nn.Module):
     @nn.compact
     def __call__(self, x: Array) -> Array:
         n, hh, ww, c = x.shape
-        d = c // self.heads
-        tokens = _group_norm(x, "norm").reshape(n, hh * ww, c)
-        qkv = _dense(3 * c, c, self.dtype, "qkv")(tokens).reshape(n, hh * ww, self.heads, 3, d)
+        heads, d = self.heads, c // self.heads
+        tokens = _group_norm(x, "norm").reshape(n, hh * ww, c).astype(self.dtype)
+        w_qkv, b_qkv = _Linear(3 * c, self.dtype, name="qkv")(c)
+        w_qkv, b_qkv = w_qkv.reshape(c, heads, 3, d), b_qkv.reshape(heads, 3, d)
         scale = d**-0.25
-        q, k, v = qkv[..., 0, :] * scale, qkv[..., 1, :] * scale, qkv[..., 2, :]
-        logits = jnp.einsum("nthd,nshd->nhts", q, k)
+
+        def project(i: int) -> Array:  # (N, heads, HW, d)
+            out = jnp.einsum("ntc,chd->nhtd", tokens, w_qkv[:, :, i])
+            return out + b_qkv[None, :, None, i]
+
+        q, k, v = project(0) * scale, project(1) * scale, project(2)
+        logits = jnp.einsum("nhtd,nhsd->nhts", q, k)
         weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(v.dtype)
-        out = jnp.einsum("nhts,nshd->nthd", weights, v).reshape(n, hh * ww, c)
-        out = _dense(c, c, self.dtype, "proj_out", zero=True)(out)
+        out = jnp.einsum("nhts,nhsd->nhtd", weights, v)
+        w_out, b_out = _Linear(c, self.dtype, zero=True, name="proj_out")(c)
+        out = jnp.einsum("nhtd,hdc->ntc", out, w_out.reshape(heads, d, c)) + b_out[None, None]
         return x + out.astype(x.dtype).reshape(x.shape)
 
 

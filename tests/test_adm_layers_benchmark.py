@@ -1,0 +1,50 @@
+"""benchmarks/adm_layers.py: the formulations it times against each other compute one function.
+
+The script times ``nets.adm_unet``'s GroupNorm and attention against their direct
+formulations (``flax.linen.GroupNorm``; q, k, v sliced from the interleaved projection, as
+torchcfm's ``QKVAttentionLegacy``). Here, on small shapes: the two agree in value and in
+every gradient to float32 rounding (an independent check of the shipped layers, which the
+torchcfm comparison in tests/nets/test_adm_unet.py makes only where torch is installed),
+the layers found in a UNet are its GroupNorms and attention blocks, and the layer timing
+runs.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def adm_layers(load_benchmark):
+    return load_benchmark("adm_layers")
+
+
+def test_groupnorm_formulations_agree(adm_layers):
+    """flowzoo's GroupNorm(32) + SiLU against flax.linen.GroupNorm's, 4 and 1 channels per
+    group, inputs of mean 0.5 and scale 2: values and gradients within 1e-5 (relative to
+    the largest magnitude of each array; float32 rounding is about 1e-7)."""
+    shapes = [(2, 8, 8, 128), (3, 4, 4, 32)]
+    assert adm_layers.max_relative_difference("groupnorm", shapes) < 1e-5
+
+
+def test_attention_formulations_agree(adm_layers):
+    """The head-major attention block against the sliced transcription of torchcfm's, with
+    2 and 4 heads (parameters perturbed off the zero-initialised output projection, so the
+    attention path carries signal): values and gradients within 1e-5."""
+    shapes = [((2, 8, 8, 64), 2), ((2, 4, 4, 128), 4)]
+    assert adm_layers.max_relative_difference("attention", shapes) < 1e-5
+
+
+def test_a_small_unet_has_its_layers_found_and_timed(adm_layers):
+    """A one-level UNet with attention at 16x16 (the quick config): 2 GroupNorms per
+    residual block plus one per attention block and the output's; the layer cases time."""
+    A = adm_layers.common.accelerator()
+    cfg = A.recipe("fm_cifar10", ["train.batch_size=2", *A.QUICK_FM])
+    shapes = adm_layers.layer_shapes(cfg, 2)
+    assert shapes["attention"] and all(s[0][1:3] == (16, 16) for s in shapes["attention"])
+    assert len(shapes["groupnorm"]) > 2 * len(shapes["attention"])
+    rounds = adm_layers.common.interleaved_steady(
+        adm_layers.layer_cases("attention", shapes["attention"], None), repeats=1
+    )
+    assert set(rounds) == {"flowzoo", "slices"}
+    assert all(r["step_s"]["median"] > 0 for r in rounds.values())
