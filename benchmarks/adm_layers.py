@@ -1,4 +1,5 @@
-"""The ADM UNet's GroupNorm and attention layers against their direct formulations.
+"""The ADM UNet's layers on CPU: GroupNorm and attention against their direct formulations,
+and every layer kind against torch's.
 
 ``flowzoo.nets.adm_unet`` (the ``fm_cifar10`` / ``sde_cifar10`` network) writes two of its
 layers for XLA rather than as torchcfm's code reads:
@@ -13,15 +14,18 @@ layers for XLA rather than as torchcfm's code reads:
   q, k and v sliced out of it, products over token-major arrays.
 
 Both formulations have the same parameters and compute the same function (checked here to
-float32 rounding before timing). Three measurements, each timed in interleaved rounds
+float32 rounding before timing). Four measurements, each timed in interleaved rounds
 (``_common.interleaved_steady``):
 
 * ``groupnorm``: forward and backward (the gradients for the input, scale and bias) of
   GroupNorm + SiLU on the input of every GroupNorm of the ``fm_cifar10`` UNet at the given
-  batch (the shapes are traced from the network), one jitted program per formulation, and
-  torch's ``GroupNorm`` + ``silu`` on the same shapes as the peer.
+  batch (the shapes are traced from the network), each layer its own jitted program, run
+  in turn, and torch's ``GroupNorm`` + ``silu`` on the same shapes as the peer.
 * ``attention``: the same for every attention block, with torchcfm's ``AttentionBlock`` as
   the peer.
+* ``conv``: the same for every convolution, as flowzoo compiles it on CPU (XLA's Eigen
+  convolutions) and torch's ``Conv2d`` (oneDNN): the kernels under both train steps, with
+  no second JAX formulation.
 * ``step``: the ``fm_cifar10`` train step (float32, full-precision matmuls) with the layers
   as shipped and with both direct formulations in their place.
 
@@ -93,13 +97,14 @@ class SliceAttention(nn.Module):
 
 
 def layer_shapes(cfg: dict[str, Any], batch: int) -> dict[str, list]:
-    """``{"groupnorm": [shape, ...], "attention": [(shape, heads), ...]}``: the inputs of
-    every GroupNorm and attention block of ``cfg``'s UNet at ``batch`` (traced)."""
+    """The layers of ``cfg``'s UNet at ``batch`` (traced): ``{"groupnorm": [shape, ...],
+    "attention": [(shape, heads), ...], "conv": [(shape, features, kernel, stride,
+    padding), ...]}``, each with its input's shape."""
     from flowzoo import zoo
 
     A, unet = common.accelerator(), _unet()
-    found: dict[str, list] = {"groupnorm": [], "attention": []}
-    shipped_norm, shipped_attention = unet._group_norm, unet._Attention
+    found: dict[str, list] = {"groupnorm": [], "attention": [], "conv": []}
+    shipped_norm, shipped_attention, shipped_conv = unet._group_norm, unet._Attention, unet._Conv2d
 
     def norm(x, name):
         found["groupnorm"].append(tuple(x.shape))
@@ -110,12 +115,19 @@ def layer_shapes(cfg: dict[str, Any], batch: int) -> dict[str, list]:
             found["attention"].append((tuple(x.shape), self.heads))
             return super().__call__(x)
 
+    class Conv(shipped_conv):
+        def __call__(self, x):
+            spec = (self.features, self.kernel_size, self.stride, self.padding)
+            found["conv"].append((tuple(x.shape), *spec))
+            return super().__call__(x)
+
     net = zoo.cfm_network(cfg["model"], A.SHAPE)
     x = jnp.zeros((batch, *A.SHAPE))
     params = jax.eval_shape(net.init, jax.random.key(0), jnp.zeros((batch,)), x)
     with (
         mock.patch(f"{UNET_MODULE}._group_norm", norm),
         mock.patch(f"{UNET_MODULE}._Attention", Attention),
+        mock.patch(f"{UNET_MODULE}._Conv2d", Conv),
     ):
         jax.eval_shape(lambda p: net.apply(p, 0.5, x), params)
     return found
@@ -134,6 +146,8 @@ def _layers(kind: str, formulation: str, shapes: list) -> list:
                 return nn.silu(y)
 
         return [(Norm(), s) for s in shapes]
+    if kind == "conv":  # no second formulation: XLA's convolution as flowzoo compiles it
+        return [(unet._Conv2d(f, k, st, p), s) for s, f, k, st, p in shapes]
     cls = unet._Attention if formulation == "flowzoo" else SliceAttention
     return [(cls(heads, jnp.float32), s) for s, heads in shapes]
 
@@ -149,7 +163,8 @@ def _inputs(kind: str, shapes: list):
         params = jax.tree.map(
             lambda p: p + jnp.asarray(rng.standard_normal(p.shape) * 0.05, p.dtype), params
         )
-        out.append((params, x, jnp.asarray(rng.standard_normal(shape), jnp.float32)))
+        y = jax.eval_shape(module.apply, params, x)
+        out.append((params, x, jnp.asarray(rng.standard_normal(y.shape), jnp.float32)))
     return out
 
 
@@ -182,39 +197,56 @@ def max_relative_difference(kind: str, shapes: list) -> float:
     return worst
 
 
-DIRECT = {"groupnorm": "flax", "attention": "slices"}
+DIRECT = {"groupnorm": "flax", "attention": "slices", "conv": None}
 
 
 def layer_cases(kind: str, shapes: list, torch_threads: int | None) -> dict[str, tuple]:
-    """``name -> (step, carry)`` for :func:`_common.interleaved_steady`."""
+    """``name -> (step, carry)`` for :func:`_common.interleaved_steady`. A step runs the
+    forward and backward pass of every layer in turn, each layer its own compiled program,
+    finished before the next starts, as torch runs them and as they run in the network (one
+    program of independent layers would let XLA run two at once, one per core)."""
     from flowzoo.train import jit
 
     inputs = _inputs(kind, shapes)
     cases = {}
-    for name, formulation in (("flowzoo", "flowzoo"), (DIRECT[kind], "direct")):
-        compiled = jit(vjp_program(kind, formulation, shapes)).lower(inputs).compile()
-        cases[name] = (lambda carry, c=compiled: c(inputs), None)
+    formulations = [("flowzoo", "flowzoo")] + ([(DIRECT[kind], "direct")] if DIRECT[kind] else [])
+    for name, formulation in formulations:
+        programs = [
+            jit(lambda i, m=module: jax.vjp(m.apply, i[0], i[1])[1](i[2])).lower(i).compile()
+            for (module, _), i in zip(_layers(kind, formulation, shapes), inputs, strict=True)
+        ]
+
+        def step(carry, programs=programs):
+            for program, i in zip(programs, inputs, strict=True):
+                carry = jax.block_until_ready(program(i))
+            return carry
+
+        cases[name] = (step, None)
     if torch_threads:
         cases["torch"] = _torch_case(kind, shapes, inputs, torch_threads)
     return cases
 
 
 def _torch_case(kind: str, shapes: list, inputs: list, threads: int):
+    """torch's layers on the same shapes: ``GroupNorm`` + ``silu``, torchcfm's
+    ``AttentionBlock``, ``Conv2d`` (NCHW)."""
     torch = common.LazyImport("torch")
     torch.set_num_threads(threads)
     layers = []
     for spec, (_, x, g) in zip(shapes, inputs, strict=True):
-        shape, heads = (spec, None) if kind == "groupnorm" else spec
-        c = shape[-1]
+        c = x.shape[-1]
         if kind == "groupnorm":
             norm = torch.nn.GroupNorm(GROUPS, c, eps=EPS)
 
             def module(t, norm=norm):
                 return torch.nn.functional.silu(norm(t))
+        elif kind == "conv":
+            _, features, k, stride, padding = spec
+            module = torch.nn.Conv2d(c, features, k, stride=stride, padding=padding)
         else:
             from torchcfm.models.unet.unet import AttentionBlock
 
-            module = AttentionBlock(c, num_head_channels=c // heads)
+            module = AttentionBlock(c, num_head_channels=c // spec[1])
         tx = torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy()).requires_grad_()
         tg = torch.from_numpy(np.asarray(g).transpose(0, 3, 1, 2).copy())
         layers.append((module, tx, tg))
@@ -266,19 +298,31 @@ def render(d: dict[str, Any]) -> str:
             "`slices`: q, k, v sliced from the interleaved projection; `torch`: torchcfm's "
             "`AttentionBlock`",
         ),
+        "conv": (
+            "Convolutions (3x3 and 1x1)",
+            "`flowzoo`: `lax.conv_general_dilated` as flowzoo compiles it on CPU (XLA's Eigen "
+            "convolutions); `torch`: `torch.nn.Conv2d` (oneDNN). No second JAX formulation: "
+            "these are the kernels both steps run",
+        ),
     }
     out = []
     for kind, (title, legend) in what.items():
+        if kind not in d:  # a JSON from before the kind was measured
+            continue
         r = d[kind]
         rows = [
             [name, common.fmt_seconds(v["step_s"]["median"]), common.fmt_rounds(r["ratios"][name])]
             for name, v in r["rounds"].items()
         ]
+        same = r.get("max_relative_difference")
+        agree = (
+            f"; the formulations differ by at most {same:.0e} of the largest value"
+            if same is not None
+            else ""
+        )
         out += [
             f"{title}, forward and backward, on the inputs of the {len(r['shapes'])} such "
-            f"layers of the `fm_cifar10` UNet at batch {c['batch']} (one call each; the "
-            f"formulations differ by at most {r['max_relative_difference']:.0e} of the "
-            "largest value):",
+            f"layers of the `fm_cifar10` UNet at batch {c['batch']} (one after another{agree}):",
             "",
             common.md_table(["formulation", "time", "time / flowzoo's"], rows),
             "",
@@ -339,13 +383,14 @@ def main(argv=None) -> dict[str, Any]:
             "allocator": malloc.loaded_allocator(),
         },
     }
-    for kind in ("groupnorm", "attention"):
+    for kind in ("groupnorm", "attention", "conv"):
         rounds = common.interleaved_steady(
             layer_cases(kind, shapes[kind], threads), repeats=args.repeats
         )
+        same = max_relative_difference(kind, shapes[kind]) if DIRECT[kind] else None
         d[kind] = {
             "shapes": shapes[kind],
-            "max_relative_difference": max_relative_difference(kind, shapes[kind]),
+            "max_relative_difference": same,
             "rounds": rounds,
             "ratios": {n: common.rounds_ratio(rounds, n, "flowzoo") for n in rounds},
         }

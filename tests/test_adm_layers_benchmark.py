@@ -36,13 +36,16 @@ def test_attention_formulations_agree(adm_layers):
 
 
 def test_a_small_unet_has_its_layers_found_and_timed(adm_layers):
-    """A one-level UNet with attention at 16x16 (the quick config): 2 GroupNorms per
-    residual block plus one per attention block and the output's; the layer cases time."""
+    """The quick config's UNet (two levels, attention at 16x16): 2 GroupNorms per residual
+    block plus one per attention block and the output's, its three kinds of convolution;
+    the layer cases time."""
     A = adm_layers.common.accelerator()
     cfg = A.recipe("fm_cifar10", ["train.batch_size=2", *A.QUICK_FM])
     shapes = adm_layers.layer_shapes(cfg, 2)
     assert shapes["attention"] and all(s[0][1:3] == (16, 16) for s in shapes["attention"])
     assert len(shapes["groupnorm"]) > 2 * len(shapes["attention"])
+    kernels = sorted({(k, stride) for _, _, k, stride, _ in shapes["conv"]})
+    assert kernels == [(1, 1), (3, 1), (3, 2)]  # 3x3, the skip's 1x1, the downsampling
     rounds = adm_layers.common.interleaved_steady(
         adm_layers.layer_cases("attention", shapes["attention"], None), repeats=1
     )
