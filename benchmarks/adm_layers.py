@@ -236,10 +236,7 @@ def _torch_case(kind: str, shapes: list, inputs: list, threads: int):
     for spec, (_, x, g) in zip(shapes, inputs, strict=True):
         c = x.shape[-1]
         if kind == "groupnorm":
-            norm = torch.nn.GroupNorm(GROUPS, c, eps=EPS)
-
-            def module(t, norm=norm):
-                return torch.nn.functional.silu(norm(t))
+            module = torch.nn.Sequential(torch.nn.GroupNorm(GROUPS, c, eps=EPS), torch.nn.SiLU())
         elif kind == "conv":
             _, features, k, stride, padding = spec
             module = torch.nn.Conv2d(c, features, k, stride=stride, padding=padding)
@@ -253,6 +250,8 @@ def _torch_case(kind: str, shapes: list, inputs: list, threads: int):
 
     def step(carry):
         for module, tx, tg in layers:
+            module.zero_grad(set_to_none=True)  # fresh gradients, as a train step's
+            tx.grad = None
             module(tx).backward(tg)
         return carry
 
