@@ -250,6 +250,44 @@ def accelerator():
     return importlib.import_module("accelerator")
 
 
+def patched_train_steps(
+    cfg: dict[str, Any], batch: int, variants: Mapping[str, Mapping[str, Any]]
+) -> tuple[dict[str, tuple], dict[str, Any]]:
+    """The ``cfg`` train step (float32, full-precision matmuls) once per variant, each
+    compiled with its ``{dotted.name: replacement}`` patches in place (``{}``: as shipped):
+    ``(name -> (step, state), name -> {"compile_s": ...})`` for :func:`interleaved_steady`."""
+    import contextlib
+    from unittest import mock
+
+    cases, records = {}, {}
+    for name, patches in variants.items():
+        with contextlib.ExitStack() as stack:
+            for target, value in patches.items():
+                stack.enter_context(mock.patch(target, value))
+            case, record, _ = accelerator().train_step_case(cfg, batch, "highest", False)
+        cases[name], records[name] = case, {"compile_s": record["compile_s"]}
+    return cases, records
+
+
+def unet_variant_args(argv, doc: str, out: Path, no_step_help: str):
+    """The command line of the scripts that time variants of the ``fm_cifar10`` UNet
+    (``--quick``, ``--batch``, ``--repeats``, ``--torch-threads``, ``--no-torch``,
+    ``--no-step``, ``--out``); ``repeats`` defaults to 15 (3 with ``--quick``)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="a small UNet: a smoke run")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=None, help="default 15 (quick 3)")
+    ap.add_argument("--torch-threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--no-step", action="store_true", help=no_step_help)
+    ap.add_argument("--out", default=str(out))
+    args = ap.parse_args(argv)
+    args.repeats = args.repeats or (3 if args.quick else 15)
+    return args
+
+
 # --------------------------------------------------------------------------- compile time
 
 

@@ -30,14 +30,12 @@ float32 rounding before timing). Four measurements, each timed in interleaved ro
   as shipped and with both direct formulations in their place.
 
 Run ``python benchmarks/adm_layers.py [--quick] [--batch 8] [--torch-threads 2] [--no-step]``
-(about 5 minutes on 2 cores; ``--quick``: a small UNet, a smoke run); writes
+(about 7 minutes on 2 cores; ``--quick``: a small UNet, a smoke run); writes
 ``benchmarks/results/adm_layers.json``.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -260,26 +258,11 @@ def _torch_case(kind: str, shapes: list, inputs: list, threads: int):
 
 def step_cases(cfg: dict[str, Any], batch: int) -> tuple[dict[str, tuple], dict[str, Any]]:
     """The train step with the layers as shipped and with both direct formulations."""
-    A = common.accelerator()
-    cases, records = {}, {}
-    for name in ("flowzoo", "direct"):
-        patches = (
-            [
-                mock.patch(f"{UNET_MODULE}._group_norm", flax_group_norm),
-                mock.patch(f"{UNET_MODULE}._Attention", SliceAttention),
-            ]
-            if name == "direct"
-            else []
-        )
-        for p in patches:
-            p.start()
-        try:
-            case, record, _ = A.train_step_case(cfg, batch, "highest", False)
-        finally:
-            for p in patches:
-                p.stop()
-        cases[name], records[name] = case, {"compile_s": record["compile_s"]}
-    return cases, records
+    direct = {
+        f"{UNET_MODULE}._group_norm": flax_group_norm,
+        f"{UNET_MODULE}._Attention": SliceAttention,
+    }
+    return common.patched_train_steps(cfg, batch, {"flowzoo": {}, "direct": direct})
 
 
 def render(d: dict[str, Any]) -> str:
@@ -348,17 +331,9 @@ def render(d: dict[str, Any]) -> str:
 
 
 def parse(argv):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="a small UNet: a smoke run")
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--repeats", type=int, default=None, help="default 15 (quick 3)")
-    ap.add_argument("--torch-threads", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--no-torch", action="store_true")
-    ap.add_argument("--no-step", action="store_true", help="the layers only")
-    ap.add_argument("--out", default=str(HERE / "results" / "adm_layers.json"))
-    args = ap.parse_args(argv)
-    args.repeats = args.repeats or (3 if args.quick else 15)
-    return args
+    return common.unet_variant_args(
+        argv, __doc__, HERE / "results" / "adm_layers.json", "the layers only"
+    )
 
 
 def main(argv=None) -> dict[str, Any]:

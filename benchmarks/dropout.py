@@ -25,8 +25,6 @@ Run ``python benchmarks/dropout.py [--quick] [--batch 8] [--torch-threads 2] [--
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -112,14 +110,9 @@ def mask_cases(shapes, torch_threads: int | None) -> dict[str, tuple]:
 
 
 def step_cases(cfg: dict[str, Any], batch: int) -> tuple[dict[str, tuple], dict[str, Any]]:
-    A = common.accelerator()
-    cases, records = {}, {}
-    for name, cls in (("flowzoo", None), ("flax", nn.Dropout)):
-        patch = mock.patch(f"{UNET_MODULE}.Dropout", cls) if cls else mock.MagicMock()
-        with patch:
-            case, record, _ = A.train_step_case(cfg, batch, "highest", False)
-        cases[name], records[name] = case, {"compile_s": record["compile_s"]}
-    return cases, records
+    """The train step with the UNet's dropout layers as shipped and with flax's."""
+    variants = {"flowzoo": {}, "flax": {f"{UNET_MODULE}.Dropout": nn.Dropout}}
+    return common.patched_train_steps(cfg, batch, variants)
 
 
 def render(d: dict[str, Any]) -> str:
@@ -161,17 +154,9 @@ def render(d: dict[str, Any]) -> str:
 
 
 def parse(argv):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="a small UNet: a smoke run")
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--repeats", type=int, default=None, help="default 15 (quick 3)")
-    ap.add_argument("--torch-threads", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--no-torch", action="store_true")
-    ap.add_argument("--no-step", action="store_true", help="the masks only")
-    ap.add_argument("--out", default=str(HERE / "results" / "dropout.json"))
-    args = ap.parse_args(argv)
-    args.repeats = args.repeats or (3 if args.quick else 15)
-    return args
+    return common.unet_variant_args(
+        argv, __doc__, HERE / "results" / "dropout.json", "the masks only"
+    )
 
 
 def main(argv=None) -> dict[str, Any]:
