@@ -24,7 +24,8 @@ The cache only saves compile time: many tests (and the CLI subprocesses they sta
 the same small models anew, so they lower to identical programs, which XLA then compiles
 once per session instead of once per test. The directory is fresh for each session
 (created by the controlling process; xdist workers and subprocesses inherit it through
-``JAX_COMPILATION_CACHE_DIR``), so no state carries over between runs. The same holds for
+``JAX_COMPILATION_CACHE_DIR``), so no state carries over between runs, also where the
+user's environment names a cache directory of its own. The same holds for
 flowzoo's own cache of sample-quality classifiers (``FLOWZOO_CACHE``).
 """
 
@@ -95,7 +96,7 @@ _OWNER = "FLOWZOO_TEST_CACHE_OWNER"
 
 
 def pytest_configure(config):
-    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # the controller (or a plain run)
+    if _OWNER not in os.environ:  # the controller (or a plain run); workers inherit these
         os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="flowzoo-xla-cache-")
         os.environ[_OWNER] = str(os.getpid())
         # the sample-quality classifiers are cached here, not in the user's ~/.cache
