@@ -61,6 +61,9 @@ SCRIPTS: dict[str, Script] = {
         # the UNet's GroupNorm and attention against their direct formulations (flax's
         # GroupNorm, q/k/v sliced from the interleaved projection) and torch's layers
         Script("adm_layers", "adm_layers.py", torch_threads=True),
+        # the UNet's forward and backward pass in a process pinned to 1 core and to 2, against
+        # torchcfm's (torch threads = cores): whether a gap is in the work or in its spread
+        Script("unet_cores", "unet_cores.py", default=False),
         Script("scaling", "scaling.py", default=False),
         Script("scale_study", "scale_study.py", default=False, timed=False),
         # the fm_cifar10 / glow_cifar10 steps and sampling against torchcfm: minutes per

@@ -209,7 +209,10 @@ def test_every_script_in_the_table_renders_its_committed_json(run_all):
         assert getattr(module, script.render)(d).count("\n|---") >= 1, name
         if "checks" in d:
             assert module.check(d) == d["checks"], name
-    not_default = ["scaling", "scale_study", "accelerator", "malloc", "pretrained", "adapters"]
+    not_default = [
+        *("unet_cores", "scaling", "scale_study", "accelerator", "malloc", "pretrained"),
+        "adapters",
+    ]
     assert [n for n, s in run_all.SCRIPTS.items() if not s.default] == not_default
 
 
