@@ -19,7 +19,7 @@ rounds (``_common.interleaved_steady``):
 
 ``cpu_s / step_s`` is the number of cores busy on average (process CPU time over wall time;
 threads that spin while they wait count as busy). Run ``python benchmarks/unet_cores.py
-[--quick | --tiny] [--batch 8] [--cores 1,2] [--repeats 9] [--no-torch]`` (about 8 minutes
+[--quick | --tiny] [--batch 8] [--cores 1,2] [--repeats 9] [--no-torch]`` (about 6 minutes
 on 2 cores; ``--quick``: a small UNet, a smoke run; ``--tiny``: the same at one level);
 writes ``benchmarks/results/unet_cores.json``.
 """
