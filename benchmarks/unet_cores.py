@@ -34,6 +34,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+
 try:  # run as a script: benchmarks/ is on sys.path
     import _common as common
 except ImportError:  # imported as benchmarks.unet_cores
@@ -63,21 +67,17 @@ def parse(argv):
     return args
 
 
-def pin(cores: int) -> list[int]:
-    """Restrict this process to the first ``cores`` CPUs it may run on; returns them."""
+def pin(cores: int) -> None:
+    """Restrict this process to the first ``cores`` CPUs it may run on."""
     allowed = sorted(os.sched_getaffinity(0))
     if cores > len(allowed):
         raise ValueError(f"--cores {cores}: this process may run on {len(allowed)} CPUs only")
     os.sched_setaffinity(0, allowed[:cores])
-    return allowed[:cores]
 
 
 def network_cases(cfg: dict[str, Any], batch: int, torch_threads: int | None):
     """``name -> (step, carry)``: flowzoo's and (``torch_threads``) torchcfm's UNet,
     forward and backward, and forward alone."""
-    import jax
-    import numpy as np
-
     from flowzoo import zoo
     from flowzoo.train import jit
 
@@ -129,29 +129,19 @@ def network_cases(cfg: dict[str, Any], batch: int, torch_threads: int | None):
 
 
 def _chwn(x):
-    import jax.numpy as jnp
-
     return jnp.transpose(x, (3, 1, 2, 0))
-
-
-def _silu(x):
-    import jax
-
-    return jax.nn.silu(x)
 
 
 # NHWC -> NHWC, NHWC -> CHWN, NHWC -> CHWN
 PROGRAMS = {
-    "silu": _silu,
+    "silu": jax.nn.silu,
     "transpose": _chwn,
-    "silu + transpose": lambda x: _chwn(_silu(x)),
+    "silu + transpose": lambda x: _chwn(jax.nn.silu(x)),
 }
 
 
 def transpose_cases(batch: int, channels: int):
     """``name -> (step, carry)``: each of :data:`PROGRAMS` compiled on one activation."""
-    import jax
-
     x = jax.random.normal(jax.random.key(0), (batch, 32, 32, channels))
 
     def case(fn):
