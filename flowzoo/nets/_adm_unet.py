@@ -102,9 +102,14 @@ class _GroupNorm(nn.Module):
     The statistics are sums over the positions per channel (reductions along the leading
     axis, which XLA vectorises over the channels), then over the ``C / 32`` channels of each
     group; variance ``E[x^2] - E[x]^2``, as ``flax.linen.GroupNorm``'s default. The result
-    is one affine map per sample and channel. ``flax.linen.GroupNorm`` computes the same
-    function with reductions over the positions and the channels of a group at once, which
-    XLA runs slower on CPU (``benchmarks/adm_layers.py`` times both, forward and backward).
+    is one affine map per sample and channel. Channel sums go to group sums, and group
+    statistics back to channels, as products with the ``(32, C)`` 0/1 matrix of group
+    membership (full float32 precision): a per-channel value then reaches the elementwise
+    pass as an ``(n, C)`` array, where a ``repeat`` of the ``(n, 32)`` statistics is
+    fused into that pass and recomputed, with its index arithmetic, at every element.
+    ``flax.linen.GroupNorm`` computes the same function with reductions over the positions
+    and the channels of a group at once, which XLA runs slower on CPU
+    (``benchmarks/adm_layers.py`` times both, forward and backward).
     """
 
     @nn.compact
@@ -114,12 +119,15 @@ class _GroupNorm(nn.Module):
         scale = self.param("scale", nn.initializers.ones, (c,), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (c,), jnp.float32)
         xf = x.astype(jnp.float32).reshape(n, -1, c)
-        count = xf.shape[1] * per
-        mean = xf.sum(axis=1).reshape(n, _GROUPS, per).sum(axis=-1) / count
-        mean2 = jnp.square(xf).sum(axis=1).reshape(n, _GROUPS, per).sum(axis=-1) / count
+        member = jnp.asarray(np.repeat(np.eye(_GROUPS, dtype=np.float32), per, axis=1))
+        exact = jax.lax.Precision.HIGHEST
+        sums = jnp.stack([xf.sum(axis=1), jnp.square(xf).sum(axis=1)], axis=1)  # (n, 2, C)
+        moments = jnp.matmul(sums, member.T, precision=exact) / (xf.shape[1] * per)
+        mean, mean2 = moments[:, 0], moments[:, 1]  # (n, 32)
         rstd = jax.lax.rsqrt(jnp.maximum(mean2 - jnp.square(mean), 0.0) + 1e-5)
-        a = jnp.repeat(rstd, per, axis=1) * scale.astype(jnp.float32)[None, :]  # (n, C)
-        b = bias.astype(jnp.float32)[None, :] - jnp.repeat(mean, per, axis=1) * a
+        per_channel = jnp.matmul(jnp.stack([rstd, mean * rstd], axis=1), member, precision=exact)
+        a = per_channel[:, 0] * scale[None, :]  # (n, C)
+        b = bias[None, :] - per_channel[:, 1] * scale[None, :]
         return (xf * a[:, None, :] + b[:, None, :]).reshape(x.shape).astype(x.dtype)
 
 
