@@ -10,6 +10,7 @@ from ._classifier import cnn_classifier as cnn_classifier
 from ._dropout import Dropout as Dropout
 from ._dropout import dropout as dropout
 from ._dropout import dropout_mask as dropout_mask
+from ._group_norm import GroupNorm as GroupNorm
 from ._guided import guided as guided
 from ._inception import FID_FEATURES as FID_FEATURES
 from ._inception import fid_inception as fid_inception

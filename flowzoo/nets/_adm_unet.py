@@ -24,6 +24,7 @@ from jax.ad_checkpoint import checkpoint_name
 
 from .._types import Array, Float, Key, Params, count_arg
 from ._dropout import Dropout
+from ._group_norm import GroupNorm
 from ._mlp import Network, _fan_in_uniform
 from ._remat import CONV_NAME, remat_policy
 from ._time import _batch_times
@@ -94,46 +95,10 @@ def _dense(features: int, fan_in: int, dtype: Any, name: str, zero: bool = False
     return nn.Dense(features, dtype=dtype, kernel_init=init, bias_init=init, name=name)
 
 
-class _GroupNorm(nn.Module):
-    """torchcfm's ``GroupNorm32`` on NHWC: 32 groups, eps 1e-5, computed in float32, cast
-    back to the input's dtype; ``scale`` (ones) and ``bias`` (zeros) of shape ``(C,)``,
-    the parameters of ``flax.linen.GroupNorm``.
-
-    The statistics are sums over the positions per channel (reductions along the leading
-    axis, which XLA vectorises over the channels), then over the ``C / 32`` channels of each
-    group; variance ``E[x^2] - E[x]^2``, as ``flax.linen.GroupNorm``'s default. The result
-    is one affine map per sample and channel. Channel sums go to group sums, and group
-    statistics back to channels, as products with the ``(32, C)`` 0/1 matrix of group
-    membership (full float32 precision): a per-channel value then reaches the elementwise
-    pass as an ``(n, C)`` array, where a ``repeat`` of the ``(n, 32)`` statistics is
-    fused into that pass and recomputed, with its index arithmetic, at every element.
-    ``flax.linen.GroupNorm`` computes the same function with reductions over the positions
-    and the channels of a group at once, which XLA runs slower on CPU
-    (``benchmarks/adm_layers.py`` times both, forward and backward).
-    """
-
-    @nn.compact
-    def __call__(self, x: Array) -> Array:
-        n, c = x.shape[0], x.shape[-1]
-        per = c // _GROUPS
-        scale = self.param("scale", nn.initializers.ones, (c,), jnp.float32)
-        bias = self.param("bias", nn.initializers.zeros, (c,), jnp.float32)
-        xf = x.astype(jnp.float32).reshape(n, -1, c)
-        member = jnp.asarray(np.repeat(np.eye(_GROUPS, dtype=np.float32), per, axis=1))
-        exact = jax.lax.Precision.HIGHEST
-        sums = jnp.stack([xf.sum(axis=1), jnp.square(xf).sum(axis=1)], axis=1)  # (n, 2, C)
-        moments = jnp.matmul(sums, member.T, precision=exact) / (xf.shape[1] * per)
-        mean, mean2 = moments[:, 0], moments[:, 1]  # (n, 32)
-        rstd = jax.lax.rsqrt(jnp.maximum(mean2 - jnp.square(mean), 0.0) + 1e-5)
-        per_channel = jnp.matmul(jnp.stack([rstd, mean * rstd], axis=1), member, precision=exact)
-        a = per_channel[:, 0] * scale[None, :]  # (n, C)
-        b = bias[None, :] - per_channel[:, 1] * scale[None, :]
-        return (xf * a[:, None, :] + b[:, None, :]).reshape(x.shape).astype(x.dtype)
-
-
 def _group_norm(x: Array, name: str) -> Array:
-    """torchcfm's ``GroupNorm32`` (:class:`_GroupNorm`) named ``name``."""
-    return _GroupNorm(name=name)(x)
+    """torchcfm's ``GroupNorm32`` (32 groups, eps 1e-5, computed in float32, cast back to
+    the input's dtype): :class:`flowzoo.nets.GroupNorm` named ``name``."""
+    return GroupNorm(_GROUPS, 1e-5, name=name)(x)
 
 
 class _ResBlock(nn.Module):

@@ -18,6 +18,7 @@ from jax.ad_checkpoint import checkpoint_name
 
 from .._types import Array, Key, Params
 from ._dropout import Dropout
+from ._group_norm import GroupNorm
 from ._mlp import Network
 from ._remat import CONV_NAME, remat_policy
 from ._time import _batch_times, sinusoidal_embedding
@@ -75,8 +76,10 @@ class _Conv(nn.Module):
 Im2ColConv = _Conv  # public name; flax names the params after the class (``_Conv_<i>``)
 
 
-def _norm(ch: int) -> nn.GroupNorm:
-    return nn.GroupNorm(num_groups=math.gcd(8, ch))
+def _norm(ch: int) -> GroupNorm:
+    """GroupNorm with ``gcd(8, ch)`` groups: :class:`flowzoo.nets.GroupNorm`, the function
+    and parameters of ``flax.linen.GroupNorm`` (flax names it ``GroupNorm_<i>`` either way)."""
+    return GroupNorm(num_groups=math.gcd(8, ch))
 
 
 class _ResBlock(nn.Module):
