@@ -104,8 +104,10 @@ assert abs(bpd.mean() - fig["test_bpd"]) <= 3 * se, (bpd.mean(), fig["test_bpd"]
 # the guide is a smaller, shorter-trained model (Karras et al. 2024) and the card's `w` is 2.
 # `zoo.pretrained_parts` returns the two sets of params; `zoo.guided_run` composes them
 # with any weight. At `w = 1` the guide drops out, so the same key must give the main
-# model's own samples; the shipped run is the one at `w = 2`, and larger weights push
-# further from the guide.
+# model's own samples (up to float rounding: `v_guide + (v_main - v_guide)` is `v_main` to
+# within an ulp, which can move a pixel that sits on the boundary between two grey levels
+# by one level); the shipped run is the one at `w = 2`, and larger weights push further
+# from the guide.
 
 # %%
 parts = zoo.pretrained_parts("fm_mnist")
@@ -122,7 +124,8 @@ shown = {w: with_weight(w).sample(key, 9) for w in (1.0, 2.0)}
 main_alone = zoo.Run(
     config, parts.main.model, parts.main.params, parts.main.standardizer, parts.main.step
 )
-np.testing.assert_allclose(shown[1.0], main_alone.sample(key, 9), atol=1e-3)
+levels_apart = np.abs(np.asarray(shown[1.0]) - np.asarray(main_alone.sample(key, 9)))
+assert levels_apart.max() <= 1 and (levels_apart > 0).mean() < 1e-3, levels_apart.max()
 
 fig_, axes = plt.subplots(1, 2, figsize=(8, 4))
 for ax, (w, x) in zip(axes, shown.items(), strict=True):
