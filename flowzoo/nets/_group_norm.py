@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._types import Array
+from .._types import Array, Float
 
 
 class GroupNorm(nn.Module):
@@ -44,7 +44,7 @@ class GroupNorm(nn.Module):
     epsilon: float = 1e-6
 
     @nn.compact
-    def __call__(self, x: Array) -> Array:
+    def __call__(self, x: Float[Array, "batch *positions C"]) -> Float[Array, "batch *positions C"]:
         x = jnp.asarray(x)
         if x.ndim < 2:
             raise ValueError(f"GroupNorm: expected (N, ..., C), channels last, got shape {x.shape}")
