@@ -65,9 +65,7 @@ class GroupNorm(nn.Module):
         mean, mean2 = moments[:, 0], moments[:, 1]  # (n, groups)
         rstd = jax.lax.rsqrt(jnp.maximum(mean2 - jnp.square(mean), 0.0) + self.epsilon)
         per_channel = jnp.matmul(jnp.stack([rstd, mean * rstd], axis=1), member, precision=exact)
-        a = per_channel[:, 0] * scale.astype(jnp.float32)[None, :]  # (n, C)
-        b = (
-            bias.astype(jnp.float32)[None, :]
-            - per_channel[:, 1] * scale.astype(jnp.float32)[None, :]
-        )
+        scale32, bias32 = scale.astype(jnp.float32)[None, :], bias.astype(jnp.float32)[None, :]
+        a = per_channel[:, 0] * scale32  # (n, C)
+        b = bias32 - per_channel[:, 1] * scale32
         return (xf * a[:, None, :] + b[:, None, :]).reshape(x.shape).astype(x.dtype)
