@@ -15,6 +15,7 @@ def accel(load_benchmark):
     return load_benchmark("accelerator")
 
 
+@pytest.mark.slow
 def test_reduced_size_run_without_torch(accel, tmp_path):
     """The whole script at ``--tiny`` size (fm step of a one-level UNet without attention,
     4-step Euler sampling, Glow): every part timed, the fm step's model FLOPs within a few

@@ -19,6 +19,7 @@ def adm_layers(load_benchmark):
     return load_benchmark("adm_layers")
 
 
+@pytest.mark.slow
 def test_groupnorm_formulations_agree(adm_layers):
     """flowzoo's GroupNorm(32) + SiLU against flax.linen.GroupNorm's, 4 and 1 channels per
     group, inputs of mean 0.5 and scale 2: values and gradients within 1e-5 (relative to
@@ -27,6 +28,7 @@ def test_groupnorm_formulations_agree(adm_layers):
     assert adm_layers.max_relative_difference("groupnorm", shapes) < 1e-5
 
 
+@pytest.mark.slow
 def test_attention_formulations_agree(adm_layers):
     """The head-major attention block against the sliced transcription of torchcfm's, with
     2 and 4 heads (parameters perturbed off the zero-initialised output projection, so the
@@ -35,6 +37,7 @@ def test_attention_formulations_agree(adm_layers):
     assert adm_layers.max_relative_difference("attention", shapes) < 1e-5
 
 
+@pytest.mark.slow
 def test_a_small_unet_has_its_layers_found_and_timed(adm_layers):
     """The quick config's UNet (two levels, attention at 16x16): 2 GroupNorms per residual
     block plus one per attention block and the output's, its three kinds of convolution;

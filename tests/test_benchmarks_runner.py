@@ -216,6 +216,7 @@ def test_every_script_in_the_table_renders_its_committed_json(run_all):
     assert [n for n, s in run_all.SCRIPTS.items() if not s.default] == not_default
 
 
+@pytest.mark.slow
 def test_docs_only_regenerates_the_committed_docs_without_the_peers(tmp_path):
     """``--docs-only`` over the committed JSON gives docs/benchmarks.md byte for byte, in a
     process where importing any peer (torch, flowjax, ...) fails: rendering imports none."""

@@ -109,6 +109,7 @@ def moons_file(tmp_path_factory):
 # --------------------------------------------------------------------------- happy paths
 
 
+@pytest.mark.slow
 def test_train_writes_run_directory(trained):
     rc, out, err, run_dir = trained
     assert rc == 0, err
@@ -143,6 +144,7 @@ def test_sample_writes_finite_samples(trained, tmp_path):
     assert "wrote 100 samples" in err
 
 
+@pytest.mark.slow
 def test_eval_matches_load_run(trained, moons_file):
     """The printed NLL equals ``-mean(load_run(...).log_prob(x))`` (tolerance 1e-5 nats)."""
     rc, out, err = run_cli("eval", trained[3], "--data", moons_file)
@@ -370,6 +372,7 @@ def test_keyboard_interrupt_exits_130(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- real executable
 
 
+@pytest.mark.slow
 def test_executable_error_is_one_line(tmp_path):
     """The installed ``flowzoo`` script: exit 2 and one stderr line, no traceback."""
     exe = shutil.which("flowzoo")
@@ -512,6 +515,7 @@ def test_experiment_code_errors_and_shadowing(tmp_path, monkeypatch):
     assert "shadows the built-in experiment" in err and "experiments/fm_moons.py" in err
 
 
+@pytest.mark.slow
 def test_failed_final_evaluation_keeps_the_trained_run(tmp_path, monkeypatch):
     """The final evaluation raises after training: exit 1, the final checkpoint is on
     disk, the message says how to evaluate again; rerunning the same command does so
@@ -534,6 +538,7 @@ def test_failed_final_evaluation_keeps_the_trained_run(tmp_path, monkeypatch):
     assert (tmp_path / NAME / "metrics.jsonl").read_text() == log
 
 
+@pytest.mark.slow
 def test_resume_logs_each_step_once(tmp_path):
     """Records past the restored checkpoint are dropped on resume (here: a log that ran on
     to step 40 although the newest checkpoint is step 20), and retraining after deleting
@@ -573,6 +578,7 @@ def test_documented_resumable_keys_match_the_code():
     assert documented == {f"{a}.{b}" for a, b in _run._RESUMABLE}
 
 
+@pytest.mark.slow
 def test_checkpoint_fallback_prints_no_orbax_noise(tmp_path):
     """The newest checkpoint's array data is corrupt: the real executable falls back to the
     older one with a single warning line; none of orbax's abandoned-coroutine reports
@@ -629,6 +635,7 @@ def _tensorboard_scalars(logdir) -> dict[str, list[tuple[int, float]]]:
     return out
 
 
+@pytest.mark.slow
 def test_tensorboard_events_and_plot(tmp_path):
     """``train.tensorboard=true`` writes the logged metrics as TensorBoard scalars (the same
     steps and values as metrics.jsonl); ``flowzoo plot`` draws the loss and eval curves."""

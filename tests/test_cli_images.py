@@ -58,6 +58,7 @@ def run_dir(tmp_path_factory, digits_classifier):
     return workdir / "glow_digits"
 
 
+@pytest.mark.slow
 def test_train_logs_bits_per_dim_and_writes_a_sample_grid(run_dir):
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in records if "eval/test_bpd" in r]
@@ -98,6 +99,7 @@ def test_summary_energy_distance_uses_every_quality_sample_in_pixel_units(run_di
     assert want > 0 and summary["energy_distance"] == pytest.approx(want, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_sample_and_eval_on_an_image_run(run_dir, tmp_path):
     out_file = tmp_path / "x.npy"
     rc, _, err = run_cli("sample", run_dir, "-n", 5, "--out", out_file)

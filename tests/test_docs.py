@@ -94,6 +94,7 @@ def test_index_and_tutorials_are_tested():
     assert any(n.startswith("tutorials/") for n in names)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", EXAMPLE_PAGES, ids=lambda p: str(p.relative_to(DOCS)))
 def test_page_examples_run(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # anything an example writes lands in a temporary folder
@@ -127,6 +128,7 @@ def test_api_pages_name_importable_modules():
 README = DOCS.parent / "README.md"
 
 
+@pytest.mark.slow
 def test_readme_examples_run(tmp_path, monkeypatch):
     """The README's Python blocks run as written (in order, one namespace)."""
     blocks = python_blocks(README.read_text())

@@ -18,6 +18,8 @@ from itertools import pairwise
 from pathlib import Path
 from typing import NamedTuple
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1] / "flowzoo"
 TESTS = Path(__file__).resolve().parent
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
@@ -393,6 +395,7 @@ HEAVY = ("diffrax", "orbax", "equinox", "matplotlib")
 LAZY = ("flowzoo.train", "flowzoo.checkpoint", "flowzoo.zoo", "flowzoo.integrate")
 
 
+@pytest.mark.slow
 def test_import_flowzoo_loads_no_diffrax_or_orbax():
     code = (
         "import sys, flowzoo\n"

@@ -47,6 +47,7 @@ print('not relaunched', malloc.loaded_allocator())
 """
 
 
+@pytest.mark.slow
 @needs_mimalloc
 def test_relaunch_runs_the_command_again_on_the_chosen_allocator():
     out = _run(RELAUNCH, "auto")
@@ -89,6 +90,7 @@ print(json.dumps({"allocator": malloc.loaded_allocator(), "faults": faults}))
 """
 
 
+@pytest.mark.slow
 @needs_mimalloc
 def test_the_preloaded_allocator_removes_the_page_faults_of_the_temporary_buffer():
     """glibc: at least half of the buffer's 4 KiB pages fault again on every call;
@@ -101,6 +103,7 @@ def test_the_preloaded_allocator_removes_the_page_faults_of_the_temporary_buffer
     assert mim["faults"] < 0.1 * glibc["faults"], (mim, glibc)
 
 
+@pytest.mark.slow
 @needs_mimalloc
 def test_flowzoo_train_runs_on_the_allocator_and_says_so(tmp_path):
     sets = ["train.steps=2", "data.n_train=256", "data.n_test=64", "plot.n_samples=64",

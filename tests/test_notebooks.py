@@ -29,6 +29,7 @@ def test_the_six_tutorials_exist():
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs(source, tmp_path):
     env = {**os.environ, "MPLBACKEND": "Agg"}

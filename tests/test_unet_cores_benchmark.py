@@ -21,6 +21,7 @@ def unet_cores(load_benchmark):
     return load_benchmark("unet_cores")
 
 
+@pytest.mark.slow
 def test_one_core_run_without_torch(unet_cores, tmp_path):
     out = tmp_path / "unet_cores.json"
     args = ["--tiny", "--no-torch", "--batch", "2", "--cores", "1", "--repeats", "2"]

@@ -18,6 +18,7 @@ from flowzoo.integrate import SOLVERS
 SMALL = bench.Settings(n=1000, repeats=1, trace=16)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(bench.TARGETS))
 def test_exact_samples_score_at_the_noise_floor(name):
     """Exact samples score like exact samples: within 5 standard deviations of the energy
@@ -93,6 +94,7 @@ def _broken(base: str):
     return spec._replace(fn=run)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(bench.TARGETS))
 def test_a_broken_sampler_ranks_last_on_every_target(monkeypatch, name):
     """DDIM or ULA with the score of the wrong sign scores worse than every working sampler
@@ -142,6 +144,7 @@ def test_quick_help_states_the_settings_quick_uses(capsys):
     assert ",".join(map(str, bench.QUICK_NFE)) in out and ",".join(bench.QUICK_TARGETS) in out
 
 
+@pytest.mark.slow
 def test_cli_runs_skips_finished_cells_and_rejects_unknown_names(tmp_path, capsys):
     args = [
         "bench",

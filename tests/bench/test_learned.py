@@ -40,6 +40,7 @@ def fm_run(tmp_path_factory):
     )
 
 
+@pytest.mark.slow
 def test_learned_flow_target_runs_the_run_field_against_data_and_a_tight_solve(fm_run):
     data_t = bench.learned_target(fm_run, "data")
     solve_t = bench.learned_target(fm_run, "solve")
@@ -58,6 +59,7 @@ def test_learned_flow_target_runs_the_run_field_against_data_and_a_tight_solve(f
     assert bench.run_cell(data_t, "mala", 16, 0, SMALL) is None  # no log-density
 
 
+@pytest.mark.slow
 def test_bench_cli_with_runs_writes_a_leaderboard_for_the_run(fm_run, tmp_path):
     out = tmp_path / "bench"
     argv = [
@@ -86,6 +88,7 @@ def test_bench_cli_with_runs_writes_a_leaderboard_for_the_run(fm_run, tmp_path):
     assert rc != 0 and "does not exist" in err.getvalue()
 
 
+@pytest.mark.slow
 def test_image_run_is_benchmarked_in_its_model_space(tmp_path_factory):
     """A tiny fm_digits run (4 steps of a one-level UNet without attention or dropout, on
     batches of 16): the target lives in the flattened model space ([-1, 1) after

@@ -18,6 +18,7 @@ pytest.importorskip("blackjax")
 SMALL = bench.Settings(n=500, repeats=1, trace=16, warmup=False)
 
 
+@pytest.mark.slow
 def test_blackjax_mala_agrees_with_flowzoo_mala_on_the_banana():
     """Same step size and budget: both chains match the target's moments to the same
     accuracy and accept at nearly the same rate (the same algorithm, two implementations)."""
@@ -30,6 +31,7 @@ def test_blackjax_mala_agrees_with_flowzoo_mala_on_the_banana():
         assert peer[metric] < 2 * ours[metric] + 0.05, (metric, peer, ours)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["blackjax_hmc", "blackjax_nuts"])
 def test_blackjax_hmc_and_nuts_sample_the_banana_and_count_gradients(name):
     target = bench.TARGETS["banana"]()

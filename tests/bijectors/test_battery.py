@@ -82,6 +82,7 @@ def test_round_trip(name, key):
     assert ld_f.shape == (x.shape[0],)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_logdet_matches_autodiff_jacobian(name, key):
     bij, params, z, x, context = _setup(name, key)
@@ -150,6 +151,7 @@ def test_context_changes_the_map(name, key):
     assert not np.allclose(y1, y2, atol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layers", [False, True], ids=["stacked", "layers"])
 def test_unrolled_stacks_equal_the_scanned_stack(key, monkeypatch, layers):
     """The unrolled stack holds the same params as the scanned one in the saved layout (the

@@ -32,6 +32,7 @@ TRANSFORMERS.update(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(TRANSFORMERS))
 def test_transformer_round_trip_log_derivative_and_identity(name):
     tr = TRANSFORMERS[name]()

@@ -89,6 +89,7 @@ def test_linear_field_log_prob_matches_closed_form(key):
     assert int(stats.nfe) == 3 + 6 * int(stats.num_steps)
 
 
+@pytest.mark.slow
 def test_divergence_config_is_the_hand_built_hutchinson_likelihood(key):
     """Every field of a DivergenceConfig reaches the one likelihood function: ``log_prob``
     (probes from ``probe_seed``) and ``log_prob_estimate`` (probes from its key) equal
@@ -189,6 +190,7 @@ def model_field(params, t, x):
     return smooth_field(2)[1](params, t, x)
 
 
+@pytest.mark.slow
 def test_sample_and_log_prob_agrees_with_log_prob(small_2d_cnf, key):
     model, params = small_2d_cnf
     # each call compiled whole (eager dispatch compiles every small op on its own)
@@ -202,6 +204,7 @@ def test_sample_and_log_prob_agrees_with_log_prob(small_2d_cnf, key):
     assert out.samples.shape == (8, 2) and int(out.nfe) >= 3 + 6
 
 
+@pytest.mark.slow
 def test_ffjord_training_with_fit_decreases_nll(key):
     # the registered "ffjord" model: Hutchinson loss, fixed-step RK4 for a fast test
     cfg = {"model": {"name": "ffjord", "hidden": [32, 32], "solver": "rk4", "num_steps": 6}}

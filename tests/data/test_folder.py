@@ -239,6 +239,7 @@ image_folder(sys.argv[1], 8, test_fraction=0)
 """
 
 
+@pytest.mark.slow
 def test_cache_survives_kill_9(classes, tmp_path, monkeypatch):
     root, names, x = classes
     monkeypatch.setenv("FLOWZOO_CACHE", str(tmp_path / "cache"))

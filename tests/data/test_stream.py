@@ -285,6 +285,7 @@ def test_fit_with_a_stream_equals_array_batches_on_one_device():
     assert _max_diff(streamed.state, arrays.state) == 0.0
 
 
+@pytest.mark.slow
 def test_fit_with_a_stream_on_eight_devices_and_resume(tmp_path):
     """8 simulated devices: the stream's losses and state equal array_batches' bit for bit;
     a flipped stream resumed from a step-3 checkpoint (a new stream, chunks of 2) ends with

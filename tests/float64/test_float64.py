@@ -22,6 +22,7 @@ time of its fusion emitters (the two parts 59 s -> 34 s on 2 cores). Codegen onl
 same HLO is computed, and the checks' tolerances are unchanged."""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("part", [0, 1])  # half the registry each, in parallel under xdist
 def test_log_dets_and_ode_likelihood_in_float64(part):
     flags = os.environ.get("XLA_FLAGS", "")

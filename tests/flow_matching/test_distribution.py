@@ -51,6 +51,7 @@ def test_zero_field_density_is_the_paths_t0_marginal(key, name):
     assert paths.base_scale(path) == pytest.approx(sigma0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(PATHS))
 def test_one_point_marginal_field_likelihood_is_the_closed_form_gaussian(key, name):
     path = PATHS[name]

@@ -45,6 +45,7 @@ def exact_model():
     return _model(log_prob="exact")
 
 
+@pytest.mark.slow
 def test_image_cfm_trains_and_gives_finite_bits_per_dim(key, exact_model):
     model = exact_model
     x = _images(key)
@@ -67,6 +68,7 @@ def test_image_cfm_trains_and_gives_finite_bits_per_dim(key, exact_model):
     np.testing.assert_array_equal(samples, jnp.floor(samples))  # grey levels
 
 
+@pytest.mark.slow
 def test_zero_field_bits_per_dim_is_the_pushed_base_density(key, exact_model):
     """A zero velocity field is the identity flow: p_z = N(0, I) on z = 2 (x + u) / L - 1.
 

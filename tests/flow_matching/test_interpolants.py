@@ -61,6 +61,7 @@ def _source(key, n):
     return M0 + S0 * jax.random.normal(key, (n, 2))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("base", ["linear", "trig"])
 def test_two_sided_interpolant_losses_recover_the_closed_form_drift_and_denoiser(base):
     path = paths.stochastic_interpolant_path(0.8, base)
@@ -78,6 +79,7 @@ def test_two_sided_interpolant_losses_recover_the_closed_form_drift_and_denoiser
     np.testing.assert_allclose([a, b], [-gamma / var * mu, gamma / var], atol=0.01)
 
 
+@pytest.mark.slow
 def test_schroedinger_bridge_coupling_matches_the_gaussian_closed_form():
     """Static SB with Brownian reference of variance sigma^2 between N(0, a^2) and N(0, b^2):
     cross-covariance (sqrt(4 a^2 b^2 + sigma^4) - sigma^2) / 2 (Bunne et al. 2023, "The
@@ -109,6 +111,7 @@ def test_bridge_oracle_transports_noise_along_the_gaussian_marginal():
     np.testing.assert_allclose(jnp.var(y, 0), var, rtol=0.03)
 
 
+@pytest.mark.slow
 def test_reflow_pairs_straightness_and_paired_loss():
     shift = jnp.array([1.0, -2.0])
     pairs = fm.reflow_pairs(

@@ -92,6 +92,7 @@ def _train(data, key, workdir, num_steps):
     return res
 
 
+@pytest.mark.slow
 def test_fit_trains_on_pipelined_pairs_and_resumes_exactly(data, key, tmp_path):
     whole = _train(data, key, tmp_path / "whole", 4)
     assert len(whole.history) == 2 and all(np.isfinite(r["loss"]) for r in whole.history)

@@ -9,6 +9,7 @@ from flowzoo.zoo import ConfigError, build_model, complete_config, default_confi
 from flowzoo.zoo import default_cfm_config as default_model_config
 
 
+@pytest.mark.slow
 def test_cfm_trainable_end_to_end(key):
     config = default_config()
     config["model"] = default_model_config()

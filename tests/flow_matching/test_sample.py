@@ -32,6 +32,7 @@ def test_closed_form_gaussian_field_maps_noise_to_target(name, key):
     np.testing.assert_allclose(out.std(0), s, rtol=0.02)
 
 
+@pytest.mark.slow
 def test_oracle_integrated_from_noise_lands_on_training_points(key):
     data = fzdata.toy("two_moons", key, 50)
     path = paths.cond_ot_path()

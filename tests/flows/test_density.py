@@ -49,10 +49,12 @@ def perturbed_flow():
     return flow, params
 
 
+@pytest.mark.slow
 def test_perturbed_realnvp_density_integrates_to_one(perturbed_flow):
     _assert_normalised_and_far_from_base(*perturbed_flow, min_tv=0.1)
 
 
+@pytest.mark.slow
 def test_conditional_density_integrates_to_one_for_each_context():
     flow = fz.realnvp(2, 4, (16,))
     ctx = jnp.array([[-1.0, 0.5], [2.0, 1.0]])
@@ -75,6 +77,7 @@ def test_sample_and_log_prob_agrees_with_log_prob(perturbed_flow, key):
     np.testing.assert_allclose(flow.sample(params, key, 500), x, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_samples_follow_the_density(perturbed_flow, key):
     """Monte-Carlo check: E_samples[f] equals the grid integral of f p for f = x, x^2."""
     flow, params = perturbed_flow
@@ -140,6 +143,7 @@ def test_shape_errors_are_clear(perturbed_flow, key):
         bj.affine_coupling(bj.half_mask(4), scale="cube")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "build",
     [

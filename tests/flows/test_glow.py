@@ -48,6 +48,7 @@ def _grid_integral(flow, params, lim=7.5, n=35):
     return sums[0], 0.5 * sums[1]
 
 
+@pytest.mark.slow
 def test_4d_glow_density_integrates_to_one():
     """2x2x1 images, one level, depth 3 (squeeze, 3 steps of ActNorm, LU 1x1 conv, affine
     coupling). Grid [-7.5, 7.5]^4 with 35 points per axis (h = 0.44; the sum is 1 - 3.8e-4 here,
@@ -85,6 +86,7 @@ def _change_of_variables(bijector, params, x):
     return np.array([single(xi) for xi in x])
 
 
+@pytest.mark.slow
 def test_glow_log_prob_matches_change_of_variables(glow2, key):
     flow, _, params = glow2
     assert flow.event_shape == (4, 4, 2)
@@ -96,6 +98,7 @@ def test_glow_log_prob_matches_change_of_variables(glow2, key):
     assert np.abs(lp - standard_normal((4, 4, 2)).log_prob((), x)).max() > 0.1  # not the base
 
 
+@pytest.mark.slow
 def test_realnvp_image_log_prob_matches_change_of_variables(key):
     flow = ff.realnvp_image((4, 4, 1), num_scales=2, hidden=8, num_blocks=0)
     assert flow.event_shape == (4, 4, 1)

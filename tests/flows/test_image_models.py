@@ -41,6 +41,7 @@ def test_variational_dequantizer_is_a_normalised_density_on_the_unit_square(key)
     assert float(jnp.sum(dens) / n**2) == pytest.approx(1.0, abs=0.01)
 
 
+@pytest.mark.slow
 def test_variational_bound_includes_minus_log_q(key):
     shape, levels = (2, 2, 1), 17
     flow = image_coupling_flow(shape, 2, (8,))
@@ -83,6 +84,7 @@ def test_dequantized_rejects_wrong_image_shape(key):
         model.init(key, jnp.zeros((2, 8, 8, 1)))
 
 
+@pytest.mark.slow
 def test_short_training_on_digits_beats_gaussian_baseline(key):
     """300 Adam steps of 8 checkerboard couplings (MLP conditioners) on dequantized digits.
 

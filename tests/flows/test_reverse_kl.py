@@ -30,6 +30,7 @@ def test_registry_entries_state_their_budget():
         assert spec.nfe(10) == 11 and spec.steps_for(64) == 63 and spec.steps_for(1) == 1
 
 
+@pytest.mark.slow
 def test_trained_realnvp_finds_log_z_ess_and_moments(key):
     """150 steps of a batch of 500 at learning rate 3e-3 on N(M, diag(SD^2)) times e^3.7:
     log Z within 0.05 nats, ESS above 80 % of n, resampled moments close; NFE = steps + 1."""
@@ -45,6 +46,7 @@ def test_trained_realnvp_finds_log_z_ess_and_moments(key):
     np.testing.assert_allclose(jnp.std(x, 0), SD, rtol=0.15)
 
 
+@pytest.mark.slow
 def test_target_with_nan_and_minus_inf_regions_stays_finite(key):
     """Gamma(2, 1) x N(0, 1) written as log(x0) - x0 - x1^2/2 (NaN for x0 < 0, -inf at 0):
     training skips nothing (the bad draws leave the mean), the samples lie in the support and
@@ -60,6 +62,7 @@ def test_target_with_nan_and_minus_inf_regions_stays_finite(key):
     assert 0 < float(out.ess) <= 256
 
 
+@pytest.mark.slow
 def test_target_minus_inf_everywhere_skips_every_update(key):
     """Every step's loss is NaN: no update is applied, log Z = -inf, ESS = 0, and the
     returned samples are the (finite) draws of the untrained flow."""
@@ -73,6 +76,7 @@ def test_target_minus_inf_everywhere_skips_every_update(key):
     np.testing.assert_allclose(jnp.std(out.position), 2.0, rtol=0.15)  # the reference
 
 
+@pytest.mark.slow
 def test_untrained_flow_is_importance_sampling_from_the_reference(key):
     """learning_rate=0: importance sampling of the normalised N(M, diag(SD^2)) from
     N(0, 3^2 I). Against the closed form E_q[w^2] = prod_i int p_i^2 / q_i: the mean of

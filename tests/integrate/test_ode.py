@@ -102,6 +102,7 @@ def test_jit_vmap_over_initial_states():
     np.testing.assert_array_equal(sol.nfe, 3 + 6 * sol.num_steps)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "adjoint, num_steps", [("recursive", 16), ("backsolve", None), ("forward", 16)]
 )
@@ -149,6 +150,7 @@ def test_adaptive_first_step_stays_inside_the_interval():
     assert bool(jnp.all(jnp.isfinite(sol.y1))) and int(sol.num_steps) < 10
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("solver", ["euler", "midpoint", "heun", "rk4"])
 def test_scanned_fixed_step_solve_equals_diffrax_step_for_step(solver):
     # a fixed-step solve without save_ts runs as a lax.scan; diffrax's loop (taken for

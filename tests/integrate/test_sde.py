@@ -19,6 +19,7 @@ def _em_moments(num_steps):
     return mean, var
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("brownian, chains", [("unsafe", 16384), ("virtual_tree", 2048)])
 def test_ou_moments_match_em_recursion(key, brownian, chains):
     y0 = jnp.ones((chains, 2))

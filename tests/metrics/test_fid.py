@@ -118,6 +118,7 @@ def test_network_shapes_and_full_precision():
     assert all(e.params["precision"] == highest for e in ops)
 
 
+@pytest.mark.slow
 def test_features_of_grey_images_are_those_of_their_rgb(weights):
     _, params, images, feats = weights
     assert feats.shape == (3, 2048) and feats.dtype == np.float32 and np.isfinite(feats).all()
@@ -196,6 +197,7 @@ def test_statistics_file_key_follows_the_sources(tmp_path, weights):
     assert data.fid_statistics_file("image_array", arr, weights[0]) not in (key, touched)
 
 
+@pytest.mark.slow
 def test_dataset_statistics_are_computed_then_read_from_the_cache(tmp_path, weights):
     """Streamed in two batches of 2 (the last one padded): the moments of the features."""
     path, _, images, feats = weights

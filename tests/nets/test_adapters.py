@@ -119,6 +119,7 @@ def _inputs(n=5):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_output_equals_the_module_and_init_follows_the_key(kind, key):
     net, direct = _adapter(kind)

@@ -70,6 +70,7 @@ def test_default_is_torchcfm_cifar10_size(key):
         assert out.shape == x.shape and out.dtype == jnp.float32
 
 
+@pytest.mark.slow
 def test_init_as_torchcfm(key):
     """torch's default initialisation, zeros where torchcfm zeroes (output convolutions)."""
     p = nets.adm_unet(**TINY).init(key, 0.5, jnp.zeros((1, 4, 4, 3)))["params"]
@@ -85,6 +86,7 @@ def test_init_as_torchcfm(key):
     np.testing.assert_array_equal(p["out_0"]["scale"], 1.0)
 
 
+@pytest.mark.slow
 def test_dropout_only_with_rng(small):
     net, params, t, x = small
     apply = jax.jit(net.apply)
@@ -97,6 +99,7 @@ def test_dropout_only_with_rng(small):
     assert not np.allclose(dropped, out, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_remat_keeps_values_and_gradients():
     x = jax.random.normal(jax.random.key(1), (2, 4, 4, 3))
     params = _random_params(nets.adm_unet(**TINY), 1, 0.5, x)
@@ -123,6 +126,7 @@ def test_im2col_matches_xla(small):
     np.testing.assert_allclose(out, ref, rtol=0, atol=1e-5 * float(jnp.max(jnp.abs(ref))))
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_is_close_to_float32(key):
     net = nets.adm_unet(**TINY)
     x = jax.random.normal(key, (2, 4, 4, 3))

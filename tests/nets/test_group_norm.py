@@ -33,6 +33,7 @@ def _params(c, seed):
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape,groups", CASES)
 def test_matches_flax_values_and_gradients(shape, groups):
     rng = np.random.default_rng(0)

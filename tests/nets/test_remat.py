@@ -94,6 +94,7 @@ def test_model_remat_key():
         zoo.build_model(config, (2,))
 
 
+@pytest.mark.slow
 def test_coupling_conditioner_remat_same_values_and_gradients_less_memory():
     """RealNVP with 10 couplings (5 scanned pairs): remat of every conditioner call gives the
     same loss and gradients and a smaller step (the scan keeps only the conditioners'
@@ -112,6 +113,7 @@ def test_coupling_conditioner_remat_same_values_and_gradients_less_memory():
     assert temp_full < 0.5 * temp0, (temp_full, temp0)  # measured 0.27
 
 
+@pytest.mark.slow
 def test_unet_remat_same_values_and_gradients_less_memory():
     """UNet (one level, attention, dropout): remat of every residual and attention block
     keeps the params' names, gives the same loss and gradients and lowers the step's temp

@@ -16,6 +16,7 @@ def test_unet_shapes_28x28(key):
     assert out.shape == x.shape and out.dtype == jnp.float32
 
 
+@pytest.mark.slow
 def test_unet_8x8_context_and_time_dependence(key):
     net = nets.unet((8, 16), embed_dim=16)
     x = jax.random.normal(key, (3, 8, 8, 3))
@@ -60,6 +61,7 @@ def test_unet_attention_option(key):
             nets.unet((8, 16), attention_heads=bad)
 
 
+@pytest.mark.slow
 def test_xla_conv_computes_the_same_unet(key):
     """``conv="xla"`` (lax.conv) and the default im2col give the same network: the same
     parameter tree, and outputs equal to float32 rounding on 28x28 (odd sizes through the
@@ -82,6 +84,7 @@ def test_xla_conv_computes_the_same_unet(key):
         nets.unet((8, 16), conv="fft")
 
 
+@pytest.mark.slow
 def test_unet_dropout_acts_only_with_a_key_and_is_unbiased(key):
     """Dropout leaves the parameters and the keyless (sampling) network unchanged; with a key
     it is random, reproducible per key, and, being applied just before a linear convolution

@@ -27,6 +27,7 @@ def test_marginal_moments_solve_their_odes(name):
         np.testing.assert_allclose(2 * std * dstd, 2 * a * std**2 + g2, rtol=2e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["vp", "subvp"])
 def test_marginal_matches_simulation(key, name):
     sde = SDES[name]

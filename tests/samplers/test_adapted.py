@@ -47,6 +47,7 @@ ADAPTED = {  # name -> (num_steps, acceptance bounds)
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(ADAPTED))
 def test_adapted_chains_reach_the_target(key, name):
     """One sample per chain from 400 chains started around ``MU`` with std 2 (half the
@@ -70,6 +71,7 @@ def test_adapted_chains_reach_the_target(key, name):
     assert np.isnan(float(info.log_z)) and np.isnan(float(info.ess))
 
 
+@pytest.mark.slow
 def test_nuts_reports_the_gradients_it_spent(key):
     """NUTS through the registry reports the gradient evaluations it spent, warm-up
     included, read from blackjax's records (1 + the sum of ``num_integration_steps``): equal
@@ -145,6 +147,7 @@ def _smc_seeds(key, weights, means, const):
     return jax.vmap(run)(jax.random.split(key, 4))
 
 
+@pytest.mark.slow
 def test_smc_log_z_of_a_gaussian(key):
     """SMC's ``log Z`` of ``exp(C) N(MU, COV)``, 4 seeds of 1,000 particles and 64
     temperatures (129 gradients): each within 0.25 of ``C`` and their mean within 0.1 (the

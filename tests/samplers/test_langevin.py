@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from flowzoo.samplers import annealed_langevin, denoise, mala, run_chain, ula, ula_sample
 
@@ -57,6 +58,7 @@ def _mixture_score(sigma, x):
     return jnp.sum(resp * (MU[None] - x), 1, keepdims=True) / var
 
 
+@pytest.mark.slow
 def test_annealed_langevin_recovers_mixture_weights(key):
     sigmas = jnp.geomspace(20.0, 0.05, 12)
     sampler = annealed_langevin(_mixture_score, sigmas, 100, step_size=5e-4)

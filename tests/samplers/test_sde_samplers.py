@@ -63,6 +63,7 @@ def test_pf_ode_sample_recovers_gaussian(key):
     _check_gaussian(x)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["vp", "subvp"])
 def test_pf_ode_log_likelihood_equals_gaussian_density(key, name):
     sde = SDES[name]

@@ -9,6 +9,7 @@ equal weights; under the VP SDE (t=0 data, t=T noise) the class-c marginal is
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from flowzoo import paths
 from flowzoo.samplers import reverse_sde_sample
@@ -53,6 +54,7 @@ def test_dsm_loss_routes_the_context(key):
     np.testing.assert_allclose(float(dropped), float(unconditional), rtol=0.05)
 
 
+@pytest.mark.slow
 def test_guidance_scales_pick_conditional_and_unconditional(key):
     n = 2048
     ctx = jnp.tile(jnp.array([[0.0, 1.0]]), (n, 1))  # class 1

@@ -41,6 +41,7 @@ def _config(**model):
     return config
 
 
+@pytest.mark.slow
 def test_image_score_sde_trains_and_gives_finite_bits_per_dim(key):
     model = build_model(_config(), SHAPE)
     x = jax.random.randint(key, (8, *SHAPE), 0, LEVELS).astype(jnp.float32)
@@ -58,6 +59,7 @@ def test_image_score_sde_trains_and_gives_finite_bits_per_dim(key):
     assert float(samples.min()) >= 0 and float(samples.max()) <= LEVELS - 1
 
 
+@pytest.mark.slow
 def test_image_score_sde_samples_with_its_predictor_corrector_sampler(key):
     """``model.sample`` on images runs the predictor-corrector sampler of ``sample_steps``,
     as on vectors (the density's probability-flow ODE, which ignores ``sample_steps``, gave
@@ -87,6 +89,7 @@ def _gauss_log_prob(x, mean, var):
     return -0.5 * jnp.sum(r**2, 1) / var - 0.5 * r.shape[1] * jnp.log(2 * jnp.pi * var)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("time_change", "divergence", "solver", "steps", "atol"),
     [

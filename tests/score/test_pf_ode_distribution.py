@@ -47,6 +47,7 @@ def _marginal(sde, t):
     return Distribution(lambda *a: (), log_prob, sample, None, (2,))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["vp", "subvp", "ve"])
 def test_cnf_in_flow_time_and_pf_ode_agree(key, name):
     sde = {"vp": paths.vp_sde(), "subvp": paths.subvp_sde(), "ve": paths.ve_sde(0.01, 20.0)}[name]
@@ -84,6 +85,7 @@ def test_cnf_in_flow_time_and_pf_ode_agree(key, name):
     assert float(jnp.max(jnp.abs(lp_pf - want))) < 0.2
 
 
+@pytest.mark.slow
 def test_log_time_change_gives_the_same_density(key):
     sde = paths.vp_sde()
     score = _score(sde)

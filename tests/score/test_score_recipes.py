@@ -29,6 +29,7 @@ TINY = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(TINY))
 def test_recipe_builds_trains_and_samples(key, name):
     config = default_config()
@@ -46,6 +47,7 @@ def test_recipe_builds_trains_and_samples(key, name):
         assert model.distribution is None
 
 
+@pytest.mark.slow
 def test_score_sde_unet_dropout_acts_in_training_only(key):
     """``model.dropout`` on the score SDE's UNet changes the training loss (the same params
     and key give another value than without dropout) and leaves sampling deterministic (the

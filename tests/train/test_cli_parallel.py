@@ -64,6 +64,7 @@ def test_bad_compute_dtype_and_data_parallel_override(tmp_path, capsys):
     assert config["train"]["data_parallel"] is True
 
 
+@pytest.mark.slow
 def test_two_process_cli_run(tmp_path):
     port = _free_port()
     cmd = [sys.executable, "-m", "flowzoo.cli", "train", *TINY, "--workdir", str(tmp_path)]

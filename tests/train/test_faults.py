@@ -82,6 +82,7 @@ def _steps(ckpt_dir: Path) -> list[int]:
 # --------------------------------------------------------------------------- kill -9
 
 
+@pytest.mark.slow
 def test_kill_9_and_restart_equals_uninterrupted(worker, tmp_path):
     """SIGKILL a training process after its step-4 checkpoint (mid-run, possibly mid-save),
     restart it on the same workdir: the final state equals an uninterrupted run exactly."""
@@ -164,6 +165,7 @@ def _kill_and_resume(worker, cmd, workdir, out):
 # --------------------------------------------------------------------------- SIGTERM
 
 
+@pytest.mark.slow
 def test_sigterm_saves_and_resumes(problem, reference, tmp_path):
     """SIGTERM arrives during step 4's eval: the next chunk (to step 8) finishes, is
     checkpointed, and fit raises TrainingInterrupted naming SIGTERM and step 8; the

@@ -156,6 +156,7 @@ def test_two_moons_reaches_target_nll():
 # --------------------------------------------------------------------------- resume
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted(tiny, reference, tmp_path):
     """fit(N) into a workdir, then fit(2N) on it again (resumes) == fit(2N), bit for bit.
 

@@ -80,6 +80,7 @@ def eight(tmp_path_factory):
     return root, _last_json(proc.stdout)
 
 
+@pytest.mark.slow
 def test_fsdp_splits_a_model_eight_ways_and_trains_like_one_device(eight):
     """A 1.6M-parameter RealNVP: with FSDP on 8 devices each holds the ZeRO-3 share of
     params and Adam state (<= 1.3/8 of what one device holds, i.e. of the replicated
@@ -107,6 +108,7 @@ def test_fsdp_splits_a_model_eight_ways_and_trains_like_one_device(eight):
     np.testing.assert_allclose(losses, one["losses"], rtol=1e-5, atol=0)
 
 
+@pytest.mark.slow
 def test_fsdp_2x4_losses_and_resume_on_8x1_and_on_one_device(eight):
     """fit with FSDP on a 2x4 mesh gives the one-device run's losses (1e-5) and checkpoints
     at step 4; resumed replicated on an 8x1 mesh, and resumed on this one-device process, it
@@ -151,6 +153,7 @@ def _ckpt_steps(run: Path) -> list[int]:
     return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.is_dir() else []
 
 
+@pytest.mark.slow
 def test_cli_killed_on_eight_devices_resumes_on_four(tmp_path):
     """``flowzoo train --set train.param_sharding=fsdp`` on 8 devices, SIGKILLed after its
     first checkpoint, resumes with FSDP on 4 devices and ends within 1e-4 of the

@@ -91,6 +91,7 @@ def _load_worker():
     return module
 
 
+@pytest.mark.slow
 def test_eight_devices_match_one_device():
     """One train step (with EMA) on 8 simulated CPU devices, as sharded jit
     (NamedSharding in/out shardings) and as pmap (lax.pmean of gradients), gives the
@@ -109,6 +110,7 @@ def test_eight_devices_match_one_device():
         assert msg is not None and "60" in msg and "8 devices" in msg
 
 
+@pytest.mark.slow
 def test_two_processes_match_single_process(tmp_path):
     """Two real processes (jax.distributed.initialize on localhost, gloo collectives,
     two CPU devices each) train 6 steps data-parallel with checkpoints every 3, resume to

@@ -259,6 +259,7 @@ def test_ema_matches_hand_computation(key):
 # --------------------------------------------------------------------------- multi-step
 
 
+@pytest.mark.slow
 def test_multi_step_equals_single_steps(key):
     """``make_multi_step`` with K steps == K calls of the single step on ``batch_fn`` batches.
 

@@ -118,6 +118,7 @@ def fid_weights(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(REDUCED))
 def test_recipe_trains_three_steps_on_a_cifar_file(name, cifar, fid_weights, tmp_path, monkeypatch):
     """Every recipe trains; the Glow run reports FID against the training split (whose
@@ -183,6 +184,7 @@ def _count(tree) -> int:
     return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
 
 
+@pytest.mark.slow
 def test_dry_run_prints_the_parameters_init_creates_and_the_step_cost():
     """``--dry-run`` at reduced width: the parameter count is that of a real ``init`` on
     images, FLOPs and memory are positive, and no data file is read (the path is missing)."""

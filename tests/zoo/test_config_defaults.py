@@ -257,6 +257,7 @@ def _tiny(steps: int) -> dict:
     return config
 
 
+@pytest.mark.slow
 def test_old_run_json_without_keys_resumes(tmp_path):
     """A run.json that lacks keys (written before they existed, or leaving them at their
     defaults) resumes: it is completed from the schema like the new config."""

@@ -107,6 +107,7 @@ def reference(files, tmp_path_factory):
     return workdir / "glow_digits"
 
 
+@pytest.mark.slow
 def test_a_streamed_imagenet32_run(reference):
     """The reference run: 32x32x3 events, test bits/dim of 256-level images, no quality
     figures (their classifiers exist for digits and mnist only). That streamed batches hold

@@ -63,6 +63,7 @@ def _field(hidden, config):
     )
 
 
+@pytest.mark.slow
 def test_guide_is_its_own_run_and_the_summary_says_so(run):
     workdir, summary = run
     guide = json.loads((workdir / "guide" / "run.json").read_text())["config"]
@@ -120,6 +121,7 @@ def test_bench_learned_target_uses_the_guided_field(run):
     )
 
 
+@pytest.mark.slow
 def test_rerun_trains_nothing_more(run, tmp_path):
     workdir = tmp_path / "guided"
     shutil.copytree(run[0], workdir)
@@ -129,6 +131,7 @@ def test_rerun_trains_nothing_more(run, tmp_path):
     jax.tree.map(np.testing.assert_array_equal, load_run(workdir).params, before)
 
 
+@pytest.mark.slow
 def test_guide_keys_change_on_a_finished_run_without_retraining_it(run, tmp_path):
     """A new ``guide_weight`` re-samples and re-evaluates the finished run with the new
     field; more ``guide_steps`` train the guide further; the main model is not touched."""
@@ -188,6 +191,7 @@ def test_guided_model_refuses_training_and_bad_keys_are_refused(run):
     assert "guide" not in p and np.isfinite(float(trainable.loss(p, jax.random.key(1), x)[0]))
 
 
+@pytest.mark.slow
 def test_exported_guided_run_loads_and_fine_tunes_with_its_guide(run, tmp_path):
     """A guided run exported as pretrained weights (main + guide in one file) samples like
     the run; fine-tuning from it writes the shipped guide as a finished run (not trained)

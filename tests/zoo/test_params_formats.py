@@ -50,6 +50,7 @@ def test_the_fixtures_hold_the_layouts_they_are_named_for():
         assert holds_a_tuple(FIXTURES / name / "checkpoints" / "300") == name.endswith("tuple")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", RUNS)
 def test_old_runs_load_with_the_log_densities_and_samples_of_the_code_that_wrote_them(
     name, tmp_path
@@ -71,6 +72,7 @@ def test_old_runs_load_with_the_log_densities_and_samples_of_the_code_that_wrote
     assert float(np.max(np.abs(moved))) > 0.1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["format3_tuple", "format4_tuple"])
 def test_old_runs_resume_and_save_format_5(name, tmp_path):
     """Training more steps on an old run resumes from its checkpoint (step 300, not from
@@ -92,6 +94,7 @@ def test_old_runs_resume_and_save_format_5(name, tmp_path):
     assert np.all(np.isfinite(run.log_prob(x)))
 
 
+@pytest.mark.slow
 def test_short_stacks_of_any_size_save_one_layout(tmp_path):
     """New runs carry one saved layout whatever the model size: the 8-layer RealNVP of the
     fixtures at dim 2 and at dim 784 (a short stack over 2^18 parameters, which format 4

@@ -76,12 +76,20 @@ def test_the_models_checked_in_a_notebook_are_checked_there():
 # the image likelihood with 64 tangents per image runs twice as fast at XLA's default
 # optimisation (10 s against 22 s), more than a child's start costs
 AT_FULL_OPTIMISATION = {"fm_digits"}
+# the checks that take over 2.5 s on 2 cores: left out of the quick loop (-m "not slow")
+SLOW_CARDS = {"ebm_8gaussians", "fm_digits", "ncsn_moons", "sde_digits"}
+
+
+def _card_marks(name: str) -> list:
+    return [pytest.mark.full_opt] * (name in AT_FULL_OPTIMISATION) + [pytest.mark.slow] * (
+        name in SLOW_CARDS
+    )
 
 
 @pytest.mark.parametrize(
     "name",
     [
-        pytest.param(n, marks=[pytest.mark.full_opt] if n in AT_FULL_OPTIMISATION else [])
+        pytest.param(n, marks=_card_marks(n))
         for n in sorted(set(SHIPPED) - set(CHECKED_IN_THE_NOTEBOOK))
     ],
 )
@@ -190,6 +198,7 @@ def test_cli_samples_and_evaluates_a_shipped_model_without_training(tmp_path, mo
     assert set(marked) == set(SHIPPED)
 
 
+@pytest.mark.slow
 def test_a_run_directory_takes_precedence_with_a_notice(tmp_path, monkeypatch):
     """``NAME`` means ``./runs/NAME`` where it exists (with a notice), ``pretrained:NAME``
     the shipped weights; a run exported with ``export_pretrained`` loads back unchanged."""
@@ -218,6 +227,7 @@ def test_a_run_directory_takes_precedence_with_a_notice(tmp_path, monkeypatch):
     assert shipped.step == 5
 
 
+@pytest.mark.slow
 def test_fine_tuning_starts_from_the_shipped_weights(tmp_path):
     """``--init pretrained``: its own run directory, and after a few steps at a small
     learning rate its held-out NLL is the card's, far from a fresh model's."""

@@ -123,6 +123,7 @@ print(json.dumps({"accuracy": accuracy}))
 """
 
 
+@pytest.mark.slow
 def test_the_classifier_recipe_trains(full_optimisation_env):
     """The recipe (outlier exposure, random shifts) at 150 of its 1,500 steps already
     classifies 90% of held-out digits (96% measured; the shipped one, at 1,500: 98.7%). In a
