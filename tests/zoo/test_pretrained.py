@@ -81,9 +81,12 @@ SLOW_CARDS = {"ebm_8gaussians", "fm_digits", "ncsn_moons", "sde_digits"}
 
 
 def _card_marks(name: str) -> list:
-    return [pytest.mark.full_opt] * (name in AT_FULL_OPTIMISATION) + [pytest.mark.slow] * (
-        name in SLOW_CARDS
-    )
+    marks = []
+    if name in AT_FULL_OPTIMISATION:
+        marks.append(pytest.mark.full_opt)
+    if name in SLOW_CARDS:
+        marks.append(pytest.mark.slow)
+    return marks
 
 
 @pytest.mark.parametrize(
